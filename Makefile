@@ -1,0 +1,43 @@
+# nurture: `make run` starts the whole system, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SECRET := instance/secret_key
+ATS    := instance/ats_secret
+
+.PHONY: run test install system-deps lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Server binaries the tests use for real (PostgreSQL); installed when missing and we may.
+system-deps:
+	@bash .ci/system-deps.sh
+
+$(SECRET) $(ATS):
+	mkdir -p instance
+	$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))' > $@
+	chmod 600 $@
+
+run: install $(SECRET) $(ATS)
+	NURTURE_SECRET_KEY="$${NURTURE_SECRET_KEY:-$$(cat $(SECRET))}" \
+	NURTURE_ATS_SECRET="$${NURTURE_ATS_SECRET:-$$(cat $(ATS))}" \
+	$(BIN)/nurture up
+
+test: install system-deps
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python bench/render.py
+
+clean:
+	rm -rf $(VENV) instance *.egg-info

@@ -1,0 +1,74 @@
+"""nurture: a self-hosted email campaign engine for talent-network nurturing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from nurture.config import INSTANCE_DIR, Config
+
+
+def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
+    """Build the Flask app: configuration, extensions, blueprints; nothing else."""
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.from_object(config_class)
+    app.config.from_prefixed_env("NURTURE")
+    app.config.update(overrides)
+    _finish_config(app)
+
+    from nurture import tasks
+    from nurture.extensions import csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    tasks.init_app(app)
+
+    from nurture.admin import bp as admin_bp
+    from nurture.api import bp as api_bp
+    from nurture.tracking import bp as tracking_bp
+
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(tracking_bp)
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+
+    from nurture import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _finish_config(app: Flask) -> None:
+    """Derive the settings other settings imply, and refuse to run without a secret."""
+    from nurture.clock import clock_from_setting
+
+    if not app.config.get("SECRET_KEY"):
+        raise RuntimeError(
+            "NURTURE_SECRET_KEY is not set: export a long random value "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    app.config["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(app.config["DATABASE_URL"])
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # Worker, scheduler and web share the file; wait for a lock instead of failing.
+        options["connect_args"] = {"timeout": 30, **options.get("connect_args", {})}
+    else:
+        options.setdefault("pool_pre_ping", True)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    app.config.setdefault("ATS_SECRET", None)
+    app.extensions["nurture.clock"] = clock_from_setting(str(app.config["CLOCK"]))
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """Accept the URLs operators write (``postgres://``) and pick the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _migrations_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "migrations"

@@ -1,0 +1,5 @@
+"""The admin that recruiting ops use in the browser."""
+
+from nurture.admin.views import bp
+
+__all__ = ["bp"]

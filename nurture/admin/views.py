@@ -1,0 +1,115 @@
+"""Admin views: sign-in, the dashboard, a campaign's funnel, and the captured mailbox."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import re
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_login import login_user, logout_user
+from sqlalchemy import func, select
+
+from nurture.admin.auth import role_required, safe_next
+from nurture.admin.forms import LoginForm
+from nurture.extensions import db
+from nurture.models import Campaign, Candidate, Role, User
+from nurture.services.campaigns import campaign_stats
+from nurture.services.users import check_password
+
+_OPEN_PIXEL = re.compile(r'<img[^>]+/o/[^>]+\.gif"[^>]*>')
+
+bp = Blueprint("admin", __name__, template_folder="templates", static_folder="static")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in."""
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        user = db.session.scalar(select(User).where(User.email == form.email.data.strip().lower()))
+        if check_password(user, form.password.data) and user.active:
+            login_user(user)
+            return redirect(safe_next(request.args.get("next")))
+        error = "That email and password do not match an account."
+    return render_template("admin/login.html", form=form, error=error)
+
+
+@bp.post("/logout")
+def logout():
+    """Sign out."""
+    logout_user()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@role_required(Role.VIEWER)
+def dashboard():
+    """The health of the network and the campaigns."""
+    counts = dict(
+        db.session.execute(select(Candidate.status, func.count()).group_by(Candidate.status)).all()
+    )
+    campaigns = db.session.scalars(select(Campaign).order_by(Campaign.id)).all()
+    return render_template("admin/dashboard.html", counts=counts, campaigns=campaigns)
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+@role_required(Role.VIEWER)
+def campaign(campaign_id: int):
+    """A campaign's steps and funnel."""
+    found = db.session.get(Campaign, campaign_id) or abort(404)
+    rows = list(zip(found.steps, campaign_stats(db.session, found), strict=True))
+    return render_template("admin/campaign.html", campaign=found, rows=rows)
+
+
+def _mailbox() -> mailbox.Maildir | None:
+    directory = current_app.config.get("MAILBOX_DIR")
+    if not directory or not Path(directory).is_dir():
+        return None
+    return mailbox.Maildir(directory, create=False)
+
+
+@bp.get("/mailbox")
+@role_required(Role.VIEWER)
+def mailbox_list():
+    """Mail caught by the local SMTP capture, newest first."""
+    box = _mailbox()
+    items = []
+    if box is not None:
+        for key, message in box.iteritems():
+            items.append(
+                {
+                    "key": key,
+                    "subject": str(message.get("Subject", "")),
+                    "to": message.get("To", ""),
+                    "from": message.get("From", ""),
+                    "date": message.get("Date", ""),
+                    "mtime": box.get_file(key).name,
+                }
+            )
+    items.sort(key=lambda item: Path(item["mtime"]).stat().st_mtime, reverse=True)
+    return render_template("admin/mailbox.html", items=items[:200], configured=box is not None)
+
+
+@bp.get("/mailbox/<key>")
+@role_required(Role.VIEWER)
+def mailbox_message(key: str):
+    """One captured mail, rendered (in a sandboxed frame) and as source."""
+    box = _mailbox()
+    if box is None or key not in box:
+        abort(404)
+    raw = box.get_bytes(key)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    html_part = parsed.get_body(("html",))
+    text_part = parsed.get_body(("plain",))
+    return render_template(
+        "admin/message.html",
+        message=parsed,
+        # Without the open pixel: a recruiter looking is not the candidate opening.
+        html=_OPEN_PIXEL.sub("", html_part.get_content()) if html_part else "",
+        text=text_part.get_content() if text_part else "",
+        source=raw.decode("utf-8", "replace"),
+    )

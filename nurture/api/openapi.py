@@ -1,0 +1,176 @@
+"""The OpenAPI 3.1 document of the JSON API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _op(
+    summary: str,
+    ok: str = "200",
+    body: str | None = None,
+    auth: bool = True,
+    params: list[str] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            ok: {"description": "OK", "content": {"application/json": {}}},
+            "4XX": {"description": "Error", "content": {"application/json": {"schema": _ERROR}}},
+        },
+    }
+    if body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        }
+    if not auth:
+        operation["security"] = []
+    if params:
+        operation["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
+            for p in params
+        ]
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    """What the API offers, for client generators and schemathesis."""
+    string = {"type": "string"}
+    strings = {"type": "array", "items": string}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "nurture", "version": "1"},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/candidates": {
+                "post": _op("Create or update a candidate by email", "201", "CandidateIn")
+            },
+            "/candidates/{id}": {
+                "get": _op("A candidate with enrolments and timeline", params=["id"]),
+                "delete": _op("Erase a candidate", params=["id"]),
+            },
+            "/campaigns": {"post": _op("Create a campaign", "201", "CampaignIn")},
+            "/campaigns/{id}": {"get": _op("A campaign", params=["id"])},
+            "/campaigns/{id}/activate": {"post": _op("Activate a campaign", params=["id"])},
+            "/campaigns/{id}/pause": {"post": _op("Pause a campaign", params=["id"])},
+            "/campaigns/{id}/stats": {"get": _op("Per-step statistics", params=["id"])},
+            "/ats/events": {
+                "post": _op(
+                    "An ATS event, signed in X-Nurture-Signature", body="AtsEvent", auth=False
+                )
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "properties": {
+                                "code": string,
+                                "message": string,
+                                "fields": {"type": "object", "additionalProperties": string},
+                            },
+                        }
+                    },
+                },
+                "CandidateIn": {
+                    "type": "object",
+                    "required": ["email"],
+                    "properties": {
+                        "email": {"type": "string", "format": "email"},
+                        **{
+                            name: string
+                            for name in (
+                                "first_name",
+                                "last_name",
+                                "timezone",
+                                "location",
+                                "role",
+                                "stage",
+                                "rejection_reason",
+                                "strengths",
+                                "source",
+                                "recruiter_name",
+                                "recruiter_email",
+                            )
+                        },
+                        "skills": strings,
+                        "tags": strings,
+                        "consent": {
+                            "type": "object",
+                            "properties": {
+                                "basis": string,
+                                "source": string,
+                                "at": {"type": "string", "format": "date-time"},
+                            },
+                        },
+                        "attributes": {"type": "object"},
+                    },
+                },
+                "CampaignIn": {
+                    "type": "object",
+                    "required": ["name", "steps"],
+                    "properties": {
+                        "name": string,
+                        "kind": {"enum": ["drip", "broadcast", "job_alert"]},
+                        "entry": {
+                            "type": "object",
+                            "properties": {
+                                "ats_event": {"enum": ["candidate.rejected"]},
+                                "tag": string,
+                                "segment_id": {"type": "integer"},
+                            },
+                        },
+                        "steps": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "delay": {"type": "string", "examples": ["P3D", "PT30S"]},
+                                    "subject": string,
+                                    "template": string,
+                                    "html": string,
+                                    "text": string,
+                                    "condition": {
+                                        "enum": [
+                                            "",
+                                            "previous_opened",
+                                            "previous_not_opened",
+                                            "previous_clicked",
+                                        ]
+                                    },
+                                },
+                            },
+                        },
+                        "send_window": {"type": "object"},
+                        "sender": {
+                            "type": "object",
+                            "properties": {
+                                "name": string,
+                                "email": string,
+                                "use_recruiter": {"type": "boolean"},
+                            },
+                        },
+                    },
+                },
+                "AtsEvent": {
+                    "type": "object",
+                    "required": ["type", "candidate"],
+                    "properties": {
+                        "type": {
+                            "enum": ["candidate.rejected", "candidate.hired", "candidate.reapplied"]
+                        },
+                        "candidate": {"$ref": "#/components/schemas/CandidateIn"},
+                    },
+                },
+            },
+        },
+    }

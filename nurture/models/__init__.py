@@ -1,0 +1,37 @@
+"""Typed SQLAlchemy models, one module per aggregate."""
+
+from nurture.models.base import Base
+from nurture.models.campaigns import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Enrolment,
+    EnrolmentStatus,
+    EntryType,
+    Step,
+)
+from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag
+from nurture.models.messages import Event, EventKind, Message, MessageState
+from nurture.models.users import ApiToken, Role, User
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Campaign",
+    "CampaignKind",
+    "CampaignStatus",
+    "Candidate",
+    "CandidateStatus",
+    "Enrolment",
+    "EnrolmentStatus",
+    "EntryType",
+    "Event",
+    "EventKind",
+    "Message",
+    "MessageState",
+    "Role",
+    "Step",
+    "Suppression",
+    "Tag",
+    "User",
+]

@@ -1,0 +1,119 @@
+"""Campaigns, their ordered steps, and the enrolment of candidates into them."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from nurture.models.base import Base
+
+if TYPE_CHECKING:
+    from nurture.models.candidates import Candidate
+
+
+class CampaignKind(enum.StrEnum):
+    """What a campaign sends."""
+
+    DRIP = "drip"
+    BROADCAST = "broadcast"
+    JOB_ALERT = "job_alert"
+
+
+class CampaignStatus(enum.StrEnum):
+    """draft → active ⇄ paused → archived."""
+
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
+
+
+class EntryType(enum.StrEnum):
+    """How candidates enter a campaign."""
+
+    ATS_EVENT = "ats_event"
+    TAG = "tag"
+    SEGMENT = "segment"
+    MANUAL = "manual"
+
+
+class EnrolmentStatus(enum.StrEnum):
+    """An enrolment is active until it completes its steps or exits early."""
+
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    EXITED = "exited"
+
+
+class Campaign(Base):
+    """A drip, broadcast or job alert, with its sender and entry rule."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20), default=CampaignKind.DRIP)
+    status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT)
+    entry_type: Mapped[str] = mapped_column(String(20), default=EntryType.MANUAL)
+    entry_value: Mapped[str] = mapped_column(String(200), default="")
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    sender_email: Mapped[str] = mapped_column(String(320), default="")
+    # Use the candidate's recruiter as From/Reply-To when they have one.
+    sender_is_recruiter: Mapped[bool] = mapped_column(default=True)
+    send_window: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    steps: Mapped[list[Step]] = relationship(
+        back_populates="campaign", order_by="Step.position", cascade="all, delete-orphan"
+    )
+
+
+class Step(Base):
+    """One mail of a campaign: sent ``delay_seconds`` after the previous one (or the entry)."""
+
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("campaign_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    delay_seconds: Mapped[int] = mapped_column(default=0)
+    # ISO-8601 as written by the user, kept so the API answers with what it was given.
+    delay: Mapped[str] = mapped_column(String(40), default="PT0S")
+    template: Mapped[str] = mapped_column(String(200), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    condition: Mapped[str] = mapped_column(String(40), default="")
+
+    campaign: Mapped[Campaign] = relationship(back_populates="steps")
+
+
+class Enrolment(Base):
+    """A candidate's way through one campaign."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (
+        Index("ix_enrolments_due", "status", "next_send_at"),
+        Index("ix_enrolments_candidate", "candidate_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # Position of the next step to send.
+    next_position: Mapped[int] = mapped_column(default=0)
+    # NULL while that step's message is in flight, so the scheduler doesn't pick it twice.
+    next_send_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20), default=EnrolmentStatus.ACTIVE)
+    exit_reason: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+    candidate: Mapped[Candidate] = relationship(back_populates="enrolments")
+    campaign: Mapped[Campaign] = relationship()

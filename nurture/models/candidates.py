@@ -1,0 +1,97 @@
+"""Candidates, their tags, and the suppression list that outlives them."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Column, ForeignKey, Index, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from nurture.models.base import Base
+
+if TYPE_CHECKING:
+    from nurture.models.campaigns import Enrolment
+
+
+class CandidateStatus(enum.StrEnum):
+    """Where a candidate stands; only ``active`` candidates are ever mailed."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    HIRED = "hired"
+    ERASED = "erased"
+
+
+candidate_tags = Table(
+    "candidate_tags",
+    Base.metadata,
+    Column("candidate_id", ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Tag(Base):
+    """A label or talent pool, e.g. ``backend`` or ``silver-medalist``."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class Candidate(Base):
+    """A person the team wants to stay in touch with."""
+
+    __tablename__ = "candidates"
+    __table_args__ = (Index("ix_candidates_status", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(200), default="")
+    stage: Mapped[str] = mapped_column(String(100), default="")
+    rejection_reason: Mapped[str] = mapped_column(String(200), default="")
+    strengths: Mapped[str] = mapped_column(Text, default="")
+    skills: Mapped[list[str]] = mapped_column(default=list)
+    source: Mapped[str] = mapped_column(String(100), default="")
+    recruiter_name: Mapped[str] = mapped_column(String(200), default="")
+    recruiter_email: Mapped[str] = mapped_column(String(320), default="")
+    consent_basis: Mapped[str] = mapped_column(String(100), default="")
+    consent_source: Mapped[str] = mapped_column(String(200), default="")
+    consent_at: Mapped[datetime | None]
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=CandidateStatus.ACTIVE)
+    engagement_score: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    tags: Mapped[list[Tag]] = relationship(secondary=candidate_tags, lazy="selectin")
+    enrolments: Mapped[list[Enrolment]] = relationship(back_populates="candidate")
+
+    @property
+    def full_name(self) -> str:
+        """First and last name, whichever are known."""
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    @property
+    def tag_names(self) -> list[str]:
+        """Tag names in alphabetical order."""
+        return sorted(tag.name for tag in self.tags)
+
+
+class Suppression(Base):
+    """An address that must never be mailed again, kept as a hash so it survives erasure."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]

@@ -1,0 +1,81 @@
+"""The per-recipient ledger: one row a mail, and the events that come back."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from nurture.models.base import Base
+
+
+class MessageState(enum.StrEnum):
+    """queued → sending → sent | failed | skipped."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class EventKind(enum.StrEnum):
+    """What a candidate (or their mail system) did with a message."""
+
+    OPEN = "open"
+    CLICK = "click"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+
+
+class Message(Base):
+    """One email to one candidate; at most one per (enrolment, step)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("enrolment_id", "step_id"),
+        Index("ix_messages_state", "state", "queued_at"),
+        Index("ix_messages_candidate", "candidate_id"),
+        Index("ix_messages_step", "step_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id", ondelete="CASCADE"))
+    enrolment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrolments.id", ondelete="CASCADE")
+    )
+    state: Mapped[str] = mapped_column(String(20), default=MessageState.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(255), default="")
+    to_address: Mapped[str] = mapped_column(String(320), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    queued_at: Mapped[datetime]
+    enqueued_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    """An open, click, unsubscribe, bounce or complaint, tied to the message it came from."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_message", "message_id", "kind"),
+        Index("ix_events_candidate", "candidate_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    url: Mapped[str] = mapped_column(Text, default="")
+    # Privacy proxies and link scanners: recorded, but left out of stats.
+    machine: Mapped[bool] = mapped_column(default=False)
+    user_agent: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[datetime]

@@ -1,0 +1,205 @@
+"""Creating, updating, suppressing and erasing candidates."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture.models import (
+    Candidate,
+    CandidateStatus,
+    Enrolment,
+    EnrolmentStatus,
+    Suppression,
+    Tag,
+)
+from nurture.services.errors import ValidationError
+
+# Fields a caller may set, with their longest accepted length.
+TEXT_FIELDS = {
+    "first_name": 100,
+    "last_name": 100,
+    "timezone": 64,
+    "location": 200,
+    "role": 200,
+    "stage": 100,
+    "rejection_reason": 200,
+    "strengths": 5000,
+    "source": 100,
+    "recruiter_name": 200,
+}
+
+
+def normalise_email(value: Any, field: str = "email") -> str:
+    """Validate an address and return it in the one form nurture stores (domain lower-cased)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field} is required", {field: "an email address is required"})
+    try:
+        checked = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationError(f"{field} is not a valid address", {field: str(exc)}) from None
+    # Mailbox names are case-insensitive at every provider that matters; store one form.
+    return checked.normalized.lower()
+
+
+def email_hash(email: str) -> str:
+    """The suppression key of an address: SHA-256 of its normalised form."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    """True when the address is on the suppression list."""
+    key = email_hash(email)
+    return session.scalar(select(Suppression.id).where(Suppression.email_hash == key)) is not None
+
+
+def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
+    """Put an address on the suppression list (idempotent)."""
+    key = email_hash(email)
+    if session.scalar(select(Suppression.id).where(Suppression.email_hash == key)) is None:
+        session.add(Suppression(email_hash=key, reason=reason, created_at=now))
+
+
+def _clean(data: dict[str, Any]) -> dict[str, Any]:
+    """Check every field the caller sent; collect all problems before refusing."""
+    errors: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    for field, limit in TEXT_FIELDS.items():
+        if field not in data or data[field] is None:
+            continue
+        value = data[field]
+        if not isinstance(value, str):
+            errors[field] = "must be a string"
+        elif len(value) > limit:
+            errors[field] = f"must be at most {limit} characters"
+        else:
+            clean[field] = value.strip()
+    if clean.get("timezone"):
+        try:
+            ZoneInfo(clean["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            errors["timezone"] = (
+                f"{clean['timezone']!r} is not an IANA time zone (e.g. Europe/Paris)"
+            )
+    for field in ("skills", "tags"):
+        if field in data and data[field] is not None:
+            value = data[field]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                errors[field] = "must be a list of strings"
+            else:
+                clean[field] = sorted({v.strip().lower() for v in value if v.strip()})
+    if data.get("recruiter_email"):
+        try:
+            clean["recruiter_email"] = normalise_email(data["recruiter_email"], "recruiter_email")
+        except ValidationError as exc:
+            errors.update(exc.fields)
+    consent = data.get("consent")
+    if consent is not None:
+        if not isinstance(consent, dict):
+            errors["consent"] = "must be an object with basis, source and at"
+        else:
+            clean["consent_basis"] = str(consent.get("basis", ""))[:100]
+            clean["consent_source"] = str(consent.get("source", ""))[:200]
+            if consent.get("at"):
+                try:
+                    clean["consent_at"] = datetime.fromisoformat(str(consent["at"]))
+                    if clean["consent_at"].tzinfo is None:
+                        raise ValueError
+                except ValueError:
+                    errors["consent.at"] = "must be an ISO-8601 time with a zone"
+    attributes = data.get("attributes")
+    if attributes is not None:
+        if not isinstance(attributes, dict):
+            errors["attributes"] = "must be an object"
+        else:
+            clean["attributes"] = attributes
+    if errors:
+        raise ValidationError("some fields are not valid", errors)
+    return clean
+
+
+def upsert_candidate(
+    session: Session, data: dict[str, Any], now: datetime
+) -> tuple[Candidate, bool]:
+    """Create the candidate, or update the one with that email; returns (candidate, created)."""
+    problems: dict[str, str] = {}
+    try:
+        email = normalise_email(data.get("email"))
+    except ValidationError as exc:
+        problems.update(exc.fields)
+        email = ""
+    try:
+        clean = _clean(data)
+    except ValidationError as exc:
+        problems.update(exc.fields)
+    if problems:
+        raise ValidationError("some fields are not valid", problems)
+
+    candidate = session.scalar(select(Candidate).where(Candidate.email == email))
+    created = candidate is None
+    if candidate is None:
+        candidate = Candidate(email=email, created_at=now, skills=[], attributes={})
+        session.add(candidate)
+    tags = clean.pop("tags", None)
+    for field, value in clean.items():
+        setattr(candidate, field, value)
+    if tags is not None:
+        candidate.tags = tags_named(session, tags)
+    candidate.updated_at = now
+    session.flush()
+    return candidate, created
+
+
+def tags_named(session: Session, names: list[str]) -> list[Tag]:
+    """The Tag rows for these names, creating the missing ones."""
+    existing = {t.name: t for t in session.scalars(select(Tag).where(Tag.name.in_(names)))}
+    for name in names:
+        if name not in existing:
+            existing[name] = Tag(name=name)
+            session.add(existing[name])
+    return [existing[name] for name in names]
+
+
+def end_enrolments(session: Session, candidate: Candidate, reason: str, now: datetime) -> int:
+    """Exit every active enrolment of the candidate; returns how many ended."""
+    enrolments = session.scalars(
+        select(Enrolment).where(
+            Enrolment.candidate_id == candidate.id, Enrolment.status == EnrolmentStatus.ACTIVE
+        )
+    ).all()
+    for enrolment in enrolments:
+        enrolment.status = EnrolmentStatus.EXITED
+        enrolment.exit_reason = reason
+        enrolment.next_send_at = None
+        enrolment.ended_at = now
+    return len(enrolments)
+
+
+def mark_hired(session: Session, candidate: Candidate, now: datetime) -> None:
+    """A hired candidate leaves every drip."""
+    candidate.status = CandidateStatus.HIRED
+    candidate.updated_at = now
+    end_enrolments(session, candidate, "hired", now)
+
+
+def erase(session: Session, candidate: Candidate, now: datetime) -> None:
+    """Remove personal data, keeping the address only as a suppression hash."""
+    suppress(session, candidate.email, "erased", now)
+    end_enrolments(session, candidate, "erased", now)
+    candidate.email = f"erased-{candidate.id}@erased.invalid"
+    for field in TEXT_FIELDS:
+        setattr(candidate, field, "")
+    candidate.recruiter_email = ""
+    candidate.skills = []
+    candidate.attributes = {}
+    candidate.consent_basis = candidate.consent_source = ""
+    candidate.consent_at = None
+    candidate.tags = []
+    candidate.status = CandidateStatus.ERASED
+    candidate.updated_at = now

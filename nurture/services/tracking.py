@@ -1,0 +1,178 @@
+"""Signed tracking links, and what happens when a candidate opens, clicks or unsubscribes."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.orm import Session
+
+from nurture.models import Candidate, CandidateStatus, Event, EventKind, Message
+from nurture.services import candidates as candidate_service
+
+_HREF = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
+
+
+class BadToken(Exception):
+    """A tracking or unsubscribe token that was not signed by us."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Signs and checks the short tokens in tracking and unsubscribe URLs."""
+
+    secret: str
+    base_url: str
+
+    def _serializer(self, purpose: str) -> URLSafeSerializer:
+        return URLSafeSerializer(self.secret, salt=f"nurture.{purpose}")
+
+    def sign(self, purpose: str, payload: Any) -> str:
+        """A URL-safe signed token for ``payload``."""
+        return self._serializer(purpose).dumps(payload)
+
+    def load(self, purpose: str, token: str) -> Any:
+        """The payload of a token we signed, or BadToken."""
+        try:
+            return self._serializer(purpose).loads(token)
+        except BadSignature:
+            raise BadToken(purpose) from None
+
+    def open_url(self, message_id: int) -> str:
+        """The URL of the open pixel of a message."""
+        return f"{self.base_url}/o/{self.sign('open', message_id)}.gif"
+
+    def click_url(self, message_id: int, url: str) -> str:
+        """A redirect through us to ``url``, valid only for this message and this URL."""
+        return f"{self.base_url}/c/{self.sign('click', [message_id, url])}"
+
+    def unsubscribe_url(self, candidate_id: int, message_id: int | None) -> str:
+        """The one-click unsubscribe URL (RFC 8058) for a candidate."""
+        return f"{self.base_url}/u/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+    def preferences_url(self, candidate_id: int, message_id: int | None) -> str:
+        """The preference page of a candidate."""
+        return f"{self.base_url}/p/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+
+def instrument(html: str, tokens: Tokens, message_id: int, keep: tuple[str, ...] = ()) -> str:
+    """Route the links of a rendered mail through click tracking and add the open pixel."""
+
+    def rewrite(found: re.Match[str]) -> str:
+        url = html_lib.unescape(found.group(1))
+        if url.startswith(keep):
+            return found.group(0)
+        return f'href="{html_lib.escape(tokens.click_url(message_id, url))}"'
+
+    tracked = _HREF.sub(rewrite, html)
+    pixel = (
+        f'<img src="{html_lib.escape(tokens.open_url(message_id))}" width="1" height="1" '
+        'alt="" style="display:block;height:1px;width:1px;border:0;">'
+    )
+    closing = tracked.lower().rfind("</body>")
+    if closing == -1:
+        return tracked + pixel
+    return tracked[:closing] + pixel + tracked[closing:]
+
+
+# Mail-privacy proxies and link scanners announce themselves; their hits are not a person's.
+_MACHINE_AGENTS = re.compile(
+    r"GoogleImageProxy|YahooMailProxy|Barracuda|Mimecast|Proofpoint|bot|crawler|spider"
+    r"|python-requests|curl/|Wget",
+    re.IGNORECASE,
+)
+
+
+def looks_like_machine(user_agent: str) -> bool:
+    """True for user agents of proxies and scanners rather than a person's mail app."""
+    return bool(_MACHINE_AGENTS.search(user_agent or ""))
+
+
+def record_event(
+    session: Session,
+    message: Message,
+    kind: EventKind,
+    now: datetime,
+    url: str = "",
+    user_agent: str = "",
+) -> Event:
+    """Store what happened to a message."""
+    event = Event(
+        message_id=message.id,
+        candidate_id=message.candidate_id,
+        kind=kind,
+        url=url,
+        user_agent=(user_agent or "")[:400],
+        machine=kind in (EventKind.OPEN, EventKind.CLICK) and looks_like_machine(user_agent),
+        created_at=now,
+    )
+    session.add(event)
+    return event
+
+
+def open_message(
+    session: Session, tokens: Tokens, token: str, user_agent: str, now: datetime
+) -> None:
+    """Record an open; a bad token or unknown message changes nothing."""
+    message_id = tokens.load("open", token)
+    message = session.get(Message, message_id) if isinstance(message_id, int) else None
+    if message is None:
+        raise BadToken("open")
+    record_event(session, message, EventKind.OPEN, now, user_agent=user_agent)
+
+
+def click(session: Session, tokens: Tokens, token: str, user_agent: str, now: datetime) -> str:
+    """Record a click and return the URL it leads to (only ever one the message contained)."""
+    payload = tokens.load("click", token)
+    if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], int)):
+        raise BadToken("click")
+    message_id, url = payload
+    if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
+        raise BadToken("click")
+    message = session.get(Message, message_id)
+    if message is None:
+        raise BadToken("click")
+    record_event(session, message, EventKind.CLICK, now, url=url, user_agent=user_agent)
+    return url
+
+
+def unsubscribe_target(
+    session: Session, tokens: Tokens, token: str
+) -> tuple[Candidate, Message | None]:
+    """The candidate (and message) an unsubscribe token speaks for."""
+    payload = tokens.load("unsubscribe", token)
+    if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], int)):
+        raise BadToken("unsubscribe")
+    candidate = session.get(Candidate, payload[0])
+    if candidate is None:
+        raise BadToken("unsubscribe")
+    message = session.get(Message, payload[1]) if isinstance(payload[1], int) else None
+    if message is not None and message.candidate_id != candidate.id:
+        raise BadToken("unsubscribe")
+    return candidate, message
+
+
+def unsubscribe(
+    session: Session, candidate: Candidate, message: Message | None, now: datetime
+) -> bool:
+    """Unsubscribe from everything: end every drip and suppress the address; False if already."""
+    already = candidate.status == CandidateStatus.UNSUBSCRIBED
+    if candidate.status in (CandidateStatus.ACTIVE, CandidateStatus.HIRED):
+        candidate.status = CandidateStatus.UNSUBSCRIBED
+        candidate.updated_at = now
+    candidate_service.end_enrolments(session, candidate, "unsubscribed", now)
+    if candidate.status != CandidateStatus.ERASED:
+        candidate_service.suppress(session, candidate.email, "unsubscribed", now)
+    if not already:
+        event = Event(
+            message_id=message.id if message else None,
+            candidate_id=candidate.id,
+            kind=EventKind.UNSUBSCRIBE,
+            created_at=now,
+        )
+        session.add(event)
+    return not already

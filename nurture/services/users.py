@@ -1,0 +1,72 @@
+"""Admin users and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from nurture.models import ApiToken, Role, User
+from nurture.services.candidates import normalise_email
+from nurture.services.errors import Conflict, ValidationError
+
+
+def create_user(
+    session: Session, email: str, password: str, role: str, now: datetime, name: str = ""
+) -> User:
+    """A new user with a scrypt-hashed password."""
+    errors: dict[str, str] = {}
+    try:
+        email = normalise_email(email)
+    except ValidationError as exc:
+        errors.update(exc.fields)
+    if len(password or "") < 10:
+        errors["password"] = "must be at least 10 characters"
+    if role not in set(Role):
+        errors["role"] = f"must be one of {', '.join(Role)}"
+    if errors:
+        raise ValidationError("the user is not valid", errors)
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict(f"a user with the address {email} exists already")
+    user = User(
+        email=email,
+        name=name,
+        password_hash=generate_password_hash(password, method="scrypt"),
+        role=role,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def check_password(user: User | None, password: str) -> bool:
+    """True when the password is the user's (constant time; False for no user)."""
+    if user is None or not user.password_hash:
+        return False
+    return check_password_hash(user.password_hash, password)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, user: User, name: str, now: datetime) -> str:
+    """A new API token for ``user``; the plain token is returned once and only its hash kept."""
+    token = "nrt_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(user=user, name=name, token_hash=_digest(token), created_at=now))
+    session.flush()
+    return token
+
+
+def user_for_token(session: Session, token: str, now: datetime) -> User | None:
+    """The active user a bearer token belongs to, or None."""
+    api_token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(token)))
+    if api_token is None or not api_token.user.active:
+        return None
+    api_token.last_used_at = now
+    return api_token.user

@@ -1,0 +1,51 @@
+"""The job that sends a batch of messages."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from nurture.extensions import db
+from nurture.services.mail import MailSettings
+from nurture.services.rendering import TemplateLibrary
+from nurture.services.sending import Sender
+from nurture.services.sending import send_messages as send_service
+from nurture.services.smtp import SmtpSettings, SmtpTransport
+from nurture.services.tracking import Tokens
+
+
+def sender_for(app: Flask) -> Sender:
+    """The process-wide Sender: its template cache and SMTP connection outlive each job."""
+    sender = app.extensions.get("nurture.sender")
+    if sender is None:
+        settings = MailSettings.from_config(app.config)
+        sender = Sender(
+            settings=settings,
+            library=template_library(app),
+            tokens=Tokens(app.config["SECRET_KEY"], settings.base_url),
+            transport=SmtpTransport(
+                SmtpSettings.from_url(app.config["SMTP_URL"], app.config["SMTP_TIMEOUT"])
+            ),
+        )
+        app.extensions["nurture.sender"] = sender
+    return sender
+
+
+def template_library(app: Flask) -> TemplateLibrary:
+    """The app's template library and its compiled-template cache."""
+    library = app.extensions.get("nurture.templates")
+    if library is None:
+        library = TemplateLibrary(app.config["TEMPLATES_DIR"])
+        app.extensions["nurture.templates"] = library
+    return library
+
+
+def send_messages(message_ids: list[int]) -> dict[str, int]:
+    """Send the messages with these ids (those still queued); returns counts by outcome."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        outcome = send_service(
+            db.session, sender_for(app), app.extensions["nurture.clock"], message_ids
+        )
+    finally:
+        db.session.remove()
+    return dict(outcome)

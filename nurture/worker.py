@@ -1,0 +1,22 @@
+"""The RQ worker that sends mail, shared by ``worker.py`` and ``nurture worker``."""
+
+from __future__ import annotations
+
+from rq import SimpleWorker
+from sqlalchemy.orm import configure_mappers
+
+from nurture import create_app
+from nurture.tasks import get_queue, get_redis
+
+
+def run_worker(burst: bool = False) -> None:
+    """Create the app, push its context once, and work the send queue.
+
+    A SimpleWorker runs jobs in its own process: the compiled-template cache and the SMTP
+    connection survive from one job to the next instead of dying with a forked work horse.
+    """
+    app = create_app()
+    app.app_context().push()
+    configure_mappers()
+    worker = SimpleWorker([get_queue(app)], connection=get_redis(app))
+    worker.work(burst=burst, with_scheduler=False)

@@ -1,0 +1,8 @@
+"""Start a nurture worker on the configured Redis: ``python worker.py [--burst]``."""
+
+import sys
+
+from nurture.worker import run_worker
+
+if __name__ == "__main__":
+    run_worker(burst="--burst" in sys.argv[1:])
