@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ from nurture.config import INSTANCE_DIR, Config
 
 def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     """Build the Flask app: configuration, extensions, blueprints; nothing else."""
-    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    instance = overrides.pop("INSTANCE_PATH", None) or os.environ.get("NURTURE_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=str(Path(instance or INSTANCE_DIR).resolve()))
     app.config.from_object(config_class)
     app.config.from_prefixed_env("NURTURE")
     app.config.update(overrides)

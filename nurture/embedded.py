@@ -560,6 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
     except KeyboardInterrupt:
         pass
+    except (OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -23,6 +23,7 @@ from nurture.config import TestConfig
 from nurture.embedded import EmbeddedRedis, SmtpCapture
 from nurture.extensions import db
 from nurture.services.users import create_token, create_user
+from nurture.tasks.sending import close_sender
 from tests.support import postgres as pg
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -112,6 +113,7 @@ def clock(tmp_path: Path) -> FileClock:
 
 def make_app(database_url: str, clock: FileClock, **overrides: Any) -> Flask:
     """An app on ``database_url``, migrated with Alembic as an operator would."""
+    overrides.setdefault("INSTANCE_PATH", str(clock.path.parent / "instance"))
     app = create_app(TestConfig, DATABASE_URL=database_url, CLOCK=str(clock.path), **overrides)
     with app.app_context():
         upgrade()
@@ -126,6 +128,7 @@ def app(sqlite_url: str, clock: FileClock, tmp_path: Path) -> Iterator[Flask]:
     )
     with app.app_context():
         yield app
+        close_sender(app)
         db.session.remove()
         db.engine.dispose()
 
@@ -151,10 +154,15 @@ def api_token(app: Flask, role: str = "admin") -> str:
     return token
 
 
+def auth_headers(app: Flask, role: str = "admin") -> dict[str, str]:
+    """Authorization headers of a new API caller with ``role``."""
+    return {"Authorization": f"Bearer {api_token(app, role)}"}
+
+
 @pytest.fixture
 def auth(app: Flask) -> dict[str, str]:
     """Headers of an admin API caller."""
-    return {"Authorization": f"Bearer {api_token(app, 'admin')}"}
+    return auth_headers(app, "admin")
 
 
 def ats_post(client, payload: dict[str, Any], secret: str | None = ATS_SECRET):

@@ -71,7 +71,7 @@ def _steps(data: Any, library: TemplateLibrary, errors: dict[str, str]) -> list[
         try:
             delay = parse_delay(raw.get("delay", "PT0S"), f"{where}.delay")
             step.delay_seconds = int(delay.total_seconds())
-            step.delay = str(raw.get("delay", "PT0S")).upper()
+            step.delay = str(raw.get("delay", "PT0S")).strip().upper()
         except ValidationError as exc:
             errors.update(exc.fields)
         if step.condition not in CONDITIONS:
@@ -106,7 +106,7 @@ def create_campaign(
     if not isinstance(name, str) or not name.strip():
         errors["name"] = "a campaign needs a name"
     kind = data.get("kind", CampaignKind.DRIP)
-    if kind not in set(CampaignKind):
+    if not isinstance(kind, str) or kind not in set(CampaignKind):
         errors["kind"] = f"must be one of {', '.join(CampaignKind)}"
     entry_type, entry_value = _entry(data.get("entry"), errors)
     steps = _steps(data.get("steps"), library, errors)

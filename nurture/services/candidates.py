@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -16,6 +16,7 @@ from nurture.models import (
     CandidateStatus,
     Enrolment,
     EnrolmentStatus,
+    Message,
     Suppression,
     Tag,
 )
@@ -144,7 +145,9 @@ def upsert_candidate(
     candidate = session.scalar(select(Candidate).where(Candidate.email == email))
     created = candidate is None
     if candidate is None:
-        candidate = Candidate(email=email, created_at=now, skills=[], attributes={})
+        candidate = Candidate(
+            email=email, created_at=now, updated_at=now, skills=[], attributes={}
+        )
         session.add(candidate)
     tags = clean.pop("tags", None)
     for field, value in clean.items():
@@ -191,6 +194,12 @@ def mark_hired(session: Session, candidate: Candidate, now: datetime) -> None:
 def erase(session: Session, candidate: Candidate, now: datetime) -> None:
     """Remove personal data, keeping the address only as a suppression hash."""
     suppress(session, candidate.email, "erased", now)
+    # The ledger keeps that a mail went out, not to whom or what it said.
+    session.execute(
+        update(Message)
+        .where(Message.candidate_id == candidate.id)
+        .values(to_address="", subject="")
+    )
     end_enrolments(session, candidate, "erased", now)
     candidate.email = f"erased-{candidate.id}@erased.invalid"
     for field in TEXT_FIELDS:

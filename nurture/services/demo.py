@@ -119,6 +119,7 @@ def seed_demo(
     if session.scalar(select(User.id).where(User.email == DEMO_ADMIN)) is None:
         password = secrets.token_urlsafe(12)
         create_user(session, DEMO_ADMIN, password, "admin", now, name="Demo Admin")
+        instance.mkdir(parents=True, exist_ok=True)
         credentials = instance / "demo-admin.txt"
         credentials.write_text(f"demo login: {DEMO_ADMIN} / {password}\n")
         credentials.chmod(0o600)

@@ -68,6 +68,9 @@ def handle_ats_event(session: Session, payload: Any, now: datetime) -> dict[str,
     candidate, created = candidate_service.upsert_candidate(session, data, now)
     result: dict[str, Any] = {"candidate_id": candidate.id, "created": created}
     if kind == "candidate.rejected":
+        if candidate.status == CandidateStatus.HIRED:
+            # Hired once, rejected now (they left and re-applied): a candidate again.
+            candidate.status = CandidateStatus.ACTIVE
         campaigns = session.scalars(
             select(Campaign).where(
                 Campaign.status == CampaignStatus.ACTIVE,

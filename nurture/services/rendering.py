@@ -120,6 +120,8 @@ class TemplateLibrary:
 
     def compile(self, html: str, text: str | None = None, subject: str = "") -> CompiledTemplate:
         """Compile an HTML template (and optional text twin); cached by content hash."""
+        # Syntax errors are reported on the lines the author wrote, before the layout is pasted in.
+        self._check_syntax(self._html_env, html, "html")
         flat_html, blocks = self._flatten(html)
         subject_source = subject.strip() or blocks.get("subject", "").strip()
         key = hashlib.sha256(
@@ -151,6 +153,16 @@ class TemplateLibrary:
         html_template = self._parse(self._html_env, inlined, "html")
         text_template = self._parse(self._text_env, text, "text") if text else None
         return CompiledTemplate(key=key, subject=subject, html=html_template, text=text_template)
+
+    @staticmethod
+    def _check_syntax(env: SandboxedEnvironment, source: str, field: str) -> None:
+        try:
+            env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValidationError(
+                f"{field} has a template error on line {exc.lineno}",
+                {field: f"line {exc.lineno}: {exc.message}"},
+            ) from None
 
     @staticmethod
     def _parse(env: SandboxedEnvironment, source: str, field: str) -> jinja2.Template:

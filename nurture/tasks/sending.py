@@ -49,3 +49,10 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     finally:
         db.session.remove()
     return dict(outcome)
+
+
+def close_sender(app: Flask) -> None:
+    """Say goodbye to the SMTP relay (worker shutdown, tests)."""
+    sender = app.extensions.pop("nurture.sender", None)
+    if sender is not None:
+        sender.transport.close()

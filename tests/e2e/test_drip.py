@@ -25,6 +25,7 @@ from nurture.embedded import CapturedMessage, SmtpCapture
 from nurture.extensions import db
 from nurture.models import Message, MessageState
 from nurture.tasks.scheduling import run_tick
+from nurture.tasks.sending import close_sender
 from tests.conftest import api_token, ats_post, make_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +110,7 @@ def system(database_url, clock, redis_url, smtp: SmtpCapture, tmp_path: Path):
     worker = Worker(env, tmp_path / "worker.log")
     with app.app_context():
         yield app, worker
+        close_sender(app)
         db.session.remove()
         db.engine.dispose()
     worker.stop()
