@@ -1,0 +1,132 @@
+"""The scheduler: the database says what is due; Redis only carries ids and may lose them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from redis import Redis
+from rq import Queue, SimpleWorker
+from sqlalchemy import func, select
+
+from nurture.embedded import SmtpCapture
+from nurture.extensions import db
+from nurture.models import Enrolment, Message, MessageState
+from nurture.tasks import get_queue
+from nurture.tasks.scheduling import run_tick
+from nurture.tasks.sending import close_sender
+from tests.conftest import ats_post, auth_headers, make_app
+
+DRIP = {
+    "name": "Two steps",
+    "entry": {"ats_event": "candidate.rejected"},
+    "steps": [
+        {"delay": "P1D", "template": "rejection_followup"},
+        {"delay": "P3D", "template": "checkin_3_months"},
+    ],
+}
+
+
+@pytest.fixture
+def system(database_url, clock, smtp: SmtpCapture, redis_url):
+    app = make_app(database_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
+    with app.app_context():
+        yield app
+        close_sender(app)
+        db.session.remove()
+        db.engine.dispose()
+
+
+def start(app: Flask, people: int) -> int:
+    client = app.test_client()
+    headers = auth_headers(app, "editor")
+    campaign = client.post("/api/v1/campaigns", json=DRIP, headers=headers).json["id"]
+    client.post(f"/api/v1/campaigns/{campaign}/activate", headers=headers)
+    for n in range(people):
+        person = {"email": f"p{n}@example.org", "first_name": f"P{n}"}
+        ats_post(client, {"type": "candidate.rejected", "candidate": person})
+    return campaign
+
+
+def work(app: Flask) -> None:
+    """Run a real RQ worker in burst mode until the queue is empty."""
+    queue = get_queue(app)
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+
+def count(state: str) -> int:
+    return db.session.scalar(select(func.count()).where(Message.state == state))
+
+
+def test_nothing_is_created_before_it_is_due(system: Flask, clock) -> None:
+    start(system, 2)
+    assert run_tick(system).created == 0
+    clock.advance(timedelta(hours=23))
+    assert run_tick(system).created == 0
+    clock.advance(timedelta(hours=1))
+    result = run_tick(system)
+    assert (result.created, result.enqueued) == (2, 2)
+    # A second pass finds nothing new: the enrolments wait for their messages to be sent.
+    assert run_tick(system).created == 0
+
+
+def test_a_flushed_redis_loses_no_mail_and_duplicates_none(
+    system: Flask, clock, smtp: SmtpCapture
+) -> None:
+    start(system, 3)
+    clock.advance(timedelta(days=1))
+    assert run_tick(system).enqueued == 3
+    Redis.from_url(system.config["REDIS_URL"]).flushall()  # the jobs are gone
+    work(system)
+    assert smtp.messages == [] and count(MessageState.QUEUED) == 3
+    # Within the requeue window nothing is enqueued twice...
+    assert run_tick(system).enqueued == 0
+    # ...after it, the scheduler re-finds what the database says is still queued.
+    clock.advance(timedelta(seconds=system.config["REQUEUE_AFTER_SECONDS"] + 1))
+    assert run_tick(system).enqueued == 3
+    work(system)
+    assert len(smtp.messages) == 3 and count(MessageState.SENT) == 3
+    # A stale duplicate job for the same ids sends nothing more.
+    ids = list(db.session.scalars(select(Message.id)))
+    Queue(system.config["QUEUE_NAME"], connection=get_queue(system).connection).enqueue(
+        "nurture.tasks.sending.send_messages", ids
+    )
+    work(system)
+    assert len(smtp.messages) == 3
+
+
+def test_a_worker_that_died_mid_send_is_recovered(system: Flask, clock, smtp) -> None:
+    start(system, 1)
+    clock.advance(timedelta(days=1))
+    run_tick(system)
+    # A worker claimed the message, then was killed before the SMTP conversation.
+    db.session.execute(
+        Message.__table__.update().values(state=MessageState.SENDING, claimed_at=clock.now())
+    )
+    db.session.commit()
+    Redis.from_url(system.config["REDIS_URL"]).flushall()
+    clock.advance(timedelta(seconds=system.config["STUCK_AFTER_SECONDS"] + 1))
+    assert run_tick(system).enqueued == 1
+    work(system)
+    assert len(smtp.messages) == 1
+
+
+def test_pause_holds_mail_and_resume_sends_it_once(system: Flask, clock, smtp) -> None:
+    campaign = start(system, 2)
+    headers = auth_headers(system, "editor")
+    client = system.test_client()
+    clock.advance(timedelta(days=1))
+    run_tick(system)
+    client.post(f"/api/v1/campaigns/{campaign}/pause", headers=headers)
+    work(system)
+    assert smtp.messages == [] and count(MessageState.QUEUED) == 2
+    clock.advance(timedelta(days=5))
+    assert run_tick(system).created == 0  # paused: no new messages either
+    client.post(f"/api/v1/campaigns/{campaign}/activate", headers=headers)
+    assert run_tick(system).enqueued == 2
+    work(system)
+    assert len(smtp.messages) == 2
+    # The next step is due three days after the first one really went out.
+    enrolment = db.session.scalar(select(Enrolment))
+    assert enrolment.next_send_at == clock.now() + timedelta(days=3)
