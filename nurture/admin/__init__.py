@@ -1,5 +1,13 @@
 """The admin that recruiting ops use in the browser."""
 
-from nurture.admin.views import bp
+from nurture.admin import (  # noqa: F401 - each module adds its routes to bp
+    campaigns,
+    candidates,
+    imports,
+    templates_editor,
+    users,
+    views,
+)
+from nurture.admin.blueprint import bp
 
 __all__ = ["bp"]

@@ -10,6 +10,8 @@ from flask import abort, redirect, request, url_for
 from flask_login import current_user
 
 from nurture.extensions import db, login_manager
+
+login_manager.login_view = "admin.login"
 from nurture.models import User
 
 

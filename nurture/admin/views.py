@@ -1,4 +1,4 @@
-"""Admin views: sign-in, the dashboard, a campaign's funnel, and the captured mailbox."""
+"""Admin views: sign-in and sign-out, the dashboard, and the captured mailbox."""
 
 from __future__ import annotations
 
@@ -8,33 +8,40 @@ import mailbox
 import re
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_login import login_user, logout_user
 from sqlalchemy import func, select
 
 from nurture.admin.auth import role_required, safe_next
+from nurture.admin.blueprint import bp
 from nurture.admin.forms import LoginForm
 from nurture.extensions import db
-from nurture.models import Campaign, Candidate, Role, User
-from nurture.services.campaigns import campaign_stats
-from nurture.services.users import check_password
+from nurture.models import Campaign, Candidate, Role
+from nurture.services.users import LoginLocked, authenticate
 
 _OPEN_PIXEL = re.compile(r'<img[^>]+/o/[^>]+\.gif"[^>]*>')
 
-bp = Blueprint("admin", __name__, template_folder="templates", static_folder="static")
+
+def _now():
+    return current_app.extensions["nurture.clock"].now()
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Sign in."""
+    """Sign in; five wrong passwords lock the account for a quarter of an hour."""
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        user = db.session.scalar(select(User).where(User.email == form.email.data.strip().lower()))
-        if check_password(user, form.password.data) and user.active:
+        try:
+            user = authenticate(db.session, form.email.data, form.password.data, _now())
+        except LoginLocked as locked:
+            minutes = max(1, int((locked.until - _now()).total_seconds() // 60) + 1)
+            user, error = None, f"Too many failed attempts. Try again in {minutes} minutes."
+        db.session.commit()
+        if user is not None:
             login_user(user)
             return redirect(safe_next(request.args.get("next")))
-        error = "That email and password do not match an account."
+        error = error or "That email and password do not match an account."
     return render_template("admin/login.html", form=form, error=error)
 
 
@@ -54,15 +61,6 @@ def dashboard():
     )
     campaigns = db.session.scalars(select(Campaign).order_by(Campaign.id)).all()
     return render_template("admin/dashboard.html", counts=counts, campaigns=campaigns)
-
-
-@bp.get("/campaigns/<int:campaign_id>")
-@role_required(Role.VIEWER)
-def campaign(campaign_id: int):
-    """A campaign's steps and funnel."""
-    found = db.session.get(Campaign, campaign_id) or abort(404)
-    rows = list(zip(found.steps, campaign_stats(db.session, found), strict=True))
-    return render_template("admin/campaign.html", campaign=found, rows=rows)
 
 
 def _mailbox() -> mailbox.Maildir | None:
@@ -85,7 +83,6 @@ def mailbox_list():
                 "subject": str(message.get("Subject", "")),
                 "to": message.get("To", ""),
                 "from": message.get("From", ""),
-                "date": message.get("Date", ""),
                 "delivered": message.get_date(),  # when the capture stored it
             })
     items.sort(key=lambda item: item["delivered"], reverse=True)

@@ -16,7 +16,7 @@ from nurture.extensions import csrf, db
 from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Role
 from nurture.services import campaigns as campaign_service
 from nurture.services import candidates as candidate_service
-from nurture.services.enrolment import handle_ats_event
+from nurture.services.enrolment import handle_ats_event, save_candidate
 from nurture.services.errors import Conflict, ValidationError
 from nurture.tasks.sending import template_library
 
@@ -113,7 +113,7 @@ def candidate_dict(candidate: Candidate) -> dict[str, Any]:
 @requires(Role.EDITOR)
 def create_candidate():
     """Create a candidate, or update the one with the same email."""
-    candidate, created = candidate_service.upsert_candidate(db.session, _json_body(), _now())
+    candidate, created = save_candidate(db.session, _json_body(), _now())
     db.session.commit()
     return jsonify(candidate_dict(candidate)), 201 if created else 200
 

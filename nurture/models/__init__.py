@@ -11,7 +11,9 @@ from nurture.models.campaigns import (
     Step,
 )
 from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag
+from nurture.models.imports import ImportJob, ImportStatus
 from nurture.models.messages import Event, EventKind, Message, MessageState
+from nurture.models.templates import EmailTemplate
 from nurture.models.users import ApiToken, Role, User
 
 __all__ = [
@@ -23,10 +25,13 @@ __all__ = [
     "Candidate",
     "CandidateStatus",
     "Enrolment",
+    "EmailTemplate",
     "EnrolmentStatus",
     "EntryType",
     "Event",
     "EventKind",
+    "ImportJob",
+    "ImportStatus",
     "Message",
     "MessageState",
     "Role",

@@ -48,5 +48,6 @@ class Base(DeclarativeBase):
             datetime: UTCDateTime(),
             dict[str, Any]: JSONType,
             list[str]: JSONType,
+            list[Any]: JSONType,
         },
     )

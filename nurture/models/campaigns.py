@@ -65,6 +65,9 @@ class Campaign(Base):
     # Use the candidate's recruiter as From/Reply-To when they have one.
     sender_is_recruiter: Mapped[bool] = mapped_column(default=True)
     send_window: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Why an enrolment ends early besides unsubscribing: "hired", "reapplied", "replied"...
+    exit_on: Mapped[list[str]] = mapped_column(default=lambda: ["hired", "reapplied"])
+    description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -34,6 +34,11 @@ class User(UserMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     role: Mapped[str] = mapped_column(String(20), default=Role.VIEWER)
     active: Mapped[bool] = mapped_column(default=True)
+    # Login throttling: consecutive failures and the time the account is locked until.
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    # The zone times are shown in; empty means the browser's.
+    timezone: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime]
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")

@@ -21,6 +21,7 @@ from nurture.models import (
 )
 from nurture.services.candidates import normalise_email
 from nurture.services.durations import parse_delay
+from nurture.services.enrolment import enrol_tag_entrants
 from nurture.services.errors import Conflict, ValidationError
 from nurture.services.rendering import TemplateLibrary
 
@@ -157,6 +158,8 @@ def set_status(session: Session, campaign: Campaign, status: str, now: datetime)
     campaign.status = target
     campaign.updated_at = now
     if target == CampaignStatus.ACTIVE:
+        # Everyone who already carries the entry tag starts now; later taggings enrol one by one.
+        enrol_tag_entrants(session, campaign, now)
         # Messages held while paused go out again: the scheduler re-enqueues them at once.
         session.execute(
             update(Message)

@@ -54,10 +54,22 @@ def email_hash(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+def suppression_reason(session: Session, email: str) -> str | None:
+    """Why the address is suppressed, or None when it is not."""
+    key = email_hash(email)
+    return session.scalar(select(Suppression.reason).where(Suppression.email_hash == key))
+
+
 def is_suppressed(session: Session, email: str) -> bool:
     """True when the address is on the suppression list."""
-    key = email_hash(email)
-    return session.scalar(select(Suppression.id).where(Suppression.email_hash == key)) is not None
+    return suppression_reason(session, email) is not None
+
+
+SUPPRESSED_STATUS = {
+    "unsubscribed": CandidateStatus.UNSUBSCRIBED,
+    "bounced": CandidateStatus.BOUNCED,
+    "complained": CandidateStatus.COMPLAINED,
+}
 
 
 def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
@@ -148,6 +160,10 @@ def upsert_candidate(
         candidate = Candidate(
             email=email, created_at=now, updated_at=now, skills=[], attributes={}
         )
+        reason = suppression_reason(session, email)
+        if reason:
+            # A re-import of a suppressed address never makes it mailable again.
+            candidate.status = SUPPRESSED_STATUS.get(reason, CandidateStatus.UNSUBSCRIBED)
         session.add(candidate)
     tags = clean.pop("tags", None)
     for field, value in clean.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -16,7 +16,10 @@ from nurture.models import (
     Enrolment,
     EnrolmentStatus,
     EntryType,
+    Tag,
 )
+from nurture.models.base import UTCDateTime
+from nurture.models.candidates import candidate_tags
 from nurture.services import candidates as candidate_service
 from nurture.services.errors import ValidationError
 
@@ -65,7 +68,7 @@ def handle_ats_event(session: Session, payload: Any, now: datetime) -> dict[str,
     data = payload.get("candidate")
     if not isinstance(data, dict):
         raise ValidationError("candidate is missing", {"candidate": "expected an object"})
-    candidate, created = candidate_service.upsert_candidate(session, data, now)
+    candidate, created = save_candidate(session, data, now)
     result: dict[str, Any] = {"candidate_id": candidate.id, "created": created}
     if kind == "candidate.rejected":
         if candidate.status == CandidateStatus.HIRED:
@@ -88,3 +91,86 @@ def handle_ats_event(session: Session, payload: Any, now: datetime) -> dict[str,
             session, candidate, "reapplied", now
         )
     return result
+
+
+def _tag_entrants(campaign: Campaign):  # noqa: ANN202 - a select of candidate ids
+    """Active candidates with the campaign's entry tag and no active enrolment in it."""
+    already = select(Enrolment.candidate_id).where(
+        Enrolment.campaign_id == campaign.id, Enrolment.status == EnrolmentStatus.ACTIVE
+    )
+    return (
+        select(Candidate.id)
+        .join(candidate_tags, candidate_tags.c.candidate_id == Candidate.id)
+        .join(Tag, Tag.id == candidate_tags.c.tag_id)
+        .where(
+            Tag.name == campaign.entry_value,
+            Candidate.status == CandidateStatus.ACTIVE,
+            Candidate.id.not_in(already),
+        )
+    )
+
+
+def count_tag_entrants(session: Session, campaign: Campaign) -> int:
+    """How many candidates activating a tag-entry campaign would enrol now."""
+    if campaign.entry_type != EntryType.TAG or not campaign.entry_value:
+        return 0
+    return session.scalar(select(func.count()).select_from(_tag_entrants(campaign).subquery()))
+
+
+def enrol_tag_entrants(session: Session, campaign: Campaign, now: datetime) -> int:
+    """Enrol everyone who carries the campaign's entry tag, in one INSERT … SELECT."""
+    if campaign.entry_type != EntryType.TAG or not campaign.steps:
+        return 0
+    first_due = now + timedelta(seconds=campaign.steps[0].delay_seconds)
+    entrants = _tag_entrants(campaign).subquery()
+    rows = select(
+        entrants.c.id,
+        literal(campaign.id),
+        literal(0),
+        literal(first_due, UTCDateTime()),
+        literal(EnrolmentStatus.ACTIVE.value),
+        literal(""),
+        literal(now, UTCDateTime()),
+    )
+    result = session.execute(
+        insert(Enrolment).from_select(
+            ["candidate_id", "campaign_id", "next_position", "next_send_at", "status",
+             "exit_reason", "created_at"],
+            rows,
+        )
+    )
+    return result.rowcount or 0
+
+
+def on_tags_added(session: Session, candidate: Candidate, names: list[str], now: datetime) -> int:
+    """A tag was added: enrol the candidate into active campaigns that start on it."""
+    if not names:
+        return 0
+    campaigns = session.scalars(
+        select(Campaign).where(
+            Campaign.status == CampaignStatus.ACTIVE,
+            Campaign.entry_type == EntryType.TAG,
+            Campaign.entry_value.in_(names),
+        )
+    ).all()
+    return sum(1 for c in campaigns if enrol(session, candidate, c, now) is not None)
+
+
+def save_candidate(
+    session: Session, data: dict[str, Any], now: datetime
+) -> tuple[Candidate, bool]:
+    """Create or update a candidate, then enrol them where a newly added tag is an entry."""
+    existing = session.scalar(
+        select(Candidate).where(Candidate.email == _email_or_blank(data.get("email")))
+    )
+    before = set(existing.tag_names) if existing is not None else set()
+    candidate, created = candidate_service.upsert_candidate(session, data, now)
+    on_tags_added(session, candidate, sorted(set(candidate.tag_names) - before), now)
+    return candidate, created
+
+
+def _email_or_blank(value: Any) -> str:
+    try:
+        return candidate_service.normalise_email(value)
+    except ValidationError:
+        return ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -70,3 +70,36 @@ def user_for_token(session: Session, token: str, now: datetime) -> User | None:
         return None
     api_token.last_used_at = now
     return api_token.user
+
+
+MAX_FAILURES = 5
+LOCK_FOR = timedelta(minutes=15)
+# Checked against when the email is unknown, so a wrong address costs as long as a wrong password.
+_DUMMY_HASH = generate_password_hash("nurture-timing-equaliser", method="scrypt")
+
+
+class LoginLocked(Exception):
+    """Too many failed sign-ins: the account waits until ``until``."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"locked until {until.isoformat()}")
+        self.until = until
+
+
+def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:
+    """The user whose credentials these are, counting failures and locking after too many."""
+    user = session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
+    if user.locked_until is not None and user.locked_until > now:
+        raise LoginLocked(user.locked_until)
+    if user.active and check_password(user, password or ""):
+        user.failed_logins = 0
+        user.locked_until = None
+        return user
+    user.failed_logins += 1
+    if user.failed_logins >= MAX_FAILURES:
+        user.locked_until = now + LOCK_FOR
+        user.failed_logins = 0
+    return None

@@ -161,7 +161,8 @@ def test_a_rejection_enrols_only_into_active_campaigns_entered_by_that_event(cli
     wanted = campaign(client, auth, {"ats_event": "candidate.rejected"}, name="wanted")
     campaign(client, auth, {"ats_event": "candidate.rejected"}, status="draft", name="draft")
     campaign(client, auth, {"ats_event": "candidate.rejected"}, status="paused", name="paused")
-    campaign(client, auth, {"tag": "silver"}, name="by tag")  # Bo has the tag: still not enrolled
+    # Bo arrives with the tag "silver": adding a tag is that campaign's own way in.
+    by_tag = campaign(client, auth, {"tag": "silver"}, name="by tag")
     also_wanted = campaign(client, auth, {"ats_event": "candidate.rejected"}, name="second")
 
     answer = rejected(client)
@@ -169,10 +170,13 @@ def test_a_rejection_enrols_only_into_active_campaigns_entered_by_that_event(cli
     assert sorted(answer.json["enrolled_campaign_ids"]) == sorted([wanted, also_wanted])
     assert answer.json["created"] is True
     assert sorted(enrolments("bo.berg@example.org")) == sorted(
-        [(wanted, "active", ""), (also_wanted, "active", "")]
+        [(wanted, "active", ""), (by_tag, "active", ""), (also_wanted, "active", "")]
     )
     candidate = db.session.get(Candidate, answer.json["candidate_id"])
     assert candidate.email == "bo.berg@example.org" and candidate.role == "Designer"
+    # The same tag again is not "added": a second rejection enrols nowhere new.
+    assert rejected(client).json["enrolled_campaign_ids"] == [wanted, also_wanted]
+    assert len(enrolments("bo.berg@example.org")) == 3
 
 
 def test_a_rejection_with_no_matching_campaign_still_records_the_candidate(client, auth) -> None:

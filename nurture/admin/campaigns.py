@@ -1,0 +1,1 @@
+"""Admin pages: campaigns (to be written)."""

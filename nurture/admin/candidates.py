@@ -1,0 +1,1 @@
+"""Admin pages: candidates (to be written)."""

@@ -1,0 +1,1 @@
+"""Admin pages: imports (to be written)."""

@@ -1,0 +1,1 @@
+"""Admin pages: templates_editor (to be written)."""

@@ -1,0 +1,123 @@
+"""Browser fixtures: the app served on 127.0.0.1 and a real Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from nurture.extensions import db
+from nurture.services.users import create_user
+from nurture.tasks.sending import close_sender
+from tests.conftest import make_app, require
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+PASSWORD = "correct horse battery staple"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (or NURTURE_CHROMIUM), which Playwright drives."""
+    for candidate in (os.environ.get("NURTURE_CHROMIUM"), "/usr/bin/chromium",
+                      shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session."""
+    executable = chromium_path()
+    require(executable is not None, "Chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class LiveServer:
+    """The app served by a real HTTP server on 127.0.0.1 in a thread."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_app(sqlite_url, clock, tmp_path: Path, smtp, redis_url) -> Iterator[Flask]:
+    """The app on a fresh database with an admin, an editor and a viewer, and real Redis/SMTP."""
+    app = make_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url,
+                   BASE_URL="http://127.0.0.1:5000", MAILBOX_DIR=str(tmp_path / "mailbox"))
+    with app.app_context():
+        now = clock.now()
+        for role in ("admin", "editor", "viewer"):
+            create_user(db.session, f"{role}@example.com", PASSWORD, role, now,
+                        name=f"{role.title()} User")
+        db.session.commit()
+        yield app
+        close_sender(app)
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def live_server(live_app: Flask) -> Iterator[LiveServer]:
+    """``live_app`` on a real port."""
+    server = LiveServer(live_app)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser, live_server: LiveServer):
+    """A fresh browser tab (desktop width) pointed at the live server."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
+
+
+def login(page, role: str = "admin") -> None:
+    """Sign in through the login form as the fixture user with ``role``."""
+    page.goto("/admin/login")
+    page.fill("input[name=email]", f"{role}@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/admin/**")
+    assert "/admin/login" not in page.url
+
+
+def screenshot(page, name: str) -> list[Path]:
+    """Save the page at 1280 px and 390 px wide under tests/artifacts/ (for people to look at)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    paths = []
+    original = page.viewport_size
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        path = ARTIFACTS / f"{name}-{width}.png"
+        page.screenshot(path=str(path), full_page=True)
+        paths.append(path)
+    page.set_viewport_size(original)
+    return paths
