@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -103,3 +103,31 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
         user.locked_until = now + LOCK_FOR
         user.failed_logins = 0
     return None
+
+
+def _admins_left(session: Session, excluding: User) -> int:
+    return session.scalar(
+        select(func.count()).where(
+            User.role == Role.ADMIN, User.active.is_(True), User.id != excluding.id
+        )
+    )
+
+
+def update_user(session: Session, user: User, role: str, active: bool) -> User:
+    """Change a user's role or deactivate them, never leaving the team without an admin."""
+    if role not in set(Role):
+        raise ValidationError("unknown role", {"role": f"must be one of {', '.join(Role)}"})
+    losing_admin = user.role == Role.ADMIN and (role != Role.ADMIN or not active)
+    if losing_admin and _admins_left(session, user) == 0:
+        raise Conflict("nurture needs at least one active admin; promote someone else first")
+    user.role = role
+    user.active = active
+    return user
+
+
+def revoke_token(session: Session, token_id: int) -> ApiToken | None:
+    """Delete an API token; callers using it get 401 from then on."""
+    token = session.get(ApiToken, token_id)
+    if token is not None:
+        session.delete(token)
+    return token
