@@ -10,9 +10,9 @@ from flask import abort, redirect, request, url_for
 from flask_login import current_user
 
 from nurture.extensions import db, login_manager
+from nurture.models import User
 
 login_manager.login_view = "admin.login"
-from nurture.models import User
 
 
 @login_manager.user_loader
