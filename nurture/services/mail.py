@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+import binascii
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
 from email.charset import QP, Charset
 from email.header import Header
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 from typing import Any
 
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.header_encoding = QP
 _UTF8_QP.body_encoding = QP
-
-# compat32 is several times cheaper than the default policy and, with CRLF and a 78-column
-# fold, produces the same RFC 5322 bytes for what nurture writes.
-_WIRE = policy.compat32.clone(linesep="\r\n", max_line_length=78)
 
 
 @dataclass(frozen=True)
@@ -65,9 +59,26 @@ def new_message_id(domain: str, message_pk: int) -> str:
     return f"<nurture.{message_pk}.{secrets.token_hex(8)}@{domain}>"
 
 
-def _header(value: str) -> str | Header:
+def _qp(text: str) -> bytes:
+    """UTF-8 quoted-printable with CRLF line ends (C-accelerated; lines stay under 77 octets)."""
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line, RFC 2047-encoded and folded only when it has to be."""
     value = one_line(value)
-    return value if value.isascii() else Header(value, _UTF8_QP)
+    if value.isascii() and len(name) + len(value) < 76:
+        return f"{name}: {value}\r\n".encode("ascii")
+    charset = "us-ascii" if value.isascii() else _UTF8_QP
+    encoded = Header(value, charset, header_name=name).encode(linesep="\r\n", maxlinelen=78)
+    return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def _address_header(name: str, display: str, address: str) -> bytes:
+    value = formataddr((one_line(display), one_line(address)), charset="utf-8")
+    return f"{name}: {value}\r\n".encode("ascii")
 
 
 def build_mime(
@@ -85,20 +96,39 @@ def build_mime(
     list_id: str,
     headers: dict[str, str] | None = None,
 ) -> bytes:
-    """The wire bytes of a ``multipart/alternative`` message (CRLF, lines under 998 octets)."""
-    message = MIMEMultipart("alternative")
-    message["From"] = formataddr((one_line(from_name), from_email), charset="utf-8")
-    message["To"] = to_email
+    """The wire bytes of a ``multipart/alternative`` message (CRLF, lines under 998 octets).
+
+    Written by hand rather than with ``email.message``: the same RFC 5322/2045 output for the
+    shapes nurture sends, at a fraction of the cost per recipient (see bench/render.py).
+    """
+    boundary = f"=_nurture_{secrets.token_hex(12)}"
+    parts = [
+        _address_header("From", from_name, from_email),
+        f"To: {one_line(to_email)}\r\n".encode("ascii"),
+    ]
     if reply_to:
-        message["Reply-To"] = reply_to
-    message["Subject"] = _header(subject)
-    message["Date"] = format_datetime(date)
-    message["Message-ID"] = message_id
-    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["List-Id"] = _header(list_id)
+        parts.append(f"Reply-To: {one_line(reply_to)}\r\n".encode("ascii"))
+    parts += [
+        _header("Subject", subject),
+        f"Date: {format_datetime(date)}\r\n".encode("ascii"),
+        f"Message-ID: {one_line(message_id)}\r\n".encode("ascii"),
+        f"List-Unsubscribe: <{one_line(unsubscribe_url)}>\r\n".encode("ascii"),
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        _header("List-Id", list_id),
+    ]
     for name, value in (headers or {}).items():
-        message[one_line(name)] = _header(value)
-    message.attach(MIMEText(text, "plain", _UTF8_QP))
-    message.attach(MIMEText(html, "html", _UTF8_QP))
-    return message.as_bytes(policy=_WIRE)
+        parts.append(_header(one_line(name).replace(":", ""), value))
+    parts += [
+        b"MIME-Version: 1.0\r\n",
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode("ascii"),
+    ]
+    for subtype, body in (("plain", text), ("html", html)):
+        parts += [
+            f"--{boundary}\r\n".encode("ascii"),
+            f'Content-Type: text/{subtype}; charset="utf-8"\r\n'.encode("ascii"),
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+            _qp(body),
+            b"\r\n",
+        ]
+    parts.append(f"--{boundary}--\r\n".encode("ascii"))
+    return b"".join(parts)
