@@ -7,6 +7,7 @@ from sqlalchemy.orm import configure_mappers
 
 from nurture import create_app
 from nurture.tasks import get_queue, get_redis
+from nurture.tasks.sending import close_sender
 
 
 def run_worker(burst: bool = False) -> None:
@@ -19,4 +20,7 @@ def run_worker(burst: bool = False) -> None:
     app.app_context().push()
     configure_mappers()
     worker = SimpleWorker([get_queue(app)], connection=get_redis(app))
-    worker.work(burst=burst, with_scheduler=False)
+    try:
+        worker.work(burst=burst, with_scheduler=False)
+    finally:
+        close_sender(app)
