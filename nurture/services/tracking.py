@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import re
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ class Tokens:
     base_url: str
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
-        return URLSafeSerializer(self.secret, salt=f"nurture.{purpose}")
+        # Building a serializer derives its key; one per purpose is enough for a process.
+        return _serializer(self.secret, purpose)
 
     def sign(self, purpose: str, payload: Any) -> str:
         """A URL-safe signed token for ``payload``."""
@@ -59,6 +61,11 @@ class Tokens:
         return f"{self.base_url}/p/{self.sign('unsubscribe', [candidate_id, message_id])}"
 
 
+@functools.lru_cache(maxsize=32)
+def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=f"nurture.{purpose}")
+
+
 def instrument(html: str, tokens: Tokens, message_id: int, keep: tuple[str, ...] = ()) -> str:
     """Route the links of a rendered mail through click tracking and add the open pixel."""
 
@@ -73,9 +80,12 @@ def instrument(html: str, tokens: Tokens, message_id: int, keep: tuple[str, ...]
         f'<img src="{html_lib.escape(tokens.open_url(message_id))}" width="1" height="1" '
         'alt="" style="display:block;height:1px;width:1px;border:0;">'
     )
-    closing = tracked.lower().rfind("</body>")
+    # Look for </body> near the end only: lower-casing the whole mail costs more than it finds.
+    tail = max(0, len(tracked) - 512)
+    closing = tracked[tail:].lower().rfind("</body>")
     if closing == -1:
         return tracked + pixel
+    closing += tail
     return tracked[:closing] + pixel + tracked[closing:]
 
 
