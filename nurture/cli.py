@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from nurture.extensions import db
+from nurture.import_cli import import_command
 
 
 def init_app(app: Flask) -> None:
@@ -21,6 +22,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(web_command)
     app.cli.add_command(demo_command)
+    app.cli.add_command(import_command)
 
 
 def _create_app() -> Flask:

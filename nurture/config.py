@@ -33,6 +33,8 @@ class Config:
     SEND_BATCH_SIZE = 50
     SCHEDULER_INTERVAL = 5.0
     SCHEDULER_BATCH_SIZE = 1000
+    # Rows an import writes per transaction (and per progress update).
+    IMPORT_BATCH_SIZE = 500
     # A message claimed this long ago and still "sending" is presumed lost with its worker.
     STUCK_AFTER_SECONDS = 600
     # A queued message whose job has not run for this long is enqueued again.

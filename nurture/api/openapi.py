@@ -53,6 +53,16 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op("A candidate with enrolments and timeline", params=["id"]),
                 "delete": _op("Erase a candidate", params=["id"]),
             },
+            "/candidates/import": {"post": {
+                **_op("Import candidates from a CSV file (202 and a status URL when large)"),
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "type": "object", "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"},
+                                   "mapping": string, "tags": string,
+                                   "dry_run": {"type": "boolean"},
+                                   "unknown": {"enum": ["attribute", "ignore"]}}}}}},
+            }},
+            "/imports/{id}": {"get": _op("Progress and report of an import", params=["id"])},
             "/campaigns": {"post": _op("Create a campaign", "201", "CampaignIn")},
             "/campaigns/{id}": {"get": _op("A campaign", params=["id"])},
             "/campaigns/{id}/activate": {"post": _op("Activate a campaign", params=["id"])},

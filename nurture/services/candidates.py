@@ -79,8 +79,8 @@ def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
         session.add(Suppression(email_hash=key, reason=reason, created_at=now))
 
 
-def _clean(data: dict[str, Any]) -> dict[str, Any]:
-    """Check every field the caller sent; collect all problems before refusing."""
+def validate_candidate(data: dict[str, Any]) -> dict[str, Any]:
+    """Check every field but the email, collecting all problems; returns the clean values."""
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
     for field, limit in TEXT_FIELDS.items():
@@ -148,7 +148,7 @@ def upsert_candidate(
         problems.update(exc.fields)
         email = ""
     try:
-        clean = _clean(data)
+        clean = validate_candidate(data)
     except ValidationError as exc:
         problems.update(exc.fields)
     if problems:
