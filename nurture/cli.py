@@ -16,6 +16,9 @@ from nurture.import_cli import import_command
 
 def init_app(app: Flask) -> None:
     """Register the commands on the app's CLI."""
+    from nurture.dkim_cli import dkim_command
+
+    app.cli.add_command(dkim_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(scheduler_command)

@@ -25,6 +25,14 @@ class Config:
     SENDER_NAME = "Acme Talent Team"
     SENDER_EMAIL = "talent@example.com"
     LIST_ID_DOMAIN = "nurture.example.com"
+    # DKIM selector: the key is published at <selector>._domainkey.<domain> (`nurture dkim`).
+    DKIM_SELECTOR: str | None = None
+    # DKIM signing domain (d=); align it with the From domain for DMARC.
+    DKIM_DOMAIN: str | None = None
+    # The DKIM private key as PEM text (an env var holding the key itself).
+    DKIM_PRIVATE_KEY: str | None = None
+    # Or the path of a file holding that PEM; with neither, mail goes out unsigned.
+    DKIM_PRIVATE_KEY_FILE: str | None = None
     # Shared secret of the ATS webhook (HMAC-SHA256 over the raw body).
     ATS_SECRET: str | None = None
     # "system", or a path to a file holding an ISO-8601 instant (tests and demos).

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_login import login_user, logout_user
-from sqlalchemy import func, select
 
 from nurture.admin.auth import role_required, safe_next
 from nurture.admin.blueprint import bp
 from nurture.admin.forms import LoginForm
 from nurture.extensions import db
-from nurture.models import Campaign, Candidate, Role
+from nurture.models import Role
+from nurture.services import analytics
 from nurture.services.users import LoginLocked, authenticate
 
 _OPEN_PIXEL = re.compile(r'<img[^>]+/o/[^>]+\.gif"[^>]*>')
@@ -55,12 +55,20 @@ def logout():
 @bp.get("/")
 @role_required(Role.VIEWER)
 def dashboard():
-    """The health of the network and the campaigns."""
-    counts = dict(
-        db.session.execute(select(Candidate.status, func.count()).group_by(Candidate.status)).all()
+    """The health of the network, sends and opens per day, and campaigns that need attention."""
+    now = _now()
+    series = analytics.daily_series(db.session, now, 30)
+    return render_template(
+        "admin/dashboard.html",
+        health=analytics.network_health(db.session, now),
+        attention=analytics.campaigns_needing_attention(db.session, now),
+        active=analytics.campaign_overview(db.session, now, "active"),
+        series_chart={
+            "type": "line",
+            "labels": [day["day"] for day in series],
+            "series": [[name, [day[name] for day in series]] for name in ("sent", "opened")],
+        },
     )
-    campaigns = db.session.scalars(select(Campaign).order_by(Campaign.id)).all()
-    return render_template("admin/dashboard.html", counts=counts, campaigns=campaigns)
 
 
 def _mailbox() -> mailbox.Maildir | None:

@@ -67,6 +67,15 @@ class Campaign(Base):
     send_window: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Why an enrolment ends early besides unsubscribing: "hired", "reapplied", "replied"...
     exit_on: Mapped[list[str]] = mapped_column(default=lambda: ["hired", "reapplied"])
+    # The preference-centre topic this campaign belongs to: checkins, newsletter, job_alerts.
+    topic: Mapped[str] = mapped_column(String(40), default="checkins")
+    # ATS-event entries may be narrowed: {"rejection_reasons": [...], "stages": [...]}.
+    entry_filter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # "never", "after_exit" (once the previous enrolment ended) or "always".
+    reentry: Mapped[str] = mapped_column(String(20), default="never")
+    # Broadcasts: when to send, and whether at that local hour in each candidate's zone.
+    scheduled_at: Mapped[datetime | None]
+    local_time: Mapped[bool] = mapped_column(default=False)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

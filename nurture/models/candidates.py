@@ -47,7 +47,11 @@ class Candidate(Base):
     """A person the team wants to stay in touch with."""
 
     __tablename__ = "candidates"
-    __table_args__ = (Index("ix_candidates_status", "status"),)
+    __table_args__ = (
+        Index("ix_candidates_status", "status"),
+        Index("ix_candidates_engagement", "engagement_score"),
+        Index("ix_candidates_last_opened", "last_opened_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -69,6 +73,15 @@ class Candidate(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default=CandidateStatus.ACTIVE)
     engagement_score: Mapped[float] = mapped_column(default=0.0)
+    # Engagement summarised per candidate (human opens/clicks only), so segments need no scan.
+    last_opened_at: Mapped[datetime | None]
+    last_clicked_at: Mapped[datetime | None]
+    last_replied_at: Mapped[datetime | None]
+    # Preference centre: topics they want ({"checkins": true, "newsletter": false, ...}).
+    topics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    paused_until: Mapped[datetime | None]
+    tracking_opt_out: Mapped[bool] = mapped_column(default=False)
+    soft_bounces: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -43,4 +43,6 @@ class ImportJob(Base):
     errors: Mapped[list[Any]] = mapped_column(default=list)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
+    # Touched after every batch; a running import whose heartbeat stops is re-enqueued.
+    heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

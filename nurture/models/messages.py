@@ -29,6 +29,8 @@ class EventKind(enum.StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
+    REPLY = "reply"
+    RATING = "rating"
 
 
 class Message(Base):
@@ -40,6 +42,8 @@ class Message(Base):
         Index("ix_messages_state", "state", "queued_at"),
         Index("ix_messages_candidate", "candidate_id"),
         Index("ix_messages_step", "step_id", "state"),
+        Index("ix_messages_message_id", "message_id"),
+        Index("ix_messages_campaign_candidate", "campaign_id", "candidate_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -59,6 +63,8 @@ class Message(Base):
     enqueued_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
+    # Not before: a retry after a temporary failure, or a mail deferred by a send window or cap.
+    retry_at: Mapped[datetime | None]
 
 
 class Event(Base):
@@ -68,6 +74,7 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_message", "message_id", "kind"),
         Index("ix_events_candidate", "candidate_id", "created_at"),
+        Index("ix_events_kind_time", "kind", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,4 +85,6 @@ class Event(Base):
     # Privacy proxies and link scanners: recorded, but left out of stats.
     machine: Mapped[bool] = mapped_column(default=False)
     user_agent: Mapped[str] = mapped_column(String(400), default="")
+    # Kind-specific detail: the rating (1-5), "hard"/"soft" for bounces, the reply's subject.
+    value: Mapped[str] = mapped_column(String(400), default="")
     created_at: Mapped[datetime]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,10 @@ from nurture.models import (
     Campaign,
     CampaignKind,
     CampaignStatus,
+    Candidate,
+    EmailTemplate,
+    Enrolment,
+    EnrolmentStatus,
     EntryType,
     Event,
     EventKind,
@@ -21,7 +26,7 @@ from nurture.models import (
 )
 from nurture.services.candidates import normalise_email
 from nurture.services.durations import parse_delay
-from nurture.services.enrolment import enrol_tag_entrants
+from nurture.services.enrolment import count_tag_entrants, enrol_tag_entrants
 from nurture.services.errors import Conflict, ValidationError
 from nurture.services.rendering import TemplateLibrary
 
@@ -98,10 +103,8 @@ def _steps(data: Any, library: TemplateLibrary, errors: dict[str, str]) -> list[
     return steps
 
 
-def create_campaign(
-    session: Session, data: dict[str, Any], library: TemplateLibrary, now: datetime
-) -> Campaign:
-    """Validate a campaign with its steps and store it as a draft."""
+def _validate(data: dict[str, Any], library: TemplateLibrary) -> tuple[dict[str, Any], list[Step]]:
+    """Check a campaign body; returns its clean fields and (unsaved) steps, or ValidationError."""
     errors: dict[str, str] = {}
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -127,16 +130,27 @@ def create_campaign(
         errors["send_window"] = "must be an object"
     if errors:
         raise ValidationError("the campaign is not valid", errors)
+    clean = {
+        "name": name.strip(),
+        "kind": kind,
+        "entry_type": entry_type,
+        "entry_value": entry_value,
+        "sender_name": sender_name,
+        "sender_email": sender_email,
+        "sender_is_recruiter": bool(sender.get("use_recruiter", True)),
+        "send_window": send_window,
+    }
+    return clean, steps
+
+
+def create_campaign(
+    session: Session, data: dict[str, Any], library: TemplateLibrary, now: datetime
+) -> Campaign:
+    """Validate a campaign with its steps and store it as a draft."""
+    clean, steps = _validate(data, library)
     campaign = Campaign(
-        name=name.strip(),
-        kind=kind,
+        **clean,
         status=CampaignStatus.DRAFT,
-        entry_type=entry_type,
-        entry_value=entry_value,
-        sender_name=sender_name,
-        sender_email=sender_email,
-        sender_is_recruiter=bool(sender.get("use_recruiter", True)),
-        send_window=send_window,
         created_at=now,
         updated_at=now,
         steps=steps,
@@ -244,3 +258,303 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
             for s in campaign.steps
         ],
     }
+
+
+# --- the admin's drip builder and status changes ---------------------------------------------
+
+EXIT_RULES = ("hired", "reapplied")
+DELAY_UNITS = {"days": "P{}D", "hours": "PT{}H"}
+# The builder's stand-in for a step whose HTML came with it through the API (no template name).
+OWN_HTML = "__own_html__"
+_AMOUNT = re.compile(r"\d{1,5}")
+
+
+def delay_iso(amount: str, unit: str, field: str) -> str:
+    """A delay typed as a number and a unit (days, hours) as ISO-8601: ``P3D``, ``PT12H``."""
+    amount = (amount or "").strip()
+    if unit not in DELAY_UNITS:
+        raise ValidationError("unknown unit", {field: "choose days or hours"})
+    if amount.startswith("-"):
+        raise ValidationError("negative delay", {field: "a delay cannot be negative"})
+    if not _AMOUNT.fullmatch(amount):
+        raise ValidationError("not a number", {field: f"enter a whole number of {unit}, 0 or more"})
+    return DELAY_UNITS[unit].format(int(amount))
+
+
+def delay_parts(seconds: int) -> tuple[int, str] | None:
+    """A stored delay as (amount, unit) for the builder; None when neither unit fits it."""
+    if seconds % 86400 == 0:
+        return seconds // 86400, "days"
+    if seconds % 3600 == 0:
+        return seconds // 3600, "hours"
+    return None
+
+
+def template_names(session: Session, library: TemplateLibrary) -> dict[str, list[str]]:
+    """The templates a step may use: the starter files and those written in the admin."""
+    edited = list(session.scalars(select(EmailTemplate.name).order_by(EmailTemplate.name)))
+    return {"library": [n for n in library.names() if n not in edited], "edited": edited}
+
+
+def step_message_counts(session: Session, campaign: Campaign) -> dict[int, int]:
+    """How many messages each step of the campaign has in its history (any state)."""
+    rows = session.execute(
+        select(Message.step_id, func.count())
+        .where(Message.campaign_id == campaign.id)
+        .group_by(Message.step_id)
+    )
+    return {step_id: count for step_id, count in rows}
+
+
+def _builder_payload(
+    data: dict[str, Any], existing: dict[int, Step], errors: dict[str, str]
+) -> dict[str, Any]:
+    """Turn the builder's fields into the API's campaign body, noting what is wrong."""
+    exit_on = data.get("exit_on") or []
+    if not isinstance(exit_on, list) or not set(exit_on) <= set(EXIT_RULES):
+        errors["exit_on"] = f"choose among {', '.join(EXIT_RULES)}"
+    if len(str(data.get("description") or "")) > 2000:
+        errors["description"] = "keep the description under 2,000 characters"
+    steps = []
+    for index, raw in enumerate(data.get("steps") or []):
+        where = f"steps[{index}]"
+        step = {
+            "subject": raw.get("subject") or "",
+            "condition": raw.get("condition") or "",
+            "template": raw.get("template") or "",
+            "delay": raw.get("delay") or "",
+        }
+        if not step["delay"]:
+            try:
+                step["delay"] = delay_iso(
+                    str(raw.get("delay_amount", "")), raw.get("delay_unit", ""), f"{where}.delay"
+                )
+            except ValidationError as exc:
+                errors.update(exc.fields)
+                step["delay"] = "PT0S"  # the real problem is reported above
+        if step["template"] == OWN_HTML:
+            own = existing.get(raw.get("id") or 0)
+            if own is None or not own.html:
+                errors[f"{where}.template"] = "choose a template"
+                step["template"] = ""
+            else:
+                step.update(template="", html=own.html, text=own.text)
+        elif not step["template"]:
+            errors[f"{where}.template"] = "choose a template"
+        steps.append(step)
+    return {
+        "name": data.get("name"),
+        "kind": CampaignKind.DRIP,
+        "entry": data.get("entry"),
+        "sender": data.get("sender") or {},
+        "steps": steps,
+    }
+
+
+def _step_locks(
+    session: Session, campaign: Campaign, ids: list[int | None], errors: dict[str, str]
+) -> None:
+    """Steps with mail in their history keep their place: messages and enrolments point at them."""
+    counts = step_message_counts(session, campaign)
+    for step in campaign.steps:
+        if not counts.get(step.id):
+            continue
+        if step.id not in ids:
+            errors["steps"] = (
+                f"step {step.position + 1} already has mail in its history "
+                f"({counts[step.id]} sent or queued), so it cannot be removed; "
+                "archive the campaign and start a new one instead"
+            )
+        elif ids.index(step.id) != step.position:
+            errors[f"steps[{ids.index(step.id)}].position"] = (
+                f"this step already has mail in its history, so it stays step {step.position + 1}"
+            )
+
+
+def save_drip(
+    session: Session,
+    campaign: Campaign | None,
+    data: dict[str, Any],
+    library: TemplateLibrary,
+    now: datetime,
+) -> Campaign:
+    """Create a drip from the admin's builder, or update one; all is checked before any write.
+
+    ``data`` has ``name``, ``description``, ``entry`` (as in the API), ``exit_on``, ``sender``
+    and ``steps``: each with an optional ``id`` (an existing step), either ``delay`` (ISO-8601)
+    or ``delay_amount`` and ``delay_unit``, ``template``, ``subject`` and ``condition``.
+    """
+    if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
+        raise Conflict("an archived campaign cannot be edited")
+    existing = {step.id: step for step in campaign.steps} if campaign is not None else {}
+    ids: list[int | None] = []
+    for raw in data.get("steps") or []:
+        step_id = raw.get("id")
+        # An id from another campaign, or given twice, is a new step, never someone else's row.
+        ids.append(step_id if step_id in existing and step_id not in ids else None)
+    errors: dict[str, str] = {}
+    payload = _builder_payload(data, existing, errors)
+    if campaign is not None:
+        # The builder does not show the send window (set through the API); keep it.
+        payload["send_window"] = campaign.send_window
+        _step_locks(session, campaign, ids, errors)
+    try:
+        clean, steps = _validate(payload, library)
+    except ValidationError as exc:
+        errors = {**exc.fields, **errors}  # the builder's own words win for the same field
+    if errors:
+        raise ValidationError("the campaign is not valid", errors)
+    extra = {
+        "description": str(data.get("description") or "").strip(),
+        "exit_on": [rule for rule in EXIT_RULES if rule in (data.get("exit_on") or [])],
+    }
+    if campaign is None:
+        campaign = Campaign(
+            **clean, **extra, status=CampaignStatus.DRAFT, created_at=now, updated_at=now,
+            steps=steps,
+        )
+        session.add(campaign)
+        session.flush()
+        return campaign
+    for key, value in {**clean, **extra}.items():
+        if key != "kind":
+            setattr(campaign, key, value)
+    campaign.updated_at = now
+    _replace_steps(session, campaign, ids, steps, existing)
+    return campaign
+
+
+def _replace_steps(
+    session: Session,
+    campaign: Campaign,
+    ids: list[int | None],
+    fresh: list[Step],
+    existing: dict[int, Step],
+) -> None:
+    """Update kept steps in place (their ids carry the history), add new ones, drop the rest."""
+    ordered: list[Step] = []
+    for step_id, new in zip(ids, fresh, strict=True):
+        if step_id is None:
+            ordered.append(new)
+            continue
+        step = existing[step_id]
+        for name in ("delay", "delay_seconds", "template", "subject", "html", "text", "condition"):
+            setattr(step, name, getattr(new, name))
+        ordered.append(step)
+    kept = {step.id for step in ordered if step.id is not None}
+    # Two passes, because (campaign, position) is unique: park kept steps on negative positions
+    # and delete dropped ones first, then give every step its final place.
+    for index, step in enumerate(ordered):
+        if step.id is not None:
+            step.position = -1 - index
+    for step_id, step in existing.items():
+        if step_id not in kept:
+            session.delete(step)
+    session.flush()
+    for index, step in enumerate(ordered):
+        step.position = index
+    campaign.steps = ordered
+    session.flush()
+
+
+# What each button does: where it may be pressed from, and where it leads.
+ACTIONS = {
+    "activate": ({CampaignStatus.DRAFT}, CampaignStatus.ACTIVE),
+    "pause": ({CampaignStatus.ACTIVE}, CampaignStatus.PAUSED),
+    "resume": ({CampaignStatus.PAUSED}, CampaignStatus.ACTIVE),
+    "archive": (
+        {CampaignStatus.DRAFT, CampaignStatus.ACTIVE, CampaignStatus.PAUSED},
+        CampaignStatus.ARCHIVED,
+    ),
+}
+
+
+def action_problem(campaign: Campaign, action: str) -> str:
+    """Why ``action`` cannot be applied to the campaign now, or "" when it can."""
+    if action not in ACTIONS:
+        return f"unknown action {action!r}"
+    sources, _ = ACTIONS[action]
+    if campaign.status not in sources:
+        return f"a {campaign.status} campaign cannot be {action}d"
+    if ACTIONS[action][1] == CampaignStatus.ACTIVE and not campaign.steps:
+        return "a campaign without steps cannot be activated"
+    return ""
+
+
+def status_change_impact(session: Session, campaign: Campaign, action: str) -> dict[str, Any]:
+    """What a status change would touch: who it enrols, and the enrolments and mail it affects."""
+    active = session.scalar(
+        select(func.count())
+        .select_from(Enrolment)
+        .where(Enrolment.campaign_id == campaign.id, Enrolment.status == EnrolmentStatus.ACTIVE)
+    )
+    queued = session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(Message.campaign_id == campaign.id, Message.state == MessageState.QUEUED)
+    )
+    entering = 0
+    if action in ("activate", "resume"):
+        entering = count_tag_entrants(session, campaign)
+    return {
+        "action": action,
+        "problem": action_problem(campaign, action),
+        "entering": entering,
+        "active_enrolments": active or 0,
+        "queued_messages": queued or 0,
+    }
+
+
+def archive_campaign(session: Session, campaign: Campaign, now: datetime) -> int:
+    """Archive a campaign: active enrolments exit ("archived") and its queued mail is dropped."""
+    set_status(session, campaign, CampaignStatus.ARCHIVED, now)
+    ended = session.execute(
+        update(Enrolment)
+        .where(Enrolment.campaign_id == campaign.id, Enrolment.status == EnrolmentStatus.ACTIVE)
+        .values(
+            status=EnrolmentStatus.EXITED, exit_reason="archived", next_send_at=None, ended_at=now
+        )
+    ).rowcount
+    # Claims only take mail of active campaigns, so these would otherwise wait forever.
+    session.execute(
+        update(Message)
+        .where(Message.campaign_id == campaign.id, Message.state == MessageState.QUEUED)
+        .values(state=MessageState.SKIPPED, error="campaign archived")
+    )
+    return ended or 0
+
+
+def apply_action(session: Session, campaign: Campaign, action: str, now: datetime) -> Campaign:
+    """Activate, pause, resume or archive a campaign; Conflict when its status does not allow it."""
+    problem = action_problem(campaign, action)
+    if problem:
+        raise Conflict(problem)
+    if action == "archive":
+        archive_campaign(session, campaign, now)
+    else:
+        set_status(session, campaign, ACTIONS[action][1], now)
+    return campaign
+
+
+def enrolments_page(
+    session: Session, campaign: Campaign, page: int, per_page: int = 25
+) -> tuple[list[Any], int]:
+    """One page of a campaign's enrolments, newest first, with who they are; and the total."""
+    total = session.scalar(
+        select(func.count()).select_from(Enrolment).where(Enrolment.campaign_id == campaign.id)
+    )
+    rows = session.execute(
+        select(
+            Enrolment,
+            Candidate.first_name,
+            Candidate.last_name,
+            Candidate.email,
+            Candidate.status.label("candidate_status"),
+        )
+        .join(Candidate, Candidate.id == Enrolment.candidate_id)
+        .where(Enrolment.campaign_id == campaign.id)
+        .order_by(Enrolment.created_at.desc(), Enrolment.id.desc())
+        .offset((max(page, 1) - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    return list(rows), total or 0

@@ -185,13 +185,21 @@ def tags_named(session: Session, names: list[str]) -> list[Tag]:
     return [existing[name] for name in names]
 
 
-def end_enrolments(session: Session, candidate: Candidate, reason: str, now: datetime) -> int:
-    """Exit every active enrolment of the candidate; returns how many ended."""
+def end_enrolments(
+    session: Session, candidate: Candidate, reason: str, now: datetime, *, by_rule: bool = False
+) -> int:
+    """Exit the candidate's active enrolments; returns how many ended.
+
+    With ``by_rule``, only campaigns whose exit rules name ``reason`` let the candidate go
+    (a re-application, say); otherwise every enrolment ends (unsubscribe, erasure, hire).
+    """
     enrolments = session.scalars(
         select(Enrolment).where(
             Enrolment.candidate_id == candidate.id, Enrolment.status == EnrolmentStatus.ACTIVE
         )
     ).all()
+    if by_rule:
+        enrolments = [e for e in enrolments if reason in (e.campaign.exit_on or [])]
     for enrolment in enrolments:
         enrolment.status = EnrolmentStatus.EXITED
         enrolment.exit_reason = reason

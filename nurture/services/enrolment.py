@@ -88,7 +88,7 @@ def handle_ats_event(session: Session, payload: Any, now: datetime) -> dict[str,
         result["status"] = candidate.status
     else:
         result["ended_enrolments"] = candidate_service.end_enrolments(
-            session, candidate, "reapplied", now
+            session, candidate, "reapplied", now, by_rule=True
         )
     return result
 

@@ -9,17 +9,20 @@ template is a new cache entry and a recipient never pays for premailer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import html2text
 import jinja2
+from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 from premailer import Premailer
 
@@ -32,6 +35,12 @@ _NESTED_BLOCK = re.compile(r"{%-?\s*block\s")
 # premailer logs every CSS property it cannot inline into a style attribute; that's expected.
 logging.getLogger("premailer").setLevel(logging.ERROR)
 logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
+
+# An admin-edited template by name: (html, text or None, subject), or None when there is none.
+Sources = Callable[[str], tuple[str, str | None, str] | None]
+
+# Every edit and every preview is a new version; keep the recent ones, not all since start-up.
+CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -80,14 +89,21 @@ def _environment(autoescape: bool) -> SandboxedEnvironment:
 
 
 class TemplateLibrary:
-    """The starter files in ``templates/emails`` plus inline templates, compiled on demand."""
+    """Starter files, admin-edited templates (via ``sources``) and inline HTML, compiled on demand.
 
-    def __init__(self, directory: str | Path) -> None:
+    ``sources`` looks an admin-edited template up by name; it is consulted before the files,
+    so a template a campaign already uses keeps its content if a starter of that name appears.
+    """
+
+    def __init__(self, directory: str | Path, sources: Sources | None = None) -> None:
         self.directory = Path(directory)
+        self.sources = sources
         self._html_env = _environment(autoescape=True)
         self._text_env = _environment(autoescape=False)
         self._text_env.loader = jinja2.FileSystemLoader(str(self.directory))
-        self._cache: dict[str, CompiledTemplate] = {}
+        self._cache: OrderedDict[str, CompiledTemplate] = OrderedDict()
+        self._by_source: OrderedDict[tuple, CompiledTemplate] = OrderedDict()
+        self._layout_paths = sorted(self.directory.glob("layout*"))
         self._lock = threading.Lock()
         self.compilations = 0  # how often premailer ran; the benchmark and tests read it
 
@@ -114,12 +130,55 @@ class TemplateLibrary:
         return html_path.read_text("utf-8"), text
 
     def get(self, name: str, subject: str = "") -> CompiledTemplate:
-        """The compiled starter template ``name``, optionally with another subject line."""
+        """The compiled template ``name`` (admin-edited, else a starter file), optionally with
+        another subject line."""
+        if self.sources is not None and re.fullmatch(r"[\w-]+", name or ""):
+            found = self.sources(name)
+            if found is not None:
+                html, text, own_subject = found
+                return self.compile(html, text or None, subject=subject or own_subject)
         html, text = self.file_sources(name)
         return self.compile(html, text, subject=subject)
 
+    def check(self, source: str, field: str, *, text: bool = False) -> nodes.Template:
+        """Parse and compile ``source`` as its author wrote it; errors name the author's line.
+
+        Compiling (not only parsing) also finds unknown filters and tests. Returns the syntax
+        tree, for callers that look at which variables a template uses.
+        """
+        env = self._text_env if text else self._html_env
+        try:
+            tree = env.parse(source)
+            env.compile(tree)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValidationError(
+                f"{field} has a template error on line {exc.lineno}",
+                {field: f"line {exc.lineno}: {exc.message}"},
+            ) from None
+        return tree
+
     def compile(self, html: str, text: str | None = None, subject: str = "") -> CompiledTemplate:
         """Compile an HTML template (and optional text twin); cached by content hash."""
+        # The same source seen again (every recipient of a step) costs one dict lookup; the
+        # layouts' modification times are part of the key so an edited layout is seen at once.
+        source_key = (html, text, subject, self._layouts_version())
+        known = self._by_source.get(source_key)
+        if known is not None:
+            with contextlib.suppress(KeyError):  # evicted meanwhile by another thread
+                self._by_source.move_to_end(source_key)
+                self._cache.move_to_end(known.key)
+            return known
+        compiled = self._compile_source(html, text, subject)
+        with self._lock:
+            self._by_source[source_key] = compiled
+            if len(self._by_source) > CACHE_SIZE:
+                self._by_source.popitem(last=False)
+        return compiled
+
+    def _layouts_version(self) -> tuple[int, ...]:
+        return tuple(path.stat().st_mtime_ns for path in self._layout_paths)
+
+    def _compile_source(self, html: str, text: str | None, subject: str) -> CompiledTemplate:
         # Syntax errors are reported on the lines the author wrote, before the layout is pasted in.
         self._check_syntax(self._html_env, html, "html")
         flat_html, blocks = self._flatten(html)
@@ -129,6 +188,8 @@ class TemplateLibrary:
         ).hexdigest()
         cached = self._cache.get(key)
         if cached is not None:
+            with contextlib.suppress(KeyError):  # evicted meanwhile by another thread
+                self._cache.move_to_end(key)
             return cached
         with self._lock:
             cached = self._cache.get(key)
@@ -136,6 +197,8 @@ class TemplateLibrary:
                 return cached
             compiled = self._compile(key, flat_html, text, subject_source)
             self._cache[key] = compiled
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)  # the least recently used
             return compiled
 
     def _compile(

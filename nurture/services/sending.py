@@ -6,7 +6,7 @@ import logging
 import smtplib
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, update
@@ -27,6 +27,7 @@ from nurture.models import (
     Step,
 )
 from nurture.services import candidates as candidate_service
+from nurture.services.dkim import DkimSigner
 from nurture.services.mail import MailSettings, build_mime, new_message_id
 from nurture.services.personalisation import build_context, recruiter_of
 from nurture.services.rendering import CompiledTemplate, TemplateLibrary
@@ -44,7 +45,10 @@ class Sender:
     library: TemplateLibrary
     tokens: Tokens
     transport: SmtpTransport
+    # Compiled template per step for the batch at hand: one lookup per step, not per message.
+    step_templates: dict[int, CompiledTemplate] = field(default_factory=dict)
     max_attempts: int = 5
+    dkim: DkimSigner | None = None
 
 
 def claim(session: Session, message_ids: Iterable[int], now: datetime) -> list[int]:
@@ -72,7 +76,11 @@ def claim(session: Session, message_ids: Iterable[int], now: datetime) -> list[i
 
 
 def compiled_for(library: TemplateLibrary, step: Step) -> CompiledTemplate:
-    """The compiled template of a step (a starter file or its own HTML)."""
+    """The compiled template of a step (an admin-edited template, a starter file or its own HTML).
+
+    Templates are looked up at every send, so an edited template reaches the next mail; the
+    compiled form is cached by content, so each version is inlined once.
+    """
     if step.template:
         return library.get(step.template, subject=step.subject)
     return library.compile(step.html, step.text or None, subject=step.subject)
@@ -173,7 +181,10 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
     )
-    mail = compiled_for(sender.library, step).render(context)
+    compiled = sender.step_templates.get(step.id)
+    if compiled is None:
+        compiled = sender.step_templates[step.id] = compiled_for(sender.library, step)
+    mail = compiled.render(context)
     html = instrument(
         mail.html, tokens, message.id, keep=(f"{tokens.base_url}/u/", f"{tokens.base_url}/p/")
     )
@@ -194,6 +205,8 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
         unsubscribe_url=unsubscribe_url,
         list_id=f"{campaign.name} <campaign-{campaign.id}.{settings.list_id_domain}>",
     )
+    if sender.dkim is not None:
+        data = sender.dkim.sign(data)
     try:
         sender.transport.send(from_email, candidate.email, data)
     except (smtplib.SMTPException, OSError) as exc:
@@ -224,6 +237,7 @@ def send_messages(
 ) -> Counter[str]:
     """Claim and send a batch of messages over one SMTP connection; returns counts by outcome."""
     outcome: Counter[str] = Counter()
+    sender.step_templates.clear()  # a new batch sees edited templates
     for message_id in claim(session, message_ids, clock.now()):
         message = session.get(Message, message_id)
         if message is None:

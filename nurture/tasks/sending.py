@@ -5,11 +5,13 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from nurture.extensions import db
+from nurture.services.dkim import DkimSigner
 from nurture.services.mail import MailSettings
 from nurture.services.rendering import TemplateLibrary
 from nurture.services.sending import Sender
 from nurture.services.sending import send_messages as send_service
 from nurture.services.smtp import SmtpSettings, SmtpTransport
+from nurture.services.templates import sources_from
 from nurture.services.tracking import Tokens
 
 
@@ -25,16 +27,18 @@ def sender_for(app: Flask) -> Sender:
             transport=SmtpTransport(
                 SmtpSettings.from_url(app.config["SMTP_URL"], app.config["SMTP_TIMEOUT"])
             ),
+            dkim=DkimSigner.from_config(app.config),
         )
         app.extensions["nurture.sender"] = sender
     return sender
 
 
 def template_library(app: Flask) -> TemplateLibrary:
-    """The app's template library and its compiled-template cache."""
+    """The app's template library (starter files and the admin's templates) and its cache."""
     library = app.extensions.get("nurture.templates")
     if library is None:
-        library = TemplateLibrary(app.config["TEMPLATES_DIR"])
+        # db.session is scoped: each job or request looks templates up in its own session.
+        library = TemplateLibrary(app.config["TEMPLATES_DIR"], sources=sources_from(db.session))
         app.extensions["nurture.templates"] = library
     return library
 

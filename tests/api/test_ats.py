@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from nurture.extensions import db
-from nurture.models import Candidate, Enrolment
+from nurture.models import Campaign, Candidate, Enrolment
 from tests.conftest import ATS_SECRET, ats_post
 
 BO = {"email": "Bo.Berg@Example.org", "first_name": "Bo", "role": "Designer", "tags": ["silver"]}
@@ -247,3 +247,24 @@ def test_after_a_reapplication_a_new_rejection_enrols_again(client, auth) -> Non
 
     assert again.json["enrolled_campaign_ids"] == [campaign_id]
     assert enrolments() == [(campaign_id, "exited", "reapplied"), (campaign_id, "active", "")]
+
+
+def test_a_reapplication_ends_only_drips_whose_exit_rules_say_so(client, auth) -> None:
+    leaves = client.post("/api/v1/campaigns", headers=auth, json={
+        "name": "leaves", "entry": {"ats_event": "candidate.rejected"},
+        "steps": [{"delay": "P1D", "template": "checkin_3_months"}],
+    }).json["id"]
+    stays = client.post("/api/v1/campaigns", headers=auth, json={
+        "name": "stays", "entry": {"ats_event": "candidate.rejected"},
+        "steps": [{"delay": "P1D", "template": "checkin_3_months"}],
+    }).json["id"]
+    for campaign_id in (leaves, stays):
+        client.post(f"/api/v1/campaigns/{campaign_id}/activate", headers=auth)
+    db.session.get(Campaign, stays).exit_on = ["hired"]
+    db.session.commit()
+    rejected(client)
+    answer = ats_post(client, {"type": "candidate.reapplied", "candidate": {"email": BO["email"]}})
+    assert answer.json["ended_enrolments"] == 1
+    assert sorted(enrolments("bo.berg@example.org")) == sorted(
+        [(leaves, "exited", "reapplied"), (stays, "active", "")]
+    )
