@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Server binaries the tests use for real (PostgreSQL); installed when missing and we may.
+# Programs the tests drive for real (PostgreSQL, SpamAssassin, Dovecot, Chromium...),
+# installed with apt-get when missing and we run as root.
 system-deps:
 	@bash .ci/system-deps.sh
 

@@ -6,6 +6,14 @@ missing=()
 if ! command -v pg_config >/dev/null || [ ! -x "$(pg_config --bindir 2>/dev/null)/postgres" ]; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 fi
+# The admin's browser tests drive Debian's Chromium with Playwright.
+command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The deliverability tests score every starter template with SpamAssassin's local rules.
+command -v spamassassin >/dev/null || missing+=(spamassassin)
+# `nurture dkim generate` (and the DKIM tests) make RSA keys with OpenSSL.
+command -v openssl >/dev/null || missing+=(openssl)
+# The inbound-mail tests read replies and bounces from a throw-away Dovecot IMAP server.
+[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
