@@ -17,8 +17,10 @@ from nurture.import_cli import import_command
 def init_app(app: Flask) -> None:
     """Register the commands on the app's CLI."""
     from nurture.dkim_cli import dkim_command
+    from nurture.tasks.inbound import inbound_command
 
     app.cli.add_command(dkim_command)
+    app.cli.add_command(inbound_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(scheduler_command)
@@ -112,7 +114,7 @@ def create_token_command(email: str, name: str) -> None:
 @with_appcontext
 def scheduler_command(once: bool) -> None:
     """Run the scheduler: find due sends and enqueue them, every few seconds."""
-    from nurture.tasks.scheduling import run_tick
+    from nurture.tasks.scheduling import run_periodic, run_tick
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     interval = float(app.config["SCHEDULER_INTERVAL"])
@@ -123,9 +125,12 @@ def scheduler_command(once: bool) -> None:
         stopping = True
 
     signal.signal(signal.SIGTERM, stop)
+    housekeeping: dict = {}
     while True:
         try:
             result = run_tick(app)
+            for name in run_periodic(app, housekeeping):
+                app.logger.debug("scheduler: ran %s", name)
             if result.created or result.enqueued:
                 click.echo(f"scheduler: {result.created} new messages, {result.enqueued} enqueued")
         except Exception as exc:  # noqa: BLE001 - a down Redis or DB must not end the loop

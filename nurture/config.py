@@ -16,6 +16,18 @@ class Config:
     REDIS_URL = "redis://127.0.0.1:6379/0"
     SMTP_URL = "smtp://127.0.0.1:2525"
     SMTP_TIMEOUT = 30
+    # Tries per message before a temporary SMTP failure (4xx, timeout, lost connection) is final.
+    SMTP_MAX_ATTEMPTS = 5
+    # First retry after this many seconds, doubling each time (±20 % jitter, at most 4 hours).
+    SMTP_RETRY_BASE_SECONDS = 60
+    # Mails per second the relay takes from all workers together; 0 = no limit.
+    SMTP_RATE_PER_SECOND = 0
+    # Mails per second per recipient domain, e.g. {"gmail.com": 20}; "*" covers the others.
+    SMTP_DOMAIN_RATES: dict = {}
+    # Relay failures in a row (no connection, 4xx, no reply) that pause all sending.
+    SMTP_BREAKER_THRESHOLD = 5
+    # How long sending pauses then; one trial send afterwards resumes it or pauses again.
+    SMTP_BREAKER_COOLDOWN_SECONDS = 300
     BASE_URL = "http://127.0.0.1:5000"
     # Anything a reader sees in the footer and the From line.
     COMPANY_NAME = "Acme Talent"
@@ -35,6 +47,14 @@ class Config:
     DKIM_PRIVATE_KEY_FILE: str | None = None
     # Shared secret of the ATS webhook (HMAC-SHA256 over the raw body).
     ATS_SECRET: str | None = None
+    # Where candidates' replies arrive: imaps://user:pass@host:993/INBOX, imap://…, or maildir:///path.
+    INBOUND_IMAP_URL: str | None = None
+    # Where bounces and complaints arrive (the Return-Path mailbox); same forms as above.
+    BOUNCE_IMAP_URL: str | None = None
+    # Shared secret of the bounce webhook (HMAC-SHA256 over the raw body, like the ATS's).
+    BOUNCE_WEBHOOK_SECRET: str | None = None
+    # Soft bounces (full mailbox, deferrals) after which an address is treated as hard-bounced.
+    SOFT_BOUNCE_LIMIT = 3
     # "system", or a path to a file holding an ISO-8601 instant (tests and demos).
     CLOCK = "system"
     QUEUE_NAME = "nurture"
@@ -45,8 +65,18 @@ class Config:
     IMPORT_BATCH_SIZE = 500
     # A message claimed this long ago and still "sending" is presumed lost with its worker.
     STUCK_AFTER_SECONDS = 600
+    # Open-tracking pixel in every mail; false = no pixel for anyone (clicks are still tracked).
+    OPEN_TRACKING = True
+    # Months without human engagement or update before a candidate is asked to re-consent.
+    RETENTION_MONTHS = 24
+    # Days after the re-consent mail before a candidate who did not confirm is anonymised.
+    RECONSENT_GRACE_DAYS = 30
     # A queued message whose job has not run for this long is enqueued again.
     REQUEUE_AFTER_SECONDS = 120
+    # The zone send windows use for candidates without one (an IANA name such as Europe/London).
+    TEAM_TIMEZONE = "UTC"
+    # At most this many sent mails per candidate per this many days, across campaigns; {} = none.
+    FREQUENCY_CAP: dict = {"mails": 2, "days": 7}
     # Where the local SMTP capture keeps mail (a maildir), shown in the admin's mailbox.
     MAILBOX_DIR: str | None = None
     TEMPLATES_DIR = str(Path(__file__).resolve().parent.parent / "templates" / "emails")

@@ -7,6 +7,7 @@ import hmac
 import itertools
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -175,3 +176,31 @@ def ats_post(client, payload: dict[str, Any], secret: str | None = ATS_SECRET):
         content_type="application/json",
         headers={"X-Nurture-Signature": f"sha256={signature}"},
     )
+
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (or NURTURE_CHROMIUM), which Playwright drives."""
+    for candidate in (os.environ.get("NURTURE_CHROMIUM"), "/usr/bin/chromium",
+                      shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session."""
+    executable = chromium_path()
+    require(executable is not None, "Chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -4,6 +4,8 @@ from nurture.admin import (  # noqa: F401 - each module adds its routes to bp
     campaigns,
     candidates,
     imports,
+    jobs,
+    segments,
     templates_editor,
     users,
     views,

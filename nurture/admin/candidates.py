@@ -124,21 +124,7 @@ def _render_list(
 ):
     """The list page for ``filters`` (no rows when the filters themselves are bad)."""
     result = None if errors else search.page(db.session, filters, _now())
-    sorts = {
-        key: url_for(
-            "admin.candidates",
-            **filters.to_args(
-                sort=key,
-                direction=(
-                    ("asc" if filters.direction == "desc" else "desc")
-                    if filters.sort == key
-                    else search.DEFAULT_DIRECTION[key]
-                ),
-                page=1,
-            ),
-        )
-        for key in search.SORTS
-    }
+    sorts = {key: url_for("admin.candidates", **filters.sort_args(key)) for key in search.SORTS}
     return (
         render_template(
             "admin/candidates/list.html",

@@ -17,7 +17,9 @@ from nurture.admin.forms import LoginForm
 from nurture.extensions import db
 from nurture.models import Role
 from nurture.services import analytics
+from nurture.services.circuit import RedisStore, read_status
 from nurture.services.users import LoginLocked, authenticate
+from nurture.tasks import get_redis
 
 _OPEN_PIXEL = re.compile(r'<img[^>]+/o/[^>]+\.gif"[^>]*>')
 
@@ -63,6 +65,8 @@ def dashboard():
         health=analytics.network_health(db.session, now),
         attention=analytics.campaigns_needing_attention(db.session, now),
         active=analytics.campaign_overview(db.session, now, "active"),
+        # The SMTP circuit breaker's pause, when the relay keeps failing (None otherwise).
+        relay_pause=read_status(RedisStore(get_redis())),
         series_chart={
             "type": "line",
             "labels": [day["day"] for day in series],

@@ -1,6 +1,12 @@
 """The JSON API under /api/v1."""
 
-from nurture.api import imports  # noqa: F401 - adds the import routes to bp
+from nurture.api import (
+    bounces,  # noqa: F401 - adds the bounce webhook to bp
+    broadcasts,  # noqa: F401 - adds the broadcast routes to bp
+    imports,  # noqa: F401 - adds the import routes to bp
+    jobs,  # noqa: F401 - adds the job-alert routes to bp
+    segments,  # noqa: F401 - adds the segment routes to bp
+)
 from nurture.api.views import bp
 
 __all__ = ["bp"]

@@ -68,6 +68,28 @@ def openapi_document() -> dict[str, Any]:
             "/campaigns/{id}/activate": {"post": _op("Activate a campaign", params=["id"])},
             "/campaigns/{id}/pause": {"post": _op("Pause a campaign", params=["id"])},
             "/campaigns/{id}/stats": {"get": _op("Per-step statistics", params=["id"])},
+            "/bounces": {"post": _op("Bounces and complaints reported over HTTP, signed in "
+                                     "X-Nurture-Signature", auth=False)},
+            "/broadcasts": {"post": _op("Create (and schedule) a broadcast to a segment or tag",
+                                        "201")},
+            "/broadcasts/{id}": {"get": _op("A broadcast and its progress", params=["id"])},
+            "/jobs": {"post": _op("Create a job opening and propose matching candidates", "201")},
+            "/jobs/{id}": {"get": _op("A job opening and its match counts", params=["id"])},
+            "/jobs/{id}/matches": {
+                "get": _op("Ranked matches with the reasons", params=["id"]),
+                "post": _op("Add a candidate to the review list by email", params=["id"]),
+            },
+            "/jobs/{id}/matches/{candidate_id}/exclude": {
+                "post": _op("Remove a candidate from the alert", params=["id", "candidate_id"])},
+            "/jobs/{id}/matches/{candidate_id}/include": {
+                "post": _op("Put a removed candidate back", params=["id", "candidate_id"])},
+            "/jobs/{id}/approve": {"post": _op("Send the alert to the reviewed matches",
+                                               params=["id"])},
+            "/segments": {"post": _op("Create a segment from rules", "201")},
+            "/segments/preview": {"post": _op("Count and sample for rules, unsaved")},
+            "/segments/{id}": {"get": _op("A segment", params=["id"])},
+            "/segments/{id}/count": {"get": _op("Live count of a segment", params=["id"])},
+            "/segments/{id}/members": {"get": _op("A page of a segment's members", params=["id"])},
             "/ats/events": {
                 "post": _op(
                     "An ATS event, signed in X-Nurture-Signature", body="AtsEvent", auth=False

@@ -145,7 +145,8 @@ def get_candidate(candidate_id: int):
                 "type": event.kind,
                 "at": event.created_at.isoformat(),
                 "message_id": event.message_id,
-                "url": event.url,
+                "url": "" if event.url.startswith("mid:") else event.url,
+                "value": event.value,
                 "machine": event.machine,
             }
         )

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from nurture.models.base import Base
@@ -113,6 +113,11 @@ class Enrolment(Base):
     __table_args__ = (
         Index("ix_enrolments_due", "status", "next_send_at"),
         Index("ix_enrolments_candidate", "candidate_id", "status"),
+        # At most one active enrolment per candidate and campaign, whatever races.
+        Index(
+            "uq_enrolments_active", "campaign_id", "candidate_id", unique=True,
+            postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

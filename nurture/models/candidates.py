@@ -51,6 +51,12 @@ class Candidate(Base):
         Index("ix_candidates_status", "status"),
         Index("ix_candidates_engagement", "engagement_score"),
         Index("ix_candidates_last_opened", "last_opened_at"),
+        Index("ix_candidates_role", "role"),
+        Index("ix_candidates_stage", "stage"),
+        Index("ix_candidates_last_clicked", "last_clicked_at"),
+        Index("ix_candidates_last_replied", "last_replied_at"),
+        Index("ix_candidates_created", "created_at"),
+        Index("ix_candidates_skills", "skills", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

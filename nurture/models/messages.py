@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nurture.models.base import Base
@@ -44,6 +44,7 @@ class Message(Base):
         Index("ix_messages_step", "step_id", "state"),
         Index("ix_messages_message_id", "message_id"),
         Index("ix_messages_campaign_candidate", "campaign_id", "candidate_id"),
+        Index("ix_messages_campaign_id", "campaign_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -75,6 +76,11 @@ class Event(Base):
         Index("ix_events_message", "message_id", "kind"),
         Index("ix_events_candidate", "candidate_id", "created_at"),
         Index("ix_events_kind_time", "kind", "created_at"),
+        # Stats, segments and scores read human events only.
+        Index(
+            "ix_events_human", "kind", "created_at", "message_id", "candidate_id",
+            postgresql_where=text("NOT machine"), sqlite_where=text("machine = 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,13 +23,17 @@ from nurture.models import (
     EventKind,
     Message,
     MessageState,
+    Segment,
     Step,
 )
 from nurture.services.candidates import normalise_email
+from nurture.services.compliance import app_config, require_sender_identity
 from nurture.services.durations import parse_delay
 from nurture.services.enrolment import count_tag_entrants, enrol_tag_entrants
+from nurture.services.entries import REENTRY, parse_entry_filter
 from nurture.services.errors import Conflict, ValidationError
 from nurture.services.rendering import TemplateLibrary
+from nurture.services.timing import parse_schedule, parse_window
 
 ATS_EVENTS = ("candidate.rejected",)
 CONDITIONS = ("", "previous_opened", "previous_not_opened", "previous_clicked")
@@ -125,12 +130,23 @@ def _validate(data: dict[str, Any], library: TemplateLibrary) -> tuple[dict[str,
                 sender_email = normalise_email(sender["email"], "sender.email")
             except ValidationError as exc:
                 errors.update(exc.fields)
-    send_window = data.get("send_window") or {}
-    if not isinstance(send_window, dict):
-        errors["send_window"] = "must be an object"
+    send_window: dict[str, Any] = {}
+    try:
+        send_window = parse_window(data.get("send_window"))
+    except ValidationError as exc:
+        errors.update(exc.fields)
+    timing = _timing_fields(data, kind, errors)
+    if kind == CampaignKind.BROADCAST:
+        if len(steps) > 1:
+            errors["steps"] = "a broadcast is one mail: give exactly one step"
+        if entry_type not in (EntryType.SEGMENT, EntryType.TAG):
+            errors["entry"] = "a broadcast goes to a segment_id or a tag"
+        # Its audience is chosen by the broadcast pass when it sends, never by entry hooks.
+        entry_type, entry_value = EntryType.MANUAL, f"{entry_type}:{entry_value}"
     if errors:
         raise ValidationError("the campaign is not valid", errors)
     clean = {
+        **timing,
         "name": name.strip(),
         "kind": kind,
         "entry_type": entry_type,
@@ -143,11 +159,67 @@ def _validate(data: dict[str, Any], library: TemplateLibrary) -> tuple[dict[str,
     return clean, steps
 
 
+EXIT_ON = ("hired", "reapplied", "replied", "left_segment")
+TOPICS = ("checkins", "newsletter", "job_alerts")
+KIND_TOPIC = {CampaignKind.BROADCAST: "newsletter", CampaignKind.JOB_ALERT: "job_alerts"}
+
+
+def _timing_fields(data: dict[str, Any], kind: Any, errors: dict[str, str]) -> dict[str, Any]:
+    """Topic, entry filter, re-entry, exit rules and a broadcast's schedule, where given."""
+    clean: dict[str, Any] = {}
+    if "topic" in data:
+        if data["topic"] not in TOPICS:
+            errors["topic"] = f"must be one of {', '.join(TOPICS)}"
+        else:
+            clean["topic"] = data["topic"]
+    if "entry_filter" in data:
+        try:
+            clean["entry_filter"] = parse_entry_filter(data["entry_filter"])
+        except ValidationError as exc:
+            errors.update(exc.fields)
+    if "reentry" in data:
+        if data["reentry"] not in REENTRY:
+            errors["reentry"] = f"must be one of {', '.join(REENTRY)}"
+        else:
+            clean["reentry"] = data["reentry"]
+    if "exit_on" in data:
+        exit_on = data["exit_on"]
+        if not isinstance(exit_on, list) or not set(exit_on) <= set(EXIT_ON):
+            errors["exit_on"] = f"a list among {', '.join(EXIT_ON)}"
+        else:
+            clean["exit_on"] = [rule for rule in EXIT_ON if rule in exit_on]
+    if "local_time" in data:
+        if not isinstance(data["local_time"], bool):
+            errors["local_time"] = "must be true or false"
+        else:
+            clean["local_time"] = data["local_time"]
+    if data.get("scheduled_at") not in (None, ""):
+        try:
+            clean["scheduled_at"] = parse_schedule(
+                data["scheduled_at"], bool(clean.get("local_time"))
+            )
+        except ValidationError as exc:
+            errors.update(exc.fields)
+    if ("scheduled_at" in clean or clean.get("local_time")) and kind != CampaignKind.BROADCAST:
+        errors["scheduled_at"] = "only a broadcast is sent at a scheduled time"
+    return clean
+
+
 def create_campaign(
     session: Session, data: dict[str, Any], library: TemplateLibrary, now: datetime
 ) -> Campaign:
     """Validate a campaign with its steps and store it as a draft."""
     clean, steps = _validate(data, library)
+    # A new rejection enrols again once the earlier drip has ended, unless told otherwise.
+    clean.setdefault("reentry", "after_exit")
+    clean.setdefault("topic", KIND_TOPIC.get(clean["kind"], "checkins"))
+    segment = clean["entry_value"].removeprefix(f"{EntryType.SEGMENT}:")
+    if (clean["entry_type"] == EntryType.SEGMENT or segment != clean["entry_value"]) and (
+        not segment.isdigit() or session.get(Segment, int(segment)) is None
+    ):
+        raise ValidationError(
+            "the campaign is not valid", {"entry.segment_id": f"no segment {segment}"}
+        )
     campaign = Campaign(
         **clean,
         status=CampaignStatus.DRAFT,
@@ -160,8 +232,19 @@ def create_campaign(
     return campaign
 
 
-def set_status(session: Session, campaign: Campaign, status: str, now: datetime) -> Campaign:
-    """Move a campaign to ``status`` if its current status allows it."""
+def set_status(
+    session: Session,
+    campaign: Campaign,
+    status: str,
+    now: datetime,
+    *,
+    settings: Mapping[str, Any] | None = None,
+) -> Campaign:
+    """Move a campaign to ``status`` if its current status allows it.
+
+    Activating needs the sender identity and postal address in ``settings`` (the running
+    app's configuration when not given).
+    """
     target = CampaignStatus(status)
     if campaign.status == target:
         return campaign
@@ -169,6 +252,8 @@ def set_status(session: Session, campaign: Campaign, status: str, now: datetime)
         raise Conflict(f"a {campaign.status} campaign cannot become {target}")
     if target == CampaignStatus.ACTIVE and not campaign.steps:
         raise Conflict("a campaign without steps cannot be activated")
+    if target == CampaignStatus.ACTIVE:
+        require_sender_identity(app_config() if settings is None else settings)
     campaign.status = target
     campaign.updated_at = now
     if target == CampaignStatus.ACTIVE:
@@ -224,10 +309,22 @@ def campaign_stats(session: Session, campaign: Campaign) -> list[dict[str, Any]]
     return [rows[step.id] for step in campaign.steps]
 
 
+def _schedule_out(campaign: Campaign) -> str | None:
+    """A broadcast's time as given: wall-clock time without a zone when sent at local time."""
+    if campaign.scheduled_at is None:
+        return None
+    if campaign.local_time:
+        return campaign.scheduled_at.replace(tzinfo=None).isoformat()
+    return campaign.scheduled_at.isoformat()
+
+
 def campaign_dict(campaign: Campaign) -> dict[str, Any]:
     """The API's view of a campaign."""
     entry: dict[str, Any] = {}
-    if campaign.entry_type == EntryType.ATS_EVENT:
+    kind, _, value = campaign.entry_value.partition(":")
+    if campaign.kind == CampaignKind.BROADCAST and value:
+        entry = {"segment_id": int(value)} if kind == EntryType.SEGMENT else {"tag": value}
+    elif campaign.entry_type == EntryType.ATS_EVENT:
         entry = {"ats_event": campaign.entry_value}
     elif campaign.entry_type == EntryType.TAG:
         entry = {"tag": campaign.entry_value}
@@ -245,6 +342,12 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
             "use_recruiter": campaign.sender_is_recruiter,
         },
         "send_window": campaign.send_window,
+        "topic": campaign.topic,
+        "entry_filter": campaign.entry_filter,
+        "reentry": campaign.reentry,
+        "exit_on": campaign.exit_on,
+        "scheduled_at": _schedule_out(campaign),
+        "local_time": campaign.local_time,
         "steps": [
             {
                 "id": s.id,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from nurture.models import (
     Campaign,
+    CampaignKind,
     CampaignStatus,
     Candidate,
     CandidateStatus,
@@ -21,6 +22,7 @@ from nurture.models import (
 from nurture.models.base import UTCDateTime
 from nurture.models.candidates import candidate_tags
 from nurture.services import candidates as candidate_service
+from nurture.services.entries import first_due, passes_entry_filter
 from nurture.services.errors import ValidationError
 
 ATS_EVENT_TYPES = ("candidate.rejected", "candidate.hired", "candidate.reapplied")
@@ -29,25 +31,39 @@ ATS_EVENT_TYPES = ("candidate.rejected", "candidate.hired", "candidate.reapplied
 def enrol(
     session: Session, candidate: Candidate, campaign: Campaign, now: datetime
 ) -> Enrolment | None:
-    """Start the candidate on the campaign's first step; None when they may not be mailed."""
+    """Start the candidate on the campaign's first step; None when they may not be mailed.
+
+    The campaign's re-entry policy decides about someone enrolled before: "never" keeps them
+    out, "after_exit" lets them in once the earlier enrolment ended, "always" restarts it.
+    """
     if candidate.status != CandidateStatus.ACTIVE or not campaign.steps:
         return None
+    if campaign.kind == CampaignKind.BROADCAST:
+        return None  # the broadcast pass picks its audience when it sends
+    if (candidate.topics or {}).get(campaign.topic) is False:
+        return None  # they turned this topic off in the preference centre
     if candidate_service.is_suppressed(session, candidate.email):
         return None
-    existing = session.scalar(
+    previous = session.scalars(
         select(Enrolment).where(
-            Enrolment.candidate_id == candidate.id,
-            Enrolment.campaign_id == campaign.id,
-            Enrolment.status == EnrolmentStatus.ACTIVE,
+            Enrolment.candidate_id == candidate.id, Enrolment.campaign_id == campaign.id
         )
-    )
-    if existing is not None:
+    ).all()
+    existing = next((e for e in previous if e.status == EnrolmentStatus.ACTIVE), None)
+    if existing is not None and campaign.reentry != "always":
         return existing
+    if previous and existing is None and campaign.reentry == "never":
+        return None
+    if existing is not None:
+        existing.status = EnrolmentStatus.EXITED
+        existing.exit_reason = "re-entered"
+        existing.next_send_at = None
+        existing.ended_at = now
     enrolment = Enrolment(
         candidate=candidate,
         campaign=campaign,
         next_position=0,
-        next_send_at=now + timedelta(seconds=campaign.steps[0].delay_seconds),
+        next_send_at=first_due(campaign, now),
         status=EnrolmentStatus.ACTIVE,
         created_at=now,
     )
@@ -81,7 +97,12 @@ def handle_ats_event(session: Session, payload: Any, now: datetime) -> dict[str,
                 Campaign.entry_value == kind,
             )
         ).all()
-        enrolled = [c.id for c in campaigns if enrol(session, candidate, c, now) is not None]
+        enrolled = [
+            c.id
+            for c in campaigns
+            if passes_entry_filter(candidate, c.entry_filter)
+            and enrol(session, candidate, c, now) is not None
+        ]
         result["enrolled_campaign_ids"] = enrolled
     elif kind == "candidate.hired":
         candidate_service.mark_hired(session, candidate, now)

@@ -36,8 +36,15 @@ def build_context(
     unsubscribe_url: str,
     preferences_url: str,
     job: dict[str, Any] | None = None,
+    rating_urls: list[str] | None = None,
+    reconsent_url: str = "",
 ) -> dict[str, Any]:
-    """Everything a template may use, never None."""
+    """Everything a template may use, never None.
+
+    ``rating_urls`` are the five signed one-click answers (1 to 5) of this message; without
+    a message (previews) they are inert ``#`` links. ``reconsent_url`` falls back to the
+    preference page showing the same "keep me in your talent network" button.
+    """
     recruiter_name, recruiter_email = recruiter_of(candidate, campaign, settings)
     return {
         "candidate": {
@@ -67,4 +74,6 @@ def build_context(
         "job": job or {"title": "", "location": "", "url": settings.careers_url, "summary": ""},
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
+        "rating_urls": list(rating_urls) if rating_urls else ["#"] * 5,
+        "reconsent_url": reconsent_url or f"{preferences_url}?stay=1",
     }

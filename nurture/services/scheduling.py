@@ -19,6 +19,7 @@ from nurture.models import (
     MessageState,
     Step,
 )
+from nurture.services import broadcasts, entries
 
 Enqueue = Callable[[Sequence[int]], None]
 
@@ -134,6 +135,8 @@ def messages_to_enqueue(
                     Message.enqueued_at.is_(None),
                     and_(Message.enqueued_at < now - requeue_after),
                 ),
+                # Deferred (send window, cap, pause) or waiting to retry: not before its time.
+                or_(Message.retry_at.is_(None), Message.retry_at <= now),
             )
             .order_by(Message.id)
             .limit(limit)
@@ -156,10 +159,14 @@ def tick(
     send_batch_size: int = 50,
     requeue_after: timedelta = timedelta(minutes=2),
     stuck_after: timedelta = timedelta(minutes=10),
+    team_zone: str = "UTC",
 ) -> TickResult:
     """One scheduler pass: create due messages, recover lost ones, enqueue their ids."""
     result = TickResult()
+    # Segment entries and exits first, so this pass already creates the newcomers' first mail.
+    entries.run_entries(session, now)
     result.created, result.completed = create_due_messages(session, now, batch_size)
+    result.created += broadcasts.run_broadcasts(session, now, team_zone)
     recover_stuck(session, now, stuck_after)
     while True:
         ids = messages_to_enqueue(session, now, requeue_after)

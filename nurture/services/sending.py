@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import random
 import smtplib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.clock import Clock
@@ -27,11 +28,16 @@ from nurture.models import (
     Step,
 )
 from nurture.services import candidates as candidate_service
+from nurture.services import inbound
+from nurture.services.circuit import CircuitBreaker
 from nurture.services.dkim import DkimSigner
+from nurture.services.jobs import job_context
 from nurture.services.mail import MailSettings, build_mime, new_message_id
 from nurture.services.personalisation import build_context, recruiter_of
+from nurture.services.ratelimit import RateLimiter
 from nurture.services.rendering import CompiledTemplate, TemplateLibrary
-from nurture.services.smtp import SmtpTransport
+from nurture.services.smtp import Failure, SmtpTransport, backoff, classify
+from nurture.services.timing import Timing, earliest_send, zone
 from nurture.services.tracking import Tokens, instrument
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,15 @@ class Sender:
     step_templates: dict[int, CompiledTemplate] = field(default_factory=dict)
     max_attempts: int = 5
     dkim: DkimSigner | None = None
+    # Retries after a temporary failure: base × 2^(attempt-1) with jitter, at most the cap.
+    retry_base: timedelta = timedelta(seconds=60)
+    retry_cap: timedelta = timedelta(hours=4)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    soft_bounce_limit: int = 3
+    rng: random.Random = field(default_factory=random.Random)
+    # Team zone and frequency cap, checked at send time with each campaign's send window.
+    timing: Timing = field(default_factory=Timing)
 
 
 def claim(session: Session, message_ids: Iterable[int], now: datetime) -> list[int]:
@@ -123,6 +138,37 @@ def blocked_reason(session: Session, candidate: Candidate, enrolment: Enrolment 
     return ""
 
 
+def topic_off(candidate: Candidate, campaign: Campaign) -> bool:
+    """True when the candidate turned off this campaign's topic in the preference centre."""
+    return bool(campaign.topic) and (candidate.topics or {}).get(campaign.topic) is False
+
+
+def deferred_until(
+    session: Session, candidate: Candidate, campaign: Campaign, timing: Timing, now: datetime
+) -> datetime | None:
+    """When a mail held back by a pause, the frequency cap or the send window may go; else None."""
+    sent: list[datetime] = []
+    if timing.cap is not None:
+        sent = list(
+            session.scalars(
+                select(Message.sent_at).where(
+                    Message.candidate_id == candidate.id,
+                    Message.state == MessageState.SENT,
+                    Message.sent_at > now - timing.cap.period,
+                )
+            )
+        )
+    when = earliest_send(
+        now,
+        window=campaign.send_window,
+        tz=zone(candidate.timezone, timing.team_zone),
+        sent=sent,
+        cap=timing.cap,
+        paused_until=candidate.paused_until,
+    )
+    return when if when > now else None
+
+
 def advance(session: Session, enrolment: Enrolment | None, step: Step, when: datetime) -> None:
     """Point the enrolment at the step after ``step``, due that step's delay after ``when``."""
     if enrolment is None or enrolment.status != EnrolmentStatus.ACTIVE:
@@ -141,13 +187,53 @@ def advance(session: Session, enrolment: Enrolment | None, step: Step, when: dat
         enrolment.next_send_at = when + timedelta(seconds=following.delay_seconds)
 
 
-def _is_permanent(exc: Exception) -> bool:
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in exc.recipients.values()]
-        return bool(codes) and all(code >= 500 for code in codes)
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return exc.smtp_code >= 500
-    return False
+def _record_failure(
+    session: Session,
+    sender: Sender,
+    message: Message,
+    candidate: Candidate,
+    enrolment: Enrolment | None,
+    failure: Failure,
+    now: datetime,
+) -> str:
+    """A failed send: retried later with backoff, or failed with the reason (a bounce if it is)."""
+    retry_after = None
+    if failure.relay:
+        sender.transport.close()
+        sender.breaker.failure(failure.text, now)
+        retry_after = sender.breaker.open_until(now)
+    else:
+        sender.transport.reset()
+        sender.breaker.success()  # the relay answered about this recipient: the relay works
+    if failure.bounce:
+        report = inbound.Failure(
+            candidate.email, failure.bounce == "hard", diagnostic=f"SMTP {failure.text}"
+        )
+        inbound.record_bounce(session, report, now, sender.soft_bounce_limit, messages=[message])
+    if failure.transient and failure.bounce != "hard" and message.attempts < sender.max_attempts:
+        delay = backoff(message.attempts, sender.retry_base, sender.retry_cap, sender.rng)
+        message.state = MessageState.QUEUED
+        # Not before then (the scheduler checks); no later than the relay's pause ends.
+        message.retry_at = max(now + delay, retry_after or now)
+        message.enqueued_at = None
+        message.error = f"attempt {message.attempts} of {sender.max_attempts}: {failure.text}"
+        if failure.unknown:
+            # Trade-off: a relay that took the message but lost its reply gets it twice (with
+            # the same Message-ID, which Gmail and others collapse); never trying again would
+            # lose every message whose DATA the relay dropped. Losing mail is the worse fault.
+            message.error += " (delivery unknown; retried with the same Message-ID)"
+        message.error = message.error[:2000]
+        return message.state
+    message.state = MessageState.FAILED
+    if failure.bounce == "hard":
+        message.error = f"hard bounce: {failure.text}"[:2000]
+    elif failure.transient:
+        message.error = f"gave up after {message.attempts} attempts: {failure.text}"[:2000]
+    else:
+        message.error = f"refused: {failure.text}"[:2000]
+    if enrolment is not None:
+        candidate_service.end_enrolments(session, candidate, "send_failed", now)
+    return message.state
 
 
 def send_one(session: Session, sender: Sender, message: Message, now: datetime) -> str:
@@ -165,11 +251,28 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
         if enrolment is not None and enrolment.status == EnrolmentStatus.ACTIVE:
             candidate_service.end_enrolments(session, candidate, reason, now)
         return message.state
+    if topic_off(candidate, campaign):
+        message.state = MessageState.SKIPPED
+        message.error = "topic off"
+        if enrolment is not None and enrolment.status == EnrolmentStatus.ACTIVE:
+            enrolment.status = EnrolmentStatus.EXITED
+            enrolment.exit_reason = "topic off"
+            enrolment.next_send_at = None
+            enrolment.ended_at = now
+        return message.state
     if not condition_met(session, enrolment, step):
         message.state = MessageState.SKIPPED
         message.error = f"condition {step.condition} not met"
         advance(session, enrolment, step, now)
         return message.state
+    later = deferred_until(session, candidate, campaign, sender.timing, now)
+    if later is not None:
+        # Deferred, not dropped: back in the queue until then; a deferral is no failed attempt.
+        message.state = MessageState.QUEUED
+        message.retry_at = later
+        message.enqueued_at = None
+        message.attempts = max(message.attempts - 1, 0)
+        return "deferred"
 
     tokens, settings = sender.tokens, sender.settings
     unsubscribe_url = tokens.unsubscribe_url(candidate.id, message.id)
@@ -180,13 +283,21 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
         settings,
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
+        job=job_context(session, campaign),
     )
     compiled = sender.step_templates.get(step.id)
     if compiled is None:
         compiled = sender.step_templates[step.id] = compiled_for(sender.library, step)
     mail = compiled.render(context)
+    # Own links (unsubscribe, preferences, rating, re-consent) go direct, never via /c/;
+    # a candidate who opted out of tracking gets no pixel and their links as written.
     html = instrument(
-        mail.html, tokens, message.id, keep=(f"{tokens.base_url}/u/", f"{tokens.base_url}/p/")
+        mail.html,
+        tokens,
+        message.id,
+        keep=tuple(f"{tokens.base_url}/{path}/" for path in ("u", "p", "r", "k")),
+        track_opens=tokens.open_tracking and not candidate.tracking_opt_out,
+        track_clicks=not candidate.tracking_opt_out,
     )
     from_name, from_email = recruiter_of(candidate, campaign, settings)
     message.message_id = message.message_id or new_message_id(settings.domain, message.id)
@@ -210,21 +321,8 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
     try:
         sender.transport.send(from_email, candidate.email, data)
     except (smtplib.SMTPException, OSError) as exc:
-        permanent = _is_permanent(exc)
-        message.error = f"{type(exc).__name__}: {exc}"[:2000]
-        if permanent or message.attempts >= sender.max_attempts:
-            message.state = MessageState.FAILED
-            if enrolment is not None:
-                candidate_service.end_enrolments(session, candidate, "send_failed", now)
-        else:
-            # Back in the queue; the scheduler enqueues it again after a pause.
-            message.state = MessageState.QUEUED
-            message.enqueued_at = now
-        if permanent:
-            sender.transport.reset()
-        else:
-            sender.transport.close()
-        return message.state
+        failure = classify(exc)
+        return _record_failure(session, sender, message, candidate, enrolment, failure, now)
     message.state = MessageState.SENT
     message.sent_at = now
     message.error = ""
@@ -238,10 +336,26 @@ def send_messages(
     """Claim and send a batch of messages over one SMTP connection; returns counts by outcome."""
     outcome: Counter[str] = Counter()
     sender.step_templates.clear()  # a new batch sees edited templates
-    for message_id in claim(session, message_ids, clock.now()):
+    sender.breaker.sync()  # another worker may have paused the relay
+    paused = sender.breaker.open_until(clock.now())
+    if paused is not None:
+        outcome["deferred"] += _hold(session, message_ids, paused)
+        return outcome
+    claimed = claim(session, message_ids, clock.now())
+    for index, message_id in enumerate(claimed):
+        paused = sender.breaker.open_until(clock.now())
+        if paused is not None:
+            # The relay keeps failing: the rest of the batch waits out the cooldown.
+            outcome["deferred"] += _release(session, claimed[index:], paused)
+            break
         message = session.get(Message, message_id)
         if message is None:
             continue
+        if _domain_deferred(session, sender, message, clock.now()):
+            session.commit()
+            outcome["deferred"] += 1
+            continue
+        sender.limiter.wait_for_relay()
         try:
             state = send_one(session, sender, message, clock.now())
         except Exception:
@@ -254,7 +368,57 @@ def send_messages(
                 .values(state=MessageState.FAILED, error="internal error while rendering")
             )
             state = MessageState.FAILED
+        if state == MessageState.SENT:
+            sender.breaker.success()
         # Record each outcome at once: a crash later in the batch must not resend this one.
         session.commit()
         outcome[state] += 1
     return outcome
+
+
+def _domain_deferred(session: Session, sender: Sender, message: Message, now: datetime) -> bool:
+    """Out of the recipient domain's budget: back in the queue for a moment, no attempt spent."""
+    candidate = session.get(Candidate, message.candidate_id)
+    wait = sender.limiter.domain_wait(candidate.email) if candidate is not None else 0.0
+    if wait <= 0:
+        return False
+    message.state = MessageState.QUEUED
+    message.retry_at = now + timedelta(seconds=max(wait, 1.0))
+    message.enqueued_at = None
+    message.attempts = max(message.attempts - 1, 0)
+    return True
+
+
+def _hold(session: Session, message_ids: Iterable[int], until: datetime) -> int:
+    """Unclaimed queued messages wait for the relay's cooldown to end; returns how many."""
+    ids = sorted(set(message_ids))
+    if not ids:
+        return 0
+    result = session.execute(
+        update(Message)
+        .where(
+            Message.id.in_(ids),
+            Message.state == MessageState.QUEUED,
+            # A mail deferred past the pause (send window, cap) keeps its later time.
+            or_(Message.retry_at.is_(None), Message.retry_at < until),
+        )
+        .values(retry_at=until, enqueued_at=None)
+    )
+    session.commit()
+    return result.rowcount or 0
+
+
+def _release(session: Session, message_ids: list[int], until: datetime) -> int:
+    """Claimed messages go back to the queue until ``until``, their claim not counted."""
+    result = session.execute(
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.state == MessageState.SENDING)
+        .values(
+            state=MessageState.QUEUED,
+            retry_at=until,
+            enqueued_at=None,
+            attempts=Message.attempts - 1,
+        )
+    )
+    session.commit()
+    return result.rowcount or 0

@@ -66,6 +66,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "job.summary": ("Job summary (job alerts)", ""),
     "unsubscribe_url": ("One-click unsubscribe link", "the layouts put it in the footer"),
     "preferences_url": ("Email preference page", "the layouts put it in the footer"),
+    "rating_urls": ("Five one-click answers, 1 to 5", "rating_urls[0] … rating_urls[4]"),
+    "reconsent_url": ("“Keep me in the talent network” page", "the reconsent starter uses it"),
 }
 # Objects that are not values themselves, e.g. "candidate" in {{ candidate.first_name }}.
 _OBJECTS = {path.rsplit(".", 1)[0] for path in VARIABLES if "." in path}

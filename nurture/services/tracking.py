@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from nurture.models import Candidate, CandidateStatus, Event, EventKind, Message
 from nurture.services import candidates as candidate_service
+from nurture.services import engagement
 
 _HREF = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
 
@@ -28,6 +29,8 @@ class Tokens:
 
     secret: str
     base_url: str
+    # False (the OPEN_TRACKING setting) puts no open pixel in anyone's mail.
+    open_tracking: bool = True
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
         # Building a serializer derives its key; one per purpose is enough for a process.
@@ -60,14 +63,48 @@ class Tokens:
         """The preference page of a candidate."""
         return f"{self.base_url}/p/{self.sign('unsubscribe', [candidate_id, message_id])}"
 
+    def rating_url(self, message_id: int, value: int) -> str:
+        """A one-click answer (1-5) to "how was your interview experience?" in a message."""
+        return f"{self.base_url}/r/{self.sign('rating', [message_id, value])}"
+
+    def rating_urls(self, message_id: int) -> list[str]:
+        """The five answers of a message, from 1 (poor) to 5 (excellent)."""
+        return [self.rating_url(message_id, value) for value in range(1, 6)]
+
+    def reconsent_url(self, candidate_id: int, message_id: int | None) -> str:
+        """The "yes, keep me in your talent network" page of a re-consent mail."""
+        # The same authority as the preference page (the candidate's own mail link).
+        return f"{self.base_url}/k/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+    @classmethod
+    def from_config(cls, config: Any) -> Tokens:
+        """Tokens for an app's ``SECRET_KEY``, ``BASE_URL`` and ``OPEN_TRACKING`` settings."""
+        return cls(
+            config["SECRET_KEY"],
+            config["BASE_URL"].rstrip("/"),
+            open_tracking=bool(config.get("OPEN_TRACKING", True)),
+        )
+
 
 @functools.lru_cache(maxsize=32)
 def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret, salt=f"nurture.{purpose}")
 
 
-def instrument(html: str, tokens: Tokens, message_id: int, keep: tuple[str, ...] = ()) -> str:
-    """Route the links of a rendered mail through click tracking and add the open pixel."""
+def instrument(
+    html: str,
+    tokens: Tokens,
+    message_id: int,
+    keep: tuple[str, ...] = (),
+    *,
+    track_opens: bool = True,
+    track_clicks: bool = True,
+) -> str:
+    """Route the links of a rendered mail through click tracking and add the open pixel.
+
+    ``track_opens`` / ``track_clicks`` false leave the pixel out / the links as written (a
+    candidate who opted out of tracking, or open tracking switched off).
+    """
 
     def rewrite(found: re.Match[str]) -> str:
         url = html_lib.unescape(found.group(1))
@@ -75,7 +112,9 @@ def instrument(html: str, tokens: Tokens, message_id: int, keep: tuple[str, ...]
             return found.group(0)
         return f'href="{html_lib.escape(tokens.click_url(message_id, url))}"'
 
-    tracked = _HREF.sub(rewrite, html)
+    tracked = _HREF.sub(rewrite, html) if track_clicks else html
+    if not track_opens:
+        return tracked
     pixel = (
         f'<img src="{html_lib.escape(tokens.open_url(message_id))}" width="1" height="1" '
         'alt="" style="display:block;height:1px;width:1px;border:0;">'
@@ -117,10 +156,17 @@ def record_event(
         kind=kind,
         url=url,
         user_agent=(user_agent or "")[:400],
-        machine=kind in (EventKind.OPEN, EventKind.CLICK) and looks_like_machine(user_agent),
+        machine=kind in (EventKind.OPEN, EventKind.CLICK)
+        and (
+            looks_like_machine(user_agent)
+            or engagement.is_machine(kind, user_agent, message.sent_at, now)
+        ),
         created_at=now,
     )
     session.add(event)
+    if not event.machine:
+        # Keeps the candidate's summary (last open/click, score) current for segments.
+        engagement.note_engagement(session, message.candidate_id, kind, now)
     return event
 
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import Flask
 
 from nurture.extensions import db
+from nurture.services.engagement import recompute_scores
+from nurture.services.retention import RetentionPolicy, retention_pass
 from nurture.services.scheduling import TickResult, tick
 from nurture.tasks import enqueue_send
+from nurture.tasks.inbound import process_inbound
+
+log = logging.getLogger(__name__)
 
 
 def run_tick(app: Flask) -> TickResult:
@@ -23,6 +31,57 @@ def run_tick(app: Flask) -> TickResult:
             send_batch_size=config["SEND_BATCH_SIZE"],
             requeue_after=timedelta(seconds=config["REQUEUE_AFTER_SECONDS"]),
             stuck_after=timedelta(seconds=config["STUCK_AFTER_SECONDS"]),
+            team_zone=config.get("TEAM_TIMEZONE") or "UTC",
         )
     finally:
         db.session.remove()
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """Housekeeping the scheduler runs every ``every``; each job is idempotent."""
+
+    name: str
+    every: timedelta
+    run: Callable[[Flask, datetime], object]
+
+
+def _engagement(app: Flask, now: datetime) -> object:
+    return recompute_scores(db.session, now)
+
+
+def _retention(app: Flask, now: datetime) -> object:
+    return retention_pass(db.session, now, policy=RetentionPolicy.from_config(app.config))
+
+
+def _inbound(app: Flask, now: datetime) -> object:
+    return process_inbound(app)
+
+
+# The one list of periodic jobs besides the send pass itself.
+PERIODIC = [
+    Periodic("inbound mail", timedelta(minutes=1), _inbound),
+    Periodic("engagement scores", timedelta(hours=1), _engagement),
+    Periodic("retention", timedelta(days=1), _retention),
+]
+
+
+def run_periodic(app: Flask, last_run: dict[str, datetime]) -> list[str]:
+    """Run the housekeeping jobs that are due (by the injected clock); returns their names."""
+    now = app.extensions["nurture.clock"].now()
+    ran = []
+    for job in PERIODIC:
+        previous = last_run.get(job.name)
+        if previous is not None and now - previous < job.every:
+            continue
+        try:
+            job.run(app, now)
+            db.session.commit()
+            ran.append(job.name)
+        except Exception:
+            db.session.rollback()
+            log.exception("periodic job %s failed", job.name)
+        finally:
+            db.session.remove()
+        last_run[job.name] = now
+    return ran

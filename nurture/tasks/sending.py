@@ -2,34 +2,66 @@
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
+
 from flask import Flask, current_app
 
 from nurture.extensions import db
+from nurture.services.circuit import CircuitBreaker, RedisStore
 from nurture.services.dkim import DkimSigner
 from nurture.services.mail import MailSettings
+from nurture.services.ratelimit import RateLimiter, redis_buckets
 from nurture.services.rendering import TemplateLibrary
 from nurture.services.sending import Sender
 from nurture.services.sending import send_messages as send_service
 from nurture.services.smtp import SmtpSettings, SmtpTransport
 from nurture.services.templates import sources_from
+from nurture.services.timing import Timing
 from nurture.services.tracking import Tokens
+from nurture.tasks import get_redis
+
+# Threads starting at once must share one Sender: a second one's SMTP connection would leak.
+_SENDER_LOCK = threading.Lock()
 
 
 def sender_for(app: Flask) -> Sender:
     """The process-wide Sender: its template cache and SMTP connection outlive each job."""
     sender = app.extensions.get("nurture.sender")
-    if sender is None:
-        settings = MailSettings.from_config(app.config)
-        sender = Sender(
-            settings=settings,
-            library=template_library(app),
-            tokens=Tokens(app.config["SECRET_KEY"], settings.base_url),
-            transport=SmtpTransport(
-                SmtpSettings.from_url(app.config["SMTP_URL"], app.config["SMTP_TIMEOUT"])
-            ),
-            dkim=DkimSigner.from_config(app.config),
-        )
-        app.extensions["nurture.sender"] = sender
+    if sender is not None:
+        return sender
+    with _SENDER_LOCK:
+        return app.extensions.get("nurture.sender") or _new_sender(app)
+
+
+def _new_sender(app: Flask) -> Sender:
+    """Build the Sender from the configuration and keep it on the app."""
+    settings = MailSettings.from_config(app.config)
+    sender = Sender(
+        settings=settings,
+        library=template_library(app),
+        tokens=Tokens(app.config["SECRET_KEY"], settings.base_url),
+        transport=SmtpTransport(
+            SmtpSettings.from_url(app.config["SMTP_URL"], app.config["SMTP_TIMEOUT"])
+        ),
+        dkim=DkimSigner.from_config(app.config),
+        timing=Timing.from_config(app.config),
+        max_attempts=int(app.config["SMTP_MAX_ATTEMPTS"]),
+        retry_base=timedelta(seconds=float(app.config["SMTP_RETRY_BASE_SECONDS"])),
+        # Budgets and the breaker's pause are shared by every worker through Redis.
+        limiter=RateLimiter(
+            float(app.config["SMTP_RATE_PER_SECOND"]),
+            app.config["SMTP_DOMAIN_RATES"],
+            bucket=redis_buckets(get_redis(app)),
+        ),
+        breaker=CircuitBreaker(
+            int(app.config["SMTP_BREAKER_THRESHOLD"]),
+            timedelta(seconds=float(app.config["SMTP_BREAKER_COOLDOWN_SECONDS"])),
+            RedisStore(get_redis(app)),
+        ),
+        soft_bounce_limit=int(app.config.get("SOFT_BOUNCE_LIMIT", 3)),
+    )
+    app.extensions["nurture.sender"] = sender
     return sender
 
 

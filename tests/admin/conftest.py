@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,38 +13,10 @@ from werkzeug.serving import make_server
 from nurture.extensions import db
 from nurture.services.users import create_user
 from nurture.tasks.sending import close_sender
-from tests.conftest import make_app, require
+from tests.conftest import CHROMIUM_ARGS, chromium_path, make_app  # noqa: F401 - re-exported
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "correct horse battery staple"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]
-
-
-def chromium_path() -> str | None:
-    """Debian's Chromium (or NURTURE_CHROMIUM), which Playwright drives."""
-    for candidate in (os.environ.get("NURTURE_CHROMIUM"), "/usr/bin/chromium",
-                      shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """One headless Chromium for the session."""
-    executable = chromium_path()
-    require(executable is not None, "Chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 class LiveServer:
     """The app served by a real HTTP server on 127.0.0.1 in a thread."""
 

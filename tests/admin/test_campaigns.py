@@ -124,6 +124,7 @@ def test_build_activate_send_measure_and_pause_a_drip(page, live_app, live_serve
     mail = next(m.as_email() for m in smtp.messages if m.rcpt_tos == ["ana@example.org"])
     html = mail.get_body(("html",)).get_content()
     pixel = re.search(r'src="https?://[^/"]+(/o/[^"]+\.gif)"', html)[1]
+    live_app.extensions["nurture.clock"].advance(timedelta(minutes=7))  # a person, not a scanner
     assert page.request.get(live_server.url + pixel, headers={"User-Agent": A_PHONE}).ok
 
     page.reload()
@@ -340,7 +341,8 @@ def csrf_of(html: str) -> str:
 
 def builder_form(token: str, **changes: str) -> dict[str, str]:
     form = {"csrf_token": token, "name": "Nurture", "entry_type": "tag", "entry_tag": TAG,
-            "exit_reapplied": "y", "sender_mode": "recruiter", "sender_name": "", "sender_email": "",
+            "exit_reapplied": "y", "sender_mode": "recruiter",
+            "sender_name": "", "sender_email": "",
             "steps-0-id": "", "steps-0-delay_amount": "1", "steps-0-delay_unit": "days",
             "steps-0-template": "rejection_followup", "steps-0-subject": "",
             "steps-1-id": "", "steps-1-delay_amount": "2", "steps-1-delay_unit": "days",

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Step
+from nurture.services import engagement
 from nurture.services.candidates import upsert_candidate
 from tests.admin.conftest import login, screenshot
 
@@ -104,8 +105,13 @@ def timeline_for(app: Flask, candidate: Candidate) -> None:
         Event(candidate_id=candidate.id, message_id=first.id, kind="click",
               url="https://careers.example.com/jobs/42", created_at=now - timedelta(days=2)
               + timedelta(minutes=3)),
+        Event(candidate_id=candidate.id, message_id=first.id, kind="reply",
+              value="Re: Maya, thank you from Acme", url="mid:reply-1@mail.example.org",
+              created_at=now - timedelta(days=1)),
         Event(candidate_id=candidate.id, kind="unsubscribe", created_at=now - timedelta(hours=1)),
     ])
+    # Made here, not through tracking.record_event: bring the engagement summary up to date.
+    engagement.rebuild_summary(db.session)
     db.session.commit()
 
 
@@ -199,14 +205,16 @@ def test_viewer_reads_one_timeline_but_cannot_change_anything(page, live_app: Fl
 
     # One timeline, oldest first, with the machine open marked and the clicked URL.
     entries = page.locator("ol.cand-timeline > li")
-    assert entries.count() == 6
+    assert entries.count() == 7
     texts = entries.all_inner_texts()
     assert "Sent" in texts[0] and "Maya, thank you from Acme" in texts[0]
     assert "Opened" in texts[1] and "machine" in texts[1]
     assert "Opened" in texts[2] and "machine" not in texts[2]
     assert "Clicked" in texts[3] and "https://careers.example.com/jobs/42" in texts[3]
-    assert "Failed" in texts[4] and "550 mailbox unavailable" in texts[4]
-    assert "Unsubscribed" in texts[5]
+    assert "Replied" in texts[4] and "Re: Maya, thank you from Acme" in texts[4]
+    assert entries.nth(4).locator("a").count() == 0  # its mid: source is not a link
+    assert "Failed" in texts[5] and "550 mailbox unavailable" in texts[5]
+    assert "Unsubscribed" in texts[6]
     # Times are shown in the viewer's zone by admin.js (the UTC text is only the fallback).
     first_time = entries.first.locator("time")
     assert first_time.get_attribute("datetime").startswith("2026-02-27T09:00:00")
@@ -364,7 +372,7 @@ def test_admin_erases_a_candidate_after_confirming(page, live_app: Flask) -> Non
     assert "Okafor" not in body and "maya.okafor@example.org" not in body
     assert page.locator("button:has-text('Edit profile'), a:has-text('Edit profile')").count() == 0
     # The ledger stays, without what the mail said.
-    assert page.locator("ol.cand-timeline > li").count() == 6
+    assert page.locator("ol.cand-timeline > li").count() == 7
     erased = fresh(Candidate, candidate.id)
     assert erased.status == "erased" and erased.tags == []
     assert re.fullmatch(r"erased-\d+@erased\.invalid", erased.email)

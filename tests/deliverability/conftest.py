@@ -15,7 +15,6 @@ from nurture.services.mail import MailSettings, build_mime, new_message_id
 from nurture.services.personalisation import build_context, recruiter_of
 from nurture.services.rendering import TemplateLibrary
 from nurture.services.tracking import Tokens, instrument
-from tests.admin.conftest import browser  # noqa: F401  (the session's headless Chromium)
 from tests.conftest import require
 
 STARTERS = TemplateLibrary(Config.TEMPLATES_DIR).names()
@@ -65,6 +64,11 @@ def candidate() -> Candidate:
     )
 
 
+def sparse_candidate() -> Candidate:
+    """A candidate the ATS knew little about: every template falls back to its defaults."""
+    return Candidate(id=4822, email="s.k@example.net")
+
+
 def campaign() -> Campaign:
     """A drip sent in the recruiter's name."""
     return Campaign(id=7, name="Silver medalists 2026", sender_is_recruiter=True)
@@ -88,10 +92,11 @@ def render_as_sent(
     name: str,
     signer: DkimSigner | None = None,
     now: datetime | None = None,
+    person: Candidate | None = None,
     message_id: int = 91234,
 ) -> SentMail:
     """Render, track, build and sign a starter exactly as ``sending.send_one`` does."""
-    person, drip = candidate(), campaign()
+    person, drip = person or candidate(), campaign()
     unsubscribe_url = TOKENS.unsubscribe_url(person.id, message_id)
     preferences_url = TOKENS.preferences_url(person.id, message_id)
     context = build_context(

@@ -206,10 +206,13 @@ def test_drip_reaches_inboxes_and_reacts_to_candidates(system, clock, smtp, clie
     assert len(ids) == 3
 
     # Ana opens and clicks; Bo unsubscribes with the RFC 8058 one-click POST; Chen is hired.
+    # She reads it on her phone a few minutes later (an instant hit would be a scanner).
+    clock.advance(timedelta(minutes=7))
+    phone = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile"}
     pixel = next(url for url in links(ana) if "/o/" in url)
-    assert client.get(pixel.removeprefix("https://nurture.test")).status_code == 200
+    assert client.get(pixel.removeprefix("https://nurture.test"), headers=phone).status_code == 200
     tracked = next(url for url in links(ana) if "/c/" in url)
-    hop = client.get(tracked.removeprefix("https://nurture.test"))
+    hop = client.get(tracked.removeprefix("https://nurture.test"), headers=phone)
     assert hop.status_code == 302 and hop.location.startswith("https://")
     unsubscribe = re.search(r"<https://nurture\.test(/u/[^>]+)>", bo["List-Unsubscribe"]).group(1)
     one_click = client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})

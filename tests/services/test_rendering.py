@@ -14,6 +14,7 @@ STARTERS = [
     "checkin_3_months",
     "job_alert",
     "newsletter",
+    "reconsent",
     "rejection_followup",
     "talent_network_invite",
 ]

@@ -130,3 +130,15 @@ def test_pause_holds_mail_and_resume_sends_it_once(system: Flask, clock, smtp) -
     # The next step is due three days after the first one really went out.
     enrolment = db.session.scalar(select(Enrolment))
     assert enrolment.next_send_at == clock.now() + timedelta(days=3)
+
+
+def test_housekeeping_runs_once_per_interval_by_the_injected_clock(system: Flask, clock) -> None:
+    from nurture.tasks.scheduling import PERIODIC, run_periodic
+
+    state: dict = {}
+    assert run_periodic(system, state) == [job.name for job in PERIODIC]
+    assert run_periodic(system, state) == []
+    clock.advance(timedelta(hours=1))
+    assert run_periodic(system, state) == ["inbound mail", "engagement scores"]
+    clock.advance(timedelta(days=1))
+    assert "retention" in run_periodic(system, state)

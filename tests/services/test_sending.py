@@ -139,7 +139,7 @@ def test_a_refused_recipient_fails_with_the_reason(mail_app: Flask, smtp: SmtpCa
     failed = db.session.scalar(select(Message).where(Message.state == MessageState.FAILED))
     assert "550" in failed.error
     enrolment = db.session.get(Enrolment, failed.enrolment_id)
-    assert enrolment.status == "exited" and enrolment.exit_reason == "send_failed"
+    assert enrolment.status == "exited" and enrolment.exit_reason == "bounced"  # a 5xx is a bounce
 
 
 def test_a_temporary_failure_requeues_and_the_retry_sends_once(

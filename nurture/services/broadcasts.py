@@ -1,0 +1,279 @@
+"""Broadcasts (newsletters): one mail to a segment or a tag, now, later, or at a local hour.
+
+When a broadcast is due, the pass creates one enrolment per audience member and one message per
+enrolment, each in a single INSERT … SELECT; the unique key on (enrolment, step), the NOT EXISTS
+on enrolments and a lock on the campaign row make a second or concurrent pass add nothing.
+With ``local_time``, the audience is taken zone by zone as the wall clock reaches the hour.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, func, insert, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from nurture.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Candidate,
+    CandidateStatus,
+    Enrolment,
+    EnrolmentStatus,
+    EntryType,
+    Message,
+    MessageState,
+    Segment,
+    Tag,
+)
+from nurture.models.base import UTCDateTime
+from nurture.models.candidates import candidate_tags
+from nurture.services import campaigns as campaign_service
+from nurture.services.entries import topic_allowed
+from nurture.services.errors import ValidationError
+from nurture.services.rendering import TemplateLibrary
+from nurture.services.timing import local_instant, zone
+
+# UTC+14 (Kiribati) reaches a wall-clock hour first, UTC-12 last; after that nobody is left.
+EARLIEST = timedelta(hours=14)
+LATEST = timedelta(hours=12)
+# The key in ``entry_filter`` that records when the audience was closed (the broadcast sent).
+SENT_KEY = "sent_at"
+
+
+def audience_of(campaign: Campaign) -> tuple[str, str]:
+    """("segment", id) or ("tag", name): who the broadcast goes to."""
+    kind, _, value = campaign.entry_value.partition(":")
+    return kind, value
+
+
+def _audience(session: Session, campaign: Campaign, now: datetime) -> ColumnElement[bool] | None:
+    """SQL over ``Candidate``: in the broadcast's segment or carrying its tag."""
+    kind, value = audience_of(campaign)
+    if kind == EntryType.SEGMENT:
+        segment = session.get(Segment, int(value)) if value.isdigit() else None
+        if segment is None:
+            return None
+        from nurture.services.segments import compile_rules  # rules compile in their own module
+
+        return compile_rules(segment.rules, now)
+    if kind == EntryType.TAG:
+        return exists().where(
+            candidate_tags.c.candidate_id == Candidate.id,
+            candidate_tags.c.tag_id == Tag.id,
+            Tag.name == value,
+        )
+    return None
+
+
+def _members(campaign: Campaign, audience: ColumnElement[bool]) -> list[ColumnElement[bool]]:
+    """Who may receive it: active, in the audience, topic on, not already given it."""
+    return [
+        Candidate.status == CandidateStatus.ACTIVE,
+        audience,
+        topic_allowed(campaign.topic),
+        ~exists().where(
+            Enrolment.campaign_id == campaign.id, Enrolment.candidate_id == Candidate.id
+        ),
+    ]
+
+
+def _enrol(session: Session, campaign: Campaign, where: list[ColumnElement[bool]], now: datetime):
+    """One enrolment per new member, in flight at once (no next_send_at): the pass sends it."""
+    rows = select(
+        Candidate.id,
+        literal(campaign.id),
+        literal(0),
+        literal(EnrolmentStatus.ACTIVE.value),
+        literal(""),
+        literal(now, UTCDateTime()),
+    ).where(*where)
+    session.execute(
+        insert(Enrolment).from_select(
+            ["candidate_id", "campaign_id", "next_position", "status", "exit_reason", "created_at"],
+            rows,
+        )
+    )
+
+
+def _create_messages(session: Session, campaign: Campaign, now: datetime) -> int:
+    """One queued message per enrolment of the broadcast that has none yet."""
+    step = campaign.steps[0]
+    enrolment = aliased(Enrolment)
+    rows = select(
+        enrolment.candidate_id,
+        literal(campaign.id),
+        literal(step.id),
+        enrolment.id,
+        literal(MessageState.QUEUED.value),
+        literal(0),
+        literal(""),
+        literal(""),
+        literal(""),
+        literal(""),
+        literal(now, UTCDateTime()),
+    ).where(
+        enrolment.campaign_id == campaign.id,
+        enrolment.status == EnrolmentStatus.ACTIVE,
+        ~exists().where(Message.enrolment_id == enrolment.id),
+    )
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    before = _message_count(session, campaign)
+    session.execute(
+        dialect.insert(Message)
+        .from_select(
+            ["candidate_id", "campaign_id", "step_id", "enrolment_id", "state", "attempts",
+             "error", "message_id", "to_address", "subject", "queued_at"],
+            rows,
+        )
+        .on_conflict_do_nothing()
+    )
+    # SQLite gives no row count for INSERT … SELECT … ON CONFLICT: count on the index instead.
+    return _message_count(session, campaign) - before
+
+
+def _message_count(session: Session, campaign: Campaign) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Message).where(Message.campaign_id == campaign.id)
+    ) or 0
+
+
+def send_broadcast(
+    session: Session, campaign: Campaign, now: datetime, team_zone: str = "UTC"
+) -> int:
+    """Create the messages of a broadcast that are due now; returns how many it created.
+
+    Idempotent: whoever already has an enrolment in the broadcast is never given another, so a
+    pass run twice, or by two schedulers at once, creates nothing more.
+    """
+    if campaign.kind != CampaignKind.BROADCAST or not campaign.steps:
+        return 0
+    # Two schedulers: the second waits here, then sees what the first inserted.
+    sent = session.scalar(
+        select(Campaign.entry_filter).where(Campaign.id == campaign.id).with_for_update()
+    )
+    if (sent or {}).get(SENT_KEY):
+        return 0
+    audience = _audience(session, campaign, now)
+    if audience is None:
+        return 0
+    start = campaign.scheduled_at or now
+    where = _members(campaign, audience)
+    if not campaign.local_time:
+        if start > now:
+            return 0
+        _enrol(session, campaign, where, now)
+        done = True
+    else:
+        # Group the audience's zones (few) in Python; each zone's members go in one statement.
+        names = session.scalars(select(Candidate.timezone).distinct().where(*where)).all()
+        by_zone: dict[str, list[str]] = defaultdict(list)
+        for name in names:
+            by_zone[zone(name, team_zone).key].append(name)
+        wall = start.replace(tzinfo=None)
+        for key, raw in by_zone.items():
+            if local_instant(wall.date(), wall.time(), zone(key)) <= now:
+                _enrol(session, campaign, [*where, Candidate.timezone.in_(raw)], now)
+        done = now >= start + LATEST + timedelta(hours=1)
+    created = _create_messages(session, campaign, now)
+    if done:
+        campaign.entry_filter = {**(campaign.entry_filter or {}), SENT_KEY: now.isoformat()}
+    return created
+
+
+def run_broadcasts(session: Session, now: datetime, team_zone: str = "UTC") -> int:
+    """The periodic pass: send every active broadcast that is due; returns messages created."""
+    campaigns = session.scalars(
+        select(Campaign)
+        .where(
+            Campaign.kind == CampaignKind.BROADCAST,
+            Campaign.status == CampaignStatus.ACTIVE,
+            (Campaign.scheduled_at.is_(None)) | (Campaign.scheduled_at <= now + EARLIEST),
+        )
+        .order_by(Campaign.id)
+    ).all()
+    created = 0
+    for campaign in campaigns:
+        if (campaign.entry_filter or {}).get(SENT_KEY):
+            continue
+        created += send_broadcast(session, campaign, now, team_zone)
+        session.commit()
+    return created
+
+
+# --- creating one and watching it go out ---------------------------------------------------------
+
+
+BROADCAST_FIELDS = (
+    "name", "audience", "template", "html", "text", "subject", "scheduled_at", "local_time",
+    "topic", "sender", "send_window", "activate",
+)
+
+
+def create_broadcast(
+    session: Session, data: dict[str, Any], library: TemplateLibrary, now: datetime
+) -> Campaign:
+    """Validate and store a broadcast; activated (scheduled) unless ``"activate": false``."""
+    unknown = sorted(set(data) - set(BROADCAST_FIELDS))
+    if unknown:
+        raise ValidationError(
+            "unknown fields", {key: "not a broadcast field" for key in unknown}
+        )
+    body: dict[str, Any] = {
+        "name": data.get("name"),
+        "kind": CampaignKind.BROADCAST,
+        "entry": data.get("audience"),
+        "steps": [
+            {
+                "delay": "PT0S",
+                **{k: data[k] for k in ("template", "html", "text", "subject") if k in data},
+            }
+        ],
+    }
+    for key in ("scheduled_at", "local_time", "topic", "sender", "send_window"):
+        if key in data:
+            body[key] = data[key]
+    if data.get("audience") is None:
+        raise ValidationError("the broadcast is not valid", {"audience": "give segment_id or tag"})
+    try:
+        campaign = campaign_service.create_campaign(session, body, library, now)
+    except ValidationError as exc:
+        # Speak the broadcast's own words: "template", not "steps[0].template".
+        fields = {
+            key.removeprefix("steps[0].").replace("entry", "audience", 1): problem
+            for key, problem in exc.fields.items()
+        }
+        raise ValidationError("the broadcast is not valid", fields) from None
+    if data.get("activate", True):
+        campaign_service.set_status(session, campaign, CampaignStatus.ACTIVE, now)
+    return campaign
+
+
+def progress(session: Session, campaign: Campaign, now: datetime) -> dict[str, Any]:
+    """How far a broadcast has gone: its audience, and its messages by state."""
+    states = dict(
+        session.execute(
+            select(Message.state, func.count())
+            .where(Message.campaign_id == campaign.id)
+            .group_by(Message.state)
+        ).all()
+    )
+    sent_at = (campaign.entry_filter or {}).get(SENT_KEY)
+    audience = None
+    condition = _audience(session, campaign, now)
+    if condition is not None and not sent_at:
+        # Before it goes: who would get it now (after that, the messages tell).
+        audience = session.scalar(
+            select(func.count()).select_from(Candidate).where(*_members(campaign, condition))
+        )
+    return {
+        "status": campaign.status,
+        "sent_at": sent_at,
+        "waiting_audience": audience,
+        "messages": {state: states.get(state, 0) for state in MessageState},
+        "total": sum(states.values()),
+    }

@@ -1,0 +1,236 @@
+"""Who enters a campaign and who leaves it: entry filters, re-entry, segment entries and exits.
+
+The periodic pass (``run_entries``, called by the scheduler) works in set-based SQL: one
+INSERT … SELECT per segment-entry campaign, one UPDATE per exit rule.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, insert, literal, or_, select, true, update
+from sqlalchemy.orm import Session
+
+from nurture.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Candidate,
+    CandidateStatus,
+    Enrolment,
+    EnrolmentStatus,
+    EntryType,
+    Segment,
+)
+from nurture.models.base import UTCDateTime
+from nurture.services.durations import parse_delay
+from nurture.services.errors import ValidationError
+
+REENTRY = ("never", "after_exit", "always")
+FILTER_KEYS = ("rejection_reasons", "stages", "delay")
+
+
+# --- entry filters and re-entry (pure) ---------------------------------------------------------
+
+
+def parse_entry_filter(value: Any, field: str = "entry_filter") -> dict[str, Any]:
+    """Check ``{"rejection_reasons": [...], "stages": [...], "delay": "P2D"}``; {} lets all in."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field} is not valid", {field: "must be an object"})
+    errors: dict[str, str] = {}
+    unknown = set(value) - set(FILTER_KEYS)
+    if unknown:
+        errors[field] = f"unknown keys: {', '.join(sorted(unknown))}; use {', '.join(FILTER_KEYS)}"
+    clean: dict[str, Any] = {}
+    for key in ("rejection_reasons", "stages"):
+        if key not in value:
+            continue
+        items = value[key]
+        if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+            errors[f"{field}.{key}"] = "must be a list of non-empty strings"
+        elif items:
+            clean[key] = sorted({i.strip().lower() for i in items})
+    if value.get("delay") not in (None, ""):
+        try:
+            parse_delay(value["delay"], f"{field}.delay")
+            clean["delay"] = str(value["delay"]).strip().upper()
+        except ValidationError as exc:
+            errors.update(exc.fields)
+    if errors:
+        raise ValidationError(f"{field} is not valid", errors)
+    return clean
+
+
+def passes_entry_filter(candidate: Candidate, entry_filter: dict[str, Any] | None) -> bool:
+    """Whether the candidate's rejection reason and stage reached are among those the filter names.
+
+    Compared without regard to case or surrounding spaces; a list left out lets everyone through.
+    """
+    entry_filter = entry_filter or {}
+    reasons = entry_filter.get("rejection_reasons")
+    if reasons and (candidate.rejection_reason or "").strip().lower() not in reasons:
+        return False
+    stages = entry_filter.get("stages")
+    return not (stages and (candidate.stage or "").strip().lower() not in stages)
+
+
+def entry_delay(campaign: Campaign) -> timedelta:
+    """The wait between entering the campaign and its first step's own delay."""
+    raw = (campaign.entry_filter or {}).get("delay")
+    return parse_delay(raw) if raw else timedelta(0)
+
+
+def first_due(campaign: Campaign, now: datetime) -> datetime:
+    """When a candidate entering now gets the first step."""
+    return now + entry_delay(campaign) + timedelta(seconds=campaign.steps[0].delay_seconds)
+
+
+def topic_allowed(topic: str) -> ColumnElement[bool]:
+    """SQL: the candidate has not turned ``topic`` off (a missing key means subscribed)."""
+    if not topic:
+        return true()
+    flag = Candidate.topics[topic].as_boolean()
+    return or_(flag.is_(None), flag == true())
+
+
+def may_enter(campaign: Campaign) -> ColumnElement[bool]:
+    """SQL: a candidate the campaign's re-entry policy lets in now (over ``Candidate.id``)."""
+    mine = Enrolment.candidate_id == Candidate.id, Enrolment.campaign_id == campaign.id
+    if campaign.reentry == "never":
+        return ~exists().where(*mine)
+    # "always" restarts a running drip only on a new event; a segment member stays enrolled.
+    return ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE)
+
+
+# --- the periodic pass -------------------------------------------------------------------------
+
+
+def segment_rules(session: Session, campaign: Campaign) -> dict[str, Any] | None:
+    """The rules of the campaign's entry segment, or None when it names no segment."""
+    value = campaign.entry_value.removeprefix("segment:")
+    if not value.isdigit():
+        return None
+    segment = session.get(Segment, int(value))
+    return segment.rules if segment is not None else None
+
+
+def in_segment(rules: dict[str, Any], now: datetime) -> ColumnElement[bool]:
+    """SQL over ``Candidate``: the candidate matches the segment's rules."""
+    from nurture.services.segments import compile_rules  # rules compile in their own module
+
+    return compile_rules(rules, now)
+
+
+def enrol_segment_entrants(session: Session, campaign: Campaign, now: datetime) -> int:
+    """Enrol the segment's members who may enter, in one INSERT … SELECT; returns how many.
+
+    The campaign row is locked first (PostgreSQL), so two schedulers never both insert the
+    same candidate; SQLite runs one writer at a time anyway.
+    """
+    if campaign.entry_type != EntryType.SEGMENT or not campaign.steps:
+        return 0
+    rules = segment_rules(session, campaign)
+    if rules is None:
+        return 0
+    session.execute(select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
+    entrants = select(
+        Candidate.id,
+        literal(campaign.id),
+        literal(0),
+        literal(first_due(campaign, now), UTCDateTime()),
+        literal(EnrolmentStatus.ACTIVE.value),
+        literal(""),
+        literal(now, UTCDateTime()),
+    ).where(
+        Candidate.status == CandidateStatus.ACTIVE,
+        in_segment(rules, now),
+        topic_allowed(campaign.topic),
+        may_enter(campaign),
+    )
+    result = session.execute(
+        insert(Enrolment).from_select(
+            ["candidate_id", "campaign_id", "next_position", "next_send_at", "status",
+             "exit_reason", "created_at"],
+            entrants,
+        )
+    )
+    return result.rowcount or 0
+
+
+def _exit(session: Session, where: list[ColumnElement[bool]], reason: str, now: datetime) -> int:
+    result = session.execute(
+        update(Enrolment)
+        .where(Enrolment.status == EnrolmentStatus.ACTIVE, *where)
+        .values(
+            status=EnrolmentStatus.EXITED, exit_reason=reason, next_send_at=None, ended_at=now
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def exit_left_segment(session: Session, campaign: Campaign, now: datetime) -> int:
+    """End the enrolments of candidates no longer in the campaign's entry segment."""
+    if "left_segment" not in (campaign.exit_on or []):
+        return 0
+    rules = segment_rules(session, campaign)
+    if rules is None:
+        return 0
+    still_in = select(Candidate.id).where(in_segment(rules, now))
+    return _exit(
+        session,
+        [Enrolment.campaign_id == campaign.id, Enrolment.candidate_id.not_in(still_in)],
+        "left_segment",
+        now,
+    )
+
+
+def exit_replied(session: Session, now: datetime) -> int:
+    """A reply after entering ends the drip, so a recruiter takes over the conversation.
+
+    Broadcasts are one mail, already decided: a reply to a drip does not cancel a newsletter.
+    """
+    replied = (
+        select(Candidate.id)
+        .where(
+            Candidate.id == Enrolment.candidate_id,
+            Candidate.last_replied_at.is_not(None),
+            Candidate.last_replied_at >= Enrolment.created_at,
+        )
+        .exists()
+    )
+    drips = select(Campaign.id).where(Campaign.kind != CampaignKind.BROADCAST)
+    return _exit(session, [replied, Enrolment.campaign_id.in_(drips)], "replied", now)
+
+
+def exit_unmailable(session: Session, now: datetime) -> int:
+    """Enrolments of candidates who bounced or complained end, with that as the reason."""
+    ended = 0
+    for status in (CandidateStatus.BOUNCED, CandidateStatus.COMPLAINED):
+        gone = select(Candidate.id).where(Candidate.status == status)
+        ended += _exit(session, [Enrolment.candidate_id.in_(gone)], str(status), now)
+    return ended
+
+
+def run_entries(session: Session, now: datetime) -> dict[str, int]:
+    """The periodic pass: segment entries, then exits (left segment, replied, bounced)."""
+    counts = {"entered": 0, "left_segment": 0, "replied": 0, "unmailable": 0}
+    campaigns = session.scalars(
+        select(Campaign).where(
+            Campaign.status == CampaignStatus.ACTIVE,
+            Campaign.entry_type == EntryType.SEGMENT,
+            Campaign.kind != CampaignKind.BROADCAST,
+        )
+    ).all()
+    for campaign in campaigns:
+        counts["left_segment"] += exit_left_segment(session, campaign, now)
+        counts["entered"] += enrol_segment_entrants(session, campaign, now)
+        session.commit()
+    counts["replied"] = exit_replied(session, now)
+    counts["unmailable"] = exit_unmailable(session, now)
+    session.commit()
+    return counts
+

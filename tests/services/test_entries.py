@@ -1,0 +1,253 @@
+"""Entries and exits: ATS filters, entry delay, re-entry, segment entry, and who leaves when."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from nurture.embedded import SmtpCapture
+from nurture.extensions import db
+from nurture.models import Candidate, Enrolment, Message
+from nurture.services.entries import parse_entry_filter, run_entries
+from nurture.services.errors import ValidationError
+from nurture.services.scheduling import create_due_messages
+from nurture.tasks.scheduling import run_tick
+from nurture.tasks.sending import close_sender, send_messages
+from tests.conftest import ats_post, auth_headers, make_app
+
+STEP = {"delay": "PT0S", "template": "rejection_followup"}
+
+
+@pytest.fixture
+def system(sqlite_url, clock, smtp: SmtpCapture, redis_url):
+    app = make_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
+    with app.app_context():
+        yield app
+        close_sender(app)
+        db.session.remove()
+        db.engine.dispose()
+
+
+def campaign(app: Flask, **fields: Any) -> int:
+    client = app.test_client()
+    headers = auth_headers(app, "editor")
+    body = {"name": "Drip", "entry": {"ats_event": "candidate.rejected"}, "steps": [STEP], **fields}
+    answer = client.post("/api/v1/campaigns", json=body, headers=headers)
+    assert answer.status_code == 201, answer.json
+    activated = client.post(f"/api/v1/campaigns/{answer.json['id']}/activate", headers=headers)
+    assert activated.status_code == 200
+    return answer.json["id"]
+
+
+def rejected(app: Flask, **person: Any) -> dict:
+    person.setdefault("email", "ana@example.org")
+    answer = ats_post(app.test_client(), {"type": "candidate.rejected", "candidate": person})
+    assert answer.status_code == 200, answer.json
+    return answer.json
+
+
+def enrolments(campaign_id: int | None = None) -> list[tuple[int, str, str]]:
+    query = select(Enrolment.candidate_id, Enrolment.status, Enrolment.exit_reason).order_by(
+        Enrolment.id
+    )
+    if campaign_id is not None:
+        query = query.where(Enrolment.campaign_id == campaign_id)
+    db.session.expire_all()
+    return [tuple(row) for row in db.session.execute(query)]
+
+
+def test_ats_entry_is_filtered_by_rejection_reason_and_stage(system: Flask) -> None:
+    late = campaign(
+        system,
+        name="Late-stage near misses",
+        entry_filter={"rejection_reasons": ["Another candidate"], "stages": ["final interview"]},
+    )
+    anyone = campaign(system, name="Everyone")
+    hit = rejected(
+        system, email="a@example.org", rejection_reason="another candidate", stage="Final interview"
+    )
+    wrong_stage = rejected(
+        system, email="b@example.org", rejection_reason="Another candidate", stage="phone screen"
+    )
+    wrong_reason = rejected(
+        system, email="c@example.org", rejection_reason="skills", stage="final interview"
+    )
+    assert hit["enrolled_campaign_ids"] == [late, anyone]
+    assert wrong_stage["enrolled_campaign_ids"] == [anyone]
+    assert wrong_reason["enrolled_campaign_ids"] == [anyone]
+
+
+def test_an_entry_delay_comes_before_the_first_steps_own_delay(system: Flask, clock) -> None:
+    campaign(
+        system,
+        entry_filter={"delay": "P2D"},
+        steps=[{"delay": "PT6H", "template": "rejection_followup"}],
+    )
+    rejected(system)
+    enrolment = db.session.scalar(select(Enrolment))
+    assert enrolment.next_send_at == clock.now() + timedelta(days=2, hours=6)
+
+
+@pytest.mark.parametrize(
+    ("policy", "second", "after_exit"),
+    [
+        # What a second rejection does while enrolled, and after that enrolment ended.
+        ("never", [(1, "active", "")], [(1, "exited", "reapplied")]),
+        (
+            "after_exit",
+            [(1, "active", "")],
+            [(1, "exited", "reapplied"), (1, "active", "")],
+        ),
+        (
+            "always",
+            [(1, "exited", "re-entered"), (1, "active", "")],
+            [(1, "exited", "re-entered"), (1, "exited", "reapplied"), (1, "active", "")],
+        ),
+    ],
+)
+def test_reentry_policy(system: Flask, policy: str, second: list, after_exit: list) -> None:
+    drip = campaign(system, reentry=policy, exit_on=["reapplied"])
+    rejected(system)
+    rejected(system)
+    assert enrolments(drip) == second
+    ats_post(
+        system.test_client(),
+        {"type": "candidate.reapplied", "candidate": {"email": "ana@example.org"}},
+    )
+    rejected(system)
+    assert enrolments(drip) == after_exit
+
+
+def test_the_api_default_lets_a_candidate_in_again_after_an_exit(system: Flask) -> None:
+    client = system.test_client()
+    answer = client.post(
+        "/api/v1/campaigns",
+        json={"name": "x", "steps": [STEP]},
+        headers=auth_headers(system, "editor"),
+    )
+    assert answer.json["reentry"] == "after_exit" and answer.json["topic"] == "checkins"
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad"),
+    [
+        ({"entry_filter": {"stages": "final"}}, "entry_filter.stages"),
+        ({"entry_filter": {"delay": "two days"}}, "entry_filter.delay"),
+        ({"entry_filter": {"colour": ["red"]}}, "entry_filter"),
+        ({"reentry": "sometimes"}, "reentry"),
+        ({"topic": "sports"}, "topic"),
+        ({"exit_on": ["moon"]}, "exit_on"),
+        ({"send_window": {"start": "9"}}, "send_window.start"),
+        ({"entry": {"segment_id": 999}}, "entry.segment_id"),
+        ({"scheduled_at": "2026-03-10T09:00:00Z"}, "scheduled_at"),
+    ],
+)
+def test_bad_timing_fields_are_422_naming_the_field(system: Flask, fields: dict, bad: str) -> None:
+    body = {"name": "x", "steps": [STEP], **fields}
+    answer = system.test_client().post(
+        "/api/v1/campaigns", json=body, headers=auth_headers(system, "editor")
+    )
+    assert answer.status_code == 422, answer.json
+    assert bad in answer.json["error"]["fields"]
+
+
+def test_entry_filters_are_stored_clean() -> None:
+    assert parse_entry_filter(
+        {"rejection_reasons": [" Skills ", "skills"], "delay": "p1d"}
+    ) == {"rejection_reasons": ["skills"], "delay": "P1D"}
+    with pytest.raises(ValidationError):
+        parse_entry_filter(["skills"])
+
+
+def test_topic_off_skips_the_mail_and_ends_only_that_enrolment(
+    system: Flask, smtp: SmtpCapture
+) -> None:
+    checkins = campaign(system, name="Check-ins", topic="checkins")
+    alerts = campaign(
+        system, name="Alerts", topic="job_alerts", steps=[{"delay": "P1D", "template": "job_alert"}]
+    )
+    rejected(system)
+    candidate = db.session.scalar(select(Candidate))
+    candidate.topics = {"checkins": False, "job_alerts": True}
+    db.session.commit()
+    ana = candidate.id
+    create_due_messages(db.session, system.extensions["nurture.clock"].now())
+    ids = list(db.session.scalars(select(Message.id)))
+    assert send_messages(ids) == {"skipped": 1}
+    assert smtp.messages == []
+    message = db.session.scalar(select(Message))
+    assert (message.state, message.error) == ("skipped", "topic off")
+    assert enrolments(checkins) == [(ana, "exited", "topic off")]
+    assert enrolments(alerts) == [(ana, "active", "")]
+    # A candidate who turned a topic off is not enrolled into its campaigns at all.
+    campaign(system, name="More check-ins", topic="checkins")
+    assert rejected(system)["enrolled_campaign_ids"] == [alerts]
+
+
+def segment(name: str, rules: dict) -> int:
+    from nurture.services.segments import save_segment
+
+    now = current_app.extensions["nurture.clock"].now()
+    row = save_segment(db.session, name, rules, now)
+    db.session.commit()
+    return row.id
+
+
+def add(app: Flask, **person: Any) -> int:
+    answer = app.test_client().post(
+        "/api/v1/candidates", json=person, headers=auth_headers(app, "editor")
+    )
+    assert answer.status_code in (200, 201), answer.json
+    return answer.json["id"]
+
+
+def test_segment_entry_enrols_members_on_the_scheduler_pass_and_exits_leavers(
+    system: Flask, smtp: SmtpCapture
+) -> None:
+    designers = segment("Designers", {"all": [{"field": "role", "op": "eq", "value": "Designer"}]})
+    drip = campaign(
+        system,
+        entry={"segment_id": designers},
+        exit_on=["left_segment"],
+        steps=[STEP, {"delay": "P3D", "template": "checkin_3_months"}],
+    )
+    bo = add(system, email="bo@example.org", role="Designer")
+    cy = add(system, email="cy@example.org", role="Designer")
+    add(system, email="di@example.org", role="Engineer")
+    assert run_tick(system).created == 2
+    assert sorted(row[0] for row in enrolments(drip)) == [bo, cy]
+    # A second pass enrols nobody twice.
+    run_tick(system)
+    assert len(enrolments(drip)) == 2
+    # Cy changes role: the next pass takes them out.
+    add(system, email="cy@example.org", role="Engineer")
+    run_tick(system)
+    assert enrolments(drip) == [(bo, "active", ""), (cy, "exited", "left_segment")]
+    # A newcomer to the segment enters on the next pass.
+    di = add(system, email="di@example.org", role="Designer")
+    run_tick(system)
+    assert (di, "active", "") in enrolments(drip)
+
+
+def test_replies_and_bounces_end_drips(system: Flask, clock) -> None:
+    drip = campaign(system)
+    rejected(system, email="a@example.org")
+    rejected(system, email="b@example.org")
+    rejected(system, email="c@example.org")
+    a, b, c = db.session.scalars(select(Candidate).order_by(Candidate.id)).all()
+    # A reply from before the enrolment does not count; one after it does.
+    a.last_replied_at = clock.now() + timedelta(minutes=5)
+    c.last_replied_at = clock.now() - timedelta(days=30)
+    b.status = "bounced"
+    db.session.commit()
+    counts = run_entries(db.session, clock.now())
+    assert (counts["replied"], counts["unmailable"]) == (1, 1)
+    assert enrolments(drip) == [
+        (a.id, "exited", "replied"),
+        (b.id, "exited", "bounced"),
+        (c.id, "active", ""),
+    ]
