@@ -28,6 +28,7 @@ from nurture.models import Campaign, CampaignStatus, EntryType, Role, Tag
 from nurture.services import analytics
 from nurture.services import campaigns as campaign_service
 from nurture.services.errors import Conflict, ValidationError
+from nurture.services.preferences import rating_summary
 from nurture.tasks.sending import template_library
 
 PER_PAGE = 25
@@ -360,6 +361,7 @@ def campaign(campaign_id: int):
         "admin/campaigns/detail.html",
         campaign=campaign,
         funnel=list(zip(campaign.steps, stats, strict=True)),
+        ratings=rating_summary(db.session, campaign.id),
         enrolled=analytics.enrolment_counts(db.session, campaign.id),
         funnel_chart=funnel_chart,
         time_chart=time_chart,

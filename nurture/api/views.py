@@ -18,6 +18,7 @@ from nurture.services import campaigns as campaign_service
 from nurture.services import candidates as candidate_service
 from nurture.services.enrolment import handle_ats_event, save_candidate
 from nurture.services.errors import Conflict, ValidationError
+from nurture.services.preferences import rating_summary
 from nurture.tasks.sending import template_library
 
 bp = Blueprint("api", __name__)
@@ -220,9 +221,13 @@ def pause_campaign(campaign_id: int):
 def campaign_stats(campaign_id: int):
     """Per step: unique candidates sent, opened, clicked, unsubscribed, bounced, failed."""
     campaign = _campaign_or_404(campaign_id)
-    return jsonify(
-        {"campaign_id": campaign.id, "steps": campaign_service.campaign_stats(db.session, campaign)}
-    )
+    ratings = rating_summary(db.session, campaign.id)
+    return jsonify({
+        "campaign_id": campaign.id,
+        "steps": campaign_service.campaign_stats(db.session, campaign),
+        "ratings": {"count": ratings.count, "average": ratings.average,
+                    "distribution": {str(k): v for k, v in ratings.distribution.items()}},
+    })
 
 
 @bp.post("/ats/events")

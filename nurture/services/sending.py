@@ -30,6 +30,7 @@ from nurture.models import (
 from nurture.services import candidates as candidate_service
 from nurture.services import inbound
 from nurture.services.circuit import CircuitBreaker
+from nurture.services.compliance import extra_headers
 from nurture.services.dkim import DkimSigner
 from nurture.services.jobs import job_context
 from nurture.services.mail import MailSettings, build_mime, new_message_id
@@ -81,6 +82,8 @@ def claim(session: Session, message_ids: Iterable[int], now: datetime) -> list[i
         .where(
             Message.id.in_(ids),
             Message.state == MessageState.QUEUED,
+            # A stale or duplicate job must not send a retry before its time.
+            or_(Message.retry_at.is_(None), Message.retry_at <= now),
             Message.campaign_id.in_(active),
         )
         .values(state=MessageState.SENDING, claimed_at=now, attempts=Message.attempts + 1)
@@ -284,6 +287,8 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
         job=job_context(session, campaign),
+        rating_urls=tokens.rating_urls(message.id),
+        reconsent_url=tokens.reconsent_url(candidate.id, message.id),
     )
     compiled = sender.step_templates.get(step.id)
     if compiled is None:
@@ -315,6 +320,7 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
         date=now,
         unsubscribe_url=unsubscribe_url,
         list_id=f"{campaign.name} <campaign-{campaign.id}.{settings.list_id_domain}>",
+        headers=extra_headers(campaign),
     )
     if sender.dkim is not None:
         data = sender.dkim.sign(data)

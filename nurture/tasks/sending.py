@@ -40,7 +40,7 @@ def _new_sender(app: Flask) -> Sender:
     sender = Sender(
         settings=settings,
         library=template_library(app),
-        tokens=Tokens(app.config["SECRET_KEY"], settings.base_url),
+        tokens=Tokens.from_config(app.config),
         transport=SmtpTransport(
             SmtpSettings.from_url(app.config["SMTP_URL"], app.config["SMTP_TIMEOUT"])
         ),

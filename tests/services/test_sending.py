@@ -150,6 +150,9 @@ def test_a_temporary_failure_requeues_and_the_retry_sends_once(
     assert send_messages(ids) == {"queued": 1}
     message = db.session.get(Message, ids[0])
     assert message.state == "queued" and "421" in message.error
+    retry_at = message.retry_at
+    assert send_messages(ids) == {}  # a job run again too soon sends nothing
+    mail_app.extensions["nurture.clock"].set(retry_at)
     assert send_messages(ids) == {"sent": 1}
     assert len(smtp.messages) == 1
 

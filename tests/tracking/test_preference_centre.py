@@ -234,7 +234,7 @@ def ratings() -> list[tuple[int | None, str, bool]]:
     ]
 
 
-def test_a_rating_link_records_one_answer_and_a_later_one_replaces_it(client, sent) -> None:
+def test_a_rating_link_records_one_answer_and_a_later_one_replaces_it(client, sent, auth) -> None:
     four, two = (sent.path(sent.tokens.rating_url(sent.message_id, v)) for v in (4, 2))
 
     first = client.get(four, headers={"User-Agent": HUMAN})
@@ -247,6 +247,10 @@ def test_a_rating_link_records_one_answer_and_a_later_one_replaces_it(client, se
 
     summary = rating_summary(db.session, sent.campaign_id)
     assert (summary.count, summary.average, summary.distribution[2]) == (1, 2.0, 1)
+    # The campaign's stats show it too.
+    stats = client.get(f"/api/v1/campaigns/{sent.campaign_id}/stats", headers=auth).json
+    assert stats["ratings"] == {"count": 1, "average": 2.0,
+                                "distribution": {"1": 0, "2": 1, "3": 0, "4": 0, "5": 0}}
 
 
 def test_link_scanners_do_not_rate(client, sent) -> None:
