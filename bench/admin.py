@@ -52,7 +52,7 @@ from typing import Any  # noqa: E402
 
 from flask import Flask  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
-from sqlalchemy import insert, text  # noqa: E402
+from sqlalchemy import insert, inspect, text  # noqa: E402
 from sqlalchemy.engine import Connection  # noqa: E402
 
 from nurture import create_app  # noqa: E402
@@ -80,7 +80,6 @@ BUSY_EVENTS = 3_000
 VIEWER, PASSWORD = "viewer@bench.example", "bench viewer password"
 # Proposed for the schema: (name, DDL on SQLite, DDL on PostgreSQL).
 RECOMMENDED_INDEXES = [
-    ("ix_candidates_stage", "CREATE INDEX ix_candidates_stage ON candidates (stage)", None),
     ("ix_candidates_source", "CREATE INDEX ix_candidates_source ON candidates (source)", None),
     # PostgreSQL only (needs the pg_trgm extension, in postgresql-contrib): substring search.
     ("ix_candidates_search", None, candidate_search.SEARCH_INDEX_POSTGRESQL),
@@ -309,6 +308,15 @@ class Data:
         }  # fmt: skip
 
 
+def analyze(app: Flask) -> None:
+    """Refresh the planner's statistics, as autovacuum would on a running system."""
+    with app.app_context(), db.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text("ANALYZE"))
+        conn.commit()
+
+
 def fill(app: Flask, data: Data) -> None:
     """Insert the whole data set, table by table, in chunks."""
     started = time.perf_counter()
@@ -321,16 +329,7 @@ def fill(app: Flask, data: Data) -> None:
         bulk(conn, Message, data.messages(), data.n_candidates * 3 + BUSY_MESSAGES - 3,
              "messages")
         bulk(conn, Event, data.events(), data.n_events, "events")
-    with app.app_context():
-        # What tracking.record_event keeps up to date one event at a time, done in bulk here.
-        summarised = time.perf_counter()
-        engagement.rebuild_summary(db.session)
-        engagement.recompute_scores(db.session, NOW)
-        db.session.commit()
-        print(f"  engagement summary and scores in {time.perf_counter() - summarised:.1f} s")
-    with app.app_context(), db.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             for table in ("tags", "campaigns", "steps", "candidates", "enrolments", "messages",
                           "events"):
                 # Explicit ids above did not move the sequences; a later INSERT must not collide.
@@ -338,8 +337,16 @@ def fill(app: Flask, data: Data) -> None:
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                     f"(SELECT max(id) FROM {table}))"
                 ))
-        conn.execute(text("ANALYZE"))
-        conn.commit()
+    analyze(app)
+    with app.app_context():
+        # What tracking.record_event keeps up to date one event at a time, done in bulk here
+        # (after ANALYZE: without statistics PostgreSQL plans these UPDATEs for hours).
+        summarised = time.perf_counter()
+        engagement.rebuild_summary(db.session)
+        engagement.recompute_scores(db.session, NOW)
+        db.session.commit()
+        print(f"  engagement summary and scores in {time.perf_counter() - summarised:.1f} s")
+    analyze(app)
     print(f"  filled in {time.perf_counter() - started:.0f} s")
 
 
@@ -440,10 +447,11 @@ def add_indexes(app: Flask) -> None:
         postgres = conn.dialect.name == "postgresql"
         if postgres:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+        existing = {index["name"] for index in inspect(conn).get_indexes("candidates")}
         names = []
         for name, sqlite_ddl, postgres_ddl in RECOMMENDED_INDEXES:
             ddl = (postgres_ddl or sqlite_ddl) if postgres else sqlite_ddl
-            if ddl:
+            if ddl and name not in existing:  # a later migration may have added it
                 conn.execute(text(ddl))
                 names.append(name)
         conn.execute(text("ANALYZE"))

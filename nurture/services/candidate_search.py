@@ -302,9 +302,8 @@ def _order_by(filters: CandidateFilters) -> list[Any]:
         return [way(LAST_ACTIVITY).nulls_last(), way(Candidate.id)]
     if filters.sort == "score":
         return [way(Candidate.engagement_score), way(Candidate.id)]
-    # Created: ids are handed out in creation order and the primary key is indexed, so the
-    # id orders "created" without sorting 100,000 rows on created_at (which has no index).
-    return [way(Candidate.id)]
+    # ix_candidates_created serves this (on SQLite with the rowid as its hidden last column).
+    return [way(Candidate.created_at), way(Candidate.id)]
 
 
 def build_select(filters: CandidateFilters, now: datetime, *columns: Any) -> Select[Any]:

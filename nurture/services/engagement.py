@@ -177,7 +177,11 @@ def recompute_scores(session: Session, now: datetime) -> int:
 
 def rebuild_summary(session: Session) -> int:
     """Recompute ``last_opened_at``/``last_clicked_at``/``last_replied_at`` of every candidate
-    from the events (a backfill or repair; the normal path is ``note_engagement``)."""
+    from the events (a backfill or repair; the normal path is ``note_engagement``).
+
+    After a bulk load on PostgreSQL run ANALYZE first: without statistics the planner picks a
+    nested loop that takes minutes instead of seconds.
+    """
 
     def latest(kind: str) -> Any:
         return (

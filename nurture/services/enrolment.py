@@ -154,13 +154,16 @@ def enrol_tag_entrants(session: Session, campaign: Campaign, now: datetime) -> i
         literal(now, UTCDateTime()),
     )
     result = session.execute(
-        insert(Enrolment).from_select(
+        insert(Enrolment)
+        .from_select(
             ["candidate_id", "campaign_id", "next_position", "next_send_at", "status",
              "exit_reason", "created_at"],
             rows,
         )
+        # SQLAlchemy 2.1 reports INSERT … SELECT row counts only when asked to keep them.
+        .execution_options(preserve_rowcount=True)
     )
-    return result.rowcount or 0
+    return max(result.rowcount or 0, 0)
 
 
 def on_tags_added(session: Session, candidate: Candidate, names: list[str], now: datetime) -> int:
