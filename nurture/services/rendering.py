@@ -22,7 +22,7 @@ from typing import Any
 
 import html2text
 import jinja2
-from jinja2 import nodes
+from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from premailer import Premailer
 
@@ -60,6 +60,9 @@ class CompiledTemplate:
     subject: jinja2.Template
     html: jinja2.Template
     text: jinja2.Template | None
+    # Top-level names the template reads, so senders build costly values (signed URLs) only
+    # for templates that use them.
+    variables: frozenset[str] = frozenset()
 
     def render(self, context: Mapping[str, Any]) -> RenderedMail:
         """Render for one recipient; only Jinja runs here, never premailer."""
@@ -215,7 +218,17 @@ class TemplateLibrary:
         self.compilations += 1
         html_template = self._parse(self._html_env, inlined, "html")
         text_template = self._parse(self._text_env, text, "text") if text else None
-        return CompiledTemplate(key=key, subject=subject, html=html_template, text=text_template)
+        variables = frozenset().union(*(
+            meta.find_undeclared_variables(env.parse(source))
+            for env, source in (
+                (self._text_env, subject_source),
+                (self._html_env, inlined),
+                (self._text_env, text or ""),
+            )
+        ))
+        return CompiledTemplate(
+            key=key, subject=subject, html=html_template, text=text_template, variables=variables
+        )
 
     @staticmethod
     def _check_syntax(env: SandboxedEnvironment, source: str, field: str) -> None:

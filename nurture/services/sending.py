@@ -280,6 +280,10 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
     tokens, settings = sender.tokens, sender.settings
     unsubscribe_url = tokens.unsubscribe_url(candidate.id, message.id)
     preferences_url = tokens.preferences_url(candidate.id, message.id)
+    compiled = sender.step_templates.get(step.id)
+    if compiled is None:
+        compiled = sender.step_templates[step.id] = compiled_for(sender.library, step)
+    # Signing URLs costs per recipient: only for templates that show them.
     context = build_context(
         candidate,
         campaign,
@@ -287,12 +291,15 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
         job=job_context(session, campaign),
-        rating_urls=tokens.rating_urls(message.id),
-        reconsent_url=tokens.reconsent_url(candidate.id, message.id),
+        rating_urls=(
+            tokens.rating_urls(message.id) if "rating_urls" in compiled.variables else None
+        ),
+        reconsent_url=(
+            tokens.reconsent_url(candidate.id, message.id)
+            if "reconsent_url" in compiled.variables
+            else ""
+        ),
     )
-    compiled = sender.step_templates.get(step.id)
-    if compiled is None:
-        compiled = sender.step_templates[step.id] = compiled_for(sender.library, step)
     mail = compiled.render(context)
     # Own links (unsubscribe, preferences, rating, re-consent) go direct, never via /c/;
     # a candidate who opted out of tracking gets no pixel and their links as written.
