@@ -23,6 +23,7 @@ from nurture.embedded import (
     find_redis_server,
     free_port,
 )
+from tests.conftest import require
 from tests.support.postgres import PostgresCluster, available
 
 
@@ -162,11 +163,7 @@ def test_smtp_capture_stop_closes_port() -> None:
 
 
 def test_postgres_cluster_roundtrip() -> None:
-    if not available():
-        message = "PostgreSQL server binaries not found (pg_config --bindir, /usr/lib/postgresql)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(available(), "PostgreSQL server binaries (pg_config --bindir, /usr/lib/postgresql)")
 
     cluster = PostgresCluster()
     url = cluster.start()

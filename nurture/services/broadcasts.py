@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, insert, literal, select
+from sqlalchemy import ColumnElement, exists, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -33,6 +33,7 @@ from nurture.models import (
 from nurture.models.base import UTCDateTime
 from nurture.models.candidates import candidate_tags
 from nurture.services import campaigns as campaign_service
+from nurture.services.enrolment import enrol_all
 from nurture.services.entries import topic_allowed
 from nurture.services.errors import ValidationError
 from nurture.services.rendering import TemplateLibrary
@@ -84,20 +85,7 @@ def _members(campaign: Campaign, audience: ColumnElement[bool]) -> list[ColumnEl
 
 def _enrol(session: Session, campaign: Campaign, where: list[ColumnElement[bool]], now: datetime):
     """One enrolment per new member, in flight at once (no next_send_at): the pass sends it."""
-    rows = select(
-        Candidate.id,
-        literal(campaign.id),
-        literal(0),
-        literal(EnrolmentStatus.ACTIVE.value),
-        literal(""),
-        literal(now, UTCDateTime()),
-    ).where(*where)
-    session.execute(
-        insert(Enrolment).from_select(
-            ["candidate_id", "campaign_id", "next_position", "status", "exit_reason", "created_at"],
-            rows,
-        )
-    )
+    enrol_all(session, campaign.id, select(Candidate.id).where(*where), now, next_send_at=None)
 
 
 def _create_messages(session: Session, campaign: Campaign, now: datetime) -> int:

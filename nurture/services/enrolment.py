@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import Select, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -138,17 +138,20 @@ def count_tag_entrants(session: Session, campaign: Campaign) -> int:
     return session.scalar(select(func.count()).select_from(_tag_entrants(campaign).subquery()))
 
 
-def enrol_tag_entrants(session: Session, campaign: Campaign, now: datetime) -> int:
-    """Enrol everyone who carries the campaign's entry tag, in one INSERT … SELECT."""
-    if campaign.entry_type != EntryType.TAG or not campaign.steps:
-        return 0
-    first_due = now + timedelta(seconds=campaign.steps[0].delay_seconds)
-    entrants = _tag_entrants(campaign).subquery()
+def enrol_all(
+    session: Session,
+    campaign_id: int,
+    candidate_ids: Select,
+    now: datetime,
+    next_send_at: datetime | None,
+) -> int:
+    """Enrol every candidate id the select yields, in one INSERT … SELECT; returns how many."""
+    ids = candidate_ids.subquery()
     rows = select(
-        entrants.c.id,
-        literal(campaign.id),
+        list(ids.c)[0],
+        literal(campaign_id),
         literal(0),
-        literal(first_due, UTCDateTime()),
+        literal(next_send_at, UTCDateTime()),
         literal(EnrolmentStatus.ACTIVE.value),
         literal(""),
         literal(now, UTCDateTime()),
@@ -164,6 +167,14 @@ def enrol_tag_entrants(session: Session, campaign: Campaign, now: datetime) -> i
         .execution_options(preserve_rowcount=True)
     )
     return max(result.rowcount or 0, 0)
+
+
+def enrol_tag_entrants(session: Session, campaign: Campaign, now: datetime) -> int:
+    """Enrol everyone who carries the campaign's entry tag, in one INSERT … SELECT."""
+    if campaign.entry_type != EntryType.TAG or not campaign.steps:
+        return 0
+    first_due = now + timedelta(seconds=campaign.steps[0].delay_seconds)
+    return enrol_all(session, campaign.id, _tag_entrants(campaign), now, first_due)
 
 
 def on_tags_added(session: Session, candidate: Candidate, names: list[str], now: datetime) -> int:

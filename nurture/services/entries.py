@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, insert, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, exists, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -23,7 +23,9 @@ from nurture.models import (
     EntryType,
     Segment,
 )
-from nurture.models.base import UTCDateTime
+
+# A module import: enrolment imports this module too.
+from nurture.services import enrolment as enrolment_service
 from nurture.services.durations import parse_delay
 from nurture.services.errors import ValidationError
 
@@ -136,28 +138,14 @@ def enrol_segment_entrants(session: Session, campaign: Campaign, now: datetime) 
     if rules is None:
         return 0
     session.execute(select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
-    entrants = select(
-        Candidate.id,
-        literal(campaign.id),
-        literal(0),
-        literal(first_due(campaign, now), UTCDateTime()),
-        literal(EnrolmentStatus.ACTIVE.value),
-        literal(""),
-        literal(now, UTCDateTime()),
-    ).where(
+    entrants = select(Candidate.id).where(
         Candidate.status == CandidateStatus.ACTIVE,
         in_segment(rules, now),
         topic_allowed(campaign.topic),
         may_enter(campaign),
     )
-    result = session.execute(
-        insert(Enrolment).from_select(
-            ["candidate_id", "campaign_id", "next_position", "next_send_at", "status",
-             "exit_reason", "created_at"],
-            entrants,
-        )
-    )
-    return result.rowcount or 0
+    due = first_due(campaign, now)
+    return enrolment_service.enrol_all(session, campaign.id, entrants, now, due)
 
 
 def _exit(session: Session, where: list[ColumnElement[bool]], reason: str, now: datetime) -> int:

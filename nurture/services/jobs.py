@@ -41,10 +41,10 @@ from nurture.models import (
     Step,
     Suppression,
 )
-from nurture.models.base import UTCDateTime
 from nurture.models.jobs import JobMatch, JobOpening
 from nurture.services import campaigns as campaign_service
 from nurture.services.candidates import email_hash, normalise_email
+from nurture.services.enrolment import enrol_all
 from nurture.services.errors import Conflict, NotFound, ValidationError
 
 TOPIC = "job_alerts"
@@ -567,26 +567,7 @@ def approve(session: Session, job: JobOpening, now: datetime) -> int:
         raise Conflict("this job alert's campaign is archived; it sends no more mail")
     if campaign.status != CampaignStatus.ACTIVE:
         campaign_service.set_status(session, campaign, CampaignStatus.ACTIVE, now)
-    rows = select(
-        _to_enrol(session, job, campaign.id, now).subquery().c.candidate_id,
-        literal(campaign.id),
-        literal(0),
-        literal(now, UTCDateTime()),
-        literal(EnrolmentStatus.ACTIVE.value),
-        literal(""),
-        literal(now, UTCDateTime()),
-    )
-    # RETURNING, because rowcount of INSERT … SELECT is -1 on some drivers.
-    created = session.scalars(
-        insert(Enrolment)
-        .from_select(
-            ["candidate_id", "campaign_id", "next_position", "next_send_at", "status",
-             "exit_reason", "created_at"],
-            rows,
-        )
-        .returning(Enrolment.id)
-    ).all()
-    return len(created)
+    return enrol_all(session, campaign.id, _to_enrol(session, job, campaign.id, now), now, now)
 
 
 def job_context(session: Session, campaign: Campaign) -> dict[str, str] | None:

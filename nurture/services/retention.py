@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, not_, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -24,8 +24,8 @@ from nurture.models import (
     EventKind,
     Step,
 )
-from nurture.models.base import UTCDateTime
 from nurture.services import candidates as candidate_service
+from nurture.services.enrolment import enrol_all
 
 log = logging.getLogger(__name__)
 
@@ -218,24 +218,9 @@ def retention_pass(
     asked = 0
     if campaign.status == CampaignStatus.ACTIVE and campaign.steps:
         # Set-based: one INSERT … SELECT; the scheduler then sends like any other drip.
-        entrants = _to_ask(campaign, cutoff).limit(policy.batch_size).subquery()
+        entrants = _to_ask(campaign, cutoff).limit(policy.batch_size)
         first_due = now + timedelta(seconds=campaign.steps[0].delay_seconds)
-        result = session.execute(
-            insert(Enrolment).from_select(
-                ["candidate_id", "campaign_id", "next_position", "next_send_at", "status",
-                 "exit_reason", "created_at"],
-                select(
-                    entrants.c.id,
-                    literal(campaign.id),
-                    literal(0),
-                    literal(first_due, UTCDateTime()),
-                    literal(EnrolmentStatus.ACTIVE.value),
-                    literal(""),
-                    literal(now, UTCDateTime()),
-                ),
-            ).returning(Enrolment.id)
-        )
-        asked = len(result.all())
+        asked = enrol_all(session, campaign.id, entrants, now, first_due)
     report = RetentionReport(asked, len(unanswered_ids), len(unmailable_ids))
     if any((report.asked, report.anonymised_unanswered, report.anonymised_unmailable)):
         log.info("retention: %s", report)
