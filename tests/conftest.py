@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -112,6 +113,17 @@ def clock(tmp_path: Path) -> FileClock:
     return clock
 
 
+@contextlib.contextmanager
+def running_app(database_url: str, clock: FileClock, **overrides: Any) -> Iterator[Flask]:
+    """``make_app`` inside its app context, with the SMTP connection and pool closed after."""
+    app = make_app(database_url, clock, **overrides)
+    with app.app_context():
+        yield app
+        close_sender(app)
+        db.session.remove()
+        db.engine.dispose()
+
+
 def make_app(database_url: str, clock: FileClock, **overrides: Any) -> Flask:
     """An app on ``database_url``, migrated with Alembic as an operator would."""
     overrides.setdefault("INSTANCE_PATH", str(clock.path.parent / "instance"))
@@ -124,14 +136,10 @@ def make_app(database_url: str, clock: FileClock, **overrides: Any) -> Flask:
 @pytest.fixture
 def app(sqlite_url: str, clock: FileClock, tmp_path: Path) -> Iterator[Flask]:
     """The app on a fresh SQLite database (Redis and SMTP point nowhere unless asked)."""
-    app = make_app(
+    with running_app(
         sqlite_url, clock, REDIS_URL="redis://127.0.0.1:1/0", SMTP_URL="smtp://127.0.0.1:1"
-    )
-    with app.app_context():
+    ) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture

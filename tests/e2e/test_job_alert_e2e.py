@@ -15,8 +15,7 @@ from nurture.models import Candidate, Message, MessageState
 from nurture.services import preferences
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
-from nurture.tasks.sending import close_sender
-from tests.conftest import ats_post, auth_headers, make_app
+from tests.conftest import ats_post, auth_headers, running_app
 
 JOB = {
     "title": "Staff Data Engineer",
@@ -39,12 +38,8 @@ PEOPLE = {
 
 @pytest.fixture
 def system(sqlite_url, clock, smtp: SmtpCapture, redis_url):
-    app = make_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
-    with app.app_context():
+    with running_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 def work(app: Flask) -> None:

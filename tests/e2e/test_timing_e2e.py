@@ -20,19 +20,15 @@ from nurture.models import Candidate, Enrolment, Message
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import close_sender
-from tests.conftest import ats_post, auth_headers, make_app
+from tests.conftest import ats_post, auth_headers, make_app, running_app
 
 WEEKDAYS = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}
 
 
 @pytest.fixture
 def system(sqlite_url, clock, smtp: SmtpCapture, redis_url):
-    app = make_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
-    with app.app_context():
+    with running_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 def drip(app: Flask, steps: list[dict[str, Any]], **fields: Any) -> int:

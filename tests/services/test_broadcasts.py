@@ -19,30 +19,21 @@ from nurture.services.broadcasts import run_broadcasts, send_broadcast
 from nurture.services.segments import save_segment
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
-from nurture.tasks.sending import close_sender
-from tests.conftest import auth_headers, make_app
+from tests.conftest import auth_headers, running_app
 
 NEWSLETTER = {"name": "March newsletter", "template": "newsletter", "subject": "News"}
 
 
 @pytest.fixture
 def system(database_url, clock, smtp: SmtpCapture, redis_url):
-    app = make_app(database_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
-    with app.app_context():
+    with running_app(database_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
 def sqlite_system(sqlite_url, clock, smtp: SmtpCapture, redis_url):
-    app = make_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
-    with app.app_context():
+    with running_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 def now() -> datetime:

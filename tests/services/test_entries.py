@@ -16,20 +16,16 @@ from nurture.services.entries import parse_entry_filter, run_entries
 from nurture.services.errors import ValidationError
 from nurture.services.scheduling import create_due_messages
 from nurture.tasks.scheduling import run_tick
-from nurture.tasks.sending import close_sender, send_messages
-from tests.conftest import ats_post, auth_headers, make_app
+from nurture.tasks.sending import send_messages
+from tests.conftest import ats_post, auth_headers, running_app
 
 STEP = {"delay": "PT0S", "template": "rejection_followup"}
 
 
 @pytest.fixture
 def system(sqlite_url, clock, smtp: SmtpCapture, redis_url):
-    app = make_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
-    with app.app_context():
+    with running_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 def campaign(app: Flask, **fields: Any) -> int:

@@ -19,20 +19,16 @@ from nurture.services.retention import (
 )
 from nurture.services.scheduling import create_due_messages
 from nurture.services.tracking import Tokens
-from nurture.tasks.sending import close_sender, send_messages
-from tests.conftest import START, make_app
+from nurture.tasks.sending import send_messages
+from tests.conftest import START, running_app
 
 POLICY = RetentionPolicy(months=24, grace_days=30)
 
 
 @pytest.fixture
 def mail_app(database_url, clock, smtp, redis_url):
-    app = make_app(database_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
-    with app.app_context():
+    with running_app(database_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 def person(email: str, now, **fields) -> int:

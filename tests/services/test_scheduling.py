@@ -15,8 +15,7 @@ from nurture.extensions import db
 from nurture.models import Enrolment, Message, MessageState
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
-from nurture.tasks.sending import close_sender
-from tests.conftest import ats_post, auth_headers, make_app
+from tests.conftest import ats_post, auth_headers, running_app
 
 DRIP = {
     "name": "Two steps",
@@ -30,12 +29,8 @@ DRIP = {
 
 @pytest.fixture
 def system(database_url, clock, smtp: SmtpCapture, redis_url):
-    app = make_app(database_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
-    with app.app_context():
+    with running_app(database_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 def start(app: Flask, people: int) -> int:

@@ -16,8 +16,8 @@ from nurture.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Enrolment, Message, MessageState
 from nurture.services.scheduling import create_due_messages
-from nurture.tasks.sending import close_sender, send_messages
-from tests.conftest import ats_post, auth_headers, make_app
+from nurture.tasks.sending import send_messages
+from tests.conftest import ats_post, auth_headers, running_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,12 +33,8 @@ DRIP = {
 
 @pytest.fixture
 def mail_app(database_url, clock, smtp: SmtpCapture, redis_url):
-    app = make_app(database_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
-    with app.app_context():
+    with running_app(database_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 def enrol_people(app: Flask, count: int) -> list[int]:

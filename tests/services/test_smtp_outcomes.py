@@ -25,7 +25,7 @@ from nurture.services.circuit import (
 from nurture.services.scheduling import create_due_messages, messages_to_enqueue
 from nurture.services.smtp import DeliveryUnknown, Failure, backoff, classify
 from nurture.tasks.sending import close_sender, send_messages, sender_for
-from tests.conftest import START, ats_post, auth_headers, make_app
+from tests.conftest import START, ats_post, auth_headers, make_app, running_app
 
 DRIP = {
     "name": "Follow-up",
@@ -44,12 +44,8 @@ def mail_config() -> dict:
 def mail_app(database_url, clock, smtp: SmtpCapture, redis_url, mail_config):
     """The app on both databases, mailing the test SMTP server."""
     config = {"SMTP_URL": smtp.url, "REDIS_URL": redis_url, "FREQUENCY_CAP": {}, **mail_config}
-    app = make_app(database_url, clock, **config)
-    with app.app_context():
+    with running_app(database_url, clock, **config) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 def enrol(app: Flask, count: int) -> list[int]:

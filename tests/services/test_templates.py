@@ -18,8 +18,8 @@ from nurture.services.rendering import TemplateLibrary
 from nurture.services.scheduling import create_due_messages
 from nurture.services.smtp import SmtpSettings, SmtpTransport
 from nurture.services.tracking import Tokens
-from nurture.tasks.sending import close_sender, send_messages, template_library
-from tests.conftest import ats_post, auth_headers, make_app
+from nurture.tasks.sending import send_messages, template_library
+from tests.conftest import ats_post, auth_headers, running_app
 
 GOOD = """{% extends "layout.html" %}
 {% block subject %}A note for {{ candidate.first_name }}{% endblock %}
@@ -254,12 +254,8 @@ def test_the_compiled_cache_keeps_the_recently_used_versions(monkeypatch) -> Non
 
 @pytest.fixture
 def mail_app(sqlite_url, clock, smtp: SmtpCapture, redis_url):
-    app = make_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url)
-    with app.app_context():
+    with running_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url) as app:
         yield app
-        close_sender(app)
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_an_edited_template_changes_the_next_mail(mail_app: Flask, smtp: SmtpCapture) -> None:
