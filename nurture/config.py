@@ -55,6 +55,9 @@ class Config:
     BOUNCE_WEBHOOK_SECRET: str | None = None
     # Soft bounces (full mailbox, deferrals) after which an address is treated as hard-bounced.
     SOFT_BOUNCE_LIMIT = 3
+    # Domains whose provider delivers "name+tag@" to "name@" (Gmail also ignores dots): there a
+    # suppressed address stops its variations too. E.g. ["gmail.com", "googlemail.com"].
+    SUPPRESSION_FOLD_DOMAINS: list = []
     # "system", or a path to a file holding an ISO-8601 instant (tests and demos).
     CLOCK = "system"
     QUEUE_NAME = "nurture"

@@ -76,6 +76,8 @@ class Campaign(Base):
     # Broadcasts: when to send, and whether at that local hour in each candidate's zone.
     scheduled_at: Mapped[datetime | None]
     local_time: Mapped[bool] = mapped_column(default=False)
+    # A broadcast: when its audience was closed (everyone due has a message). None until then.
+    sent_at: Mapped[datetime | None]
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

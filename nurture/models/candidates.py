@@ -112,5 +112,8 @@ class Suppression(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The hash of the mailbox the address folds to ("ana+jobs@x" -> "ana@x"); consulted only for
+    # the domains NURTURE_SUPPRESSION_FOLD_DOMAINS names. Empty on rows from before it existed.
+    mailbox_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     reason: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime]

@@ -42,8 +42,6 @@ from nurture.services.timing import local_instant, zone
 # UTC+14 (Kiribati) reaches a wall-clock hour first, UTC-12 last; after that nobody is left.
 EARLIEST = timedelta(hours=14)
 LATEST = timedelta(hours=12)
-# The key in ``entry_filter`` that records when the audience was closed (the broadcast sent).
-SENT_KEY = "sent_at"
 
 
 def audience_of(campaign: Campaign) -> tuple[str, str]:
@@ -142,9 +140,9 @@ def send_broadcast(
         return 0
     # Two schedulers: the second waits here, then sees what the first inserted.
     sent = session.scalar(
-        select(Campaign.entry_filter).where(Campaign.id == campaign.id).with_for_update()
+        select(Campaign.sent_at).where(Campaign.id == campaign.id).with_for_update()
     )
-    if (sent or {}).get(SENT_KEY):
+    if sent is not None:
         return 0
     audience = _audience(session, campaign, now)
     if audience is None:
@@ -169,7 +167,7 @@ def send_broadcast(
         done = now >= start + LATEST + timedelta(hours=1)
     created = _create_messages(session, campaign, now)
     if done:
-        campaign.entry_filter = {**(campaign.entry_filter or {}), SENT_KEY: now.isoformat()}
+        campaign.sent_at = now
     return created
 
 
@@ -180,14 +178,13 @@ def run_broadcasts(session: Session, now: datetime, team_zone: str = "UTC") -> i
         .where(
             Campaign.kind == CampaignKind.BROADCAST,
             Campaign.status == CampaignStatus.ACTIVE,
+            Campaign.sent_at.is_(None),
             (Campaign.scheduled_at.is_(None)) | (Campaign.scheduled_at <= now + EARLIEST),
         )
         .order_by(Campaign.id)
     ).all()
     created = 0
     for campaign in campaigns:
-        if (campaign.entry_filter or {}).get(SENT_KEY):
-            continue
         created += send_broadcast(session, campaign, now, team_zone)
         session.commit()
     return created
@@ -250,17 +247,16 @@ def progress(session: Session, campaign: Campaign, now: datetime) -> dict[str, A
             .group_by(Message.state)
         ).all()
     )
-    sent_at = (campaign.entry_filter or {}).get(SENT_KEY)
     audience = None
     condition = _audience(session, campaign, now)
-    if condition is not None and not sent_at:
+    if condition is not None and campaign.sent_at is None:
         # Before it goes: who would get it now (after that, the messages tell).
         audience = session.scalar(
             select(func.count()).select_from(Candidate).where(*_members(campaign, condition))
         )
     return {
         "status": campaign.status,
-        "sent_at": sent_at,
+        "sent_at": campaign.sent_at.isoformat() if campaign.sent_at else None,
         "waiting_audience": audience,
         "messages": {state: states.get(state, 0) for state in MessageState},
         "total": sum(states.values()),

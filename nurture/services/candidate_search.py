@@ -51,6 +51,7 @@ from nurture.services.enrolment import (
     enrol_tag_entrants,
     on_tags_added,
 )
+from nurture.services.entries import check_segments
 from nurture.services.errors import ValidationError
 
 PER_PAGE = 50
@@ -523,6 +524,10 @@ def bulk_tag(
         # Counted first: enrol_tag_entrants' own rowcount is -1 on PostgreSQL (see above).
         enrolled[campaign.name] = count_tag_entrants(session, campaign)
         enrol_tag_entrants(session, campaign, now)
+    tagged_now = select(Candidate.id).where(
+        *conditions(filters, now), Candidate.status != CandidateStatus.ERASED
+    )
+    check_segments(session, now, tagged_now)
     # Candidates loaded earlier in this session hold their old tag lists.
     session.expire_all()
     return BulkTagResult(name, tagged, enrolled)
@@ -766,7 +771,10 @@ def add_tags(
         candidate.tags = [*candidate.tags, *candidate_service.tags_named(session, new)]
         candidate.updated_at = now
         session.flush()
-    return new, on_tags_added(session, candidate, new, now)
+    entered = on_tags_added(session, candidate, new, now)
+    if new:
+        check_segments(session, now, [candidate.id])
+    return new, entered
 
 
 def remove_tag(session: Session, candidate: Candidate, tag_id: int, now: datetime) -> str | None:
@@ -775,6 +783,8 @@ def remove_tag(session: Session, candidate: Candidate, tag_id: int, now: datetim
         if tag.id == tag_id:
             candidate.tags = [t for t in candidate.tags if t.id != tag_id]
             candidate.updated_at = now
+            session.flush()
+            check_segments(session, now, [candidate.id])
             return tag.name
     return None
 
@@ -837,3 +847,4 @@ def update_profile(
     if not data["consent"]["at"]:
         candidate.consent_at = None
     session.flush()
+    check_segments(session, now, [candidate.id])

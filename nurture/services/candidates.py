@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -20,6 +20,7 @@ from nurture.models import (
     Suppression,
     Tag,
 )
+from nurture.services.compliance import app_config
 from nurture.services.errors import ValidationError
 
 # Fields a caller may set, with their longest accepted length.
@@ -54,10 +55,69 @@ def email_hash(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+# Providers that also ignore dots in the mailbox name, and their other domain names.
+DOTLESS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox_of(email: str) -> str:
+    """The mailbox an address reaches at providers that ignore ``+tag`` (and, at Gmail, dots)."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in DOTLESS:
+        local, domain = local.replace(".", ""), DOTLESS[domain]
+    return f"{local}@{domain}"
+
+
+def fold_domains(config: Any = None) -> frozenset[str]:
+    """The domains ``NURTURE_SUPPRESSION_FOLD_DOMAINS`` names (a list, or text split on commas)."""
+    raw = (app_config() if config is None else config).get("SUPPRESSION_FOLD_DOMAINS") or ()
+    names = raw.split(",") if isinstance(raw, str) else raw
+    return frozenset(str(name).strip().lower() for name in names if str(name).strip())
+
+
+def _suppression_keys(email: str, folding: frozenset[str]) -> tuple[list[str], list[str]]:
+    """(email hashes, mailbox hashes) that suppress ``email``: its own, and folded where set."""
+    own = email_hash(email)
+    if email.rpartition("@")[2].strip().lower() not in folding:
+        return [own], []
+    folded = email_hash(mailbox_of(email))
+    # A suppressed "ana@" stops "ana+jobs@"; a suppressed "ana+x@" (mailbox hash) stops both.
+    return [own, folded], [folded]
+
+
 def suppression_reason(session: Session, email: str) -> str | None:
     """Why the address is suppressed, or None when it is not."""
-    key = email_hash(email)
-    return session.scalar(select(Suppression.reason).where(Suppression.email_hash == key))
+    hashes, mailboxes = _suppression_keys(email, fold_domains())
+    return session.scalar(
+        select(Suppression.reason)
+        .where(or_(Suppression.email_hash.in_(hashes), Suppression.mailbox_hash.in_(mailboxes)))
+        .order_by(Suppression.id)
+        .limit(1)
+    )
+
+
+def suppressed_among(session: Session, emails: list[str]) -> set[str]:
+    """Which of these addresses are suppressed, in one query."""
+    folding = fold_domains()
+    by_hash: dict[str, set[str]] = {}
+    by_mailbox: dict[str, set[str]] = {}
+    for email in filter(None, emails):
+        hashes, mailboxes = _suppression_keys(email, folding)
+        for key in hashes:
+            by_hash.setdefault(key, set()).add(email)
+        for key in mailboxes:
+            by_mailbox.setdefault(key, set()).add(email)
+    if not by_hash:
+        return set()
+    found: set[str] = set()
+    rows = session.execute(
+        select(Suppression.email_hash, Suppression.mailbox_hash).where(
+            or_(Suppression.email_hash.in_(by_hash), Suppression.mailbox_hash.in_(by_mailbox))
+        )
+    )
+    for own, mailbox in rows:
+        found |= by_hash.get(own, set()) | by_mailbox.get(mailbox, set())
+    return found
 
 
 def is_suppressed(session: Session, email: str) -> bool:
@@ -76,7 +136,14 @@ def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
     """Put an address on the suppression list (idempotent)."""
     key = email_hash(email)
     if session.scalar(select(Suppression.id).where(Suppression.email_hash == key)) is None:
-        session.add(Suppression(email_hash=key, reason=reason, created_at=now))
+        session.add(
+            Suppression(
+                email_hash=key,
+                mailbox_hash=email_hash(mailbox_of(email)),
+                reason=reason,
+                created_at=now,
+            )
+        )
 
 
 def validate_candidate(data: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, insert, literal, select
@@ -22,7 +22,7 @@ from nurture.models import (
 from nurture.models.base import UTCDateTime
 from nurture.models.candidates import candidate_tags
 from nurture.services import candidates as candidate_service
-from nurture.services.entries import first_due, passes_entry_filter
+from nurture.services.entries import check_segments, first_due, passes_entry_filter
 from nurture.services.errors import ValidationError
 
 ATS_EVENT_TYPES = ("candidate.rejected", "candidate.hired", "candidate.reapplied")
@@ -173,8 +173,9 @@ def enrol_tag_entrants(session: Session, campaign: Campaign, now: datetime) -> i
     """Enrol everyone who carries the campaign's entry tag, in one INSERT … SELECT."""
     if campaign.entry_type != EntryType.TAG or not campaign.steps:
         return 0
-    first_due = now + timedelta(seconds=campaign.steps[0].delay_seconds)
-    return enrol_all(session, campaign.id, _tag_entrants(campaign), now, first_due)
+    return enrol_all(
+        session, campaign.id, _tag_entrants(campaign), now, first_due(campaign, now)
+    )
 
 
 def on_tags_added(session: Session, candidate: Candidate, names: list[str], now: datetime) -> int:
@@ -192,15 +193,22 @@ def on_tags_added(session: Session, candidate: Candidate, names: list[str], now:
 
 
 def save_candidate(
-    session: Session, data: dict[str, Any], now: datetime
+    session: Session, data: dict[str, Any], now: datetime, segments: bool = True
 ) -> tuple[Candidate, bool]:
-    """Create or update a candidate, then enrol them where a newly added tag is an entry."""
+    """Create or update a candidate, then enrol them where a newly added tag is an entry.
+
+    With ``segments`` (the default) the segment-entry campaigns are checked for them at once;
+    an import turns it off and checks each batch's candidates together.
+    """
     existing = session.scalar(
         select(Candidate).where(Candidate.email == _email_or_blank(data.get("email")))
     )
     before = set(existing.tag_names) if existing is not None else set()
     candidate, created = candidate_service.upsert_candidate(session, data, now)
     on_tags_added(session, candidate, sorted(set(candidate.tag_names) - before), now)
+    if segments:
+        session.flush()
+        check_segments(session, now, [candidate.id])
     return candidate, created
 
 

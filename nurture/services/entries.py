@@ -6,10 +6,11 @@ INSERT … SELECT per segment-entry campaign, one UPDATE per exit rule.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, exists, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -30,6 +31,8 @@ from nurture.services.durations import parse_delay
 from nurture.services.errors import ValidationError
 
 REENTRY = ("never", "after_exit", "always")
+# Which candidates a check is limited to: ids, a select of ids, or None for everyone.
+Only = Collection[int] | Select | None
 FILTER_KEYS = ("rejection_reasons", "stages", "delay")
 
 
@@ -126,11 +129,14 @@ def in_segment(rules: dict[str, Any], now: datetime) -> ColumnElement[bool]:
     return compile_rules(rules, now)
 
 
-def enrol_segment_entrants(session: Session, campaign: Campaign, now: datetime) -> int:
+def enrol_segment_entrants(
+    session: Session, campaign: Campaign, now: datetime, only: Only = None
+) -> int:
     """Enrol the segment's members who may enter, in one INSERT … SELECT; returns how many.
 
-    The campaign row is locked first (PostgreSQL), so two schedulers never both insert the
-    same candidate; SQLite runs one writer at a time anyway.
+    ``only`` limits the check to those candidates (the ones that just changed). The campaign
+    row is locked first (PostgreSQL), so two schedulers never both insert the same candidate;
+    SQLite runs one writer at a time anyway.
     """
     if campaign.entry_type != EntryType.SEGMENT or not campaign.steps:
         return 0
@@ -143,6 +149,7 @@ def enrol_segment_entrants(session: Session, campaign: Campaign, now: datetime) 
         in_segment(rules, now),
         topic_allowed(campaign.topic),
         may_enter(campaign),
+        *([Candidate.id.in_(only)] if only is not None else []),
     )
     due = first_due(campaign, now)
     return enrolment_service.enrol_all(session, campaign.id, entrants, now, due)
@@ -160,20 +167,20 @@ def _exit(session: Session, where: list[ColumnElement[bool]], reason: str, now: 
     return result.rowcount or 0
 
 
-def exit_left_segment(session: Session, campaign: Campaign, now: datetime) -> int:
-    """End the enrolments of candidates no longer in the campaign's entry segment."""
+def exit_left_segment(
+    session: Session, campaign: Campaign, now: datetime, only: Only = None
+) -> int:
+    """End the enrolments of candidates (of ``only``, when given) no longer in its segment."""
     if "left_segment" not in (campaign.exit_on or []):
         return 0
     rules = segment_rules(session, campaign)
     if rules is None:
         return 0
     still_in = select(Candidate.id).where(in_segment(rules, now))
-    return _exit(
-        session,
-        [Enrolment.campaign_id == campaign.id, Enrolment.candidate_id.not_in(still_in)],
-        "left_segment",
-        now,
-    )
+    where = [Enrolment.campaign_id == campaign.id, Enrolment.candidate_id.not_in(still_in)]
+    if only is not None:
+        where.append(Enrolment.candidate_id.in_(only))
+    return _exit(session, where, "left_segment", now)
 
 
 def exit_replied(session: Session, now: datetime) -> int:
@@ -203,22 +210,43 @@ def exit_unmailable(session: Session, now: datetime) -> int:
     return ended
 
 
+def segment_campaigns(session: Session) -> list[Campaign]:
+    """Active drips whose entry is a segment."""
+    return list(
+        session.scalars(
+            select(Campaign).where(
+                Campaign.status == CampaignStatus.ACTIVE,
+                Campaign.entry_type == EntryType.SEGMENT,
+                Campaign.kind != CampaignKind.BROADCAST,
+            )
+        )
+    )
+
+
+def check_segments(
+    session: Session, now: datetime, only: Only = None
+) -> dict[str, int]:
+    """Segment entries and left-segment exits, for ``only`` these candidates or for everyone.
+
+    Called with the ids of candidates that just changed (saved through the API or an ATS event,
+    imported, edited, tagged), so they enter without waiting for the scheduler, and by the
+    periodic pass for everyone, which also catches what time alone changes ("no open in 60 days").
+    Not committed.
+    """
+    counts = {"entered": 0, "left_segment": 0}
+    if isinstance(only, Collection) and not only:
+        return counts
+    for campaign in segment_campaigns(session):
+        counts["left_segment"] += exit_left_segment(session, campaign, now, only)
+        counts["entered"] += enrol_segment_entrants(session, campaign, now, only)
+    return counts
+
+
 def run_entries(session: Session, now: datetime) -> dict[str, int]:
     """The periodic pass: segment entries, then exits (left segment, replied, bounced)."""
-    counts = {"entered": 0, "left_segment": 0, "replied": 0, "unmailable": 0}
-    campaigns = session.scalars(
-        select(Campaign).where(
-            Campaign.status == CampaignStatus.ACTIVE,
-            Campaign.entry_type == EntryType.SEGMENT,
-            Campaign.kind != CampaignKind.BROADCAST,
-        )
-    ).all()
-    for campaign in campaigns:
-        counts["left_segment"] += exit_left_segment(session, campaign, now)
-        counts["entered"] += enrol_segment_entrants(session, campaign, now)
-        session.commit()
+    counts = check_segments(session, now)
+    session.commit()
     counts["replied"] = exit_replied(session, now)
     counts["unmailable"] = exit_unmailable(session, now)
     session.commit()
     return counts
-

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, defer, load_only
 from nurture.models import Candidate, ImportJob, ImportStatus, User
 from nurture.services.candidates import normalise_email, validate_candidate
 from nurture.services.enrolment import save_candidate
+from nurture.services.entries import check_segments
 from nurture.services.errors import NotFound, ValidationError
 
 log = logging.getLogger(__name__)
@@ -696,15 +697,21 @@ def _write(session: Session, rows: list[Row], now: datetime) -> Report:
         for c in (session.scalars(select(Candidate).where(Candidate.email.in_(good)))
                   if good else [])
     }
+    saved = []
     for row in rows:
         if row.errors:
             _reject(outcome, row.errors)
             continue
-        _, created = save_candidate(session, _merged(row, existing.get(row.email)), now)
+        candidate, created = save_candidate(
+            session, _merged(row, existing.get(row.email)), now, segments=False
+        )
+        saved.append(candidate)
         if created:
             outcome.created += 1
         else:
             outcome.updated += 1
+    session.flush()
+    check_segments(session, now, [c.id for c in saved])
     return outcome
 
 

@@ -39,11 +39,10 @@ from nurture.models import (
     Message,
     MessageState,
     Step,
-    Suppression,
 )
 from nurture.models.jobs import JobMatch, JobOpening
 from nurture.services import campaigns as campaign_service
-from nurture.services.candidates import email_hash, normalise_email
+from nurture.services.candidates import normalise_email, suppressed_among
 from nurture.services.enrolment import enrol_all
 from nurture.services.errors import Conflict, NotFound, ValidationError
 
@@ -326,17 +325,6 @@ def _ranked(session: Session, job: JobOpening, where: list[ColumnElement[bool]])
     )
 
 
-def _suppressed(session: Session, emails: list[str]) -> set[str]:
-    """Which of these addresses are on the suppression list (stored as hashes, so not in SQL)."""
-    hashes = {email_hash(e): e for e in emails if e}
-    if not hashes:
-        return set()
-    found = session.scalars(
-        select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))
-    )
-    return {hashes[h] for h in found}
-
-
 def find_matches(
     session: Session, job: JobOpening, now: datetime, limit: int = 500
 ) -> list[Proposal]:
@@ -351,7 +339,7 @@ def find_matches(
             break
         offset += len(rows)
         # Suppressed addresses almost always have a non-active status too; this is the rest.
-        blocked = _suppressed(session, [row.email for row in rows])
+        blocked = suppressed_among(session, [row.email for row in rows])
         for row in rows:
             if row.email not in blocked and len(proposals) < limit:
                 proposals.append(Proposal(row.id, round(float(row.score), 1), _reasons(job, row)))
@@ -428,7 +416,7 @@ def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) 
             "no such candidate", {"email": f"no candidate has the address {address}"}
         )
     allowed = session.scalar(select(eligible(session, now)).where(Candidate.id == row.id))
-    if not allowed or _suppressed(session, [row.email]):
+    if not allowed or suppressed_among(session, [row.email]):
         raise ValidationError(
             "this candidate cannot get job alerts",
             {"email": "this candidate cannot be mailed job alerts (opted out, paused, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from typing import Any
 
@@ -201,9 +202,7 @@ def add(app: Flask, **person: Any) -> int:
     return answer.json["id"]
 
 
-def test_segment_entry_enrols_members_on_the_scheduler_pass_and_exits_leavers(
-    system: Flask, smtp: SmtpCapture
-) -> None:
+def test_segment_entry_happens_when_candidates_change(system: Flask, smtp: SmtpCapture) -> None:
     designers = segment("Designers", {"all": [{"field": "role", "op": "eq", "value": "Designer"}]})
     drip = campaign(
         system,
@@ -211,22 +210,62 @@ def test_segment_entry_enrols_members_on_the_scheduler_pass_and_exits_leavers(
         exit_on=["left_segment"],
         steps=[STEP, {"delay": "P3D", "template": "checkin_3_months"}],
     )
+    # Saved through the API: they are in (or out) at once, before any scheduler pass.
     bo = add(system, email="bo@example.org", role="Designer")
     cy = add(system, email="cy@example.org", role="Designer")
     add(system, email="di@example.org", role="Engineer")
-    assert run_tick(system).created == 2
     assert sorted(row[0] for row in enrolments(drip)) == [bo, cy]
-    # A second pass enrols nobody twice.
+    assert run_tick(system).created == 2
+    # The pass enrols nobody twice.
     run_tick(system)
     assert len(enrolments(drip)) == 2
-    # Cy changes role: the next pass takes them out.
+    # Cy changes role: out at once.
     add(system, email="cy@example.org", role="Engineer")
-    run_tick(system)
     assert enrolments(drip) == [(bo, "active", ""), (cy, "exited", "left_segment")]
-    # A newcomer to the segment enters on the next pass.
+    # Di becomes a designer: in at once.
     di = add(system, email="di@example.org", role="Designer")
-    run_tick(system)
     assert (di, "active", "") in enrolments(drip)
+
+
+def test_segment_entry_on_the_scheduler_pass_catches_what_time_changes(
+    system: Flask, smtp: SmtpCapture, clock
+) -> None:
+    """"Added more than 7 days ago" changes with nobody saving anything: the pass sees it."""
+    settled = segment(
+        "Settled", {"all": [{"field": "created_at", "op": "older_than_days", "value": 7}]}
+    )
+    drip = campaign(system, entry={"segment_id": settled})
+    bo = add(system, email="bo@example.org", role="Designer")
+    run_tick(system)
+    assert enrolments(drip) == []
+    clock.advance(timedelta(days=8))
+    run_tick(system)
+    assert enrolments(drip) == [(bo, "active", "")]
+
+
+def test_an_import_enrols_its_rows_into_segment_campaigns(system: Flask) -> None:
+    designers = segment("Designers", {"all": [{"field": "role", "op": "eq", "value": "Designer"}]})
+    drip = campaign(system, entry={"segment_id": designers})
+    csv = (
+        "email,first_name,role\n"
+        "ana@example.org,Ana,Designer\n"
+        "ben@example.org,Ben,Engineer\n"
+        "cat@example.org,Cat,Designer\n"
+    )
+    answer = system.test_client().post(
+        "/api/v1/candidates/import",
+        data={"file": (io.BytesIO(csv.encode()), "people.csv")},
+        headers=auth_headers(system, "editor"),
+    )
+    assert answer.status_code in (200, 201, 202), answer.json
+    with system.app_context():
+        emails = db.session.scalars(
+            select(Candidate.email)
+            .join(Enrolment, Enrolment.candidate_id == Candidate.id)
+            .where(Enrolment.campaign_id == drip)
+            .order_by(Candidate.email)
+        ).all()
+    assert emails == ["ana@example.org", "cat@example.org"]
 
 
 def test_replies_and_bounces_end_drips(system: Flask, clock) -> None:

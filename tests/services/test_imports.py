@@ -291,10 +291,10 @@ def test_a_stopped_import_resumes_after_its_last_batch(app: Flask) -> None:
 def test_a_row_the_database_refuses_is_rejected_alone(app: Flask, monkeypatch) -> None:
     save = service.save_candidate
 
-    def flaky(session, data, now):
+    def flaky(session, data, now, **options):
         if data["email"] == "grace.kim@example.com":
             raise RuntimeError("the database said no")
-        return save(session, data, now)
+        return save(session, data, now, **options)
 
     monkeypatch.setattr(service, "save_candidate", flaky)
     job = _run(app, _job(app, FIXTURE.read_bytes()), batch=10)
