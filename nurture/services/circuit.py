@@ -5,8 +5,9 @@ cooldown ends, and the reason is written where the admin dashboard reads it. Aft
 it is half-open: one trial send closes it on success, or opens it for another cooldown.
 
 Each worker keeps its own count; the open state is shared through a small store (a Redis key),
-so every worker pauses when one of them opened the breaker. The store holds no mail data: losing
-it only means a worker tries the relay once more.
+so every worker pauses when one of them opened the breaker, and only the worker that claims the
+trial sends it while the others wait. The store holds no mail data: losing it only means a
+worker tries the relay once more.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 BREAKER_KEY = "nurture:smtp:breaker"
+# How long the other workers wait for a trial send before one of them may claim it instead.
+TRIAL_SECONDS = 60
 
 
 class StateStore(Protocol):
@@ -31,6 +34,8 @@ class StateStore(Protocol):
     def load(self) -> dict[str, Any] | None: ...
 
     def save(self, state: dict[str, Any] | None) -> None: ...
+
+    def claim_trial(self, name: str, seconds: int) -> bool: ...
 
 
 class MemoryStore:
@@ -46,6 +51,10 @@ class MemoryStore:
     def save(self, state: dict[str, Any] | None) -> None:
         """Keep ``state`` (None: closed)."""
         self.state = state
+
+    def claim_trial(self, name: str, seconds: int) -> bool:
+        """One process: its trial is always its own."""
+        return True
 
 
 class RedisStore:
@@ -79,6 +88,14 @@ class RedisStore:
                 self.redis.set(self.key, json.dumps(state))
         except RedisError as exc:
             self._warn(exc)
+
+    def claim_trial(self, name: str, seconds: int) -> bool:
+        """True for the one worker that gets to make the trial send ``name`` (SET NX)."""
+        try:
+            return bool(self.redis.set(f"{self.key}:trial:{name}", 1, nx=True, ex=seconds))
+        except RedisError as exc:
+            self._warn(exc)
+            return True  # alone, as without Redis
 
     def _warn(self, exc: Exception) -> None:
         if not self._warned:
@@ -138,6 +155,8 @@ class CircuitBreaker:
         self.store: StateStore = store if store is not None else MemoryStore()
         self.failures = 0
         self.status: BreakerStatus | None = None
+        # The open period (its end) whose trial send this worker claimed.
+        self._trial: datetime | None = None
 
     def sync(self) -> None:
         """Pick up what other workers decided (once per batch: one read of the store)."""
@@ -152,11 +171,19 @@ class CircuitBreaker:
     def open_until(self, now: datetime) -> datetime | None:
         """When sending may resume, while the breaker is open; None when a send may be tried.
 
-        Past the cooldown the breaker is half-open: the next send is the trial.
+        Past the cooldown the breaker is half-open: the worker that claims the trial sends; the
+        others wait a little for its outcome, which they pick up at their next ``sync``.
         """
-        if self.status is None or now >= self.status.until:
+        if self.status is None:
             return None
-        return self.status.until
+        if now < self.status.until:
+            return self.status.until
+        if self._trial == self.status.until:
+            return None
+        if self.store.claim_trial(self.status.until.isoformat(), TRIAL_SECONDS):
+            self._trial = self.status.until
+            return None
+        return now + timedelta(seconds=min(TRIAL_SECONDS, self.cooldown.total_seconds()))
 
     @property
     def half_open(self) -> bool:

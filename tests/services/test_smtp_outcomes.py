@@ -166,6 +166,29 @@ def test_every_worker_sees_an_open_breaker_through_redis(redis_url: str) -> None
     redis.close()
 
 
+def test_after_the_cooldown_only_one_worker_makes_the_trial_send(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    one = CircuitBreaker(1, timedelta(minutes=5), RedisStore(redis))
+    two = CircuitBreaker(1, timedelta(minutes=5), RedisStore(redis))
+    one.failure("421 busy", START)
+    until = START + timedelta(minutes=5)
+    two.sync()
+    # Half-open: the first to ask sends the trial (and may go on asking), the other waits.
+    assert one.open_until(until) is None and one.open_until(until) is None
+    assert two.open_until(until) == until + timedelta(seconds=60)
+    # The trial fails: another cooldown for both, and a new trial after it.
+    one.failure("421 still busy", until)
+    later = until + timedelta(minutes=5)
+    two.sync()
+    assert two.open_until(until) == later
+    assert two.open_until(later) is None and one.open_until(later) == later + timedelta(minutes=1)
+    # The second worker's trial works: both send again.
+    two.success()
+    one.sync()
+    assert one.open_until(later) is None and not one.half_open
+    redis.close()
+
+
 def test_a_breaker_without_redis_still_works_alone() -> None:
     breaker = CircuitBreaker(
         1, timedelta(minutes=1), RedisStore(Redis.from_url("redis://127.0.0.1:1"))
