@@ -66,6 +66,9 @@ class Config:
     SCHEDULER_BATCH_SIZE = 1000
     # Rows an import writes per transaction (and per progress update).
     IMPORT_BATCH_SIZE = 500
+    # A running import whose worker has not reported for this long is handed to a worker again
+    # (it resumes after its last committed batch).
+    IMPORT_STALLED_AFTER_SECONDS = 600
     # A message claimed this long ago and still "sending" is presumed lost with its worker.
     STUCK_AFTER_SECONDS = 600
     # Open-tracking pixel in every mail; false = no pixel for anyone (clicks are still tracked).

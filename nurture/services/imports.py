@@ -13,13 +13,13 @@ import io
 import logging
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, defer, load_only
 
 from nurture.models import Candidate, ImportJob, ImportStatus, User
@@ -639,13 +639,21 @@ def _require_mapping(job: ImportJob) -> None:
         raise ValidationError("the column mapping is not valid", problems)
 
 
-def run_import(session: Session, job_id: int, now: datetime, batch: int = 500) -> ImportJob:
+def run_import(
+    session: Session,
+    job_id: int,
+    now: datetime,
+    batch: int = 500,
+    clock: Callable[[], datetime] | None = None,
+) -> ImportJob:
     """Write the good rows of an import in batches, record the bad ones, commit after each batch.
 
     A job that stopped half-way (a killed worker) resumes after its last committed batch: the
     batch's candidates and the job's counters are committed together. A finished job is left
-    as it is, so a repeated delivery of the RQ job changes nothing.
+    as it is, so a repeated delivery of the RQ job changes nothing. Each commit also records a
+    heartbeat (``clock``'s time, else ``now``), so the scheduler can tell a stalled import.
     """
+    beat = clock or (lambda: now)
     job = session.get(ImportJob, job_id)
     if job is None:
         raise NotFound(f"no import {job_id}")
@@ -653,6 +661,7 @@ def run_import(session: Session, job_id: int, now: datetime, batch: int = 500) -
         return job
     try:
         job.status = ImportStatus.RUNNING
+        job.heartbeat_at = beat()
         session.commit()
         rows = islice(iter_rows(job), job.processed_rows, None)
         for chunk in _batches(rows, batch):
@@ -670,6 +679,7 @@ def run_import(session: Session, job_id: int, now: datetime, batch: int = 500) -
             room = MAX_STORED_ERRORS - len(job.errors)
             if outcome.rejected and room > 0:
                 job.errors = [*job.errors, *outcome.rejected[:room]]
+            job.heartbeat_at = beat()
             session.commit()
         job.status = ImportStatus.DONE
         job.finished_at = now
@@ -685,6 +695,29 @@ def run_import(session: Session, job_id: int, now: datetime, batch: int = 500) -
                                               f"{str(exc)[:300]}"}]
         session.commit()
     return job
+
+
+def claim_stalled(session: Session, now: datetime, after: timedelta) -> list[int]:
+    """Running imports with no heartbeat for ``after`` (their worker died): the ids to run again.
+
+    Each is claimed by moving its heartbeat to ``now`` in the same UPDATE, so two schedulers
+    never both hand it out, and it is not handed out again before another ``after`` passes.
+    """
+    stale = or_(ImportJob.heartbeat_at.is_(None), ImportJob.heartbeat_at < now - after)
+    ids = list(
+        session.scalars(
+            select(ImportJob.id).where(ImportJob.status == ImportStatus.RUNNING, stale)
+        )
+    )
+    if not ids:
+        return []
+    claimed = session.scalars(
+        update(ImportJob)
+        .where(ImportJob.id.in_(ids), ImportJob.status == ImportStatus.RUNNING, stale)
+        .values(heartbeat_at=now)
+        .returning(ImportJob.id)
+    )
+    return sorted(claimed)
 
 
 def _write(session: Session, rows: list[Row], now: datetime) -> Report:

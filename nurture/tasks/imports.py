@@ -22,6 +22,7 @@ def run_import_job(import_id: int) -> dict:
             import_id,
             app.extensions["nurture.clock"].now(),
             batch=int(app.config.get("IMPORT_BATCH_SIZE", 500)),
+            clock=app.extensions["nurture.clock"].now,
         )
         # The job row keeps the rejected rows; RQ's result keeps only the counts.
         return job_report(job, with_rejected=False)

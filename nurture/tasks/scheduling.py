@@ -11,9 +11,11 @@ from flask import Flask
 
 from nurture.extensions import db
 from nurture.services.engagement import recompute_scores
+from nurture.services.imports import claim_stalled
 from nurture.services.retention import RetentionPolicy, retention_pass
 from nurture.services.scheduling import TickResult, tick
 from nurture.tasks import enqueue_send
+from nurture.tasks.imports import enqueue_import
 from nurture.tasks.inbound import process_inbound
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,20 @@ def _inbound(app: Flask, now: datetime) -> object:
     return process_inbound(app)
 
 
+def _stalled_imports(app: Flask, now: datetime) -> object:
+    after = timedelta(seconds=int(app.config["IMPORT_STALLED_AFTER_SECONDS"]))
+    ids = claim_stalled(db.session, now, after)
+    db.session.commit()  # claimed before the jobs exist: a second scheduler skips them
+    for import_id in ids:
+        log.warning("import %s stopped without finishing; handing it to a worker again", import_id)
+        enqueue_import(import_id, app)
+    return ids
+
+
 # The one list of periodic jobs besides the send pass itself.
 PERIODIC = [
     Periodic("inbound mail", timedelta(minutes=1), _inbound),
+    Periodic("stalled imports", timedelta(minutes=1), _stalled_imports),
     Periodic("engagement scores", timedelta(hours=1), _engagement),
     Periodic("retention", timedelta(days=1), _retention),
 ]

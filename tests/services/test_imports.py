@@ -288,6 +288,60 @@ def test_a_stopped_import_resumes_after_its_last_batch(app: Flask) -> None:
     assert again.created_count == 18 and _candidates() == 7
 
 
+class Killed(BaseException):
+    """What SIGKILL does to a worker, as far as the database can tell: nothing more is written."""
+
+
+def test_an_import_whose_worker_died_is_handed_to_a_worker_again(
+    sqlite_url, clock, redis_url, monkeypatch
+) -> None:
+    from datetime import timedelta
+
+    from rq import SimpleWorker
+
+    from nurture.tasks import get_queue
+    from nurture.tasks.scheduling import run_periodic
+    from tests.conftest import running_app
+
+    with running_app(sqlite_url, clock, REDIS_URL=redis_url, IMPORT_BATCH_SIZE=6) as app:
+        job = _job(app, FIXTURE.read_bytes())
+        service.start(job)
+        db.session.commit()
+        job_id = job.id
+        write, batches = service._write, []
+
+        def dies_in_the_third_batch(session, rows, now):
+            batches.append(len(rows))
+            if len(batches) == 3:
+                raise Killed
+            return write(session, rows, now)
+
+        monkeypatch.setattr(service, "_write", dies_in_the_third_batch)
+        with pytest.raises(Killed):
+            run_import_job(job_id)
+        monkeypatch.setattr(service, "_write", write)
+        db.session.rollback()
+        stalled = db.session.get(ImportJob, job_id)
+        assert (stalled.status, stalled.processed_rows) == ("running", 12)
+        queue = get_queue(app)
+        # Still within the grace period: a slow worker is not second-guessed.
+        clock.advance(timedelta(minutes=5))
+        run_periodic(app, {})
+        assert queue.count == 0
+        clock.advance(timedelta(minutes=6))
+        run_periodic(app, {})
+        assert queue.count == 1
+        run_periodic(app, {})  # claimed: a second pass does not enqueue it twice
+        assert queue.count == 1
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        db.session.expire_all()
+        done = db.session.get(ImportJob, job_id)
+        assert (done.status, done.processed_rows, done.created_count, done.rejected_count) == (
+            "done", 20, 18, 2
+        )
+        assert _candidates() == 18
+
+
 def test_a_row_the_database_refuses_is_rejected_alone(app: Flask, monkeypatch) -> None:
     save = service.save_candidate
 
