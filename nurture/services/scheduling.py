@@ -19,7 +19,7 @@ from nurture.models import (
     MessageState,
     Step,
 )
-from nurture.services import broadcasts, entries
+from nurture.services import broadcasts
 
 Enqueue = Callable[[Sequence[int]], None]
 
@@ -163,8 +163,6 @@ def tick(
 ) -> TickResult:
     """One scheduler pass: create due messages, recover lost ones, enqueue their ids."""
     result = TickResult()
-    # Segment entries and exits first, so this pass already creates the newcomers' first mail.
-    entries.run_entries(session, now)
     result.created, result.completed = create_due_messages(session, now, batch_size)
     result.created += broadcasts.run_broadcasts(session, now, team_zone)
     recover_stuck(session, now, stuck_after)

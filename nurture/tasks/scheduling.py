@@ -11,6 +11,7 @@ from flask import Flask
 
 from nurture.extensions import db
 from nurture.services.engagement import recompute_scores
+from nurture.services.entries import run_entries
 from nurture.services.imports import claim_stalled
 from nurture.services.retention import RetentionPolicy, retention_pass
 from nurture.services.scheduling import TickResult, tick
@@ -48,6 +49,12 @@ class Periodic:
     run: Callable[[Flask, datetime], object]
 
 
+def _entries(app: Flask, now: datetime) -> object:
+    # Candidates that change are checked at once; this catches what time alone changes
+    # ("no open in 60 days") and anything written behind the services' back.
+    return run_entries(db.session, now)
+
+
 def _engagement(app: Flask, now: datetime) -> object:
     return recompute_scores(db.session, now)
 
@@ -72,6 +79,7 @@ def _stalled_imports(app: Flask, now: datetime) -> object:
 
 # The one list of periodic jobs besides the send pass itself.
 PERIODIC = [
+    Periodic("segment entries and exits", timedelta(minutes=1), _entries),
     Periodic("inbound mail", timedelta(minutes=1), _inbound),
     Periodic("stalled imports", timedelta(minutes=1), _stalled_imports),
     Periodic("engagement scores", timedelta(hours=1), _engagement),

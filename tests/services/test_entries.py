@@ -16,7 +16,7 @@ from nurture.models import Candidate, Enrolment, Message
 from nurture.services.entries import parse_entry_filter, run_entries
 from nurture.services.errors import ValidationError
 from nurture.services.scheduling import create_due_messages
-from nurture.tasks.scheduling import run_tick
+from nurture.tasks.scheduling import run_periodic, run_tick
 from nurture.tasks.sending import send_messages
 from tests.conftest import ats_post, auth_headers, running_app
 
@@ -230,17 +230,21 @@ def test_segment_entry_happens_when_candidates_change(system: Flask, smtp: SmtpC
 def test_segment_entry_on_the_scheduler_pass_catches_what_time_changes(
     system: Flask, smtp: SmtpCapture, clock
 ) -> None:
-    """"Added more than 7 days ago" changes with nobody saving anything: the pass sees it."""
+    """"Added more than 7 days ago" changes with nobody saving anything: the periodic pass sees
+    it (every minute), and the next send pass mails the newcomer."""
     settled = segment(
         "Settled", {"all": [{"field": "created_at", "op": "older_than_days", "value": 7}]}
     )
     drip = campaign(system, entry={"segment_id": settled})
     bo = add(system, email="bo@example.org", role="Designer")
-    run_tick(system)
+    run_periodic(system, {})
     assert enrolments(drip) == []
     clock.advance(timedelta(days=8))
     run_tick(system)
+    assert enrolments(drip) == []  # the send pass does not run segment queries
+    assert "segment entries and exits" in run_periodic(system, {})
     assert enrolments(drip) == [(bo, "active", "")]
+    assert run_tick(system).created == 1
 
 
 def test_an_import_enrols_its_rows_into_segment_campaigns(system: Flask) -> None:
