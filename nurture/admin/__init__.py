@@ -1,6 +1,7 @@
 """The admin that recruiting ops use in the browser."""
 
 from nurture.admin import (  # noqa: F401 - each module adds its routes to bp
+    broadcasts,
     campaigns,
     candidates,
     imports,

@@ -16,6 +16,7 @@ NAV = [
     ("admin.dashboard", "Dashboard", "/admin/", Role.VIEWER),
     ("admin.candidates", "Candidates", "/admin/candidates", Role.VIEWER),
     ("admin.campaigns", "Campaigns", "/admin/campaigns", Role.VIEWER),
+    ("admin.broadcasts", "Broadcasts", "/admin/broadcasts", Role.VIEWER),
     ("admin.segments", "Segments", "/admin/segments", Role.VIEWER),
     ("admin.jobs", "Job alerts", "/admin/jobs", Role.VIEWER),
     ("admin.templates", "Templates", "/admin/templates", Role.VIEWER),

@@ -18,17 +18,28 @@ from flask import (
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from werkzeug.routing import BuildError
-from wtforms import BooleanField, RadioField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from nurture.admin.auth import role_required
 from nurture.admin.blueprint import bp
 from nurture.extensions import db
-from nurture.models import Campaign, CampaignStatus, EntryType, Role, Tag
+from nurture.models import Campaign, CampaignKind, CampaignStatus, EntryType, Role, Tag
 from nurture.services import analytics
 from nurture.services import campaigns as campaign_service
+from nurture.services.durations import parse_delay
+from nurture.services.entries import entry_delay
 from nurture.services.errors import Conflict, ValidationError
 from nurture.services.preferences import rating_summary
+from nurture.services.timing import DAYS
 from nurture.tasks.sending import template_library
 
 PER_PAGE = 25
@@ -45,7 +56,25 @@ _FORM_FIELDS = {
     "exit_on": "exit_reapplied",
     "sender": "sender_email",
     "sender.email": "sender_email",
+    "topic": "topic",
+    "reentry": "reentry",
+    "send_window": "window_mode",
+    "send_window.days": "window_days",
+    "send_window.start": "window_start",
+    "send_window.end": "window_end",
+    "entry_filter": "entry_reasons",
+    "entry_filter.rejection_reasons": "entry_reasons",
+    "entry_filter.stages": "entry_stages",
+    "entry_filter.delay": "entry_delay_amount",
 }
+TOPIC_LABELS = {"checkins": "Check-ins", "newsletter": "Newsletter", "job_alerts": "Job alerts"}
+REENTRY_LABELS = {
+    "never": "Never: once through this drip is enough",
+    "after_exit": "Yes, once their earlier run has ended",
+    "always": "Yes, every time: a new entry restarts the drip",
+}
+DAY_NAMES = {"mon": "Mon", "tue": "Tue", "wed": "Wed", "thu": "Thu", "fri": "Fri",
+             "sat": "Sat", "sun": "Sun"}
 _STEP_FIELDS = {"html": "template", "text": "template"}
 DONE = {
     "activate": "is active",
@@ -75,6 +104,7 @@ class CampaignForm(FlaskForm):
     )
     entry_tag = StringField("Tag")
     exit_reapplied = BooleanField("They apply again", default=True)
+    exit_left_segment = BooleanField("They no longer match the entry segment", default=True)
     sender_mode = RadioField(
         "Mail comes from",
         choices=[
@@ -85,6 +115,48 @@ class CampaignForm(FlaskForm):
     )
     sender_name = StringField("Team sender name")
     sender_email = StringField("Team sender email")
+    # The choices below are checked by the campaign service, which names the field at fault.
+    topic = SelectField(
+        "Preference topic",
+        choices=[SelectChoice(key, label) for key, label in TOPIC_LABELS.items()],
+        default="checkins",
+        validate_choice=False,
+    )
+    reentry = RadioField(
+        "Entering again",
+        choices=[SelectChoice(key, label) for key, label in REENTRY_LABELS.items()],
+        default="after_exit",
+        validate_choice=False,
+    )
+    entry_reasons = StringField("Only these rejection reasons")
+    entry_stages = StringField("Only candidates who reached these stages")
+    entry_delay_amount = StringField("Extra wait after entering")
+    entry_delay_unit = SelectField(
+        "Unit of the extra wait",
+        choices=[SelectChoice("days", "days"), SelectChoice("hours", "hours")],
+        default="days",
+        validate_choice=False,
+    )
+    entry_delay = StringField()  # a delay set through the API that neither unit shows
+    window_mode = RadioField(
+        "When mail goes out",
+        choices=[
+            SelectChoice("any", "Any time"),
+            SelectChoice("window", "Only on these days, between these hours"),
+        ],
+        default="any",
+        validate_choice=False,
+    )
+    window_days = SelectMultipleField(
+        "Days",
+        choices=[SelectChoice(day, label) for day, label in DAY_NAMES.items()],
+        default=["mon", "tue", "wed", "thu", "fri"],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+        validate_choice=False,
+    )
+    window_start = StringField("From", default="09:00")
+    window_end = StringField("Until", default="17:00")
 
 
 def _campaign_or_404(campaign_id: int) -> Campaign:
@@ -167,12 +239,18 @@ def _payload(
         entry = {"ats_event": "candidate.rejected"}
     elif form.entry_type.data == EntryType.SEGMENT and campaign is not None:
         entry = {"segment_id": campaign.entry_value}
-    return {
+    payload: dict[str, Any] = {
         "name": form.name.data,
         "description": form.description.data,
         "entry": entry,
-        # A hired candidate is never mailed, so "hired" is always an exit rule.
-        "exit_on": ["hired", *(["reapplied"] if form.exit_reapplied.data else [])],
+        # A hired candidate is never mailed, so "hired" is always an exit rule; a reply always
+        # ends the drip too (a recruiter takes over), so "replied" is kept as the API set it.
+        "exit_on": [
+            "hired",
+            *(["reapplied"] if form.exit_reapplied.data else []),
+            *(["left_segment"] if form.exit_left_segment.data else []),
+            *(["replied"] if campaign is not None and "replied" in campaign.exit_on else []),
+        ],
         "sender": {"name": form.sender_name.data, "email": form.sender_email.data,
                    "use_recruiter": form.sender_mode.data == "recruiter"},
         "steps": [
@@ -180,6 +258,96 @@ def _payload(
             for index, step in enumerate(steps)
         ],
     }
+    # Fields missing from the post (an older page, a script) keep what the campaign has.
+    if form.topic.raw_data:
+        payload["topic"] = form.topic.data
+    if form.reentry.raw_data:
+        payload["reentry"] = form.reentry.data
+    if form.window_mode.raw_data:
+        payload["send_window"] = _window_posted(form)
+    if form.entry_reasons.raw_data:
+        payload["entry_filter"] = {
+            "rejection_reasons": _listed(form.entry_reasons.data),
+            "stages": _listed(form.entry_stages.data),
+            "delay_amount": form.entry_delay_amount.data or "",
+            "delay_unit": form.entry_delay_unit.data,
+            "delay": form.entry_delay.data or "",
+        }
+    return payload
+
+
+def _listed(text: str | None) -> list[str]:
+    """A comma-separated field as its items."""
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def _window_posted(form: CampaignForm) -> dict[str, Any]:
+    """The send window as the API takes it; {} for any time."""
+    if form.window_mode.data != "window":
+        return {}
+    window: dict[str, Any] = {}
+    days = form.window_days.data or []
+    if set(days) != set(DAYS):  # all seven: every day, the window's default
+        window["days"] = days
+    for key, field in (("start", form.window_start), ("end", form.window_end)):
+        value = (field.data or "").strip()
+        if value:  # left empty: from or until midnight
+            window[key] = value[:5] if len(value) == 8 and value.endswith(":00") else value
+    return window
+
+
+def _window_form(window: dict[str, Any]) -> dict[str, Any]:
+    """A stored send window as the builder's fields."""
+    if not window:
+        return {"window_mode": "any"}
+    end = window.get("end", "")
+    return {
+        "window_mode": "window",
+        "window_days": window.get("days") or list(DAYS),
+        "window_start": window.get("start", ""),
+        "window_end": "" if end == "24:00" else end,  # empty: until midnight
+    }
+
+
+def _entry_filter_form(entry_filter: dict[str, Any]) -> dict[str, Any]:
+    """A stored entry filter as the builder's fields."""
+    delay = entry_filter.get("delay") or ""
+    parts = campaign_service.delay_parts(int(parse_delay(delay).total_seconds())) if delay else None
+    amount, unit = parts if parts else ("", "iso" if delay else "days")
+    return {
+        "entry_reasons": ", ".join(entry_filter.get("rejection_reasons") or []),
+        "entry_stages": ", ".join(entry_filter.get("stages") or []),
+        "entry_delay_amount": str(amount),
+        "entry_delay_unit": unit,
+        "entry_delay": delay if unit == "iso" else "",
+    }
+
+
+def _days_text(days: list[str]) -> str:
+    """``["mon", …, "fri"]`` → ``Mon–Fri``; runs of three or more days joined by a dash."""
+    runs: list[list[int]] = []
+    for index in sorted(DAYS.index(day) for day in days if day in DAYS):
+        if runs and runs[-1][-1] == index - 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    parts = []
+    for run in runs:
+        names = [DAY_NAMES[DAYS[i]] for i in run]
+        parts.append(f"{names[0]}–{names[-1]}" if len(run) > 2 else ", ".join(names))
+    return ", ".join(parts)
+
+
+def window_text(window: dict[str, Any] | None) -> str:
+    """A send window as a recruiter reads it: ``Mon–Fri, 09:00–17:00``."""
+    if not window:
+        return "Any time"
+    days = window.get("days") or list(DAYS)
+    when = "Every day" if len(days) == len(DAYS) else _days_text(days)
+    start, end = window.get("start", "00:00"), window.get("end", "24:00")
+    if (start, end) == ("00:00", "24:00"):
+        return f"{when}, all day"
+    return f"{when}, {start}–{end}"
 
 
 def _sentence(text: str) -> str:
@@ -236,6 +404,7 @@ def _render_builder(
         ],
         tags=tags,
         default_sender=(current_app.config["SENDER_NAME"], current_app.config["SENDER_EMAIL"]),
+        team_zone=current_app.config.get("TEAM_TIMEZONE") or "UTC",
     ), status
 
 
@@ -255,6 +424,9 @@ def _builder(campaign: Campaign | None):
     if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
         flash("An archived campaign cannot be edited.", "error")
         return redirect(url_for("admin.campaign", campaign_id=campaign.id))
+    if campaign is not None and campaign.kind == CampaignKind.BROADCAST:
+        flash("A broadcast is one mail, not a drip: it is not changed in the drip builder.", "info")
+        return redirect(url_for("admin.broadcast", broadcast_id=campaign.id))
     if request.method == "GET":
         form = _form(campaign)
         steps = [_blank_step()]
@@ -265,9 +437,14 @@ def _builder(campaign: Campaign | None):
                 "entry_type": campaign.entry_type,
                 "entry_tag": campaign.entry_value if campaign.entry_type == EntryType.TAG else "",
                 "exit_reapplied": "reapplied" in campaign.exit_on,
+                "exit_left_segment": "left_segment" in campaign.exit_on,
                 "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
                 "sender_name": campaign.sender_name,
                 "sender_email": campaign.sender_email,
+                "topic": campaign.topic,
+                "reentry": campaign.reentry,
+                **_window_form(campaign.send_window or {}),
+                **_entry_filter_form(campaign.entry_filter or {}),
             })
             steps = _steps_of(campaign)
         return _render_builder(campaign, form, steps)
@@ -370,6 +547,10 @@ def campaign(campaign_id: int):
         candidate_url=_candidate_url,
         actions=[a for a in campaign_service.ACTIONS
                  if not campaign_service.action_problem(campaign, a)],
+        window=window_text(campaign.send_window),
+        topics=TOPIC_LABELS,
+        reentry=REENTRY_LABELS,
+        entry_wait=int(entry_delay(campaign).total_seconds()),
     )
 
 

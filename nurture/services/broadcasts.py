@@ -261,3 +261,52 @@ def progress(session: Session, campaign: Campaign, now: datetime) -> dict[str, A
         "messages": {state: states.get(state, 0) for state in MessageState},
         "total": sum(states.values()),
     }
+
+
+# --- the admin's check before it schedules one ---------------------------------------------------
+
+
+def check_broadcast(
+    session: Session, data: dict[str, Any], library: TemplateLibrary, now: datetime
+) -> dict[str, Any]:
+    """Check a broadcast as ``create_broadcast`` does, store nothing, and say whom it reaches now.
+
+    Stricter than the API, for someone about to press "send": a scheduled time given empty or
+    already past, and an audience in which nobody can receive it, are errors too. Returns the
+    audience count, the schedule as stored, and whether some zones are already past a local hour.
+    """
+    errors: dict[str, str] = {}
+    if "scheduled_at" in data and data["scheduled_at"] in (None, ""):
+        errors["scheduled_at"] = "choose a date and time, or send it now"
+    answer: dict[str, Any] = {}
+    # Written to count its audience with the pass's own rules, then undone.
+    savepoint = session.begin_nested()
+    try:
+        campaign = create_broadcast(session, {**data, "activate": False}, library, now)
+        start, local = campaign.scheduled_at, campaign.local_time
+        if start is not None and not local and start <= now:
+            errors["scheduled_at"] = "that time has passed; choose a later one, or send it now"
+        elif start is not None and local and start + LATEST <= now:
+            errors["scheduled_at"] = "that hour has passed in every time zone; choose a later one"
+        audience = progress(session, campaign, now)["waiting_audience"] or 0
+        if not audience:
+            errors.setdefault(
+                "audience",
+                "nobody in this audience can receive it: no active candidate in it "
+                f"who wants the {campaign.topic.replace('_', ' ')} topic",
+            )
+        answer = {
+            "audience": audience,
+            "scheduled_at": start,
+            "local_time": local,
+            "topic": campaign.topic,
+            # At a local hour: zones east of here already passed it and get it at once.
+            "some_zones_now": bool(local and start is not None and start - EARLIEST <= now),
+        }
+    except ValidationError as exc:
+        errors = {**errors, **exc.fields}
+    finally:
+        savepoint.rollback()
+    if errors:
+        raise ValidationError("the broadcast is not valid", errors)
+    return answer

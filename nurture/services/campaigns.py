@@ -365,7 +365,6 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
 
 # --- the admin's drip builder and status changes ---------------------------------------------
 
-EXIT_RULES = ("hired", "reapplied")
 DELAY_UNITS = {"days": "P{}D", "hours": "PT{}H"}
 # The builder's stand-in for a step whose HTML came with it through the API (no template name).
 OWN_HTML = "__own_html__"
@@ -414,8 +413,8 @@ def _builder_payload(
 ) -> dict[str, Any]:
     """Turn the builder's fields into the API's campaign body, noting what is wrong."""
     exit_on = data.get("exit_on") or []
-    if not isinstance(exit_on, list) or not set(exit_on) <= set(EXIT_RULES):
-        errors["exit_on"] = f"choose among {', '.join(EXIT_RULES)}"
+    if not isinstance(exit_on, list) or not set(exit_on) <= set(EXIT_ON):
+        errors["exit_on"] = f"choose among {', '.join(EXIT_ON)}"
     if len(str(data.get("description") or "")) > 2000:
         errors["description"] = "keep the description under 2,000 characters"
     steps = []
@@ -445,13 +444,43 @@ def _builder_payload(
         elif not step["template"]:
             errors[f"{where}.template"] = "choose a template"
         steps.append(step)
-    return {
+    body = {
         "name": data.get("name"),
         "kind": CampaignKind.DRIP,
         "entry": data.get("entry"),
         "sender": data.get("sender") or {},
         "steps": steps,
     }
+    # Send window, topic and re-entry go to the API's own checks as they are.
+    for key in ("send_window", "topic", "reentry"):
+        if key in data:
+            body[key] = data[key]
+    if isinstance(data.get("entry_filter"), dict):
+        entry_filter = dict(data["entry_filter"])
+        amount = str(entry_filter.pop("delay_amount", "") or "").strip()
+        unit = entry_filter.pop("delay_unit", None)
+        # No unit: ``delay`` as in the API; "iso": one set through the API that no unit shows.
+        if unit not in (None, "iso"):
+            entry_filter.pop("delay", None)
+            if amount.strip("0"):  # empty or 0: no wait of its own
+                try:
+                    entry_filter["delay"] = delay_iso(amount, unit, "entry_filter.delay")
+                except ValidationError as exc:
+                    errors.update(exc.fields)
+        entry = data.get("entry")
+        if not (isinstance(entry, dict) and "ats_event" in entry):
+            # Only an ATS rejection carries a reason and a stage; any other entry ignores
+            # them, which would look like a filter that is not there.
+            for key in ("rejection_reasons", "stages"):
+                if entry_filter.get(key):
+                    errors[f"entry_filter.{key}"] = (
+                        "only candidates the ATS rejects are filtered this way; "
+                        "choose that entry or leave this empty"
+                    )
+        body["entry_filter"] = entry_filter
+    elif "entry_filter" in data:
+        body["entry_filter"] = data["entry_filter"]  # the API's check reports what is wrong
+    return body
 
 
 def _step_locks(
@@ -486,6 +515,9 @@ def save_drip(
     ``data`` has ``name``, ``description``, ``entry`` (as in the API), ``exit_on``, ``sender``
     and ``steps``: each with an optional ``id`` (an existing step), either ``delay`` (ISO-8601)
     or ``delay_amount`` and ``delay_unit``, ``template``, ``subject`` and ``condition``.
+    It may have ``send_window``, ``topic``, ``reentry`` and ``entry_filter`` as in the API (the
+    filter's delay may also come as ``delay_amount`` and ``delay_unit``); when editing, those
+    left out keep their stored values.
     """
     if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
         raise Conflict("an archived campaign cannot be edited")
@@ -498,8 +530,9 @@ def save_drip(
     errors: dict[str, str] = {}
     payload = _builder_payload(data, existing, errors)
     if campaign is not None:
-        # The builder does not show the send window (set through the API); keep it.
-        payload["send_window"] = campaign.send_window
+        # What the caller did not send (a form without those fields) keeps its stored value.
+        for key in ("send_window", "topic", "reentry", "entry_filter"):
+            payload.setdefault(key, getattr(campaign, key))
         _step_locks(session, campaign, ids, errors)
     try:
         clean, steps = _validate(payload, library)
@@ -509,9 +542,12 @@ def save_drip(
         raise ValidationError("the campaign is not valid", errors)
     extra = {
         "description": str(data.get("description") or "").strip(),
-        "exit_on": [rule for rule in EXIT_RULES if rule in (data.get("exit_on") or [])],
+        "exit_on": [rule for rule in EXIT_ON if rule in (data.get("exit_on") or [])],
     }
     if campaign is None:
+        # The API's defaults: a new rejection enrols again once the earlier drip has ended.
+        clean.setdefault("reentry", "after_exit")
+        clean.setdefault("topic", "checkins")
         campaign = Campaign(
             **clean, **extra, status=CampaignStatus.DRAFT, created_at=now, updated_at=now,
             steps=steps,
