@@ -96,7 +96,7 @@ def parse_window(value: Any, field: str = "send_window") -> dict[str, Any]:
             or not days
             or not all(isinstance(d, str) and d.lower() in DAYS for d in days)
         ):
-            errors[f"{field}.days"] = f"a non-empty list of {', '.join(DAYS)}"
+            errors[f"{field}.days"] = f"choose at least one day: a list among {', '.join(DAYS)}"
         else:
             clean["days"] = [d for d in DAYS if d in {x.lower() for x in days}]
     for key in ("start", "end"):  # left out: from midnight, to midnight
