@@ -23,12 +23,13 @@ from nurture.admin.blueprint import bp
 from nurture.extensions import db
 from nurture.models import Candidate, EmailTemplate, Role
 from nurture.services import templates as template_service
+from nurture.services.dkim import DkimError
 from nurture.services.errors import Conflict, NotFound, ValidationError
 from nurture.services.mail import MailSettings
 from nurture.services.rendering import CompiledTemplate, RenderedMail
 from nurture.services.smtp import SmtpSettings, SmtpTransport
 from nurture.services.tracking import Tokens
-from nurture.tasks.sending import template_library
+from nurture.tasks.sending import dkim_signer, template_library
 
 
 class TemplateForm(FlaskForm):
@@ -283,10 +284,15 @@ def _test_send(
     try:
         compiled, _ = _render(source, candidate)
         mail = template_service.send_test(
-            db.session, _transport(), _settings(), compiled, candidate, form.to.data, _now()
+            db.session, _transport(), _settings(), compiled, candidate, form.to.data, _now(),
+            dkim=dkim_signer(current_app._get_current_object()),
         )
     except ValidationError as exc:
         return _editor_page(form, errors=exc.fields, **page)
+    except DkimError as exc:
+        # Campaign mail would not go out either: say so rather than send the test unsigned.
+        flash(f"The test was not sent: DKIM is set up but unusable: {exc}", "error")
+        return _editor_page(form, status=500, **page)
     except template_service.TestSendFailed as exc:
         flash(f"The SMTP server did not take the test: {exc}", "error")
         return _editor_page(form, status=502, **page)

@@ -6,16 +6,17 @@ import base64
 import hashlib
 import logging
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dkim
-from dkim.canonicalization import CanonicalizationPolicy
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from dkim.canonicalization import CanonicalizationPolicy, correct_empty_body, strip_trailing_lines
 
 log = logging.getLogger(__name__)
 
@@ -41,42 +42,15 @@ OVERSIGNED = (
 
 _LABELS = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*")
 _RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
-# DER of the AlgorithmIdentifier rsaEncryption (1.2.840.113549.1.1.1) with NULL parameters.
-_RSA_ALGORITHM = bytes.fromhex("300d06092a864886f70d0101010500")
+_HEADER = b"DKIM-Signature"
+_CRLF = b"\r\n"
+# rsa-sha256: PKCS#1 v1.5 over the SHA-256 of the canonicalised headers, hashed by dkimpy.
+_PADDING = padding.PKCS1v15()
+_PREHASHED = Prehashed(hashes.SHA256())
 
 
 class DkimError(ValueError):
     """A DKIM setting or key that cannot be used."""
-
-
-class _Dkim(dkim.DKIM):
-    """dkimpy's signer, handed a key parsed beforehand instead of PEM text for every message."""
-
-    # DKIM.sign() parses the PEM on every call; this is its RSA path without that step, and the
-    # header building and hashing stay dkimpy's own (gen_header). test_dkim.py verifies the result.
-    def sign_parsed(
-        self, key: dict[str, int], selector: bytes, domain: bytes, headers: list[bytes]
-    ) -> bytes:
-        """The ``DKIM-Signature`` header line (rsa-sha256, relaxed/relaxed) for the message."""
-        self.hasher = hashlib.sha256
-        body_hash = base64.b64encode(hashlib.sha256(_RELAXED.canonicalize_body(self.body)).digest())
-        fields = [
-            (b"v", b"1"),
-            (b"a", b"rsa-sha256"),
-            (b"c", _RELAXED.to_c_value()),
-            (b"d", domain),
-            (b"q", b"dns/txt"),
-            (b"s", selector),
-            # Real time, not the injected clock: verifiers refuse a t= in the future.
-            (b"t", str(int(time.time())).encode("ascii")),
-            (b"h", b" : ".join(headers)),
-            (b"bh", body_hash),
-            # A long placeholder puts b= on lines of its own: filling it in never refolds the rest.
-            (b"b", b"0" * 60),
-        ]
-        return b"DKIM-Signature: " + self.gen_header(
-            fields, headers, _RELAXED, b"DKIM-Signature", key
-        )
 
 
 class DkimSigner:
@@ -131,7 +105,7 @@ class DkimSigner:
     @property
     def bits(self) -> int:
         """The size of the RSA key."""
-        return self._key["modulus"].bit_length()
+        return self._key.key_size
 
     @property
     def public_b64(self) -> str:
@@ -144,34 +118,76 @@ class DkimSigner:
 
     def sign(self, message: bytes) -> bytes:
         """``message`` with a ``DKIM-Signature`` header in front (CRLF line ends throughout)."""
-        signer = _Dkim(message, linesep=b"\r\n")
-        present = [name for name, _ in signer.headers if name.lower() in SIGNED]
-        headers = [name.lower() for name in present] + list(OVERSIGNED)
-        signature = signer.sign_parsed(self._key, self._selector, self._domain, headers)
-        signed = signature + message
-        # dkimpy folds with the line separator it is given, and a caller may hand over LF mail;
-        # SMTP wants CRLF only, and canonicalisation makes the signature indifferent to it.
-        if signed.count(b"\n") != signed.count(b"\r\n"):
-            signed = re.sub(rb"\r?\n", b"\r\n", signed)
-        return signed
+        # A caller may hand over LF mail; SMTP wants CRLF only, and dkimpy reads it as CRLF.
+        if message.count(b"\n") != message.count(_CRLF):
+            message = re.sub(rb"\r?\n", _CRLF, message)
+        headers, body = _split(message)
+        present = [name.lower() for name, _ in headers if name.lower() in SIGNED]
+        return self._signature(headers, body, present + list(OVERSIGNED)) + message
+
+    def _signature(
+        self, headers: list[list[bytes]], body: bytes, include: list[bytes]
+    ) -> bytes:
+        """The ``DKIM-Signature`` header line (rsa-sha256, relaxed/relaxed) for the message."""
+        # dkimpy's DKIM.gen_header, with the RSA done by OpenSSL (through cryptography) instead
+        # of dkimpy's pure-Python pow(); test_dkim.py verifies the result with dkim.verify.
+        body_hash = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest())
+        fields = [
+            (b"v", b"1"),
+            (b"a", b"rsa-sha256"),
+            (b"c", _RELAXED.to_c_value()),
+            (b"d", self._domain),
+            (b"q", b"dns/txt"),
+            (b"s", self._selector),
+            # Real time, not the injected clock: verifiers refuse a t= in the future.
+            (b"t", str(int(time.time())).encode("ascii")),
+            (b"h", b" : ".join(include)),
+            (b"bh", body_hash),
+            # A long placeholder puts b= on lines of its own: filling it in never refolds the rest.
+            (b"b", b"0" * 60),
+        ]
+        unsigned = dkim.fold(_join(fields), namelen=len(_HEADER), linesep=_CRLF)
+        digest = hashlib.sha256()
+        # Hashes the chosen headers and this one with b= emptied, all canonicalised.
+        dkim.hash_headers(
+            digest,
+            _RELAXED,
+            _RELAXED.canonicalize_headers(headers),
+            include,
+            (_HEADER, b" " + unsigned),
+            dict(fields),
+        )
+        signature = self._key.sign(digest.digest(), _PADDING, _PREHASHED)
+        fields[-1] = (b"b", base64.b64encode(signature))
+        return _HEADER + b": " + dkim.fold(_join(fields) + _CRLF, namelen=len(_HEADER),
+                                           linesep=_CRLF)
 
 
-def parse_key(private_pem: str | bytes) -> dict[str, int]:
+def parse_key(private_pem: str | bytes) -> rsa.RSAPrivateKey:
     """The RSA private key in PEM text (PKCS#1 or PKCS#8), checked to be usable for DKIM."""
     text = private_pem.decode("ascii", "replace") if isinstance(private_pem, bytes) else private_pem
     text = text.strip().replace("\r\n", "\n")
     if "\n" not in text and "\\n" in text:
         # An environment file often holds the PEM on one line with literal "\n"s.
         text = text.replace("\\n", "\n")
+    encrypted = DkimError("the DKIM private key is encrypted; give it without a passphrase")
     if "ENCRYPTED" in text:
-        raise DkimError("the DKIM private key is encrypted; give it without a passphrase")
+        raise encrypted
     try:
-        key = parse_pem_private_key(text.encode("ascii", "replace"))
-    except (UnparsableKeyError, ValueError) as exc:
+        key = serialization.load_pem_private_key(text.encode("ascii", "replace"), password=None)
+    except TypeError:  # cryptography's word for "needs a password"
+        raise encrypted from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise DkimError(f"the DKIM private key is not an RSA key in PEM form: {exc}") from None
-    bits = key["modulus"].bit_length()
-    if bits < MIN_BITS:
-        raise DkimError(f"the DKIM key has {bits} bits; receivers ignore keys under {MIN_BITS}")
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise DkimError(
+            "the DKIM private key is not an RSA key in PEM form: it is "
+            f"{type(key).__name__.lstrip('_')}; nurture signs with rsa-sha256"
+        )
+    if key.key_size < MIN_BITS:
+        raise DkimError(
+            f"the DKIM key has {key.key_size} bits; receivers ignore keys under {MIN_BITS}"
+        )
     return key
 
 
@@ -179,19 +195,14 @@ def generate_key(bits: int = 2048) -> tuple[str, str]:
     """A new RSA key: (private key as PKCS#8 PEM, public key base64 for the DNS record)."""
     if not MIN_BITS <= bits <= MAX_BITS:
         raise DkimError(f"a DKIM key has {MIN_BITS} to {MAX_BITS} bits; 2048 is recommended")
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise DkimError("generating a key needs the openssl command (apt-get install openssl)")
-    # OpenSSL, as dkimpy's own dknewkey does: key generation is not something to write anew.
-    done = subprocess.run(
-        [openssl, "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}"],
-        capture_output=True,
-        text=True,
-        check=False,
+    # OpenSSL's key generation (through cryptography), with the exponent RFC 8017 and all use.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
-    if done.returncode != 0:
-        raise DkimError(f"openssl could not generate a key: {done.stderr.strip()}")
-    return done.stdout, _public_b64(parse_key(done.stdout))
+    return pem.decode("ascii"), _public_b64(key)
 
 
 def txt_value(public_b64: str) -> str:
@@ -214,21 +225,37 @@ def _dns_name(value: str, what: str) -> str:
     return value
 
 
-def _der(tag: int, body: bytes) -> bytes:
-    size = len(body)
-    if size < 0x80:
-        return bytes([tag, size]) + body
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + body
+def _split(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """dkimpy's ``rfc822_parse`` of CRLF mail, handed only the header lines.
+
+    Given the whole mail it splits and rejoins every line of the body too: 0.12 ms an 11 kB mail.
+    """
+    if message.startswith(_CRLF):
+        return [], message[2:]
+    head, _, body = message.partition(_CRLF + _CRLF)
+    headers, _ = dkim.rfc822_parse(head + _CRLF)
+    return headers, body
 
 
-def _der_integer(value: int) -> bytes:
-    # One more octet than the bits need, so a leading 1 bit never reads as a sign.
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+def _relaxed_body(body: bytes) -> bytes:
+    """dkimpy's relaxed body canonicalisation (RFC 6376, 3.4.4) of a CRLF body, quicker.
+
+    Its two regular expressions (whitespace runs to one space, none before a line end) take
+    0.5 ms on an 11 kB mail, twice the RSA signature; ``bytes.replace`` does it in 0.04 ms.
+    """
+    body = body.replace(b"\t", b" ")
+    while b"  " in body:
+        body = body.replace(b"  ", b" ")
+    return correct_empty_body(strip_trailing_lines(body.replace(b" \r\n", _CRLF)))
 
 
-def _public_b64(key: Mapping[str, int]) -> str:
+def _join(fields: list[tuple[bytes, bytes]]) -> bytes:
+    return b"; ".join(name + b"=" + value for name, value in fields)
+
+
+def _public_b64(key: rsa.RSAPrivateKey) -> str:
     """The SubjectPublicKeyInfo of an RSA key, base64, as DKIM's ``p=`` tag wants it."""
-    rsa_public = _der(0x30, _der_integer(key["modulus"]) + _der_integer(key["publicExponent"]))
-    spki = _der(0x30, _RSA_ALGORITHM + _der(0x03, b"\x00" + rsa_public))
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(spki).decode("ascii")

@@ -32,6 +32,7 @@ from nurture.models import (
     User,
 )
 from nurture.services import candidates as candidate_service
+from nurture.services.dkim import DkimSigner
 from nurture.services.errors import Conflict, NotFound, ValidationError
 from nurture.services.mail import MailSettings, build_mime
 from nurture.services.personalisation import FALLBACKS, build_context, recruiter_of
@@ -714,12 +715,15 @@ def send_test(
     candidate: Candidate,
     to: str,
     now: datetime,
+    *,
+    dkim: DkimSigner | None = None,
 ) -> RenderedMail:
     """Mail one test of a template, as ``candidate`` would get it, to ``to``.
 
     No ledger row, no events, no tracking; the subject says "[Test]". Its unsubscribe link
     is inert, so a colleague clicking it cannot unsubscribe the candidate. A suppressed
-    address is never mailed, not even a test.
+    address is never mailed, not even a test. Signed with ``dkim`` as campaign mail is, so
+    the test lands (and authenticates) as the real mail will.
     """
     address = candidate_service.normalise_email(to, "to")
     reason = candidate_service.suppression_reason(session, address)
@@ -748,6 +752,8 @@ def send_test(
         list_id=f"Template tests <tests.{settings.list_id_domain}>",
         headers={"X-Nurture-Test": "template test send"},
     )
+    if dkim is not None:
+        data = dkim.sign(data)
     try:
         transport.send(from_email, address, data)
     except (smtplib.SMTPException, OSError) as exc:

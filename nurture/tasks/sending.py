@@ -44,7 +44,7 @@ def _new_sender(app: Flask) -> Sender:
         transport=SmtpTransport(
             SmtpSettings.from_url(app.config["SMTP_URL"], app.config["SMTP_TIMEOUT"])
         ),
-        dkim=DkimSigner.from_config(app.config),
+        dkim=dkim_signer(app),
         timing=Timing.from_config(app.config),
         max_attempts=int(app.config["SMTP_MAX_ATTEMPTS"]),
         retry_base=timedelta(seconds=float(app.config["SMTP_RETRY_BASE_SECONDS"])),
@@ -63,6 +63,17 @@ def _new_sender(app: Flask) -> Sender:
     )
     app.extensions["nurture.sender"] = sender
     return sender
+
+
+def dkim_signer(app: Flask) -> DkimSigner | None:
+    """The DKIM signer every mail of the app is signed with, built once (None: not set up).
+
+    An unusable key raises DkimError and is not remembered, so a fixed key file is picked up
+    by the next attempt.
+    """
+    if "nurture.dkim" not in app.extensions:
+        app.extensions["nurture.dkim"] = DkimSigner.from_config(app.config)
+    return app.extensions["nurture.dkim"]
 
 
 def template_library(app: Flask) -> TemplateLibrary:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 import re
 import shutil
 import stat
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import dkim
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from flask import Flask
 from sqlalchemy import select
 
@@ -21,8 +24,11 @@ from nurture.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Message
 from nurture.services.dkim import (
+    _RELAXED,
     DkimError,
     DkimSigner,
+    _relaxed_body,
+    _split,
     dns_record,
     generate_key,
     parse_key,
@@ -43,7 +49,6 @@ REQUIRED = {
 @pytest.fixture(scope="module")
 def key() -> tuple[str, str]:
     """A fresh 2048-bit key pair: (private PEM, public base64)."""
-    require(shutil.which("openssl") is not None, "openssl")
     return generate_key()
 
 
@@ -148,17 +153,58 @@ def test_signed_bytes_keep_crlf_and_short_lines(signer: DkimSigner, key: tuple[s
 def test_the_key_is_parsed_once_not_per_message(
     signer: DkimSigner, key: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(data: bytes) -> None:
+    def refuse(*args, **kwargs) -> None:
         raise AssertionError("the key was parsed again")
 
-    for module in ("nurture.services.dkim", "dkim", "dkim.crypto"):
+    monkeypatch.setattr(serialization, "load_pem_private_key", refuse)
+    for module in ("dkim", "dkim.crypto"):
         monkeypatch.setattr(f"{module}.parse_pem_private_key", refuse)
     for n in range(3):
         signed = signer.sign(build(subject=f"Message {n}"))
         assert dkim.verify(signed, dnsfunc=published(txt_value(key[1])))
 
 
+def test_openssl_signs_not_dkimpys_pure_python_rsa(
+    signer: DkimSigner, key: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signature comes from cryptography, verifies, and covers what a replayer would edit."""
+
+    def refuse(*args, **kwargs) -> None:
+        raise AssertionError("dkimpy's pure-Python RSA was used")
+
+    for module in ("dkim", "dkim.crypto"):
+        monkeypatch.setattr(f"{module}.RSASSA_PKCS1_v1_5_sign", refuse)
+    lookup = published(txt_value(key[1]))
+    signed = signer.sign(build())
+    assert dkim.verify(signed, dnsfunc=lookup)
+    assert len(base64.b64decode(signature_tags(signed)[b"b"])) == signer.bits // 8 == 256
+    for before, after in (
+        (b"Subject: Thank you", b"Subject: Thank you!"),
+        (b"From: Jordan Lee", b"From: Jordan Lea"),
+        (b"List-Unsubscribe: <https://nurture.example.com/u/token-one>",
+         b"List-Unsubscribe: <https://nurture.example.com/u/token-One>"),
+    ):
+        assert before in signed, before
+        assert not dkim.verify(signed.replace(before, after, 1), dnsfunc=lookup), before
+
+
+def test_the_quick_parse_and_body_canonicalisation_are_dkimpys() -> None:
+    """``_split`` and ``_relaxed_body`` are shortcuts: they must give what dkimpy's code gives."""
+    head = build().split(b"\r\n\r\n", 1)[0]
+    rng = random.Random(6376)
+    pieces = [b"a", b"word", b" ", b"  ", b"\t", b" \t ", b"\r\n", b"\r", b"=20", b"\r\n "]
+    bodies = [b"", b"\r\n", b"\r\n\r\n", b"x", b" ", b"x \t\r\n\r\n \r\n", b"\r\n\r\nx"]
+    bodies += [b"".join(rng.choices(pieces, k=rng.randint(1, 80))) for _ in range(2000)]
+    messages = [head, head + b"\r\n"]  # no body at all
+    messages += [start + body for body in bodies for start in (head + b"\r\n\r\n", b"\r\n")]
+    for message in messages:
+        headers, rest = dkim.rfc822_parse(message)
+        assert _split(message) == (headers, rest), message
+        assert _relaxed_body(rest) == _RELAXED.canonicalize_body(rest), rest
+
+
 def test_the_public_key_is_what_openssl_derives(key: tuple[str, str]) -> None:
+    require(shutil.which("openssl") is not None, "openssl")
     derived = subprocess.run(
         ["openssl", "pkey", "-pubout", "-outform", "DER"],
         input=key[0].encode(),
@@ -170,7 +216,6 @@ def test_the_public_key_is_what_openssl_derives(key: tuple[str, str]) -> None:
 
 
 def test_the_dns_record_is_split_into_255_character_strings() -> None:
-    require(shutil.which("openssl") is not None, "openssl")
     _, public = generate_key(4096)
     record = dns_record("s2026", "example.com", public)
     name, kind, rest = record.split(" ", 2)
@@ -215,6 +260,19 @@ def test_unusable_keys_and_names_are_refused(key: tuple[str, str]) -> None:
         parse_key("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
     with pytest.raises(DkimError, match="PEM"):
         parse_key("not a key at all")
+    ed = ed25519.Ed25519PrivateKey.generate()
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    with pytest.raises(DkimError, match="not an RSA key"):
+        parse_key(ed.private_bytes(serialization.Encoding.PEM, pkcs8,
+                                   serialization.NoEncryption()))
+    rsa_key = serialization.load_pem_private_key(key[0].encode(), None)
+    for layout in (pkcs8, serialization.PrivateFormat.TraditionalOpenSSL):
+        locked = rsa_key.private_bytes(
+            serialization.Encoding.PEM, layout, serialization.BestAvailableEncryption(b"secret")
+        )
+        with pytest.raises(DkimError, match="is encrypted; give it without a passphrase"):
+            parse_key(locked)
+    require(shutil.which("openssl") is not None, "openssl")  # cryptography makes no 512-bit keys
     weak = subprocess.run(
         ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:512"],
         capture_output=True, text=True, check=True,
@@ -297,7 +355,6 @@ def test_without_dkim_settings_mail_goes_out_unsigned(
 def test_the_cli_generates_a_key_and_prints_a_record_dkim_accepts(
     app: Flask, tmp_path: Path
 ) -> None:
-    require(shutil.which("openssl") is not None, "openssl")
     out = tmp_path / "keys" / "dkim.pem"
     runner = app.test_cli_runner()
     made = runner.invoke(args=["dkim", "generate", "--selector", SELECTOR, "--domain", DOMAIN,
