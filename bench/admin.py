@@ -12,7 +12,7 @@ is printed): 100,000 candidates with tags, one enrolment each in one of five act
 messages per enrolment, and 1,000,000 open/click/unsubscribe/bounce events (some from privacy
 proxies, marked as machine) spread over two years. One "busy" candidate gets 300 messages and
 3,000 events. The per-candidate engagement summary and scores are then computed from the events
-(``engagement.rebuild_summary`` and ``recompute_scores``: what ``tracking.record_event`` keeps up
+(``engagement.rebuild_summary`` and ``rebuild_points``: what ``tracking.record_event`` keeps up
 to date as events arrive), and the database is ANALYZEd, as a running system's would be.
 
 Then it signs in as a viewer through the login form and times requests through the real Flask
@@ -212,7 +212,7 @@ class Data:
                 "recruiter_email": "jordan@example.com", "consent_basis": "legitimate_interest",
                 "consent_source": "ats", "consent_at": created, "attributes": {},
                 "status": "active" if i == self.busy_id else rng.choice(STATUSES),
-                "engagement_score": 0.0,  # computed from the events once they are in
+                "engagement_points": 0.0,  # computed from the events once they are in
                 "created_at": created, "updated_at": created,
             }  # fmt: skip
 
@@ -343,7 +343,7 @@ def fill(app: Flask, data: Data) -> None:
         # (after ANALYZE: without statistics PostgreSQL plans these UPDATEs for hours).
         summarised = time.perf_counter()
         engagement.rebuild_summary(db.session)
-        engagement.recompute_scores(db.session, NOW)
+        engagement.rebuild_points(db.session)
         db.session.commit()
         print(f"  engagement summary and scores in {time.perf_counter() - summarised:.1f} s")
     analyze(app)

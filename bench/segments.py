@@ -12,8 +12,9 @@ attributes and tags; three messages each across twenty campaigns; and events (op
 replies, ratings, unsubscribes; a fifth of the opens and clicks by machines) over the past year.
 The migrations' secondary indexes on those tables are dropped for the bulk load and built again
 afterwards (timed), the engagement summary (``last_opened_at`` ...) is built in one aggregate
-UPDATE, scores with ``engagement.recompute_scores`` (timed: it is the periodic job), and the
-database is VACUUM ANALYZEd, as autovacuum would have done.
+UPDATE, the score points from the events with ``engagement.rebuild_points`` (timed; a backfill
+or repair: in normal running each event adds its own points), and the database is VACUUM
+ANALYZEd, as autovacuum would have done.
 
 Then, for each rule, through ``nurture.services.segments``: ``count`` and two pages of 100
 member ids (the first, and a deep one by keyset after 90 % of the ids), one warm-up and then
@@ -135,7 +136,7 @@ def build(conn: Any, candidates: int, events: int) -> None:
         # Candidates: deterministic spread by id; created over two years.
         "INSERT INTO candidates (id, email, first_name, last_name, timezone, location, role, "
         "stage, rejection_reason, strengths, skills, source, recruiter_name, recruiter_email, "
-        "consent_basis, consent_source, consent_at, attributes, status, engagement_score, "
+        "consent_basis, consent_source, consent_at, attributes, status, engagement_points, "
         "topics, tracking_opt_out, soft_bounces, created_at, updated_at) "
         "SELECT g, 'c' || g || '@d' || (g % 500) || '.example.com', 'First' || (g % 997), "
         "'Last' || (g % 1009), 'Europe/Paris', 'City ' || (g % 40), "
@@ -230,10 +231,10 @@ def run(url: str, args: argparse.Namespace) -> None:
             with db.engine.connect() as conn:
                 build(conn, candidates, events)
             step = time.perf_counter()
-            engagement.recompute_scores(session, NOW)
+            engagement.rebuild_points(session)
             session.commit()
-            print(f"  engagement.recompute_scores (the periodic job) "
-                  f"{time.perf_counter() - step:16.1f} s")  # fmt: skip
+            print(f"  engagement.rebuild_points (a backfill or repair) "
+                  f"{time.perf_counter() - step:14.1f} s")  # fmt: skip
             # Autovacuum would have run on a live system: the hint bits and visibility map it
             # sets are what let index-only scans skip the heap.
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -47,7 +47,7 @@ _MIGRATION_ONLY_INDEXES = {
 }  # fmt: skip
 
 
-def test_a_sent_broadcast_keeps_its_sent_time_across_0005(database_url: str, tmp_path) -> None:
+def test_0005_keeps_a_broadcasts_sent_time_and_the_scores(database_url: str, tmp_path) -> None:
     app = _app(database_url, tmp_path)
     with app.app_context():
         upgrade(revision="0004")
@@ -63,11 +63,28 @@ def test_a_sent_broadcast_keeps_its_sent_time_across_0005(database_url: str, tmp
                 ),
                 {"entry": '{"sent_at": "2026-11-01T09:30:00+00:00", "delay": "P1D"}', "now": now},
             )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO candidates (email, first_name, last_name, timezone, location, "
+                    "role, stage, rejection_reason, strengths, skills, source, recruiter_name, "
+                    "recruiter_email, consent_basis, consent_source, attributes, status, "
+                    "engagement_score, topics, tracking_opt_out, soft_bounces, created_at, "
+                    "updated_at) VALUES ('ana@example.org', '', '', '', '', '', '', '', '', "
+                    "'[]', '', '', '', '', '', '{}', 'active', 2.5, '{}', false, 0, :now, :now)"
+                ),
+                {"now": now},
+            )
         upgrade()
         from nurture.models import Campaign
 
         campaign = db.session.scalar(sa.select(Campaign))
         assert campaign.sent_at == datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
         assert campaign.entry_filter == {"delay": "P1D"}
+        # The score the old hourly job had computed is the score now, kept as points.
+        from nurture.models import Candidate
+        from nurture.services.engagement import score_of
+
+        ana = db.session.scalar(sa.select(Candidate))
+        assert score_of(ana, datetime.now(UTC)) == 2.5
         db.session.remove()
         db.engine.dispose()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, current_app
 from flask_login import current_user
 
 from nurture.models import Role
+from nurture.services.engagement import score_of
 
 bp = Blueprint("admin", __name__, template_folder="templates", static_folder="static")
 
@@ -52,6 +54,12 @@ def humanize_delay(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} seconds"
+
+
+@bp.app_template_filter("score")
+def engagement_score(candidate: Any) -> str:
+    """A candidate's engagement score now, as ``2.45``."""
+    return f"{score_of(candidate, current_app.extensions['nurture.clock'].now()):g}"
 
 
 @bp.app_template_filter("percent")

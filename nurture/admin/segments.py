@@ -15,6 +15,7 @@ from nurture.admin.blueprint import bp
 from nurture.extensions import db
 from nurture.models import Role, Segment
 from nurture.services import segments as segment_service
+from nurture.services.engagement import score_of
 from nurture.services.errors import NotFound, ValidationError
 
 SAMPLE = 10
@@ -309,10 +310,10 @@ def _build(segment: Segment | None):
 @role_required(Role.VIEWER)
 def segment_preview():
     """The live count and sample for the builder's form, as JSON (errors by row)."""
-    builder = _from_form(request.form)
+    builder, now = _from_form(request.form), _now()
     try:
         rules = _rules(builder)
-        result = segment_service.preview(db.session, rules, _now(), n=SAMPLE)
+        result = segment_service.preview(db.session, rules, now, n=SAMPLE)
     except ValidationError as exc:
         _place_errors(builder, exc.fields)
         return jsonify(
@@ -335,7 +336,7 @@ def segment_preview():
                     "role": c.role,
                     "stage": c.stage,
                     "status": c.status,
-                    "score": f"{c.engagement_score:g}",
+                    "score": f"{score_of(c, now):g}",
                     "url": url_for("admin.candidate", candidate_id=c.id),
                 }
                 for c in result.sample

@@ -12,6 +12,7 @@ from nurture.api.views import _json_body, bp
 from nurture.extensions import db
 from nurture.models import Candidate, Role, Segment
 from nurture.services import segments as segment_service
+from nurture.services.engagement import score_of
 from nurture.services.errors import NotFound
 
 MAX_LIMIT = 500
@@ -38,7 +39,7 @@ def member_dict(candidate: Candidate) -> dict[str, Any]:
         "role": candidate.role,
         "stage": candidate.stage,
         "status": candidate.status,
-        "engagement_score": candidate.engagement_score,
+        "engagement_score": score_of(candidate, _now()),
     }
 
 

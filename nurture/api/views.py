@@ -16,6 +16,7 @@ from nurture.extensions import csrf, db
 from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Role
 from nurture.services import campaigns as campaign_service
 from nurture.services import candidates as candidate_service
+from nurture.services.engagement import score_of
 from nurture.services.enrolment import handle_ats_event, save_candidate
 from nurture.services.errors import Conflict, ValidationError
 from nurture.services.preferences import rating_summary
@@ -106,7 +107,7 @@ def candidate_dict(candidate: Candidate) -> dict[str, Any]:
             "at": candidate.consent_at.isoformat() if candidate.consent_at else None,
         },
         "status": candidate.status,
-        "engagement_score": candidate.engagement_score,
+        "engagement_score": score_of(candidate, _now()),
     }
 
 

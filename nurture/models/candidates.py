@@ -49,7 +49,7 @@ class Candidate(Base):
     __tablename__ = "candidates"
     __table_args__ = (
         Index("ix_candidates_status", "status"),
-        Index("ix_candidates_engagement", "engagement_score"),
+        Index("ix_candidates_engagement", "engagement_points"),
         Index("ix_candidates_last_opened", "last_opened_at"),
         Index("ix_candidates_role", "role"),
         Index("ix_candidates_stage", "stage"),
@@ -78,7 +78,9 @@ class Candidate(Base):
     consent_at: Mapped[datetime | None]
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default=CandidateStatus.ACTIVE)
-    engagement_score: Mapped[float] = mapped_column(default=0.0)
+    # Each human open, click and reply's weight grown to a fixed epoch; the score at any moment
+    # is derived from it (nurture.services.engagement.score), so nothing stored has to decay.
+    engagement_points: Mapped[float] = mapped_column(default=0.0)
     # Engagement summarised per candidate (human opens/clicks only), so segments need no scan.
     last_opened_at: Mapped[datetime | None]
     last_clicked_at: Mapped[datetime | None]

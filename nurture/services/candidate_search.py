@@ -44,7 +44,7 @@ from nurture.models import (
 from nurture.models.base import UTCDateTime
 from nurture.models.candidates import candidate_tags
 from nurture.services import candidates as candidate_service
-from nurture.services import segments
+from nurture.services import engagement, segments
 from nurture.services.enrolment import (
     count_tag_entrants,
     enrol,
@@ -302,7 +302,8 @@ def _order_by(filters: CandidateFilters) -> list[Any]:
     if filters.sort == "activity":
         return [way(LAST_ACTIVITY).nulls_last(), way(Candidate.id)]
     if filters.sort == "score":
-        return [way(Candidate.engagement_score), way(Candidate.id)]
+        # Points sort exactly as the scores they stand for (one divisor for everyone).
+        return [way(Candidate.engagement_points), way(Candidate.id)]
     # ix_candidates_created serves this (on SQLite with the rowid as its hidden last column).
     return [way(Candidate.created_at), way(Candidate.id)]
 
@@ -546,7 +547,7 @@ def export_rows(
     columns = [
         Candidate.id, Candidate.email, Candidate.first_name, Candidate.last_name, Candidate.role,
         Candidate.stage, Candidate.rejection_reason, Candidate.skills, Candidate.source,
-        Candidate.status, Candidate.engagement_score, Candidate.created_at,
+        Candidate.status, Candidate.engagement_points, Candidate.created_at,
     ]  # fmt: skip
     where = conditions(filters, now)
     after = 0
@@ -574,7 +575,7 @@ def export_rows(
             ]  # fmt: skip
             yield [
                 *(neutralise(text or "") for text in texts),
-                f"{row.engagement_score:g}",
+                f"{round(engagement.score(row.engagement_points, now), 2):g}",
                 row.created_at.isoformat() if row.created_at else "",
             ]
         after = ids[-1]

@@ -1,17 +1,17 @@
 """Engagement: the per-candidate summary of what people (not machines) do with our mail.
 
 The score: every human open, click and reply adds a weight (``WEIGHTS``) that halves every
-``HALF_LIFE_DAYS``. It is kept in ``candidates.engagement_score`` in two set-based ways:
+``HALF_LIFE_DAYS``. Nothing stored ever has to decay: ``candidates.engagement_points`` holds each
+weight grown by ``growth`` of the event's time (doubling every ``HALF_LIFE_DAYS`` after
+``EPOCH``), and the score at any moment is the points divided by ``growth`` of that moment:
 
-- ``note_engagement`` (called by ``tracking.record_event`` and the reply reader) adds the full
-  weight of a new event and moves ``last_opened_at`` / ``last_clicked_at`` / ``last_replied_at``
-  forward, in one UPDATE of one row;
-- ``recompute_scores`` (a periodic job, e.g. hourly or nightly) recomputes every score from the
-  events themselves, decayed to ``now``: one aggregate pass over the window's events.
+    score(now) = sum(weight * 2 ** ((event - EPOCH) / H)) / 2 ** ((now - EPOCH) / H)
+               = sum(weight * 2 ** -((now - event) / H))
 
-Between two runs of the job a score is therefore the decayed score at the last run plus the
-undecayed weights since: a little high, never low, and exact again after the next run. Events older
-than ``WINDOW_DAYS`` weigh less than 0.02 % of a new one and are left out.
+so a new event is one UPDATE of one row (``note_engagement``), there is no periodic job
+rewriting a million rows, and a rule "score at least X" is "points at least X * growth(now)",
+a constant the points index answers. ``rebuild_points`` recomputes the points from the events
+(one aggregate pass), for a backfill or a repair.
 
 Machine hits (privacy proxies, link scanners, prefetches at delivery) are recorded with
 ``machine=True`` by ``tracking.record_event`` (see ``is_machine``) and take no part in any of this.
@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Float,
     case,
     exists,
@@ -44,7 +45,8 @@ from nurture.models import Candidate, Event, EventKind
 from nurture.models.base import UTCDateTime
 
 HALF_LIFE_DAYS = 30.0
-WINDOW_DAYS = 365
+# Points double every half-life after this instant; a float holds them for centuries.
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 WEIGHTS = {EventKind.OPEN.value: 1.0, EventKind.CLICK.value: 3.0, EventKind.REPLY.value: 5.0}
 # Security scanners fetch every link (and image) within seconds of delivery; no person does.
 SCANNER_SECONDS = 10
@@ -75,6 +77,26 @@ def is_machine(kind: str, user_agent: str, sent_at: datetime | None, now: dateti
     )
 
 
+def growth(when: datetime) -> float:
+    """How much a weight counted at ``when`` has grown since ``EPOCH`` (2 ** half-lives)."""
+    return 2.0 ** ((when - EPOCH).total_seconds() / 86400 / HALF_LIFE_DAYS)
+
+
+def score(points: float, now: datetime) -> float:
+    """The engagement score at ``now`` of a candidate with these stored points."""
+    return points / growth(now)
+
+
+def score_of(candidate: Candidate, now: datetime) -> float:
+    """A candidate's score at ``now``, to two decimals, as people and the API read it."""
+    return round(score(candidate.engagement_points, now), 2)
+
+
+def score_column(now: datetime) -> ColumnElement[float]:
+    """SQL: every candidate's score at ``now`` (sorts as the points do)."""
+    return Candidate.engagement_points / growth(now)
+
+
 def note_engagement(session: Session, candidate_id: int, kind: str, when: datetime) -> None:
     """Count a human open, click or reply in the candidate's summary and score (one UPDATE)."""
     kind = str(kind)
@@ -87,7 +109,7 @@ def note_engagement(session: Session, candidate_id: int, kind: str, when: dateti
         .values(
             {
                 _LAST[kind]: case((or_(column.is_(None), column < when), when), else_=column),
-                "engagement_score": Candidate.engagement_score + WEIGHTS[kind],
+                "engagement_points": Candidate.engagement_points + WEIGHTS[kind] * growth(when),
             }
         )
         .execution_options(synchronize_session="fetch")
@@ -128,48 +150,45 @@ def _ensure_exp(session: Session) -> None:
         )
 
 
-def _human_recent(now: datetime) -> list[Any]:
-    return [
-        Event.machine == false(),
-        Event.kind.in_(list(WEIGHTS)),
-        Event.created_at >= now - timedelta(days=WINDOW_DAYS),
-    ]
-
-
-def scores_by_candidate(now: datetime) -> Any:
-    """A subquery of (candidate_id, score): each candidate's decayed score from its events."""
+def points_by_candidate() -> Any:
+    """A subquery of (candidate_id, points): each candidate's points from its human events."""
     weight = case(
         *((Event.kind == kind, literal(value)) for kind, value in WEIGHTS.items()), else_=0.0
     )
-    age = _age_days(literal(now, UTCDateTime()), Event.created_at)
-    decay = func.exp(-math.log(2) / HALF_LIFE_DAYS * age)
+    days = _age_days(Event.created_at, literal(EPOCH, UTCDateTime()))
+    grown = func.exp(math.log(2) / HALF_LIFE_DAYS * days)
     return (
-        select(Event.candidate_id, func.sum(weight * decay).label("score"))
-        .where(*_human_recent(now))
+        select(Event.candidate_id, func.sum(weight * grown).label("points"))
+        .where(Event.machine == false(), Event.kind.in_(list(WEIGHTS)))
         .group_by(Event.candidate_id)
         .subquery()
     )
 
 
-def recompute_scores(session: Session, now: datetime) -> int:
-    """Decay every score to ``now``, from the events; returns how many candidates changed.
+def rebuild_points(session: Session) -> int:
+    """Recompute every candidate's points from the events; returns how many rows it set.
 
-    Two set-based statements, meant for a periodic job: one aggregate pass over the window's
-    events (UPDATE ... FROM, on PostgreSQL and SQLite alike), then zero the scores of those with
-    no event left in the window."""
+    Not needed in normal running (``note_engagement`` keeps them); for a backfill after a bulk
+    load, or a repair. Two set-based statements: one aggregate pass over the human events
+    (UPDATE ... FROM, on PostgreSQL and SQLite alike), then zero those with none.
+    """
     _ensure_exp(session)
-    scores = scores_by_candidate(now)
+    points = points_by_candidate()
     updated = session.execute(
         update(Candidate)
-        .where(Candidate.id == scores.c.candidate_id)
-        .values(engagement_score=scores.c.score)
+        .where(Candidate.id == points.c.candidate_id)
+        .values(engagement_points=points.c.points)
         .execution_options(synchronize_session=False)
     ).rowcount
-    recent = exists().where(Event.candidate_id == Candidate.id, *_human_recent(now))
+    engaged = exists().where(
+        Event.candidate_id == Candidate.id,
+        Event.machine == false(),
+        Event.kind.in_(list(WEIGHTS)),
+    )
     zeroed = session.execute(
         update(Candidate)
-        .where(Candidate.engagement_score != 0, ~recent)
-        .values(engagement_score=0.0)
+        .where(Candidate.engagement_points != 0, ~engaged)
+        .values(engagement_points=0.0)
         .execution_options(synchronize_session=False)
     ).rowcount
     return (updated or 0) + (zeroed or 0)

@@ -43,6 +43,7 @@ from nurture.models import (
 from nurture.models.jobs import JobMatch, JobOpening
 from nurture.services import campaigns as campaign_service
 from nurture.services.candidates import normalise_email, suppressed_among
+from nurture.services.engagement import score_column
 from nurture.services.enrolment import enrol_all
 from nurture.services.errors import Conflict, NotFound, ValidationError
 
@@ -246,7 +247,9 @@ def _contains(column: Any, term: str) -> ColumnElement[bool]:
     return func.lower(column).contains(term.lower(), autoescape=True)
 
 
-def _score_columns(session: Session, job: JobOpening) -> dict[str, ColumnElement[Any]]:
+def _score_columns(
+    session: Session, job: JobOpening, now: datetime
+) -> dict[str, ColumnElement[Any]]:
     """The parts of the score, as SQL over the candidates table."""
     skills = list(job.skills)
     terms = family_terms(job.role_family)
@@ -274,13 +277,17 @@ def _score_columns(session: Session, job: JobOpening) -> dict[str, ColumnElement
         ],
         else_=0.0,
     )
-    positive = case((Candidate.engagement_score > 0, Candidate.engagement_score), else_=0.0)
+    engaged = score_column(now)
+    positive = case((engaged > 0, engaged), else_=0.0)
     engagement = ENGAGEMENT_POINTS * positive / (positive + 10.0)  # saturates: 10 → half
     overlap = _overlap(session, skills)
     total = (
         cast(overlap, Float) * (SKILLS_POINTS / len(skills)) + role + place + stage + engagement
     )
-    return {"overlap": overlap, "role": role, "place": place, "stage": stage, "score": total}
+    return {
+        "overlap": overlap, "role": role, "place": place, "stage": stage, "engagement": engaged,
+        "score": total,
+    }  # fmt: skip
 
 
 def _reasons(job: JobOpening, row: Any) -> list[str]:
@@ -304,8 +311,10 @@ def _reasons(job: JobOpening, row: Any) -> list[str]:
     return reasons
 
 
-def _ranked(session: Session, job: JobOpening, where: list[ColumnElement[bool]]):  # noqa: ANN202
-    parts = _score_columns(session, job)
+def _ranked(  # noqa: ANN202 - a select
+    session: Session, job: JobOpening, where: list[ColumnElement[bool]], now: datetime
+):
+    parts = _score_columns(session, job, now)
     return (
         select(
             Candidate.id,
@@ -314,7 +323,7 @@ def _ranked(session: Session, job: JobOpening, where: list[ColumnElement[bool]])
             Candidate.role,
             Candidate.location,
             Candidate.stage,
-            Candidate.engagement_score,
+            parts["engagement"].label("engagement_score"),
             parts["role"].label("role_points"),
             parts["place"].label("place_points"),
             parts["stage"].label("stage_points"),
@@ -330,7 +339,7 @@ def find_matches(
 ) -> list[Proposal]:
     """Past candidates who share a skill with the job and may be mailed, best first."""
     query = _ranked(session, job, [_shares_a_skill(session, list(job.skills)),
-                                   eligible(session, now)])
+                                   eligible(session, now)], now)
     proposals: list[Proposal] = []
     offset = 0
     while len(proposals) < limit:
@@ -409,7 +418,7 @@ def set_excluded(
 def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) -> JobMatch:
     """Add someone to the list by email; they must exist and want job alerts."""
     address = normalise_email(email)
-    query = _ranked(session, job, [Candidate.email == address])
+    query = _ranked(session, job, [Candidate.email == address], now)
     row = session.execute(query).first()
     if row is None:
         raise ValidationError(

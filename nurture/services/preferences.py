@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from nurture.models import Campaign, Candidate, CandidateStatus, Event, EventKind, Message
 from nurture.services import candidates as candidate_service
+from nurture.services.engagement import score_of
 from nurture.services.tracking import BadToken, Tokens, looks_like_machine
 
 # Topic key -> what the preference page calls it. A missing key means subscribed.
@@ -114,7 +115,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def export_data(session: Session, candidate: Candidate) -> dict[str, Any]:
+def export_data(session: Session, candidate: Candidate, now: datetime) -> dict[str, Any]:
     """Everything nurture holds about the candidate, as JSON-ready data (GDPR access)."""
     profile = {
         "email": candidate.email,
@@ -143,7 +144,7 @@ def export_data(session: Session, candidate: Candidate) -> dict[str, Any]:
             "paused_until": _iso(candidate.paused_until),
             "tracking_opt_out": candidate.tracking_opt_out,
         },
-        "engagement_score": candidate.engagement_score,
+        "engagement_score": score_of(candidate, now),
         "created_at": _iso(candidate.created_at),
         "updated_at": _iso(candidate.updated_at),
     }

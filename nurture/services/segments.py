@@ -23,7 +23,7 @@ over ``Candidate``, so counting, sampling and paging are single statements on SQ
 PostgreSQL alike, and the expression can be part of any other query (entries, broadcasts).
 
 Engagement leaves read the per-candidate summary columns (``last_opened_at``, ``last_clicked_at``,
-``last_replied_at``, ``engagement_score``) when they answer the question (any campaign, human
+``last_replied_at``, ``engagement_points``) when they answer the question (any campaign, human
 events only) and fall back to an EXISTS over events otherwise. Machine events (privacy proxies,
 link scanners) count only where a leaf says ``"include_machine": true``.
 """
@@ -55,6 +55,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from nurture.models import Candidate, Event, EventKind, Message, Segment, Tag
 from nurture.models.candidates import candidate_tags
+from nurture.services.engagement import growth
 from nurture.services.errors import NotFound, ValidationError
 
 MAX_DEPTH = 8
@@ -601,7 +602,11 @@ def _compile(
     if "tag" in rule:
         return _has_tags([rule["tag"]], "any", tag_ids)
     if "engagement_score" in rule:
-        return _number_condition(Candidate.engagement_score, rule["engagement_score"])
+        # The score at ``now`` is points / growth(now): compare the stored points with the bound
+        # grown the same way, which the points index answers.
+        grown = growth(now)
+        bounds = {op: value * grown for op, value in rule["engagement_score"].items()}
+        return _number_condition(Candidate.engagement_points, bounds)
     if "rated" in rule:
         return _rated(rule["rated"])
     kind = next(k for k in ENGAGEMENT if k in rule)

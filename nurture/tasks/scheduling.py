@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from flask import Flask
 
 from nurture.extensions import db
-from nurture.services.engagement import recompute_scores
 from nurture.services.entries import run_entries
 from nurture.services.imports import claim_stalled
 from nurture.services.retention import RetentionPolicy, retention_pass
@@ -55,10 +54,6 @@ def _entries(app: Flask, now: datetime) -> object:
     return run_entries(db.session, now)
 
 
-def _engagement(app: Flask, now: datetime) -> object:
-    return recompute_scores(db.session, now)
-
-
 def _retention(app: Flask, now: datetime) -> object:
     return retention_pass(db.session, now, policy=RetentionPolicy.from_config(app.config))
 
@@ -82,7 +77,6 @@ PERIODIC = [
     Periodic("segment entries and exits", timedelta(minutes=1), _entries),
     Periodic("inbound mail", timedelta(minutes=1), _inbound),
     Periodic("stalled imports", timedelta(minutes=1), _stalled_imports),
-    Periodic("engagement scores", timedelta(hours=1), _engagement),
     Periodic("retention", timedelta(days=1), _retention),
 ]
 

@@ -232,7 +232,7 @@ def stay(token: str):
 def download(token: str):
     """Everything we hold about the candidate, as a JSON file."""
     candidate = _form_guard(token, "download")
-    data = preference_service.export_data(db.session, candidate)
+    data = preference_service.export_data(db.session, candidate, _now())
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         mimetype="application/json",

@@ -9,6 +9,7 @@ from sqlalchemy import insert, select
 from nurture.extensions import db
 from nurture.models import Candidate, Segment, Tag
 from nurture.models.candidates import candidate_tags
+from nurture.services.engagement import growth
 from tests.admin.conftest import PASSWORD, login, screenshot
 
 
@@ -23,7 +24,7 @@ def _people(live_app) -> None:
             "role": "Backend engineer" if i % 2 else "Designer",
             "stage": "onsite" if i % 3 == 0 else "screen",
             "last_opened_at": now - timedelta(days=i) if i % 4 else None,
-            "engagement_score": float(i % 5),
+            "engagement_points": float(i % 5) * growth(now),  # a score of i % 5 now
             "created_at": now,
             "updated_at": now,
         }

@@ -54,7 +54,9 @@ def person(app: Flask, email: str, **fields: Any) -> Candidate:
     data = {"email": email, **{k: v for k, v in fields.items() if k in SERVICE_FIELDS}}
     candidate, _ = upsert_candidate(db.session, data, now_of(app))
     for name, value in fields.items():
-        if name not in SERVICE_FIELDS:
+        if name == "engagement_score":  # the score wanted now, stored as points
+            candidate.engagement_points = value * engagement.growth(now_of(app))
+        elif name not in SERVICE_FIELDS:
             setattr(candidate, name, value)
     db.session.flush()
     return candidate

@@ -76,7 +76,7 @@ def test_machine_hits_are_marked(
     db.session.refresh(candidate)
     last = candidate.last_opened_at if kind == EventKind.OPEN else candidate.last_clicked_at
     assert (last is None) is machine
-    assert (candidate.engagement_score == 0) is machine
+    assert (candidate.engagement_points == 0) is machine
 
 
 def test_summary_follows_human_events(app_on: Flask, clock: FileClock) -> None:
@@ -94,13 +94,21 @@ def test_summary_follows_human_events(app_on: Flask, clock: FileClock) -> None:
     assert candidate.last_opened_at == later
     assert candidate.last_clicked_at == later
     assert candidate.last_replied_at == later
-    assert candidate.engagement_score == pytest.approx(1 + 1 + 3 + 5)
+    # Two hours after the events, the score has barely decayed from their weights.
+    assert engagement.score_of(candidate, later) == pytest.approx(1 + 1 + 3 + 5, abs=0.02)
     rule = {"all": [{"opened": {"within_days": 1}}, {"replied": {"within_days": 1}}]}
     assert seg.count(db.session, rule, later) == 1
 
 
+def _scores(now: datetime) -> dict[str, float]:
+    db.session.expire_all()
+    return {c.email: engagement.score(c.engagement_points, now)
+            for c in db.session.scalars(select(Candidate))}
+
+
 def test_scores_decay_with_a_30_day_half_life(app_on: Flask, clock: FileClock) -> None:
-    """recompute_scores: one statement, from the events, machine hits left out."""
+    """rebuild_points: one statement, from the events, machine hits left out; no stored number
+    changes as time passes, yet every score halves a month on."""
     now = clock.now()
     ana = _sent(now - timedelta(days=90), "ana@example.org")
     bo = _sent(now - timedelta(days=90), "bo@example.org")
@@ -111,7 +119,7 @@ def test_scores_decay_with_a_30_day_half_life(app_on: Flask, clock: FileClock) -
         (ana, EventKind.OPEN, 1, True),  # machine: ignored
         (bo, EventKind.REPLY, 60, False),
         (bo, EventKind.UNSUBSCRIBE, 1, False),  # not engagement
-        (cy, EventKind.OPEN, 390, False),  # outside the window
+        (cy, EventKind.OPEN, 390, False),  # over a year ago: next to nothing
     ]
     for message, kind, days, machine in rows:
         db.session.add(
@@ -123,17 +131,48 @@ def test_scores_decay_with_a_30_day_half_life(app_on: Flask, clock: FileClock) -
                 created_at=now - timedelta(days=days),
             )
         )
-    db.session.get(Candidate, cy.candidate_id).engagement_score = 3.0
+    nobody = _sent(now, "di@example.org")
+    db.session.get(Candidate, nobody.candidate_id).engagement_points = 3.0  # stale: no events
     db.session.flush()
-    assert engagement.recompute_scores(db.session, now) == 3
+    assert engagement.rebuild_points(db.session) == 4
     db.session.commit()
-    scores = dict(db.session.execute(select(Candidate.email, Candidate.engagement_score)).all())
-    assert scores["ana@example.org"] == pytest.approx(1 + 3 * 0.5, abs=1e-3)
-    assert scores["bo@example.org"] == pytest.approx(5 * 0.25, abs=1e-3)
-    assert scores["cy@example.org"] == 0
-    # A month on, every score has halved.
-    engagement.recompute_scores(db.session, now + timedelta(days=30))
+    scores = _scores(now)
+    assert scores["ana@example.org"] == pytest.approx(1 + 3 * 0.5, rel=1e-6)
+    assert scores["bo@example.org"] == pytest.approx(5 * 0.25, rel=1e-6)
+    assert scores["cy@example.org"] == pytest.approx(0.5 ** 13, rel=1e-6)
+    assert scores["di@example.org"] == 0
+    # A month on, every score has halved, and nothing was written.
+    halved = _scores(now + timedelta(days=30))
+    assert halved["ana@example.org"] == pytest.approx(scores["ana@example.org"] / 2, rel=1e-9)
+    assert math.isclose(halved["bo@example.org"], 5 * 0.125, rel_tol=1e-9)
+
+
+def test_events_as_they_come_give_the_scores_a_rebuild_from_the_events_gives(
+    app_on: Flask, clock: FileClock
+) -> None:
+    """note_engagement (one UPDATE per event) and rebuild_points (from the events) agree."""
+    start = clock.now()
+    people = [_sent(start - timedelta(days=1), f"p{i}@example.org") for i in range(3)]
+    for offset, who, kind in [
+        (timedelta(hours=1), 0, EventKind.OPEN),
+        (timedelta(hours=7), 0, EventKind.CLICK),
+        (timedelta(days=3, hours=2), 1, EventKind.OPEN),
+        (timedelta(days=20), 2, EventKind.CLICK),
+        (timedelta(days=41, hours=5), 0, EventKind.OPEN),
+    ]:
+        record_event(db.session, people[who], kind, start + offset, user_agent=PHONE)
     db.session.commit()
-    halved = dict(db.session.execute(select(Candidate.email, Candidate.engagement_score)).all())
-    assert halved["ana@example.org"] == pytest.approx(scores["ana@example.org"] / 2, abs=1e-3)
-    assert math.isclose(halved["bo@example.org"], 5 * 0.125, abs_tol=1e-3)
+    end = start + timedelta(days=60)
+    as_they_came = _scores(end)
+    engagement.rebuild_points(db.session)
+    db.session.commit()
+    rebuilt = _scores(end)
+    for email in rebuilt:
+        assert as_they_came[email] == pytest.approx(rebuilt[email], rel=1e-9), email
+    # The numbers a person would work out with 30-day half-lives.
+    assert rebuilt["p1@example.org"] == pytest.approx(0.5 ** ((60 - 3 - 2 / 24) / 30), rel=1e-9)
+    # "Score at least 0.6" at day 60: p0 (~1.65) and p2 (a click 40 days ago, ~1.19), not p1.
+    rule = {"engagement_score": {"gte": 0.6}}
+    members = seg.members(rule, end, db.session)
+    emails = set(db.session.scalars(select(Candidate.email).where(Candidate.id.in_(members))))
+    assert emails == {"p0@example.org", "p2@example.org"}

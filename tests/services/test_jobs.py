@@ -21,6 +21,7 @@ from nurture.models import (
 from nurture.models.jobs import JobMatch
 from nurture.services import jobs as job_service
 from nurture.services.candidates import suppress
+from nurture.services.engagement import growth
 from nurture.services.errors import NotFound, ValidationError
 from nurture.tasks.sending import close_sender
 from tests.conftest import make_app
@@ -59,7 +60,13 @@ def person(email: str, now: datetime, **fields: Any) -> dict[str, Any]:
 
 
 def add(session, now: datetime, *rows: dict[str, Any]) -> dict[str, int]:
-    session.execute(insert(Candidate), list(rows))
+    """Insert the rows; ``engagement_score`` is the score wanted at ``now``, stored as points."""
+    stored = [
+        {**{k: v for k, v in row.items() if k != "engagement_score"},
+         "engagement_points": row["engagement_score"] * growth(now)}
+        for row in rows
+    ]
+    session.execute(insert(Candidate), stored)
     session.flush()
     emails = [r["email"] for r in rows]
     return dict(session.execute(select(Candidate.email, Candidate.id)

@@ -21,6 +21,7 @@ from nurture.models import Campaign, Candidate, Event, Message, Step, Tag
 from nurture.models.candidates import candidate_tags
 from nurture.services import engagement
 from nurture.services import segments as seg
+from nurture.services.engagement import growth
 from nurture.services.errors import ValidationError
 from tests.conftest import make_app
 
@@ -110,7 +111,10 @@ def build_world(rng: random.Random, now: datetime, size: int = 300) -> World:
         tags = rng.sample(TAGS, rng.randrange(0, 3))
         row["tags"] = tags
         world.candidates.append(row)
-        rows.append({k: v for k, v in row.items() if k != "tags"})
+        stored = {k: v for k, v in row.items() if k not in ("tags", "engagement_score")}
+        # The score the oracle reads is the score now; the table keeps it as points.
+        stored["engagement_points"] = row["engagement_score"] * growth(now)
+        rows.append(stored)
         tag_rows += [{"candidate_id": i, "tag_id": tag_ids[t]} for t in tags]
         for _ in range(rng.randrange(0, 5)):
             step = rng.choice(world.step_ids)

@@ -1,4 +1,5 @@
-"""broadcasts record when they were sent in a column; suppressions keep a folded mailbox hash
+"""broadcasts record when they were sent in a column; suppressions keep a folded mailbox hash;
+engagement scores are kept as points that never need decaying
 
 Revision ID: 0005
 Revises: 0004
@@ -15,7 +16,24 @@ branch_labels = None
 depends_on = None
 
 
+# nurture.services.engagement: points = score * 2 ** (days since EPOCH / HALF_LIFE_DAYS).
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+HALF_LIFE_DAYS = 30.0
+
+
+def _growth() -> float:
+    days = (datetime.now(UTC) - EPOCH).total_seconds() / 86400
+    return 2.0 ** (days / HALF_LIFE_DAYS)
+
+
 def upgrade():
+    # A score recomputed by the old periodic job is the score now; as points it is grown by now.
+    # ALTER TABLE ... RENAME COLUMN on both databases: no copy of the table.
+    op.alter_column("candidates", "engagement_score", new_column_name="engagement_points")
+    op.execute(
+        sa.text("UPDATE candidates SET engagement_points = engagement_points * :growth")
+        .bindparams(growth=_growth())
+    )
     op.add_column("campaigns", sa.Column("sent_at", sa.DateTime(), nullable=True))
     with op.batch_alter_table("suppressions") as batch:
         batch.add_column(
@@ -46,3 +64,8 @@ def downgrade():
         batch.drop_index("ix_suppressions_mailbox_hash")
         batch.drop_column("mailbox_hash")
     op.drop_column("campaigns", "sent_at")
+    op.execute(
+        sa.text("UPDATE candidates SET engagement_points = engagement_points / :growth")
+        .bindparams(growth=_growth())
+    )
+    op.alter_column("candidates", "engagement_points", new_column_name="engagement_score")
