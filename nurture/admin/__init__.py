@@ -7,6 +7,7 @@ from nurture.admin import (  # noqa: F401 - each module adds its routes to bp
     imports,
     jobs,
     segments,
+    suppressions,
     templates_editor,
     users,
     views,

@@ -23,6 +23,7 @@ NAV = [
     ("admin.jobs", "Job alerts", "/admin/jobs", Role.VIEWER),
     ("admin.templates", "Templates", "/admin/templates", Role.VIEWER),
     ("admin.imports", "Imports", "/admin/imports", Role.EDITOR),
+    ("admin.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),
     ("admin.mailbox_list", "Mailbox", "/admin/mailbox", Role.VIEWER),
     ("admin.users", "Users & tokens", "/admin/users", Role.ADMIN),
 ]

@@ -6,6 +6,7 @@ from nurture.api import (
     imports,  # noqa: F401 - adds the import routes to bp
     jobs,  # noqa: F401 - adds the job-alert routes to bp
     segments,  # noqa: F401 - adds the segment routes to bp
+    suppressions,  # noqa: F401 - adds the suppression-list routes to bp
 )
 from nurture.api.views import bp
 

@@ -90,6 +90,17 @@ def openapi_document() -> dict[str, Any]:
             "/segments/{id}": {"get": _op("A segment", params=["id"])},
             "/segments/{id}/count": {"get": _op("Live count of a segment", params=["id"])},
             "/segments/{id}/members": {"get": _op("A page of a segment's members", params=["id"])},
+            "/suppressions": {
+                "get": _op("Suppressed addresses counted by reason (stored as hashes only)"),
+                "post": _op("Suppress addresses (an import from another tool); answers a report "
+                            "of added, already suppressed and rejected lines",
+                            body="SuppressionsIn"),
+            },
+            "/suppressions/check": {"get": {
+                **_op("Whether an address is suppressed, why and since when"),
+                "parameters": [{"name": "email", "in": "query", "required": True,
+                                "schema": {"type": "string", "format": "email"}}],
+            }},
             "/ats/events": {
                 "post": _op(
                     "An ATS event, signed in X-Nurture-Signature", body="AtsEvent", auth=False
@@ -191,6 +202,15 @@ def openapi_document() -> dict[str, Any]:
                                 "use_recruiter": {"type": "boolean"},
                             },
                         },
+                    },
+                },
+                "SuppressionsIn": {
+                    "type": "object",
+                    "required": ["emails"],
+                    "properties": {
+                        "emails": {"type": "array", "minItems": 1, "items": string},
+                        "reason": {"enum": ["unsubscribed", "bounced", "complained", "manual"],
+                                   "default": "manual"},
                     },
                 },
                 "AtsEvent": {

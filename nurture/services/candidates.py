@@ -75,7 +75,7 @@ def fold_domains(config: Any = None) -> frozenset[str]:
     return frozenset(str(name).strip().lower() for name in names if str(name).strip())
 
 
-def _suppression_keys(email: str, folding: frozenset[str]) -> tuple[list[str], list[str]]:
+def suppression_keys(email: str, folding: frozenset[str]) -> tuple[list[str], list[str]]:
     """(email hashes, mailbox hashes) that suppress ``email``: its own, and folded where set."""
     own = email_hash(email)
     if email.rpartition("@")[2].strip().lower() not in folding:
@@ -85,15 +85,21 @@ def _suppression_keys(email: str, folding: frozenset[str]) -> tuple[list[str], l
     return [own, folded], [folded]
 
 
-def suppression_reason(session: Session, email: str) -> str | None:
-    """Why the address is suppressed, or None when it is not."""
-    hashes, mailboxes = _suppression_keys(email, fold_domains())
+def find_suppression(session: Session, email: str) -> Suppression | None:
+    """The suppression that stops ``email`` (its own, or a folded one where configured)."""
+    hashes, mailboxes = suppression_keys(email, fold_domains())
     return session.scalar(
-        select(Suppression.reason)
+        select(Suppression)
         .where(or_(Suppression.email_hash.in_(hashes), Suppression.mailbox_hash.in_(mailboxes)))
         .order_by(Suppression.id)
         .limit(1)
     )
+
+
+def suppression_reason(session: Session, email: str) -> str | None:
+    """Why the address is suppressed, or None when it is not."""
+    found = find_suppression(session, email)
+    return found.reason if found is not None else None
 
 
 def suppressed_among(session: Session, emails: list[str]) -> set[str]:
@@ -102,7 +108,7 @@ def suppressed_among(session: Session, emails: list[str]) -> set[str]:
     by_hash: dict[str, set[str]] = {}
     by_mailbox: dict[str, set[str]] = {}
     for email in filter(None, emails):
-        hashes, mailboxes = _suppression_keys(email, folding)
+        hashes, mailboxes = suppression_keys(email, folding)
         for key in hashes:
             by_hash.setdefault(key, set()).add(email)
         for key in mailboxes:
