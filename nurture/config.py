@@ -63,7 +63,7 @@ class Config:
     QUEUE_NAME = "nurture"
     SEND_BATCH_SIZE = 50
     SCHEDULER_INTERVAL = 5.0
-    SCHEDULER_BATCH_SIZE = 1000
+    SCHEDULER_BATCH_SIZE = 5000
     # Rows an import writes per transaction (and per progress update).
     IMPORT_BATCH_SIZE = 500
     # A running import whose worker has not reported for this long is handed to a worker again

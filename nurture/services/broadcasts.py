@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from nurture.models import (
@@ -30,10 +29,9 @@ from nurture.models import (
     Segment,
     Tag,
 )
-from nurture.models.base import UTCDateTime
 from nurture.models.candidates import candidate_tags
 from nurture.services import campaigns as campaign_service
-from nurture.services.enrolment import enrol_all
+from nurture.services.enrolment import enrol_all, queue_messages
 from nurture.services.entries import topic_allowed
 from nurture.services.errors import ValidationError
 from nurture.services.rendering import TemplateLibrary
@@ -91,41 +89,13 @@ def _create_messages(session: Session, campaign: Campaign, now: datetime) -> int
     step = campaign.steps[0]
     enrolment = aliased(Enrolment)
     rows = select(
-        enrolment.candidate_id,
-        literal(campaign.id),
-        literal(step.id),
-        enrolment.id,
-        literal(MessageState.QUEUED.value),
-        literal(0),
-        literal(""),
-        literal(""),
-        literal(""),
-        literal(""),
-        literal(now, UTCDateTime()),
+        enrolment.candidate_id, literal(campaign.id), literal(step.id), enrolment.id
     ).where(
         enrolment.campaign_id == campaign.id,
         enrolment.status == EnrolmentStatus.ACTIVE,
         ~exists().where(Message.enrolment_id == enrolment.id),
     )
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    before = _message_count(session, campaign)
-    session.execute(
-        dialect.insert(Message)
-        .from_select(
-            ["candidate_id", "campaign_id", "step_id", "enrolment_id", "state", "attempts",
-             "error", "message_id", "to_address", "subject", "queued_at"],
-            rows,
-        )
-        .on_conflict_do_nothing()
-    )
-    # SQLite gives no row count for INSERT … SELECT … ON CONFLICT: count on the index instead.
-    return _message_count(session, campaign) - before
-
-
-def _message_count(session: Session, campaign: Campaign) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Message).where(Message.campaign_id == campaign.id)
-    ) or 0
+    return queue_messages(session, rows, now)
 
 
 def send_broadcast(

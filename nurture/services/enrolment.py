@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, insert, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -17,6 +18,8 @@ from nurture.models import (
     Enrolment,
     EnrolmentStatus,
     EntryType,
+    Message,
+    MessageState,
     Tag,
 )
 from nurture.models.base import UTCDateTime
@@ -164,6 +167,36 @@ def enrol_all(
             rows,
         )
         # SQLAlchemy 2.1 reports INSERT … SELECT row counts only when asked to keep them.
+        .execution_options(preserve_rowcount=True)
+    )
+    return max(result.rowcount or 0, 0)
+
+
+def queue_messages(session: Session, rows: Select, now: datetime) -> int:
+    """Queue one message per row of ``rows`` in one INSERT … SELECT; returns how many it made.
+
+    ``rows`` selects (candidate id, campaign id, step id, enrolment id); a message that exists
+    for that enrolment and step already is left alone (the unique key), so running twice, or
+    from two schedulers at once, queues each mail once.
+    """
+    values = rows.add_columns(
+        literal(MessageState.QUEUED.value),
+        literal(0),
+        literal(""),
+        literal(""),
+        literal(""),
+        literal(""),
+        literal(now, UTCDateTime()),
+    )
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    result = session.execute(
+        dialect.insert(Message)
+        .from_select(
+            ["candidate_id", "campaign_id", "step_id", "enrolment_id", "state", "attempts",
+             "error", "message_id", "to_address", "subject", "queued_at"],
+            values,
+        )
+        .on_conflict_do_nothing()
         .execution_options(preserve_rowcount=True)
     )
     return max(result.rowcount or 0, 0)

@@ -6,8 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -20,8 +19,10 @@ from nurture.models import (
     Step,
 )
 from nurture.services import broadcasts
+from nurture.services.enrolment import queue_messages
 
-Enqueue = Callable[[Sequence[int]], None]
+# Hands batches of message ids to the queue, all of them or (raising) none.
+Enqueue = Callable[[Sequence[Sequence[int]]], None]
 
 
 @dataclass
@@ -33,23 +34,24 @@ class TickResult:
     completed: int = 0
 
 
-def _insert(session: Session):  # noqa: ANN202 - a dialect's insert construct
-    dialect = session.get_bind().dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert(Message)
+# The step an enrolment is waiting for: its campaign's step at ``next_position``.
+_NEXT_STEP = and_(
+    Step.campaign_id == Enrolment.campaign_id, Step.position == Enrolment.next_position
+)
 
 
-def create_due_messages(session: Session, now: datetime, batch_size: int = 1000) -> tuple[int, int]:
+def create_due_messages(session: Session, now: datetime, batch_size: int = 5000) -> tuple[int, int]:
     """Create one queued message per due enrolment, batch by batch; returns (created, completed).
 
-    The unique key on (enrolment, step) makes this safe to run from several schedulers at once;
-    on PostgreSQL ``SKIP LOCKED`` also keeps them from waiting on each other.
+    Each batch is four statements whatever its size: lock the due enrolments' ids, INSERT …
+    SELECT their messages in the database, complete those whose step was removed, clear their
+    due time. The unique key on (enrolment, step) makes this safe to run from several
+    schedulers at once; on PostgreSQL ``SKIP LOCKED`` also keeps them from waiting on each other.
     """
     created = completed = 0
     while True:
-        due = session.execute(
-            select(
-                Enrolment.id, Enrolment.candidate_id, Enrolment.campaign_id, Enrolment.next_position
-            )
+        due = session.scalars(
+            select(Enrolment.id)
             .join(Campaign, Campaign.id == Enrolment.campaign_id)
             .where(
                 Enrolment.status == EnrolmentStatus.ACTIVE,
@@ -62,49 +64,24 @@ def create_due_messages(session: Session, now: datetime, batch_size: int = 1000)
         ).all()
         if not due:
             break
-        campaign_ids = {row.campaign_id for row in due}
-        steps = {
-            (step.campaign_id, step.position): step.id
-            for step in session.scalars(select(Step).where(Step.campaign_id.in_(campaign_ids)))
-        }
-        rows, finished = [], []
-        for row in due:
-            step_id = steps.get((row.campaign_id, row.next_position))
-            if step_id is None:
-                finished.append(row.id)  # a step was removed: nothing left to send
-                continue
-            rows.append(
-                {
-                    "candidate_id": row.candidate_id,
-                    "campaign_id": row.campaign_id,
-                    "step_id": step_id,
-                    "enrolment_id": row.id,
-                    "state": MessageState.QUEUED,
-                    "attempts": 0,
-                    "error": "",
-                    "message_id": "",
-                    "to_address": "",
-                    "subject": "",
-                    "queued_at": now,
-                }
-            )
-        if rows:
-            inserted = session.scalars(
-                _insert(session).values(rows).on_conflict_do_nothing().returning(Message.id)
-            ).all()
-            created += len(inserted)
-        session.execute(
-            update(Enrolment)
-            .where(Enrolment.id.in_([row.id for row in due]))
-            .values(next_send_at=None)
+        created += queue_messages(
+            session,
+            select(Enrolment.candidate_id, Enrolment.campaign_id, Step.id, Enrolment.id)
+            .join(Step, _NEXT_STEP)
+            .where(Enrolment.id.in_(due)),
+            now,
         )
-        if finished:
-            session.execute(
-                update(Enrolment)
-                .where(Enrolment.id.in_(finished))
-                .values(status=EnrolmentStatus.COMPLETED, ended_at=now)
-            )
-            completed += len(finished)
+        # A step was removed: nothing left to send.
+        finished = session.execute(
+            update(Enrolment)
+            .where(Enrolment.id.in_(due), ~exists().where(_NEXT_STEP))
+            .values(status=EnrolmentStatus.COMPLETED, ended_at=now)
+            .execution_options(preserve_rowcount=True)
+        )
+        completed += max(finished.rowcount or 0, 0)
+        session.execute(
+            update(Enrolment).where(Enrolment.id.in_(due)).values(next_send_at=None)
+        )
         session.commit()
     return created, completed
 
@@ -155,7 +132,7 @@ def tick(
     now: datetime,
     enqueue: Enqueue,
     *,
-    batch_size: int = 1000,
+    batch_size: int = 5000,
     send_batch_size: int = 50,
     requeue_after: timedelta = timedelta(minutes=2),
     stuck_after: timedelta = timedelta(minutes=10),
@@ -170,10 +147,8 @@ def tick(
         ids = messages_to_enqueue(session, now, requeue_after)
         if not ids:
             break
-        for start in range(0, len(ids), send_batch_size):
-            chunk = ids[start : start + send_batch_size]
-            enqueue(chunk)
-            # Only after Redis took the job: if it is down, the next tick tries again.
-            mark_enqueued(session, chunk, now)
-            result.enqueued += len(chunk)
+        enqueue([ids[at : at + send_batch_size] for at in range(0, len(ids), send_batch_size)])
+        # Only after Redis took the jobs: if it is down, the next tick tries again.
+        mark_enqueued(session, ids, now)
+        result.enqueued += len(ids)
     return result

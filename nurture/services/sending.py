@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from nurture.clock import Clock
 from nurture.models import (
@@ -130,11 +130,11 @@ def condition_met(session: Session, enrolment: Enrolment | None, step: Step) -> 
     return not happened if step.condition == "previous_not_opened" else bool(happened)
 
 
-def blocked_reason(session: Session, candidate: Candidate, enrolment: Enrolment | None) -> str:
+def blocked_reason(candidate: Candidate, enrolment: Enrolment | None, suppressed: bool) -> str:
     """Why this candidate may not be mailed now, or "" when they may."""
     if candidate.status != CandidateStatus.ACTIVE:
         return candidate.status
-    if candidate_service.is_suppressed(session, candidate.email):
+    if suppressed:
         return "suppressed"
     if enrolment is not None and enrolment.status != EnrolmentStatus.ACTIVE:
         return f"enrolment {enrolment.status}"
@@ -147,20 +147,12 @@ def topic_off(candidate: Candidate, campaign: Campaign) -> bool:
 
 
 def deferred_until(
-    session: Session, candidate: Candidate, campaign: Campaign, timing: Timing, now: datetime
+    candidate: Candidate, campaign: Campaign, timing: Timing, now: datetime, sent: list[datetime]
 ) -> datetime | None:
-    """When a mail held back by a pause, the frequency cap or the send window may go; else None."""
-    sent: list[datetime] = []
-    if timing.cap is not None:
-        sent = list(
-            session.scalars(
-                select(Message.sent_at).where(
-                    Message.candidate_id == candidate.id,
-                    Message.state == MessageState.SENT,
-                    Message.sent_at > now - timing.cap.period,
-                )
-            )
-        )
+    """When a mail held back by a pause, the frequency cap or the send window may go; else None.
+
+    ``sent`` holds when the candidate was last mailed (within the cap's period at least).
+    """
     when = earliest_send(
         now,
         window=campaign.send_window,
@@ -172,15 +164,14 @@ def deferred_until(
     return when if when > now else None
 
 
-def advance(session: Session, enrolment: Enrolment | None, step: Step, when: datetime) -> None:
-    """Point the enrolment at the step after ``step``, due that step's delay after ``when``."""
+def advance(
+    enrolment: Enrolment | None, step: Step, following: Step | None, when: datetime
+) -> None:
+    """Point the enrolment past ``step``: due ``following``'s delay after ``when``, or done."""
     if enrolment is None or enrolment.status != EnrolmentStatus.ACTIVE:
         return
     if enrolment.next_position != step.position:
         return  # already advanced past this step
-    following = session.scalar(
-        select(Step).where(Step.campaign_id == step.campaign_id, Step.position == step.position + 1)
-    )
     enrolment.next_position = step.position + 1
     if following is None:
         enrolment.status = EnrolmentStatus.COMPLETED
@@ -188,6 +179,72 @@ def advance(session: Session, enrolment: Enrolment | None, step: Step, when: dat
         enrolment.ended_at = when
     else:
         enrolment.next_send_at = when + timedelta(seconds=following.delay_seconds)
+
+
+@dataclass
+class Batch:
+    """The rows a batch of claimed messages needs, each kind loaded in one query.
+
+    Send-time checks (status, suppression, frequency cap) read the state as of the batch's
+    start, a fraction of a second before each mail goes; the batch's own sends are added as
+    they happen.
+    """
+
+    messages: list[Message]
+    # The rows the messages point at, by id (held here: the session keeps them only weakly).
+    candidates: dict[int, Candidate]
+    enrolments: dict[int, Enrolment]
+    campaigns: dict[int, Campaign]
+    suppressed: set[str]
+    # Per candidate, when they were mailed within the frequency cap's period.
+    sent: dict[int, list[datetime]]
+    # Every step of the batch's campaigns by id: the next step is at hand too.
+    steps: dict[int, Step]
+    jobs: dict[int, dict[str, str] | None] = field(default_factory=dict)
+
+    def following(self, step: Step) -> Step | None:
+        """The step after ``step`` in its campaign, or None for the last."""
+        return self._positions.get((step.campaign_id, step.position + 1))
+
+    def __post_init__(self) -> None:
+        self._positions = {(s.campaign_id, s.position): s for s in self.steps.values()}
+
+
+def load_batch(session: Session, message_ids: list[int], timing: Timing, now: datetime) -> Batch:
+    """Load claimed messages with their candidates, enrolments, campaigns and steps at once."""
+
+    def by_id(model, ids):  # noqa: ANN001, ANN202 - a mapped class and its rows by id
+        found = session.scalars(
+            select(model).where(model.id.in_(set(ids))).execution_options(populate_existing=True)
+        )
+        return {row.id: row for row in found}
+
+    messages = sorted(by_id(Message, message_ids).values(), key=lambda m: m.id)
+    candidates = by_id(Candidate, [m.candidate_id for m in messages])
+    campaigns = by_id(Campaign, [m.campaign_id for m in messages])
+    steps = session.scalars(select(Step).where(Step.campaign_id.in_(campaigns)))
+    sent: dict[int, list[datetime]] = {}
+    if timing.cap is not None:
+        recent = session.execute(
+            select(Message.candidate_id, Message.sent_at).where(
+                Message.candidate_id.in_(candidates),
+                Message.state == MessageState.SENT,
+                Message.sent_at > now - timing.cap.period,
+            )
+        )
+        for candidate_id, sent_at in recent:
+            sent.setdefault(candidate_id, []).append(sent_at)
+    return Batch(
+        messages=messages,
+        candidates=candidates,
+        enrolments=by_id(Enrolment, [m.enrolment_id for m in messages if m.enrolment_id]),
+        campaigns=campaigns,
+        suppressed=candidate_service.suppressed_among(
+            session, [c.email for c in candidates.values()]
+        ),
+        sent=sent,
+        steps={step.id: step for step in steps},
+    )
 
 
 def _record_failure(
@@ -239,15 +296,16 @@ def _record_failure(
     return message.state
 
 
-def send_one(session: Session, sender: Sender, message: Message, now: datetime) -> str:
-    """Send a claimed message and record the outcome; returns the new state."""
-    candidate = session.get(Candidate, message.candidate_id)
-    step = session.get(Step, message.step_id)
-    campaign = session.get(Campaign, message.campaign_id)
-    enrolment = session.get(Enrolment, message.enrolment_id) if message.enrolment_id else None
-    assert candidate is not None and step is not None and campaign is not None
+def send_one(
+    session: Session, sender: Sender, batch: Batch, message: Message, now: datetime
+) -> str:
+    """Send a claimed message of ``batch`` and record the outcome; returns the new state."""
+    candidate = batch.candidates[message.candidate_id]
+    campaign = batch.campaigns[message.campaign_id]
+    step = batch.steps[message.step_id]
+    enrolment = batch.enrolments.get(message.enrolment_id) if message.enrolment_id else None
 
-    reason = blocked_reason(session, candidate, enrolment)
+    reason = blocked_reason(candidate, enrolment, candidate.email in batch.suppressed)
     if reason:
         message.state = MessageState.SKIPPED
         message.error = reason
@@ -266,9 +324,10 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
     if not condition_met(session, enrolment, step):
         message.state = MessageState.SKIPPED
         message.error = f"condition {step.condition} not met"
-        advance(session, enrolment, step, now)
+        advance(enrolment, step, batch.following(step), now)
         return message.state
-    later = deferred_until(session, candidate, campaign, sender.timing, now)
+    sent = batch.sent.setdefault(candidate.id, [])
+    later = deferred_until(candidate, campaign, sender.timing, now, sent)
     if later is not None:
         # Deferred, not dropped: back in the queue until then; a deferral is no failed attempt.
         message.state = MessageState.QUEUED
@@ -290,7 +349,11 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
         settings,
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
-        job=job_context(session, campaign),
+        job=(
+            batch.jobs[campaign.id]
+            if campaign.id in batch.jobs
+            else batch.jobs.setdefault(campaign.id, job_context(session, campaign))
+        ),
         rating_urls=(
             tokens.rating_urls(message.id) if "rating_urls" in compiled.variables else None
         ),
@@ -339,7 +402,8 @@ def send_one(session: Session, sender: Sender, message: Message, now: datetime) 
     message.state = MessageState.SENT
     message.sent_at = now
     message.error = ""
-    advance(session, enrolment, step, now)
+    sent.append(now)  # the cap counts this mail for the candidate's next one in the batch
+    advance(enrolment, step, batch.following(step), now)
     return message.state
 
 
@@ -355,44 +419,58 @@ def send_messages(
         outcome["deferred"] += _hold(session, message_ids, paused)
         return outcome
     claimed = claim(session, message_ids, clock.now())
-    for index, message_id in enumerate(claimed):
-        paused = sender.breaker.open_until(clock.now())
-        if paused is not None:
-            # The relay keeps failing: the rest of the batch waits out the cooldown.
-            outcome["deferred"] += _release(session, claimed[index:], paused)
-            break
-        message = session.get(Message, message_id)
-        if message is None:
-            continue
-        if _domain_deferred(session, sender, message, clock.now()):
-            session.commit()
-            outcome["deferred"] += 1
-            continue
-        sender.limiter.wait_for_relay()
-        try:
-            state = send_one(session, sender, message, clock.now())
-        except Exception:
-            # A bug or a broken template must not leave the row in "sending" forever.
-            session.rollback()
-            log.exception("message %s could not be sent", message_id)
-            session.execute(
-                update(Message)
-                .where(Message.id == message_id)
-                .values(state=MessageState.FAILED, error="internal error while rendering")
-            )
-            state = MessageState.FAILED
-        if state == MessageState.SENT:
-            sender.breaker.success()
-        # Record each outcome at once: a crash later in the batch must not resend this one.
-        session.commit()
-        outcome[state] += 1
+    if not claimed:
+        return outcome
+    # Rows stay loaded across the per-message commits: the batch reads each once.
+    session = session() if isinstance(session, scoped_session) else session
+    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        batch = load_batch(session, claimed, sender.timing, clock.now())
+        for index, message in enumerate(batch.messages):
+            paused = sender.breaker.open_until(clock.now())
+            if paused is not None:
+                # The relay keeps failing: the rest of the batch waits out the cooldown.
+                rest = [m.id for m in batch.messages[index:]]
+                outcome["deferred"] += _release(session, rest, paused)
+                break
+            outcome[_send_and_record(session, sender, batch, message, clock.now())] += 1
+    finally:
+        session.expire_on_commit = expire_on_commit
+        session.expire_all()  # what the caller reads next comes from the database
     return outcome
 
 
-def _domain_deferred(session: Session, sender: Sender, message: Message, now: datetime) -> bool:
+def _send_and_record(
+    session: Session, sender: Sender, batch: Batch, message: Message, now: datetime
+) -> str:
+    """Send one message of the batch and commit its outcome; returns the outcome."""
+    message_id = message.id
+    if _domain_deferred(sender, message, batch.candidates[message.candidate_id].email, now):
+        session.commit()
+        return "deferred"
+    sender.limiter.wait_for_relay()
+    try:
+        state = send_one(session, sender, batch, message, now)
+    except Exception:
+        # A bug or a broken template must not leave the row in "sending" forever.
+        session.rollback()
+        log.exception("message %s could not be sent", message_id)
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(state=MessageState.FAILED, error="internal error while rendering")
+        )
+        state = MessageState.FAILED
+    if state == MessageState.SENT:
+        sender.breaker.success()
+    # Record each outcome at once: a crash later in the batch must not resend this one.
+    session.commit()
+    return state
+
+
+def _domain_deferred(sender: Sender, message: Message, email: str, now: datetime) -> bool:
     """Out of the recipient domain's budget: back in the queue for a moment, no attempt spent."""
-    candidate = session.get(Candidate, message.candidate_id)
-    wait = sender.limiter.domain_wait(candidate.email) if candidate is not None else 0.0
+    wait = sender.limiter.domain_wait(email)
     if wait <= 0:
         return False
     message.state = MessageState.QUEUED

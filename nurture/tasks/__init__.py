@@ -33,12 +33,17 @@ def get_queue(app: Flask | None = None) -> Queue:
     return Queue(app.config["QUEUE_NAME"], connection=get_redis(app))
 
 
-def enqueue_send(message_ids: Sequence[int], app: Flask | None = None) -> None:
-    """Hand a batch of message ids to the workers."""
-    get_queue(app).enqueue(
-        SEND_JOB,
-        list(message_ids),
-        job_timeout=int(timedelta(minutes=10).total_seconds()),
-        result_ttl=300,
-        failure_ttl=int(timedelta(days=7).total_seconds()),
-    )
+def enqueue_send(batches: Sequence[Sequence[int]], app: Flask | None = None) -> None:
+    """Hand batches of message ids to the workers: one job per batch, one Redis round trip."""
+    queue = get_queue(app)
+    jobs = [
+        Queue.prepare_data(
+            SEND_JOB,
+            args=(list(ids),),
+            timeout=int(timedelta(minutes=10).total_seconds()),
+            result_ttl=300,
+            failure_ttl=int(timedelta(days=7).total_seconds()),
+        )
+        for ids in batches
+    ]
+    queue.enqueue_many(jobs)  # in one pipeline

@@ -28,7 +28,7 @@ def run_tick(app: Flask) -> TickResult:
         return tick(
             db.session,
             app.extensions["nurture.clock"].now(),
-            lambda ids: enqueue_send(ids, app),
+            lambda batches: enqueue_send(batches, app),
             batch_size=config["SCHEDULER_BATCH_SIZE"],
             send_batch_size=config["SEND_BATCH_SIZE"],
             requeue_after=timedelta(seconds=config["REQUEUE_AFTER_SECONDS"]),

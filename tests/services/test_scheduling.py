@@ -66,6 +66,32 @@ def test_nothing_is_created_before_it_is_due(system: Flask, clock) -> None:
     assert run_tick(system).created == 0
 
 
+def test_due_enrolments_become_one_message_each_in_batches(system: Flask, clock) -> None:
+    from nurture.models import EnrolmentStatus, Step
+    from nurture.services.scheduling import create_due_messages
+
+    start(system, 7)
+    clock.advance(timedelta(days=1))
+    # Batches of three: seven enrolments, three batches, each enrolment's message made once.
+    assert create_due_messages(db.session, clock.now(), batch_size=3) == (7, 0)
+    assert create_due_messages(db.session, clock.now(), batch_size=3) == (0, 0)
+    rows = db.session.execute(select(Message.enrolment_id, Message.step_id, Message.state)).all()
+    first = db.session.scalar(select(Step.id).where(Step.position == 0))
+    assert sorted(r.enrolment_id for r in rows) == sorted(db.session.scalars(select(Enrolment.id)))
+    assert {(r.step_id, r.state) for r in rows} == {(first, MessageState.QUEUED)}
+    assert db.session.scalar(select(func.count()).where(Enrolment.next_send_at.is_not(None))) == 0
+
+    # A due enrolment whose step was removed has nothing left to send: it completes.
+    db.session.execute(
+        Enrolment.__table__.update().values(next_position=5, next_send_at=clock.now())
+    )
+    db.session.commit()
+    assert create_due_messages(db.session, clock.now(), batch_size=3) == (0, 7)
+    statuses = set(db.session.scalars(select(Enrolment.status)))
+    assert statuses == {EnrolmentStatus.COMPLETED}
+    assert count(MessageState.QUEUED) == 7
+
+
 def test_a_flushed_redis_loses_no_mail_and_duplicates_none(
     system: Flask, clock, smtp: SmtpCapture
 ) -> None:

@@ -165,3 +165,34 @@ def test_a_step_condition_is_checked_at_send_time(
     second = db.session.scalar(select(Message.id).order_by(Message.id.desc()))
     assert send_messages([second]) == {"sent": 1}
     assert len(smtp.messages) == 2
+
+
+def test_one_batch_holds_the_frequency_cap_and_suppression_per_mail(
+    mail_app: Flask, smtp: SmtpCapture, clock
+) -> None:
+    """Three campaigns' first mails to one person in one job: two go, the third is deferred."""
+    from nurture.services.candidates import suppress
+
+    client = mail_app.test_client()
+    headers = auth_headers(mail_app, "editor")
+    for n in range(3):
+        campaign = client.post(
+            "/api/v1/campaigns", json=DRIP | {"name": f"Drip {n}"}, headers=headers
+        ).json["id"]
+        client.post(f"/api/v1/campaigns/{campaign}/activate", headers=headers)
+    for email in ("ana@example.org", "gone@example.org"):
+        person = {"email": email, "first_name": "A"}
+        ats_post(client, {"type": "candidate.rejected", "candidate": person})
+    suppress(db.session, "gone@example.org", "unsubscribed", clock.now())
+    db.session.commit()
+    assert create_due_messages(db.session, clock.now()) == (6, 0)
+    ids = list(db.session.scalars(select(Message.id).order_by(Message.id)))
+
+    assert send_messages(ids) == {"sent": 2, "deferred": 1, "skipped": 3}
+    assert [m.rcpt_tos for m in smtp.messages] == [["ana@example.org"]] * 2
+    deferred = db.session.scalar(select(Message).where(Message.state == MessageState.QUEUED))
+    # Deferred by the cap (2 mails per 7 days), not dropped: it may go a week after the first.
+    assert deferred.retry_at == clock.now() + timedelta(days=7)
+    assert deferred.attempts == 0
+    skipped = db.session.scalars(select(Message.error).where(Message.state == "skipped")).all()
+    assert skipped == ["suppressed"] * 3
