@@ -104,6 +104,7 @@ class CampaignForm(FlaskForm):
     )
     entry_tag = StringField("Tag")
     exit_reapplied = BooleanField("They apply again", default=True)
+    exit_replied = BooleanField("They reply to one of its mails", default=True)
     exit_left_segment = BooleanField("They no longer match the entry segment", default=True)
     sender_mode = RadioField(
         "Mail comes from",
@@ -243,13 +244,12 @@ def _payload(
         "name": form.name.data,
         "description": form.description.data,
         "entry": entry,
-        # A hired candidate is never mailed, so "hired" is always an exit rule; a reply always
-        # ends the drip too (a recruiter takes over), so "replied" is kept as the API set it.
+        # A hired candidate is never mailed, so "hired" is always an exit rule.
         "exit_on": [
             "hired",
             *(["reapplied"] if form.exit_reapplied.data else []),
+            *(["replied"] if form.exit_replied.data else []),
             *(["left_segment"] if form.exit_left_segment.data else []),
-            *(["replied"] if campaign is not None and "replied" in campaign.exit_on else []),
         ],
         "sender": {"name": form.sender_name.data, "email": form.sender_email.data,
                    "use_recruiter": form.sender_mode.data == "recruiter"},
@@ -437,6 +437,7 @@ def _builder(campaign: Campaign | None):
                 "entry_type": campaign.entry_type,
                 "entry_tag": campaign.entry_value if campaign.entry_type == EntryType.TAG else "",
                 "exit_reapplied": "reapplied" in campaign.exit_on,
+                "exit_replied": "replied" in campaign.exit_on,
                 "exit_left_segment": "left_segment" in campaign.exit_on,
                 "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
                 "sender_name": campaign.sender_name,

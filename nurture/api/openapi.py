@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from nurture.services.campaigns import EXIT_ON, TOPICS
+from nurture.services.entries import REENTRY
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -194,6 +197,15 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         "send_window": {"type": "object"},
+                        "exit_on": {
+                            "type": "array",
+                            "items": {"enum": list(EXIT_ON)},
+                            "default": ["hired", "reapplied", "replied"],
+                            "description": "What ends a candidate's drip besides unsubscribes, "
+                            "bounces and complaints, which always do.",
+                        },
+                        "reentry": {"enum": list(REENTRY), "default": "after_exit"},
+                        "topic": {"enum": list(TOPICS)},
                         "sender": {
                             "type": "object",
                             "properties": {

@@ -66,7 +66,10 @@ class Campaign(Base):
     sender_is_recruiter: Mapped[bool] = mapped_column(default=True)
     send_window: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Why an enrolment ends early besides unsubscribing: "hired", "reapplied", "replied"...
-    exit_on: Mapped[list[str]] = mapped_column(default=lambda: ["hired", "reapplied"])
+    # Besides unsubscribes, bounces and erasure, which end every drip.
+    exit_on: Mapped[list[str]] = mapped_column(
+        default=lambda: ["hired", "reapplied", "replied"]
+    )
     # The preference-centre topic this campaign belongs to: checkins, newsletter, job_alerts.
     topic: Mapped[str] = mapped_column(String(40), default="checkins")
     # ATS-event entries may be narrowed: {"rejection_reasons": [...], "stages": [...]}.

@@ -368,7 +368,7 @@ def _event(
 def _apply_reply(
     session: Session, inbound: Inbound, now: datetime, source: str, messages: list[Message]
 ) -> Outcome:
-    """A reply ends the candidate's drips (a recruiter takes over); an auto-reply is only noted."""
+    """A reply ends the drips that exit on one (a recruiter takes over); an auto-reply is noted."""
     if not messages:
         return Outcome(inbound.kind, detail="answers no mail of ours")
     message = messages[0]
@@ -385,7 +385,7 @@ def _apply_reply(
         return outcome
     candidate.last_replied_at = now
     candidate.updated_at = now
-    ended = candidate_service.end_enrolments(session, candidate, "replied", now)
+    ended = candidate_service.end_enrolments(session, candidate, "replied", now, by_rule=True)
     outcome.detail = f"{ended} enrolment(s) ended"
     return outcome
 

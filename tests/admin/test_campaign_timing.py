@@ -56,6 +56,7 @@ def test_a_send_window_and_entry_filter_built_in_the_admin_are_what_the_api_show
     assert page.locator("#topic").input_value() == "checkins"
     assert page.locator("#reentry-1").is_checked()  # after_exit, as the API does
     assert page.locator("#window_mode-0").is_checked()  # any time
+    assert page.locator("#exit_replied").is_checked()  # a reply ends the drip by default
 
     page.fill("#name", "Late-stage rejections")
     page.check("#entry_type-1")  # the ATS rejects them
@@ -94,6 +95,7 @@ def test_a_send_window_and_entry_filter_built_in_the_admin_are_what_the_api_show
                                     "stages": ["final interview", "onsite"], "delay": "P2D"}
     assert (body["reentry"], body["topic"]) == ("never", "checkins")
     assert body["entry"] == {"ats_event": "candidate.rejected"}
+    assert body["exit_on"] == ["hired", "reapplied", "replied", "left_segment"]
 
     setup = {key: page.locator(f"[data-setup={key}]").inner_text()
              for key in ("window", "reasons", "stages", "wait", "reentry", "topic")}
@@ -122,9 +124,11 @@ def test_a_send_window_and_entry_filter_built_in_the_admin_are_what_the_api_show
     page.check("#window_mode-0")
     page.select_option("#topic", "newsletter")
     page.check("#reentry-1")
+    page.uncheck("#exit_replied")  # this team keeps the drip going when people answer
     page.click("text=Save changes")
     page.wait_for_url(re.compile(r".*/admin/campaigns/\d+$"))
     changed = api_campaign(live_app, campaign.id)
+    assert changed["exit_on"] == ["hired", "reapplied", "left_segment"]
     assert (changed["send_window"], changed["topic"], changed["reentry"]) == (
         {}, "newsletter", "after_exit")
     assert changed["entry_filter"] == body["entry_filter"]
@@ -293,3 +297,7 @@ def test_exit_rules_round_trip_through_the_builder(app) -> None:
     client.post(f"/admin/campaigns/{campaign.id}/edit", data=form)
     db.session.expire_all()
     assert db.session.get(Campaign, campaign.id).exit_on == ["hired", "replied", "left_segment"]
+    form.pop("exit_replied")  # and now a reply no longer ends it
+    client.post(f"/admin/campaigns/{campaign.id}/edit", data=form)
+    db.session.expire_all()
+    assert db.session.get(Campaign, campaign.id).exit_on == ["hired", "left_segment"]

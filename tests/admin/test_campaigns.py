@@ -341,7 +341,7 @@ def csrf_of(html: str) -> str:
 
 def builder_form(token: str, **changes: str) -> dict[str, str]:
     form = {"csrf_token": token, "name": "Nurture", "entry_type": "tag", "entry_tag": TAG,
-            "exit_reapplied": "y", "sender_mode": "recruiter",
+            "exit_reapplied": "y", "exit_replied": "y", "sender_mode": "recruiter",
             "sender_name": "", "sender_email": "",
             "steps-0-id": "", "steps-0-delay_amount": "1", "steps-0-delay_unit": "days",
             "steps-0-template": "rejection_followup", "steps-0-subject": "",

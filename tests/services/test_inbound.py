@@ -99,11 +99,11 @@ class Sent:
     message_id: str
 
 
-def start_drip(app: Flask, email: str = "ada@example.org") -> Sent:
-    """Enrol a rejected candidate in a two-step drip and send step 1."""
+def start_drip(app: Flask, email: str = "ada@example.org", **extra: object) -> Sent:
+    """Enrol a rejected candidate in a two-step drip (``extra`` in its body) and send step 1."""
     client = app.test_client()
     headers = auth_headers(app, "editor")
-    campaign = client.post("/api/v1/campaigns", json=DRIP, headers=headers).json["id"]
+    campaign = client.post("/api/v1/campaigns", json=DRIP | extra, headers=headers).json["id"]
     assert client.post(f"/api/v1/campaigns/{campaign}/activate", headers=headers).status_code == 200
     person = {"email": email, "first_name": "Ada"}
     assert ats_post(client, {"type": "candidate.rejected", "candidate": person}).status_code == 200
@@ -320,6 +320,19 @@ def test_a_reply_ends_the_drip_and_an_auto_reply_does_not(
     )
     clock.advance(timedelta(days=3))
     assert send_due(inbound_app) == {}
+
+
+def test_a_drip_without_the_reply_rule_goes_on_after_a_reply(
+    inbound_app: Flask, mailbox: imap.DovecotServer, clock
+) -> None:
+    # The team keeps this drip going when people answer: replying is not opting out.
+    message = start_drip(inbound_app, exit_on=["hired"])
+    mailbox.deliver(fixture("reply.eml", message.message_id, "ada@example.org"))
+    assert process_inbound(inbound_app) == {"reply": 1}
+    assert only_candidate().last_replied_at is not None
+    assert only_enrolment().status == "active"
+    clock.advance(timedelta(days=3))
+    assert send_due(inbound_app) == {"sent": 1}
 
 
 def test_a_bounce_for_an_unknown_message_still_suppresses_a_known_address(
