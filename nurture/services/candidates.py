@@ -138,18 +138,21 @@ SUPPRESSED_STATUS = {
 }
 
 
+def suppression_of(email: str, reason: str, now: datetime) -> Suppression:
+    """A new suppression-list row for ``email``: hashes only, so it outlives erasure."""
+    return Suppression(
+        email_hash=email_hash(email),
+        mailbox_hash=email_hash(mailbox_of(email)),
+        reason=reason,
+        created_at=now,
+    )
+
+
 def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
     """Put an address on the suppression list (idempotent)."""
     key = email_hash(email)
     if session.scalar(select(Suppression.id).where(Suppression.email_hash == key)) is None:
-        session.add(
-            Suppression(
-                email_hash=key,
-                mailbox_hash=email_hash(mailbox_of(email)),
-                reason=reason,
-                created_at=now,
-            )
-        )
+        session.add(suppression_of(email, reason, now))
 
 
 def validate_candidate(data: dict[str, Any]) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from nurture.services.candidates import (
     end_enrolments,
     find_suppression,
     normalise_email,
-    suppress,
     suppressed_among,
+    suppression_of,
 )
 from nurture.services.errors import ValidationError
 
@@ -255,15 +255,13 @@ def _problem(exc: ValidationError) -> str:
 
 def _add_batch(session: Session, emails: list[str], report: Report, now: datetime) -> None:
     """Suppress a batch of valid, distinct addresses and stop mailing their candidates."""
-    # Already suppressed (exactly, or by folding where configured): one query for the batch.
+    # Already suppressed (exactly, or by folding where configured): one query for the batch;
+    # the rest are distinct and not listed, so they are added without asking again.
     known = suppressed_among(session, emails)
-    with session.no_autoflush:
-        for email in emails:
-            if email in known:
-                report.already += 1
-            else:
-                suppress(session, email, report.reason, now)
-                report.added += 1
+    fresh = [suppression_of(email, report.reason, now) for email in emails if email not in known]
+    session.add_all(fresh)
+    report.added += len(fresh)
+    report.already += len(emails) - len(fresh)
     session.flush()
     status = SUPPRESSED_STATUS.get(report.reason, CandidateStatus.UNSUBSCRIBED)
     exit_reason = "suppressed" if report.reason == DEFAULT_REASON else report.reason
