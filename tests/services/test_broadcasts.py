@@ -88,12 +88,16 @@ def count(model, *where) -> int:
     return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
 
-def test_a_broadcast_to_a_tag_of_500_sends_500_mails_once_each(
+def test_a_broadcast_to_a_segment_of_500_sends_500_mails_once_each(
     system: Flask, smtp: SmtpCapture
 ) -> None:
-    people(500, tag="talent-network")
-    people(20, start=1000)  # not in the audience
-    answer = broadcast(system, audience={"tag": "talent-network"})
+    people(500, tag="talent-network", role="Designer")
+    people(20, start=1000, tag="talent-network", role="Engineer")  # not in the segment
+    people(20, start=2000, role="Designer")  # nor these
+    rules = {"all": [{"tag": "talent-network"}, {"field": "role", "op": "eq", "value": "Designer"}]}
+    segment = save_segment(db.session, "Designers in the network", rules, now())
+    db.session.commit()
+    answer = broadcast(system, audience={"segment_id": segment.id})
     assert answer.status_code == 201, answer.json
     assert answer.json["status"] == "active" and answer.json["kind"] == "broadcast"
     assert answer.json["progress"]["waiting_audience"] == 500
