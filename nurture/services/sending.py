@@ -186,8 +186,9 @@ class Batch:
     """The rows a batch of claimed messages needs, each kind loaded in one query.
 
     Send-time checks (status, suppression, frequency cap) read the state as of the batch's
-    start, a fraction of a second before each mail goes; the batch's own sends are added as
-    they happen.
+    start: for a batch of ``SEND_BATCH_SIZE`` (50) mails, well under a second before each goes
+    at full speed, longer only while a relay's rate limit holds it. The batch's own sends are
+    counted as they happen.
     """
 
     messages: list[Message]
