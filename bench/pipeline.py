@@ -53,6 +53,7 @@ from flask_migrate import upgrade  # noqa: E402
 from rq import Worker  # noqa: E402
 from sqlalchemy import select, text  # noqa: E402
 
+from bench.common import children, cpu, fill_candidates, spread  # noqa: E402
 from nurture import create_app  # noqa: E402
 from nurture.config import Config  # noqa: E402
 from nurture.embedded import EmbeddedRedis, SmtpCapture  # noqa: E402
@@ -140,53 +141,10 @@ class Sink:
         self.process.join(10)
 
 
-def _stat(pid: int) -> tuple[str, list[str]]:
-    """A process's name and the fields after it in /proc/<pid>/stat (nothing once it is gone)."""
-    try:
-        head, _, tail = Path(f"/proc/{pid}/stat").read_text().rpartition(")")
-    except OSError:
-        return "", []
-    return head.partition("(")[2], tail.split()
-
-
-def cpu(pids: list[int]) -> float:
-    """CPU seconds (user + system, and of reaped children) these processes used so far."""
-    return sum(sum(map(int, _stat(pid)[1][11:15])) for pid in pids) / os.sysconf("SC_CLK_TCK")
-
-
-def children(parent: int, name: str) -> list[int]:
-    """The children of ``parent`` called ``name`` (PostgreSQL's backends, our redis-server)."""
-    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
-    return [pid for pid in pids if (stat := _stat(pid))[0] == name and stat[1][1] == str(parent)]
-
-
 def memory_mb(pid: int) -> dict[str, float]:
     """VmHWM (peak RSS) and VmRSS of a process, in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
     return {key: int(re.search(rf"{key}:\s+(\d+)", status)[1]) / 1024 for key in ("VmHWM", "VmRSS")}
-
-
-def fill_candidates(last: int) -> None:
-    """Candidates 1..last on the server; half with their own recruiter, three time zones."""
-    now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    db.session.execute(text(
-        "INSERT INTO candidates (id, email, first_name, last_name, timezone, location, role, "
-        "stage, rejection_reason, strengths, skills, source, recruiter_name, recruiter_email, "
-        "consent_basis, consent_source, attributes, status, engagement_points, topics, "
-        "tracking_opt_out, soft_bounces, created_at, updated_at) "
-        "SELECT g, 'c' || g || '@d' || (g % 500) || '.example.com', 'First' || (g % 997), "
-        "'Last' || (g % 1009), (ARRAY['Europe/Paris','America/New_York','Asia/Tokyo'])"
-        "[1 + g % 3], 'City ' || (g % 40), 'Backend engineer', 'onsite', 'timing', "
-        "'the way you debugged the failing service under pressure', '[\"python\"]', 'ats', "
-        "CASE WHEN g % 2 = 0 THEN 'Jordan Lee' ELSE '' END, "
-        "CASE WHEN g % 2 = 0 THEN 'jordan@acme.example.com' ELSE '' END, "
-        "'legitimate_interest', 'ats', '{}', 'active', 0, '{}', false, 0, "
-        f"'{now}', '{now}' FROM generate_series(1, {last}) g"
-    ))  # fmt: skip
-    db.session.execute(text(
-        "SELECT setval(pg_get_serial_sequence('candidates', 'id'), max(id)) FROM candidates"
-    ))  # fmt: skip
-    db.session.commit()
 
 
 def drip(app: Flask, name: str, first: int, last: int) -> int:
@@ -227,11 +185,6 @@ def ledger(campaign_id: int) -> tuple[dict[str, int], int, set[str]]:
     return {row[0]: row[1] for row in rows}, sum(row[2] for row in rows), sent
 
 
-def spread(values: list[float], fmt: str = "{:,.2f}") -> str:
-    low, mid, high = (fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
-    return f"{mid} ({low}-{high})"
-
-
 def bench_due(app: Flask, campaign_id: int, n: int, runs: int, postgres: Any) -> None:
     """1. Due enrolments -> queued messages with create_due_messages."""
     rows = []
@@ -255,15 +208,17 @@ def bench_due(app: Flask, campaign_id: int, n: int, runs: int, postgres: Any) ->
           f"{'met' if wall < goal else 'MISSED'}")  # fmt: skip
 
 
-def start_workers(app: Flask, env: dict[str, str], logdir: Path) -> list[subprocess.Popen]:
-    """Two ``python worker.py``, as an operator starts them; back once both listen."""
+def start_workers(
+    app: Flask, env: dict[str, str], logdir: Path, count: int = 2
+) -> list[subprocess.Popen]:
+    """``count`` times ``python worker.py``, as an operator starts them; back once all listen."""
     workers = []
-    for index in range(2):
+    for index in range(count):
         with (logdir / f"worker{index}.log").open("wb") as out:
             workers.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
                                             env=env, stdout=out, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + 60
-    while len(Worker.all(connection=get_redis(app))) < 2:
+    while len(Worker.all(connection=get_redis(app))) < count:
         assert time.monotonic() < deadline and all(w.poll() is None for w in workers), (
             f"workers did not start; see {logdir}/worker*.log")  # fmt: skip
         time.sleep(0.1)
@@ -272,11 +227,11 @@ def start_workers(app: Flask, env: dict[str, str], logdir: Path) -> list[subproc
 
 def bench_pipeline(app: Flask, campaign_id: int, n: int, runs: int, sink: Sink,
                    workers: list[subprocess.Popen], postgres: Any) -> None:  # fmt: skip
-    """2. run_tick -> Redis -> 2 worker.py -> SMTP, until the ledger says all sent."""
-    print(f"\n2. End to end, {n:,} mails: run_tick -> Redis -> 2 x worker.py -> SmtpCapture, "
-          f"{runs} runs")  # fmt: skip
+    """2. run_tick -> Redis -> the worker.py processes -> SMTP, until the ledger says all sent."""
+    print(f"\n2. End to end, {n:,} mails: run_tick -> Redis -> {len(workers)} x worker.py -> "
+          f"SmtpCapture, {runs} runs")  # fmt: skip
     rows, checks = [], []
-    groups = {"2 workers": lambda: [w.pid for w in workers], "postgres": postgres,
+    groups = {f"{len(workers)} workers": lambda: [w.pid for w in workers], "postgres": postgres,
               "SMTP sink": lambda: [sink.process.pid],
               "redis": lambda: children(os.getpid(), "redis-server"),
               "scheduler + poll": lambda: [os.getpid()]}  # fmt: skip
@@ -384,7 +339,7 @@ def run(args: argparse.Namespace, url: str, postgres: Any, stack: ExitStack, tmp
     bench_due(app, due_id, due_n, args.runs, postgres)
     make_due(due_id, due=False)  # its queued messages must not go out in part 2
     env = dict(os.environ) | {f"NURTURE_{key}": value for key, value in settings.items()}
-    workers = start_workers(app, env, tmp)
+    workers = start_workers(app, env, tmp, args.workers)
     try:
         bench_pipeline(app, send_id, send_n, args.runs, sink, workers, postgres)
         bench_memory(workers)
@@ -407,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fraction of 100,000 due enrolments and 20,000 mails end to end")
     parser.add_argument("--send", type=int, help="mails end to end (default 20,000 x scale)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per case")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker.py processes end to end (the goal assumes 2)")
     parser.add_argument("--quick", action="store_true", help="the same as --scale 0.1")
     parser.add_argument("--profile-out", metavar="FILE",
                         help="also write section 4's cProfile data to FILE")

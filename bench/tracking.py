@@ -1,0 +1,651 @@
+"""Tracking hits on the web tier: gunicorn serving wsgi:app on PostgreSQL, loaded over loopback.
+
+Run it from the repository root:
+
+    .venv/bin/python bench/tracking.py           # 3 worker setups, 3 runs of 10 s each
+    .venv/bin/python bench/tracking.py --quick   # 1 run of 3 s each: well under a minute
+    .venv/bin/python bench/tracking.py --setups sync:2 gthread:2x8 --seconds 20 --runs 5
+
+It starts a throw-away PostgreSQL cluster (``--url``: an empty database instead), migrates it
+with Alembic and fills it on the server: 5,000 candidates (``--quick``: 2,000) in a three-step
+drip made by ``services.campaigns`` and ``enrolment.enrol_all``, and the first two steps'
+messages queued by ``enrolment.queue_messages`` and then marked ``sent`` 2 to 71 hours ago (so
+no hit counts as a scanner's: those come within seconds of delivery). Each message's mail is put
+through ``services.tracking.instrument``, as sending does, and the open pixel and the click links
+it gets (three per mail, the click token carrying the target URL) are the URLs loaded.
+
+Then, for each worker setup (``sync:2`` is ``gunicorn -k sync -w 2``, ``gthread:2x4`` is
+``-k gthread -w 2 --threads 4``): ``gunicorn wsgi:app`` from the repository root on 127.0.0.1,
+configured by ``NURTURE_*`` variables only (``NURTURE_REDIS_URL`` points nowhere: tracking does
+not use Redis). Once it answers, a warm-up, then ``--runs`` timed runs of ``--seconds`` each from
+``--processes`` load-generator processes holding ``--connections`` keep-alive ``http.client``
+connections in all (closed loop: each sends its next request when the answer came; gunicorn's
+sync workers close the connection after each answer, so those reconnect). Requests are 70 %
+opens and 30 % clicks over all the messages, each with a mail client's or browser's User-Agent.
+
+For each run: hits per second, latency p50 / p99, answers other than 2xx/3xx and connection
+errors, redirects to a URL the mail did not contain; then "none lost": the open and click rows
+the run added to ``events`` against the successful hits the generator saw, by kind. The CPU each
+part used (gunicorn master and workers, PostgreSQL from /proc; the generator measures itself;
+the rest of the machine, idle and stolen time from /proc/stat) shows where the two cores went.
+The machine is shared: the load average and a pure-Python reference loop are printed at the
+start and the end, to tell a slow machine from a slow change.
+
+Last, the views' own cost: hits through the same app in this process (Flask's test client, no
+gunicorn), one timed pass and one under cProfile (stages per hit, round trips per hit, top 15
+functions by cumulative time). Figures are the median of ``--runs`` runs with the min-max. The
+script exits 0 either way.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # bench/ is not a package: measure this checkout's nurture
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import html as html_lib  # noqa: E402
+import http.client  # noqa: E402
+import io  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import pstats  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import timeit  # noqa: E402
+from collections import Counter  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+from flask import Flask  # noqa: E402
+from flask_migrate import upgrade  # noqa: E402
+from sqlalchemy import event, select, text  # noqa: E402
+
+from bench.common import children, cpu_by_pid, fill_candidates, spread  # noqa: E402
+from nurture import create_app  # noqa: E402
+from nurture.config import Config  # noqa: E402
+from nurture.embedded import die_with_parent, free_port  # noqa: E402
+from nurture.extensions import db  # noqa: E402
+from nurture.models import Candidate, Enrolment, Step  # noqa: E402
+from nurture.services.campaigns import create_campaign, set_status  # noqa: E402
+from nurture.services.enrolment import enrol_all, queue_messages  # noqa: E402
+from nurture.services.tracking import Tokens, instrument  # noqa: E402
+from nurture.tasks.sending import template_library  # noqa: E402
+
+GOAL_RATE, OPEN_SHARE = 2000.0, 0.7
+SETTINGS = {  # as TestConfig and the e2e tests: activation needs the sender identity
+    "SECRET_KEY": "bench-only-secret",
+    "BASE_URL": "https://nurture.test",
+    "COMPANY_NAME": "Acme",
+    "POSTAL_ADDRESS": "Acme Inc, 1 Main St, Springfield",
+    "SENDER_EMAIL": "talent@acme.example.com",
+    "REDIS_URL": "redis://127.0.0.1:9/0",  # the discard port: nothing listens, nothing needs it
+}
+STEPS = [
+    {"delay": "PT1H", "template": "rejection_followup"},
+    {"delay": "P3D", "template": "talent_network_invite"},
+    {"delay": "P7D", "template": "checkin_3_months"},
+]
+# Mail apps and browsers as they announce themselves (none a proxy's or scanner's).
+AGENTS = [
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:127.0) Gecko/20100101 Firefox/127.0",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.6478.71 Mobile Safari/537.36",
+    "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17726; Pro)",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.12.0",
+]  # fmt: skip
+URL_IN_MAIL = re.compile(r'(?:href|src)="([^"]+)"')
+SETUP = re.compile(r"^(sync|gthread):(\d+)(?:x(\d+))?$")
+# The views' stages in the profile as (label, file, function); they overlap (cumulative).
+STAGES = [
+    ("Flask wsgi_app (the whole request)", "flask/app.py", "wsgi_app"),
+    ("Tokens.load (itsdangerous)", "services/tracking.py", "load"),
+    ("Session.get (the message row)", "orm/session.py", "get"),
+    ("pool checkout (with pre-ping)", "pool/base.py", "_checkout"),
+    ("pre-ping (SELECT 1)", "engine/default.py", "_do_ping_w_event"),
+    ("record_event", "services/tracking.py", "record_event"),
+    ("looks_like_machine (regex)", "services/tracking.py", "looks_like_machine"),
+    ("note_engagement (UPDATE, autoflush)", "services/engagement.py", "note_engagement"),
+    ("Session._flush (INSERT event)", "orm/session.py", "_flush"),
+    ("Session.commit", "orm/session.py", "commit"),
+    ("session teardown (remove)", "orm/scoping.py", "remove"),
+    ("psycopg Cursor.execute", "psycopg/cursor.py", "execute"),
+    ("psycopg Connection.wait (on the server)", "psycopg/connection.py", "wait"),
+]  # fmt: skip
+
+
+# --- /proc ----------------------------------------------------------------------------------
+
+
+def python_speed() -> float:
+    """µs for a fixed pure-Python loop (best of 5): how fast this shared machine is right now."""
+    return min(timeit.repeat("sum(i * i for i in range(1000))", number=200, repeat=5)) * 5e3
+
+
+def machine_cpu() -> dict[str, float]:
+    """The whole machine's CPU seconds so far (all cores), from /proc/stat: busy, idle, steal."""
+    tick, fields = os.sysconf("SC_CLK_TCK"), Path("/proc/stat").read_text().split()[1:9]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) / tick for v in fields)
+    return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "steal": steal}
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two samples; a process gone in between counts up to the first."""
+    return sum(after.get(pid, used) - used for pid, used in before.items()) + sum(
+        used for pid, used in after.items() if pid not in before
+    )
+
+
+# --- data and tokens ------------------------------------------------------------------------
+
+
+def sent_drip(app: Flask) -> list[tuple[int, int]]:
+    """A three-step drip with every candidate's first two mails sent hours ago; their ids.
+
+    Returns (message id, candidate id) pairs.
+    """
+    now = datetime.now(UTC)
+    data = {"name": "Silver medalists", "kind": "drip",
+            "entry": {"ats_event": "candidate.rejected"},
+            "sender": {"name": "Acme Talent", "email": SETTINGS["SENDER_EMAIL"]},
+            "steps": STEPS}  # fmt: skip
+    campaign = create_campaign(db.session, data, template_library(app), now)
+    set_status(db.session, campaign, "active", now)
+    enrol_all(db.session, campaign.id, select(Candidate.id), now, None)
+    rows = (
+        select(Enrolment.candidate_id, Enrolment.campaign_id, Step.id, Enrolment.id)
+        .join(Step, Step.campaign_id == Enrolment.campaign_id)
+        .where(Enrolment.campaign_id == campaign.id, Step.position < 2)
+    )
+    queue_messages(db.session, rows, now)
+    # What sending leaves behind; a scanner's hits come within seconds of delivery, not hours.
+    db.session.execute(text(
+        "UPDATE messages m SET state = 'sent', attempts = 1, to_address = c.email, "
+        "subject = 'A note after your interview', "
+        "message_id = '<' || m.id || '.bench@acme.example.com>', "
+        "sent_at = :now - (2 + m.id % 70) * INTERVAL '1 hour', "
+        "claimed_at = :now - (2 + m.id % 70) * INTERVAL '1 hour' - INTERVAL '1 second', "
+        "enqueued_at = :now - (2 + m.id % 70) * INTERVAL '1 hour' - INTERVAL '2 seconds', "
+        "queued_at = :now - (2 + m.id % 70) * INTERVAL '1 hour' - INTERVAL '2 seconds' "
+        "FROM candidates c WHERE c.id = m.candidate_id AND m.campaign_id = :c"
+    ), {"c": campaign.id, "now": now.replace(tzinfo=None)})  # fmt: skip
+    db.session.execute(text(
+        "UPDATE enrolments SET next_position = 2, next_send_at = :later WHERE campaign_id = :c"
+    ), {"c": campaign.id, "later": datetime(2100, 1, 1)})  # fmt: skip
+    db.session.commit()
+    ids = [(row[0], row[1]) for row in db.session.execute(text(
+        "SELECT id, candidate_id FROM messages WHERE campaign_id = :c AND state = 'sent' "
+        "ORDER BY id"
+    ), {"c": campaign.id})]  # fmt: skip
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE candidates, enrolments, messages, events"))
+    return ids
+
+
+def tracked_urls(app: Flask, ids: list[tuple[int, int]]
+                 ) -> tuple[list[str], list[tuple[str, str]]]:  # fmt: skip
+    """The open pixels and the (click path, target) pairs that ``instrument`` puts in mail."""
+    tokens = Tokens.from_config(app.config)
+    keep = tuple(f"{tokens.base_url}/{path}/" for path in ("u", "p", "r", "k"))  # as sending
+    careers, network = app.config["CAREERS_URL"], app.config["TALENT_NETWORK_URL"]
+    opens, clicks = [], []
+    for message_id, candidate_id in ids:
+        mail = (
+            "<html><body><p>Thank you for your time with us.</p>"
+            f'<p><a href="{careers}/jobs/{message_id % 50}?utm_source=nurture&amp;'
+            f'utm_medium=email">A role like yours</a> · <a href="{careers}">Open roles</a> · '
+            f'<a href="{network}">Our talent network</a></p>'
+            f'<p><a href="{tokens.unsubscribe_url(candidate_id, message_id)}">Unsubscribe</a></p>'
+            "</body></html>"
+        )
+        for url in URL_IN_MAIL.findall(instrument(mail, tokens, message_id, keep)):
+            path = html_lib.unescape(url).removeprefix(tokens.base_url)
+            if path.startswith("/o/"):
+                opens.append(path)
+            elif path.startswith("/c/"):
+                clicks.append((path, tokens.load("click", path[3:])[1]))
+    return opens, clicks
+
+
+# --- the load generator ---------------------------------------------------------------------
+
+
+def _connection_loop(port: int, opens: list[str], clicks: list[tuple[str, str]], seed: int,
+                     start: float, end: float, out: dict[str, Any]) -> None:  # fmt: skip
+    """One keep-alive connection, closed loop, until ``end``; adds its own counts to ``out``."""
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies: list[float] = []
+    counts: Counter = Counter()  # this thread's own: ``+=`` on a shared one could lose counts
+    last = start
+    while time.monotonic() < start:
+        time.sleep(0.001)
+    while time.monotonic() < end:
+        is_open = rng.random() < OPEN_SHARE
+        path, target = (rng.choice(opens), None) if is_open else rng.choice(clicks)
+        began = time.perf_counter()
+        try:
+            conn.request("GET", path, headers={"User-Agent": rng.choice(AGENTS)})
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            counts["connection errors"] += 1
+            conn.close()
+            continue
+        latencies.append(time.perf_counter() - began)
+        last = max(last, time.monotonic())
+        if not 200 <= response.status < 400:
+            counts[f"HTTP {response.status}"] += 1
+        elif is_open:
+            counts["open"] += 1
+        elif response.getheader("Location") != target:
+            counts["wrong redirect"] += 1
+        else:
+            counts["click"] += 1
+    conn.close()
+    out["threads"].append((counts, latencies, last))  # list.append is atomic
+
+
+def _generator_main(conn: Any, opens: list[str], clicks: list[tuple[str, str]], index: int,
+                    connections: int) -> None:  # fmt: skip
+    """A load-generator process: on ("run", port, start, seconds) it runs and reports."""
+    conn.send("ready")
+    while (command := conn.recv()) != "stop":
+        _, port, start, seconds = command
+        out: dict[str, Any] = {"threads": []}
+        cpu_before = time.process_time()
+        threads = [
+            threading.Thread(target=_connection_loop, args=(
+                port, opens, clicks, hash((index, thread, start)), start, start + seconds, out))
+            for thread in range(connections)
+        ]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        conn.send({
+            "counts": sum((counts for counts, _, _ in out["threads"]), Counter()),
+            "latencies": [x for _, latencies, _ in out["threads"] for x in latencies],
+            "last": max((last for _, _, last in out["threads"]), default=start),
+            "cpu": time.process_time() - cpu_before,
+        })  # fmt: skip
+
+
+class LoadGenerator:
+    """``processes`` spawned processes sharing ``connections`` keep-alive connections."""
+
+    def __init__(self, opens: list[str], clicks: list[tuple[str, str]], processes: int,
+                 connections: int) -> None:  # fmt: skip
+        self.args = opens, clicks
+        self.shares = [connections // processes + (i < connections % processes)
+                       for i in range(processes)]  # fmt: skip
+
+    def __enter__(self) -> LoadGenerator:
+        context = multiprocessing.get_context("spawn")
+        self.conns, self.processes = [], []
+        for index, share in enumerate(self.shares):
+            parent, child = context.Pipe()
+            process = context.Process(target=_generator_main, daemon=True,
+                                      args=(child, *self.args, index, share))  # fmt: skip
+            process.start()
+            self.conns.append(parent)
+            self.processes.append(process)
+        for conn in self.conns:
+            assert conn.recv() == "ready"
+        return self
+
+    def run(self, port: int, seconds: float) -> dict[str, Any]:
+        """Load ``port`` for ``seconds`` from every process; the counts, latencies and CPU."""
+        start = time.monotonic() + 0.2
+        for conn in self.conns:
+            conn.send(("run", port, start, seconds))
+        results = [conn.recv() for conn in self.conns]
+        counts = sum((r["counts"] for r in results), Counter())
+        latencies = sorted(x for r in results for x in r["latencies"])
+        elapsed = max(r["last"] for r in results) - start
+        return {"counts": counts, "latencies": latencies, "elapsed": elapsed, "start": start,
+                "cpu": sum(r["cpu"] for r in results)}  # fmt: skip
+
+    def __exit__(self, *exc: object) -> None:
+        for conn, process in zip(self.conns, self.processes, strict=True):
+            try:
+                conn.send("stop")
+            except OSError:
+                pass
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+
+
+# --- gunicorn -------------------------------------------------------------------------------
+
+
+def gunicorn_command(setup: str, port: int, log: Path) -> list[str]:
+    """``gunicorn wsgi:app`` as an operator starts it, for a setup such as ``gthread:2x4``."""
+    kind, workers, threads = SETUP.match(setup).groups()  # type: ignore[union-attr]
+    script = Path(sys.executable).parent / "gunicorn"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "gunicorn"]
+    command += ["wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", workers,
+                "--worker-class", kind, "--error-logfile", str(log), "--log-level", "info"]
+    if threads:
+        command += ["--threads", threads]
+    return command
+
+
+def start_gunicorn(stack: ExitStack, setup: str, env: dict[str, str], tmp: Path
+                   ) -> tuple[subprocess.Popen, int, str]:  # fmt: skip
+    """Start gunicorn for ``setup``; back once every worker booted and it answers."""
+    port, log = free_port(), tmp / f"gunicorn-{setup.replace(':', '-')}.log"
+    command = gunicorn_command(setup, port, log)
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT, preexec_fn=die_with_parent())  # fmt: skip
+    stack.callback(stop_gunicorn, server)
+    workers = int(SETUP.match(setup)[2])  # type: ignore[index]
+    deadline = time.monotonic() + 60
+    while True:
+        booted = log.read_text().count("Booting worker") if log.exists() else 0
+        if booted >= workers and len(children(server.pid)) >= workers:
+            try:
+                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                probe.request("GET", "/o/not-a-token.gif")
+                if probe.getresponse().status == 404:
+                    probe.close()
+                    break
+            except OSError:
+                pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text()[-2000:] if log.exists() else "(no log)"
+            raise RuntimeError(f"gunicorn ({' '.join(command)}) did not come up:\n{tail}")
+        time.sleep(0.1)
+    shown = " ".join(["gunicorn", *command[command.index("wsgi:app") :]]).replace(str(tmp), "$TMP")
+    return server, port, shown
+
+
+def stop_gunicorn(server: subprocess.Popen) -> None:
+    """A graceful stop (SIGTERM to the master), then a kill if it hangs."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def last_event_id() -> int:
+    """The highest events.id so far (runs are told apart by it)."""
+    value = db.session.scalar(text("SELECT coalesce(max(id), 0) FROM events"))
+    db.session.rollback()
+    return int(value)
+
+
+def events_since(after_id: int) -> Counter:
+    """Events added after ``after_id``: by kind, and how many of them marked machine."""
+    rows = db.session.execute(text(
+        "SELECT kind, machine, count(*) FROM events WHERE id > :i GROUP BY kind, machine"
+    ), {"i": after_id}).all()  # fmt: skip
+    db.session.rollback()
+    found: Counter = Counter()
+    for kind, machine, count in rows:
+        found[kind] += count
+        found["machine"] += count if machine else 0
+    return found
+
+
+def bench_setup(app: Flask, setup: str, generator: LoadGenerator, args: argparse.Namespace,
+                env: dict[str, str], postgres: Any, tmp: Path) -> dict[str, Any]:  # fmt: skip
+    """One worker setup: start gunicorn, warm up, ``--runs`` timed runs; print and summarise."""
+    with ExitStack() as stack:
+        started = time.perf_counter()
+        server, port, shown = start_gunicorn(stack, setup, env, tmp)
+        boot = time.perf_counter() - started
+        generator.run(port, args.warmup)  # every worker's imports, pools and caches
+        print(f"\n{shown}\n   up in {boot:.1f} s; {args.connections} connections from "
+              f"{len(generator.shares)} processes, {OPEN_SHARE:.0%} opens, {args.warmup:g} s "
+              f"warm-up, {args.runs} runs of {args.seconds:g} s")  # fmt: skip
+        rows = []
+        gunicorn_pids = lambda: [server.pid, *children(server.pid)]  # noqa: E731
+        for run in range(args.runs):
+            with app.app_context():
+                first = last_event_id()
+            before = cpu_by_pid(gunicorn_pids()), cpu_by_pid(postgres()), machine_cpu()
+            result = generator.run(port, args.seconds)
+            after = cpu_by_pid(gunicorn_pids()), cpu_by_pid(postgres()), machine_cpu()
+            with app.app_context():
+                found = events_since(first)
+            counts, latencies, elapsed = result["counts"], result["latencies"], result["elapsed"]
+            ok = counts["open"] + counts["click"]
+            failed = sum(v for k, v in counts.items() if k not in ("open", "click"))
+            recorded = found["open"] == counts["open"] and found["click"] == counts["click"]
+            rows.append({
+                "rate": ok / elapsed, "ok": ok, "failed": failed, "recorded": recorded,
+                "p50": latencies[len(latencies) // 2] * 1e3 if latencies else 0.0,
+                "p99": latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else 0.0,
+                "elapsed": elapsed, "gunicorn": cpu_used(before[0], after[0]),
+                "postgres": cpu_used(before[1], after[1]), "generator": result["cpu"],
+                **{key: after[2][key] - before[2][key] for key in ("busy", "idle", "steal")},
+            })  # fmt: skip
+            problems = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())
+                                 if k not in ("open", "click")) or "none"  # fmt: skip
+            print(f"   run {run + 1}: {ok:,} hits in {elapsed:.2f} s ({counts['open']:,} opens, "
+                  f"{counts['click']:,} clicks); failed: {problems}; events added: "
+                  f"{found['open']:,} opens, {found['click']:,} clicks ({found['machine']:,} "
+                  f"marked machine): {'all recorded' if recorded else 'MISMATCH'}")
+        rate = statistics.median(row["rate"] for row in rows)
+        print(f"   {'hits per second':<28} {spread([r['rate'] for r in rows], '{:,.0f}')}")
+        print(f"   {'latency p50, ms':<28} {spread([r['p50'] for r in rows])}")
+        print(f"   {'latency p99, ms':<28} {spread([r['p99'] for r in rows])}")
+        print(f"   {'failed (not 2xx/3xx, errors)':<28} {sum(r['failed'] for r in rows):,}")
+        print(f"   every successful hit recorded as an event: "
+              f"{'yes' if all(r['recorded'] for r in rows) else 'NO'} in "
+              f"{sum(r['recorded'] for r in rows)} of {len(rows)} runs")
+        print(f"\n   {'CPU during the runs':<24} {'CPU seconds':>22} {'µs per hit':>11} "
+              f"{'% of 2 cores':>13}")  # fmt: skip
+        for name in ("gunicorn", "postgres", "generator"):
+            used = [row[name] for row in rows]
+            per_hit = statistics.median(row[name] / max(row["ok"], 1) * 1e6 for row in rows)
+            share = statistics.median(row[name] / (2 * row["elapsed"]) * 100 for row in rows)
+            label = {"gunicorn": f"gunicorn ({SETUP.match(setup)[2]} workers)",  # type: ignore
+                     "postgres": "postgres", "generator": "load generator"}[name]  # fmt: skip
+            print(f"   {label:<24} {spread(used):>22} {per_hit:>11,.0f} {share:>12.0f}%")
+        # The machine as a whole (/proc/stat): what the rows above miss, and what nobody used.
+        for name, part in (
+            ("anything else", lambda r: r["busy"] - r["gunicorn"] - r["postgres"] - r["generator"]),
+            ("idle", lambda r: r["idle"]),
+            ("steal (other VMs)", lambda r: r["steal"]),
+        ):
+            used = [part(row) for row in rows]
+            share = statistics.median(
+                part(row) / (row["busy"] + row["idle"] + row["steal"]) * 100 for row in rows
+            )
+            print(f"   {name:<24} {spread(used):>22} {'':>11} {share:>12.0f}%")
+        served = statistics.median(
+            (row["gunicorn"] + row["postgres"]) / max(row["ok"], 1) for row in rows
+        )
+        print(f"   server side (gunicorn + postgres) {served * 1e6:,.0f} µs per hit -> at most "
+              f"{2 / served:,.0f} hits/s on 2 cores with the generator elsewhere")
+    return {"setup": setup, "rate": rate, "rows": rows}
+
+
+def bench_views(app: Flask, opens: list[str], clicks: list[tuple[str, str]], n: int,
+                profile_out: str | None) -> None:  # fmt: skip
+    """The views in this process through Flask's test client: timed, then under cProfile."""
+    rng = random.Random(7)
+    hits = [
+        (rng.choice(opens), None) if rng.random() < OPEN_SHARE else rng.choice(clicks)
+        for _ in range(3 * n)
+    ]
+    client = app.test_client()  # no app context held here: each request gets its own session
+
+    def serve(batch: list[tuple[str, str | None]]) -> int:
+        good = 0
+        for path, target in batch:
+            response = client.get(path, headers={"User-Agent": AGENTS[good % len(AGENTS)]})
+            good += response.status_code == 200 if target is None else (
+                response.status_code == 302 and response.headers["Location"] == target)
+        return good
+
+    serve(hits[:n])  # warm
+    started, cpu_started = time.perf_counter(), time.process_time()
+    timed = serve(hits[n : 2 * n])
+    wall, busy = time.perf_counter() - started, time.process_time() - cpu_started
+    statements: Counter = Counter()  # what goes to PostgreSQL, as SQLAlchemy's events see it
+    with app.app_context():
+        engine = db.engine
+    listeners = [
+        ("before_cursor_execute", lambda conn, cursor, statement, *args: statements.update(
+            [" ".join(statement.split())[:70]])),
+        ("begin", lambda conn: statements.update(["BEGIN"])),
+        ("commit", lambda conn: statements.update(["COMMIT"])),
+    ]  # fmt: skip
+    if engine.pool._pre_ping:  # type: ignore[attr-defined]  # a SELECT 1 on every checkout
+        listeners.append(("checkout", lambda *args: statements.update(["SELECT 1 (pre-ping)"])))
+    for name, listener in listeners:
+        event.listen(engine, name, listener)
+    profile = cProfile.Profile()
+    profiled = profile.runcall(serve, hits[2 * n :])
+    for name, listener in listeners:
+        event.remove(engine, name, listener)
+    print(f"\nThe views in this process (Flask test client, no gunicorn), {n:,} hits warm: "
+          f"{wall / n * 1e6:,.0f} µs per hit ({busy / n * 1e6:,.0f} µs of it this process's "
+          f"CPU), {n / wall:,.0f} hits/s from one process; {timed + profiled:,} of {2 * n:,} "
+          "answered as expected")  # fmt: skip
+    if profile_out:
+        profile.dump_stats(profile_out)  # for pstats, snakeviz and the like
+    stats = pstats.Stats(profile, stream=io.StringIO()).stats  # type: ignore[attr-defined]
+    total = max(row[3] for row in stats.values())
+    print(f"   Under cProfile {total / n * 1e6:,.0f} µs per hit; by stage, cumulative µs per hit "
+          "and share:")
+    for label, suffix, name in STAGES:
+        spent = sum(row[3] for (file, _, func), row in stats.items()
+                    if func == name and file.endswith(suffix))  # fmt: skip
+        print(f"   {label:<38} {spent / n * 1e6:8,.0f}  {spent / total * 100:5.1f}%")
+    print(f"   Round trips to PostgreSQL per hit: {sum(statements.values()) / n:.2f}")
+    for statement, times in statements.most_common(10):
+        print(f"   {times / n:6.2f}  {statement}")
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(15)
+    body = out.getvalue().replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
+    print("   Top 15 by cumulative time:")
+    print("\n".join("   " + line for line in body[body.index("   ncalls") :].splitlines()[:16]))
+
+
+def run(args: argparse.Namespace, url: str, postgres: Any, stack: ExitStack, tmp: Path) -> None:
+    settings = SETTINGS | {"DATABASE_URL": url, "INSTANCE_PATH": str(tmp / "instance")}
+    app = create_app(Config, **settings)
+    started = time.perf_counter()
+    with app.app_context():
+        upgrade()
+        fill_candidates(args.candidates)
+        ids = sent_drip(app)
+    opens, clicks = tracked_urls(app, ids)
+    print(f"Built {args.candidates:,} candidates, a 3-step drip and {len(ids):,} sent messages "
+          f"(sent 2 to 71 hours ago) in {time.perf_counter() - started:.1f} s; "
+          f"{len(opens):,} open pixels and {len(clicks):,} click links from "
+          "tracking.instrument")  # fmt: skip
+    env = dict(os.environ) | {f"NURTURE_{key}": value for key, value in settings.items()}
+    generator = stack.enter_context(
+        LoadGenerator(opens, clicks, args.processes, args.connections)
+    )
+    results = []
+    for setup in args.setups:
+        try:
+            results.append(bench_setup(app, setup, generator, args, env, postgres, tmp))
+        except (RuntimeError, OSError) as error:  # report it and go on with the next setup
+            print(f"\n{setup}: FAILED: {error}")
+    print(f"\n{'setup':<14} {'hits/s median (min-max)':>26} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'failed':>7} {'recorded':>9} {'server µs/hit':>14}")  # fmt: skip
+    for result in results:
+        rows = result["rows"]
+        served = statistics.median(
+            (r["gunicorn"] + r["postgres"]) / max(r["ok"], 1) * 1e6 for r in rows
+        )
+        print(f"{result['setup']:<14} {spread([r['rate'] for r in rows], '{:,.0f}'):>26} "
+              f"{statistics.median(r['p50'] for r in rows):>8.1f} "
+              f"{statistics.median(r['p99'] for r in rows):>8.1f} "
+              f"{sum(r['failed'] for r in rows):>7,} "
+              f"{sum(r['recorded'] for r in rows):>5} of {len(rows)} "
+              f"{served:>14,.0f}")  # fmt: skip
+    best = max(results, key=lambda r: r["rate"], default=None)
+    lost = not results or not all(row["recorded"] for r in results for row in r["rows"])
+    met = best is not None and best["rate"] >= GOAL_RATE
+    shown = f"{best['setup']}, {best['rate']:,.0f} hits/s" if best else "no setup ran"
+    print(f"goal >= {GOAL_RATE:,.0f} hits/s: {'met' if met else 'MISSED'} (best: {shown}); "
+          f"none lost: {'NO' if lost else 'yes'}")  # fmt: skip
+    bench_views(app, opens, clicks, args.profile_hits, args.profile_out)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, start PostgreSQL, run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="an empty PostgreSQL database (else a throw-away cluster)")
+    parser.add_argument("--setups", nargs="+", default=["sync:2", "sync:4", "gthread:2x4"],
+                        metavar="KIND:WORKERS[xTHREADS]",
+                        help="gunicorn worker setups (default: sync:2 sync:4 gthread:2x4)")
+    parser.add_argument("--candidates", type=int, help="candidates (default 5,000; quick 2,000)")
+    parser.add_argument("--runs", type=int, help="timed runs per setup (default 3; quick 1)")
+    parser.add_argument("--seconds", type=float, help="length of a run (default 10; quick 3)")
+    parser.add_argument("--warmup", type=float, default=1.5, help="seconds before the runs")
+    parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--connections", type=int, default=16,
+                        help="concurrent connections in all (default 16)")
+    parser.add_argument("--profile-hits", type=int,
+                        help="hits per in-process pass (default 3,000; quick 1,000)")
+    parser.add_argument("--quick", action="store_true", help="a short run: well under a minute")
+    parser.add_argument("--profile-out", metavar="FILE",
+                        help="also write the in-process cProfile data to FILE")
+    args = parser.parse_args(argv)
+    for key, default, quick in (("candidates", 5000, 2000), ("runs", 3, 1), ("seconds", 10.0, 3.0),
+                                ("profile_hits", 3000, 1000)):  # fmt: skip
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else default)
+    if args.quick:
+        args.warmup = min(args.warmup, 1.0)
+    bad = [setup for setup in args.setups if not SETUP.match(setup)]
+    if bad:
+        parser.error(f"setups look like sync:2 or gthread:2x4, not {' '.join(bad)}")
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{platform.system()} {platform.release()}; load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; a reference loop of pure Python "
+          f"takes {python_speed():.0f} µs")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp, ExitStack() as stack:
+        url, postgres = args.url, lambda: []  # a server elsewhere: its CPU is not counted
+        if not url:
+            from tests.support.postgres import PostgresCluster
+
+            cluster = stack.enter_context(PostgresCluster())
+            url, pidfile = cluster.url, cluster.directory / "data" / "postmaster.pid"
+            postmaster = int(pidfile.read_text().split()[0])
+            postgres = lambda: [postmaster, *children(postmaster, "postgres")]  # noqa: E731
+        run(args, url, postgres, stack, Path(tmp))
+    print(f"\nLoad average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; the "
+          f"reference loop takes {python_speed():.0f} µs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
