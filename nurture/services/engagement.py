@@ -27,6 +27,8 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Update,
+    bindparam,
     case,
     exists,
     false,
@@ -39,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.functions import FunctionElement
 
 from nurture.models import Candidate, Event, EventKind
@@ -97,24 +100,37 @@ def score_column(now: datetime) -> ColumnElement[float]:
     return Candidate.engagement_points / growth(now)
 
 
+def _summary_update(kind: str) -> Update:
+    """The UPDATE that counts one ``kind`` in a candidate's summary and points, built once."""
+    table = Candidate.__table__
+    column = table.c[_LAST[kind]]
+    when = bindparam("when", type_=column.type)
+    return (
+        table.update()
+        .where(table.c.id == bindparam("candidate_id"))
+        .values(
+            {
+                column: case((or_(column.is_(None), column < when), when), else_=column),
+                table.c.engagement_points: table.c.engagement_points + bindparam("points"),
+            }
+        )
+    )
+
+
+_SUMMARY = {kind: _summary_update(kind) for kind in _LAST}
+
+
 def note_engagement(session: Session, candidate_id: int, kind: str, when: datetime) -> None:
     """Count a human open, click or reply in the candidate's summary and score (one UPDATE)."""
     kind = str(kind)
     if kind not in WEIGHTS:
         return
-    column = getattr(Candidate, _LAST[kind])
-    statement = (
-        update(Candidate)
-        .where(Candidate.id == candidate_id)
-        .values(
-            {
-                _LAST[kind]: case((or_(column.is_(None), column < when), when), else_=column),
-                "engagement_points": Candidate.engagement_points + WEIGHTS[kind] * growth(when),
-            }
-        )
-        .execution_options(synchronize_session="fetch")
-    )
-    session.execute(statement)
+    points = WEIGHTS[kind] * growth(when)
+    session.execute(_SUMMARY[kind], {"candidate_id": candidate_id, "when": when, "points": points})
+    # A Candidate loaded in this session (a reply being handled) reads the new values next.
+    loaded = session.identity_map.get(identity_key(Candidate, candidate_id))
+    if loaded is not None:
+        session.expire(loaded, ["engagement_points", _LAST[kind]])
 
 
 class _age_days(FunctionElement[float]):  # noqa: N801 - used like a SQL function

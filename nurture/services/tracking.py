@@ -7,9 +7,10 @@ import html as html_lib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from nurture.models import Candidate, CandidateStatus, Event, EventKind, Message
@@ -141,33 +142,59 @@ def looks_like_machine(user_agent: str) -> bool:
     return bool(_MACHINE_AGENTS.search(user_agent or ""))
 
 
+class Tracked(Protocol):
+    """What recording a hit needs of the message it belongs to."""
+
+    id: int
+    candidate_id: int
+    sent_at: datetime | None
+
+
+# Built once: a tracking hit is the hottest path there is.
+_TRACKED = select(Message.id, Message.candidate_id, Message.sent_at).where(
+    Message.id == bindparam("message_id")
+)
+_INSERT_EVENT = Event.__table__.insert()
+
+
+def tracked(session: Session, message_id: int) -> Tracked | None:
+    """The message a token names, as the three columns a hit needs (not the whole row)."""
+    return session.execute(_TRACKED, {"message_id": message_id}).first()
+
+
 def record_event(
     session: Session,
-    message: Message,
+    message: Tracked,
     kind: EventKind,
     now: datetime,
     url: str = "",
     user_agent: str = "",
-) -> Event:
-    """Store what happened to a message."""
-    event = Event(
-        message_id=message.id,
-        candidate_id=message.candidate_id,
-        kind=kind,
-        url=url,
-        user_agent=(user_agent or "")[:400],
-        machine=kind in (EventKind.OPEN, EventKind.CLICK)
-        and (
-            looks_like_machine(user_agent)
-            or engagement.is_machine(kind, user_agent, message.sent_at, now)
-        ),
-        created_at=now,
+) -> bool:
+    """Store what happened to a message (one INSERT); returns whether a person did it.
+
+    A person's open or click also counts in the candidate's summary and score (one UPDATE).
+    """
+    machine = kind in (EventKind.OPEN, EventKind.CLICK) and (
+        looks_like_machine(user_agent)
+        or engagement.is_machine(kind, user_agent, message.sent_at, now)
     )
-    session.add(event)
-    if not event.machine:
+    session.execute(
+        _INSERT_EVENT,
+        {
+            "message_id": message.id,
+            "candidate_id": message.candidate_id,
+            "kind": str(kind),
+            "url": url,
+            "user_agent": (user_agent or "")[:400],
+            "machine": machine,
+            "value": "",
+            "created_at": now,
+        },
+    )
+    if not machine:
         # Keeps the candidate's summary (last open/click, score) current for segments.
         engagement.note_engagement(session, message.candidate_id, kind, now)
-    return event
+    return not machine
 
 
 def open_message(
@@ -175,7 +202,7 @@ def open_message(
 ) -> None:
     """Record an open; a bad token or unknown message changes nothing."""
     message_id = tokens.load("open", token)
-    message = session.get(Message, message_id) if isinstance(message_id, int) else None
+    message = tracked(session, message_id) if isinstance(message_id, int) else None
     if message is None:
         raise BadToken("open")
     record_event(session, message, EventKind.OPEN, now, user_agent=user_agent)
@@ -189,7 +216,7 @@ def click(session: Session, tokens: Tokens, token: str, user_agent: str, now: da
     message_id, url = payload
     if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
         raise BadToken("click")
-    message = session.get(Message, message_id)
+    message = tracked(session, message_id)
     if message is None:
         raise BadToken("click")
     record_event(session, message, EventKind.CLICK, now, url=url, user_agent=user_agent)

@@ -68,10 +68,12 @@ def test_machine_hits_are_marked(
     """Scanners click within seconds of delivery; proxies prefetch with a generic agent."""
     now = clock.now()
     message = _sent(now)
-    event = record_event(db.session, message, kind, now + timedelta(seconds=seconds),
+    human = record_event(db.session, message, kind, now + timedelta(seconds=seconds),
                          user_agent=agent)  # fmt: skip
     db.session.commit()
-    assert event.machine is machine
+    assert human is not machine
+    stored = db.session.execute(select(Event.kind, Event.machine, Event.user_agent)).one()
+    assert tuple(stored) == (kind, machine, agent)
     candidate = db.session.get(Candidate, message.candidate_id)
     db.session.refresh(candidate)
     last = candidate.last_opened_at if kind == EventKind.OPEN else candidate.last_clicked_at
