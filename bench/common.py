@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import cProfile
+import io
 import os
+import pstats
 import statistics
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,3 +74,58 @@ def spread(values: list[float], fmt: str = "{:,.2f}") -> str:
     """The median with the min-max, as every table here prints it."""
     low, mid, high = (fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
     return f"{mid} ({low}-{high})"
+
+
+def print_stages(
+    profile: cProfile.Profile,
+    count: int,
+    unit: str,
+    stages: list[tuple[str, str, str]],
+    width: int = 36,
+    profile_out: str | None = None,
+) -> None:
+    """Cumulative µs per ``unit`` and share of each (label, file suffix, function) stage."""
+    if profile_out:
+        profile.dump_stats(profile_out)  # for pstats, snakeviz and the like
+    stats = pstats.Stats(profile, stream=io.StringIO()).stats  # type: ignore[attr-defined]
+    total = max(row[3] for row in stats.values())
+    print(f"   Under cProfile {total / count * 1e6:,.0f} µs per {unit}; by stage, cumulative "
+          f"µs per {unit} and share:")  # fmt: skip
+    for label, suffix, name in stages:
+        spent = sum(row[3] for (file, _, func), row in stats.items()
+                    if func == name and file.endswith(suffix))  # fmt: skip
+        print(f"   {label:<{width}} {spent / count * 1e6:8,.0f}  {spent / total * 100:5.1f}%")
+
+
+def print_top(profile: cProfile.Profile, root: Path, rows: int = 15) -> None:
+    """The ``rows`` functions with the most cumulative time, paths shortened."""
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(rows)
+    body = out.getvalue().replace(str(root) + "/", "").replace(sys.prefix + "/", "")
+    print(f"   Top {rows} by cumulative time:")
+    lines = body[body.index("   ncalls") :].splitlines()[: rows + 1]
+    print("\n".join("   " + line for line in lines))
+
+
+# As TestConfig and the e2e tests: activation needs the sender identity.
+SETTINGS = {
+    "SECRET_KEY": "bench-only-secret",
+    "BASE_URL": "https://nurture.test",
+    "COMPANY_NAME": "Acme",
+    "POSTAL_ADDRESS": "Acme Inc, 1 Main St, Springfield",
+    "SENDER_EMAIL": "talent@acme.example.com",
+}
+
+
+def postgres_for(url: str | None, stack: ExitStack) -> tuple[str, Callable[[], list[int]]]:
+    """``url``, or a throw-away cluster's (stopped with ``stack``), and its server's pids.
+
+    A server elsewhere has no pids here: its CPU is not counted.
+    """
+    if url:
+        return url, lambda: []
+    from tests.support.postgres import PostgresCluster
+
+    cluster = stack.enter_context(PostgresCluster())
+    postmaster = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
+    return cluster.url, lambda: [postmaster, *children(postmaster, "postgres")]

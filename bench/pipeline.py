@@ -33,11 +33,9 @@ if str(ROOT) not in sys.path:
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
-import io  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import pstats  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -53,7 +51,16 @@ from flask_migrate import upgrade  # noqa: E402
 from rq import Worker  # noqa: E402
 from sqlalchemy import select, text  # noqa: E402
 
-from bench.common import children, cpu, fill_candidates, spread  # noqa: E402
+from bench.common import (  # noqa: E402
+    SETTINGS,
+    children,
+    cpu,
+    fill_candidates,
+    postgres_for,
+    print_stages,
+    print_top,
+    spread,
+)
 from nurture import create_app  # noqa: E402
 from nurture.config import Config  # noqa: E402
 from nurture.embedded import EmbeddedRedis, SmtpCapture  # noqa: E402
@@ -67,13 +74,6 @@ from nurture.tasks.scheduling import run_tick  # noqa: E402
 from nurture.tasks.sending import close_sender, send_messages, template_library  # noqa: E402
 
 GOAL_DUE_S, GOAL_RATE, GOAL_RSS_MB, BATCH = 10.0, 1000.0, 150.0, 500
-SETTINGS = {  # as TestConfig and the e2e tests: activation needs the sender identity
-    "SECRET_KEY": "bench-only-secret",
-    "BASE_URL": "https://nurture.test",
-    "COMPANY_NAME": "Acme",
-    "POSTAL_ADDRESS": "Acme Inc, 1 Main St, Springfield",
-    "SENDER_EMAIL": "talent@acme.example.com",
-}
 STEPS = [
     {"delay": "PT1H", "template": "rejection_followup"},
     {"delay": "P3D", "template": "talent_network_invite"},
@@ -303,21 +303,8 @@ def bench_profile(campaign_id: int, profile_out: str | None = None) -> None:
     print(f"\n4. A batch of {BATCH} through tasks.sending.send_messages in this process, warm: "
           f"{wall / BATCH * 1e3:.2f} ms per message ({busy / BATCH * 1e3:.2f} ms of it this "
           f"process's CPU), {BATCH / wall:,.0f} mails/s from one process")
-    if profile_out:
-        profile.dump_stats(profile_out)  # for pstats, snakeviz and the like
-    stats = pstats.Stats(profile, stream=io.StringIO()).stats  # type: ignore[attr-defined]
-    total = max(row[3] for row in stats.values())
-    print(f"   Under cProfile {total / BATCH * 1e6:,.0f} µs per message; by stage, cumulative "
-          "µs per message and share:")
-    for label, suffix, name in STAGES:
-        spent = sum(row[3] for (file, _, func), row in stats.items()
-                    if func == name and file.endswith(suffix))  # fmt: skip
-        print(f"   {label:<36} {spent / BATCH * 1e6:8,.0f}  {spent / total * 100:5.1f}%")
-    out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(15)
-    body = out.getvalue().replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
-    print("   Top 15 by cumulative time:")
-    print("\n".join("   " + line for line in body[body.index("   ncalls") :].splitlines()[:16]))
+    print_stages(profile, BATCH, "message", STAGES, 36, profile_out)
+    print_top(profile, ROOT)
 
 
 def run(args: argparse.Namespace, url: str, postgres: Any, stack: ExitStack, tmp: Path) -> None:
@@ -373,14 +360,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.system()} {platform.release()}; load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp, ExitStack() as stack:
-        url, postgres = args.url, lambda: []  # a server elsewhere: its CPU is not counted
-        if not url:
-            from tests.support.postgres import PostgresCluster
-
-            cluster = stack.enter_context(PostgresCluster())
-            url, pidfile = cluster.url, cluster.directory / "data" / "postmaster.pid"
-            postmaster = int(pidfile.read_text().split()[0])
-            postgres = lambda: [postmaster, *children(postmaster, "postgres")]  # noqa: E731
+        url, postgres = postgres_for(args.url, stack)
         run(args, url, postgres, stack, Path(tmp))
     print(f"\nLoad average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0

@@ -50,11 +50,9 @@ import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import html as html_lib  # noqa: E402
 import http.client  # noqa: E402
-import io  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import pstats  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
@@ -73,7 +71,16 @@ from flask import Flask  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy import event, select, text  # noqa: E402
 
-from bench.common import children, cpu_by_pid, fill_candidates, spread  # noqa: E402
+from bench.common import SETTINGS as COMMON_SETTINGS  # noqa: E402
+from bench.common import (  # noqa: E402
+    children,
+    cpu_by_pid,
+    fill_candidates,
+    postgres_for,
+    print_stages,
+    print_top,
+    spread,
+)
 from nurture import create_app  # noqa: E402
 from nurture.config import Config  # noqa: E402
 from nurture.embedded import die_with_parent, free_port  # noqa: E402
@@ -85,12 +92,7 @@ from nurture.services.tracking import Tokens, instrument  # noqa: E402
 from nurture.tasks.sending import template_library  # noqa: E402
 
 GOAL_RATE, OPEN_SHARE = 2000.0, 0.7
-SETTINGS = {  # as TestConfig and the e2e tests: activation needs the sender identity
-    "SECRET_KEY": "bench-only-secret",
-    "BASE_URL": "https://nurture.test",
-    "COMPANY_NAME": "Acme",
-    "POSTAL_ADDRESS": "Acme Inc, 1 Main St, Springfield",
-    "SENDER_EMAIL": "talent@acme.example.com",
+SETTINGS = COMMON_SETTINGS | {
     "REDIS_URL": "redis://127.0.0.1:9/0",  # the discard port: nothing listens, nothing needs it
 }
 STEPS = [
@@ -531,24 +533,11 @@ def bench_views(app: Flask, opens: list[str], clicks: list[tuple[str, str]], n: 
           f"{wall / n * 1e6:,.0f} µs per hit ({busy / n * 1e6:,.0f} µs of it this process's "
           f"CPU), {n / wall:,.0f} hits/s from one process; {timed + profiled:,} of {2 * n:,} "
           "answered as expected")  # fmt: skip
-    if profile_out:
-        profile.dump_stats(profile_out)  # for pstats, snakeviz and the like
-    stats = pstats.Stats(profile, stream=io.StringIO()).stats  # type: ignore[attr-defined]
-    total = max(row[3] for row in stats.values())
-    print(f"   Under cProfile {total / n * 1e6:,.0f} µs per hit; by stage, cumulative µs per hit "
-          "and share:")
-    for label, suffix, name in STAGES:
-        spent = sum(row[3] for (file, _, func), row in stats.items()
-                    if func == name and file.endswith(suffix))  # fmt: skip
-        print(f"   {label:<38} {spent / n * 1e6:8,.0f}  {spent / total * 100:5.1f}%")
+    print_stages(profile, n, "hit", STAGES, 38, profile_out)
     print(f"   Round trips to PostgreSQL per hit: {sum(statements.values()) / n:.2f}")
     for statement, times in statements.most_common(10):
         print(f"   {times / n:6.2f}  {statement}")
-    out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(15)
-    body = out.getvalue().replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
-    print("   Top 15 by cumulative time:")
-    print("\n".join("   " + line for line in body[body.index("   ncalls") :].splitlines()[:16]))
+    print_top(profile, ROOT)
 
 
 def run(args: argparse.Namespace, url: str, postgres: Any, stack: ExitStack, tmp: Path) -> None:
@@ -633,14 +622,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; a reference loop of pure Python "
           f"takes {python_speed():.0f} µs")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp, ExitStack() as stack:
-        url, postgres = args.url, lambda: []  # a server elsewhere: its CPU is not counted
-        if not url:
-            from tests.support.postgres import PostgresCluster
-
-            cluster = stack.enter_context(PostgresCluster())
-            url, pidfile = cluster.url, cluster.directory / "data" / "postmaster.pid"
-            postmaster = int(pidfile.read_text().split()[0])
-            postgres = lambda: [postmaster, *children(postmaster, "postgres")]  # noqa: E731
+        url, postgres = postgres_for(args.url, stack)
         run(args, url, postgres, stack, Path(tmp))
     print(f"\nLoad average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; the "
           f"reference loop takes {python_speed():.0f} µs")
