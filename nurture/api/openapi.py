@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nurture.models.campaigns import DEFAULT_EXIT_ON
 from nurture.services.campaigns import EXIT_ON, TOPICS
 from nurture.services.entries import REENTRY
 
@@ -200,7 +201,7 @@ def openapi_document() -> dict[str, Any]:
                         "exit_on": {
                             "type": "array",
                             "items": {"enum": list(EXIT_ON)},
-                            "default": ["hired", "reapplied", "replied"],
+                            "default": list(DEFAULT_EXIT_ON),
                             "description": "What ends a candidate's drip besides unsubscribes, "
                             "bounces and complaints, which always do.",
                         },

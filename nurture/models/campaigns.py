@@ -49,6 +49,10 @@ class EnrolmentStatus(enum.StrEnum):
     EXITED = "exited"
 
 
+# What ends a drip unless the campaign says otherwise (besides what always ends every drip).
+DEFAULT_EXIT_ON = ("hired", "reapplied", "replied")
+
+
 class Campaign(Base):
     """A drip, broadcast or job alert, with its sender and entry rule."""
 
@@ -67,9 +71,7 @@ class Campaign(Base):
     send_window: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Why an enrolment ends early besides unsubscribing: "hired", "reapplied", "replied"...
     # Besides unsubscribes, bounces and erasure, which end every drip.
-    exit_on: Mapped[list[str]] = mapped_column(
-        default=lambda: ["hired", "reapplied", "replied"]
-    )
+    exit_on: Mapped[list[str]] = mapped_column(default=lambda: list(DEFAULT_EXIT_ON))
     # The preference-centre topic this campaign belongs to: checkins, newsletter, job_alerts.
     topic: Mapped[str] = mapped_column(String(40), default="checkins")
     # ATS-event entries may be narrowed: {"rejection_reasons": [...], "stages": [...]}.

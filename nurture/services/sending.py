@@ -203,6 +203,12 @@ class Batch:
     steps: dict[int, Step]
     jobs: dict[int, dict[str, str] | None] = field(default_factory=dict)
 
+    def job(self, session: Session, campaign: Campaign) -> dict[str, str] | None:
+        """The job a job-alert campaign's mails show, looked up once per batch."""
+        if campaign.id not in self.jobs:
+            self.jobs[campaign.id] = job_context(session, campaign)
+        return self.jobs[campaign.id]
+
     def following(self, step: Step) -> Step | None:
         """The step after ``step`` in its campaign, or None for the last."""
         return self._positions.get((step.campaign_id, step.position + 1))
@@ -350,11 +356,7 @@ def send_one(
         settings,
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
-        job=(
-            batch.jobs[campaign.id]
-            if campaign.id in batch.jobs
-            else batch.jobs.setdefault(campaign.id, job_context(session, campaign))
-        ),
+        job=batch.job(session, campaign),
         rating_urls=(
             tokens.rating_urls(message.id) if "rating_urls" in compiled.variables else None
         ),
