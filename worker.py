@@ -2,7 +2,7 @@
 
 import sys
 
-from nurture.worker import run_worker
+from nurture.tasks.worker import run_worker
 
 if __name__ == "__main__":
     run_worker(burst="--burst" in sys.argv[1:])

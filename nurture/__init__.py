@@ -29,9 +29,9 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     csrf.init_app(app)
     tasks.init_app(app)
 
-    from nurture.admin import bp as admin_bp
-    from nurture.api import bp as api_bp
-    from nurture.tracking import bp as tracking_bp
+    from nurture.web.admin import bp as admin_bp
+    from nurture.web.api import bp as api_bp
+    from nurture.web.public import bp as tracking_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(tracking_bp)
@@ -45,7 +45,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
 
 def _finish_config(app: Flask) -> None:
     """Derive the settings other settings imply, and refuse to run without a secret."""
-    from nurture.clock import clock_from_setting
+    from nurture.runtime import clock_from_setting
 
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError(
@@ -61,7 +61,7 @@ def _finish_config(app: Flask) -> None:
         options.setdefault("pool_pre_ping", True)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config.setdefault("ATS_SECRET", None)
-    app.extensions["nurture.clock"] = clock_from_setting(str(app.config["CLOCK"]))
+    app.extensions["nurture.runtime"] = clock_from_setting(str(app.config["CLOCK"]))
 
 
 def _sqlalchemy_url(url: str) -> str:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import redis
 
-from nurture.embedded import (
+from nurture.dev.embedded import (
     CapturedMessage,
     EmbeddedRedis,
     SmtpCapture,

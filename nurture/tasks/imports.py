@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Flask, current_app
 
 from nurture.extensions import db
-from nurture.services.imports import job_report, run_import
+from nurture.workflows.imports import job_report, run_import
 from nurture.tasks import get_queue
 
 IMPORT_JOB = "nurture.tasks.imports.run_import_job"
@@ -20,9 +20,9 @@ def run_import_job(import_id: int) -> dict:
         job = run_import(
             db.session,
             import_id,
-            app.extensions["nurture.clock"].now(),
+            app.extensions["nurture.runtime"].now(),
             batch=int(app.config.get("IMPORT_BATCH_SIZE", 500)),
-            clock=app.extensions["nurture.clock"].now,
+            clock=app.extensions["nurture.runtime"].now,
         )
         # The job row keeps the rejected rows; RQ's result keeps only the counts.
         return job_report(job, with_rejected=False)

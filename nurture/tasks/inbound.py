@@ -12,8 +12,8 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from nurture.extensions import db
-from nurture.services import inbound as inbound_service
-from nurture.services.mailbox import parse_url, unseen
+from nurture.core.feedback import inbound as inbound_service
+from nurture.core.feedback.mailbox import parse_url, unseen
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ INBOUND_INTERVAL = 60.0
 
 def read_mailbox(app: Flask, url: str, setting: str = "mailbox") -> Counter[str]:
     """Classify and apply each unseen mail in one mailbox; returns counts by outcome."""
-    clock = app.extensions["nurture.clock"]
+    clock = app.extensions["nurture.runtime"]
     soft_limit = int(app.config.get("SOFT_BOUNCE_LIMIT", 3))
     counts: Counter[str] = Counter()
     with unseen(parse_url(url, setting)) as (messages, done):

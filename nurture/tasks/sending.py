@@ -8,17 +8,17 @@ from datetime import timedelta
 from flask import Flask, current_app
 
 from nurture.extensions import db
-from nurture.services.circuit import CircuitBreaker, RedisStore
-from nurture.services.dkim import DkimSigner
-from nurture.services.mail import MailSettings
-from nurture.services.ratelimit import RateLimiter, redis_buckets
-from nurture.services.rendering import TemplateLibrary
-from nurture.services.sending import Sender
-from nurture.services.sending import send_messages as send_service
-from nurture.services.smtp import SmtpSettings, SmtpTransport
-from nurture.services.templates import sources_from
-from nurture.services.timing import Timing
-from nurture.services.tracking import Tokens
+from nurture.core.delivery.circuit import CircuitBreaker, RedisStore
+from nurture.core.delivery.dkim import DkimSigner
+from nurture.core.content.mime import MailSettings
+from nurture.core.delivery.ratelimit import RateLimiter, redis_buckets
+from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.delivery.sending import Sender
+from nurture.core.delivery.sending import send_messages as send_service
+from nurture.core.delivery.smtp import SmtpSettings, SmtpTransport
+from nurture.core.content.templates import sources_from
+from nurture.core.campaigns.timing import Timing
+from nurture.core.feedback.tracking import Tokens
 from nurture.tasks import get_redis
 
 # Threads starting at once must share one Sender: a second one's SMTP connection would leak.
@@ -91,7 +91,7 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         outcome = send_service(
-            db.session, sender_for(app), app.extensions["nurture.clock"], message_ids
+            db.session, sender_for(app), app.extensions["nurture.runtime"], message_ids
         )
     finally:
         db.session.remove()

@@ -11,7 +11,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from nurture.extensions import db
-from nurture.services.users import create_user
+from nurture.core.accounts.users import create_user
 from nurture.tasks.sending import close_sender
 from tests.conftest import CHROMIUM_ARGS, chromium_path, make_app  # noqa: F401 - re-exported
 

@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Step
-from nurture.services import engagement
-from nurture.services.candidates import upsert_candidate
+from nurture.core.audience import engagement
+from nurture.core.audience.candidates import upsert_candidate
 from tests.admin.conftest import login, screenshot
 
 
 def now_of(app: Flask):
-    return app.extensions["nurture.clock"].now()
+    return app.extensions["nurture.runtime"].now()
 
 
 def person(app: Flask, email: str, **fields: Any) -> Candidate:

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Message, MessageState
-from nurture.services.candidates import is_suppressed
-from nurture.services.scheduling import create_due_messages
-from nurture.services.sending import send_messages
+from nurture.core.audience.candidates import is_suppressed
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.delivery.sending import send_messages
 from nurture.tasks.sending import sender_for
 from tests.conftest import api_token, ats_post
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import func, select
 
-from nurture.api import imports as api_imports
+from nurture.web.api import imports as api_imports
 from nurture.extensions import db
 from nurture.models import Candidate, ImportJob
 from nurture.tasks.imports import run_import_job

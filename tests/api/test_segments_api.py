@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import insert
 
-from nurture.clock import FileClock
+from nurture.runtime import FileClock
 from nurture.extensions import db
 from nurture.models import Candidate
 from tests.conftest import auth_headers

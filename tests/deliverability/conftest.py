@@ -10,11 +10,11 @@ import pytest
 
 from nurture.config import Config
 from nurture.models import Campaign, Candidate
-from nurture.services.dkim import DkimSigner, generate_key
-from nurture.services.mail import MailSettings, build_mime, new_message_id
-from nurture.services.personalisation import build_context, recruiter_of
-from nurture.services.rendering import TemplateLibrary
-from nurture.services.tracking import Tokens, instrument
+from nurture.core.delivery.dkim import DkimSigner, generate_key
+from nurture.core.content.mime import MailSettings, build_mime, new_message_id
+from nurture.core.content.personalisation import build_context, recruiter_of
+from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.feedback.tracking import Tokens, instrument
 from tests.conftest import require
 
 STARTERS = TemplateLibrary(Config.TEMPLATES_DIR).names()

@@ -10,7 +10,7 @@ import pytest
 from lxml import html as lxml_html
 from lxml.html import HtmlElement
 
-from nurture.services.rendering import TemplateLibrary
+from nurture.core.content.rendering import TemplateLibrary
 from tests.deliverability.conftest import (
     BASE_URL,
     SETTINGS,

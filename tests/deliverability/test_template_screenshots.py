@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nurture.services.rendering import TemplateLibrary
+from nurture.core.content.rendering import TemplateLibrary
 from tests.admin.conftest import CHROMIUM_ARGS, chromium_path
 from tests.conftest import require
 from tests.deliverability.conftest import STARTERS, render_as_sent

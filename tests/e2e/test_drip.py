@@ -21,7 +21,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from nurture.embedded import CapturedMessage, SmtpCapture
+from nurture.dev.embedded import CapturedMessage, SmtpCapture
 from nurture.extensions import db
 from nurture.models import Message, MessageState
 from nurture.tasks.scheduling import run_tick

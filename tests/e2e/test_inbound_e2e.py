@@ -21,7 +21,7 @@ from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import select
 
-from nurture.embedded import SmtpCapture
+from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Event
 from nurture.tasks import get_queue

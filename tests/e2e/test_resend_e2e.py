@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from nurture.embedded import SmtpCapture
+from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, Message
 from tests.conftest import running_app

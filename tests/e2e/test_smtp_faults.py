@@ -23,10 +23,10 @@ from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import func, select
 
-from nurture.embedded import SmtpCapture
+from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, Event, EventKind, Message, MessageState
-from nurture.services import candidates as candidate_service
+from nurture.core.audience import candidates as candidate_service
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import close_sender, sender_for

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from nurture.embedded import free_port
+from nurture.dev.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ from nurture.models import (
     Message,
     Step,
 )
-from nurture.services.analytics import (
+from nurture.core.feedback.analytics import (
     campaign_overview,
     campaigns_needing_attention,
     daily_series,

@@ -22,11 +22,11 @@ from nurture.models import (
     Message,
     Step,
 )
-from nurture.services import candidate_search as search
-from nurture.services import engagement
-from nurture.services.candidate_search import CandidateFilters
-from nurture.services.candidates import mark_hired, suppress, upsert_candidate
-from nurture.services.errors import ValidationError
+from nurture.core.audience import search
+from nurture.core.audience import engagement
+from nurture.core.audience.search import CandidateFilters
+from nurture.core.audience.candidates import mark_hired, suppress, upsert_candidate
+from nurture.core.errors import ValidationError
 from nurture.tasks.sending import close_sender
 from tests.conftest import make_app
 
@@ -46,7 +46,7 @@ def both(database_url: str, clock) -> Any:
 
 
 def now_of(app: Flask) -> datetime:
-    return app.extensions["nurture.clock"].now()
+    return app.extensions["nurture.runtime"].now()
 
 
 def person(app: Flask, email: str, **fields: Any) -> Candidate:

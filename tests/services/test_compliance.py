@@ -6,9 +6,9 @@ import pytest
 
 from nurture.extensions import db
 from nurture.models import Campaign, Step
-from nurture.services.campaigns import set_status
-from nurture.services.compliance import extra_headers, missing_settings
-from nurture.services.errors import Conflict
+from nurture.core.campaigns.service import set_status
+from nurture.core.compliance.identity import extra_headers, missing_settings
+from nurture.core.errors import Conflict
 from tests.conftest import auth_headers, make_app
 
 DRIP = {

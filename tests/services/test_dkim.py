@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from flask import Flask
 from sqlalchemy import select
 
-from nurture.embedded import SmtpCapture
+from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Message
-from nurture.services.dkim import (
+from nurture.core.delivery.dkim import (
     _RELAXED,
     DkimError,
     DkimSigner,
@@ -34,8 +34,8 @@ from nurture.services.dkim import (
     parse_key,
     txt_value,
 )
-from nurture.services.mail import build_mime
-from nurture.services.scheduling import create_due_messages
+from nurture.core.content.mime import build_mime
+from nurture.core.delivery.scheduling import create_due_messages
 from nurture.tasks.sending import close_sender, send_messages
 from tests.conftest import ats_post, auth_headers, make_app, require
 
@@ -322,7 +322,7 @@ def test_mail_sent_through_smtp_verifies_against_the_published_key(
     person = {"email": "maya@example.org", "first_name": "Maya", "role": "Backend Engineer",
               "strengths": "Clear thinking.\nGood questions.", "recruiter_email": f"jo@{DOMAIN}"}
     assert ats_post(client, {"type": "candidate.rejected", "candidate": person}).status_code == 200
-    create_due_messages(db.session, dkim_app.extensions["nurture.clock"].now())
+    create_due_messages(db.session, dkim_app.extensions["nurture.runtime"].now())
     ids = list(db.session.scalars(select(Message.id)))
     assert send_messages(ids) == {"sent": 1}
 

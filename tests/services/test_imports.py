@@ -21,9 +21,9 @@ from nurture.models import (
     ImportStatus,
     Step,
 )
-from nurture.services import imports as service
-from nurture.services.candidates import suppress, upsert_candidate
-from nurture.services.errors import ValidationError
+from nurture.workflows import imports as service
+from nurture.core.audience.candidates import suppress, upsert_candidate
+from nurture.core.errors import ValidationError
 from nurture.tasks.imports import run_import_job
 from tests.conftest import make_app
 
@@ -32,7 +32,7 @@ BAD_LINES = {6: "E-mail", 14: "Timezone"}
 
 
 def _now(app: Flask):
-    return app.extensions["nurture.clock"].now()
+    return app.extensions["nurture.runtime"].now()
 
 
 def _job(app: Flask, data: bytes, **kwargs) -> ImportJob:

@@ -18,11 +18,11 @@ from nurture.models import (
     Enrolment,
     EnrolmentStatus,
 )
-from nurture.models.jobs import JobMatch
-from nurture.services import jobs as job_service
-from nurture.services.candidates import suppress
-from nurture.services.engagement import growth
-from nurture.services.errors import NotFound, ValidationError
+from nurture.models.openings import JobMatch
+from nurture.core.campaigns import openings as job_service
+from nurture.core.audience.candidates import suppress
+from nurture.core.audience.engagement import growth
+from nurture.core.errors import NotFound, ValidationError
 from nurture.tasks.sending import close_sender
 from tests.conftest import make_app
 

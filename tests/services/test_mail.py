@@ -6,7 +6,7 @@ import email
 import email.policy
 from datetime import UTC, datetime
 
-from nurture.services.mail import build_mime
+from nurture.core.content.mime import build_mime
 
 WHEN = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Event, EventKind, Message, Step
-from nurture.services import templates as template_service
-from nurture.services.mail import MailSettings
-from nurture.services.personalisation import build_context
-from nurture.services.preferences import (
+from nurture.core.content import templates as template_service
+from nurture.core.content.mime import MailSettings
+from nurture.core.content.personalisation import build_context
+from nurture.core.compliance.preferences import (
     TOPICS,
     check_form_token,
     form_token,
@@ -23,7 +23,7 @@ from nurture.services.preferences import (
     topic_allows,
     wants_topic,
 )
-from nurture.services.tracking import BadToken, Tokens
+from nurture.core.feedback.tracking import BadToken, Tokens
 from nurture.tasks.sending import template_library
 from tests.conftest import START, make_app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 
-from nurture.services.ratelimit import RateLimiter, RedisWindow, TokenBucket, redis_buckets
+from nurture.core.delivery.ratelimit import RateLimiter, RedisWindow, TokenBucket, redis_buckets
 
 
 class FakeTime:

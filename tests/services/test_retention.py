@@ -9,16 +9,16 @@ from sqlalchemy import select
 
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Message
-from nurture.services.candidates import is_suppressed, upsert_candidate
-from nurture.services.retention import (
+from nurture.core.audience.candidates import is_suppressed, upsert_candidate
+from nurture.workflows.retention import (
     RECONSENT_CAMPAIGN,
     RetentionPolicy,
     confirm_consent,
     months_before,
     retention_pass,
 )
-from nurture.services.scheduling import create_due_messages
-from nurture.services.tracking import Tokens
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.feedback.tracking import Tokens
 from nurture.tasks.sending import send_messages
 from tests.conftest import START, running_app
 

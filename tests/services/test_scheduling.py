@@ -10,7 +10,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from sqlalchemy import func, select
 
-from nurture.embedded import SmtpCapture
+from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Enrolment, Message, MessageState
 from nurture.tasks import get_queue
@@ -68,7 +68,7 @@ def test_nothing_is_created_before_it_is_due(system: Flask, clock) -> None:
 
 def test_due_enrolments_become_one_message_each_in_batches(system: Flask, clock) -> None:
     from nurture.models import EnrolmentStatus, Step
-    from nurture.services.scheduling import create_due_messages
+    from nurture.core.delivery.scheduling import create_due_messages
 
     start(system, 7)
     clock.advance(timedelta(days=1))

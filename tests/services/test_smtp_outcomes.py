@@ -11,19 +11,19 @@ from flask import Flask
 from redis import Redis
 from sqlalchemy import select
 
-from nurture.embedded import SmtpCapture, free_port
+from nurture.dev.embedded import SmtpCapture, free_port
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Event, EventKind, Message, MessageState
-from nurture.services import candidates as candidate_service
-from nurture.services.circuit import (
+from nurture.core.audience import candidates as candidate_service
+from nurture.core.delivery.circuit import (
     BREAKER_KEY,
     CircuitBreaker,
     MemoryStore,
     RedisStore,
     read_status,
 )
-from nurture.services.scheduling import create_due_messages, messages_to_enqueue
-from nurture.services.smtp import DeliveryUnknown, Failure, backoff, classify
+from nurture.core.delivery.scheduling import create_due_messages, messages_to_enqueue
+from nurture.core.delivery.smtp import DeliveryUnknown, Failure, backoff, classify
 from nurture.tasks.sending import close_sender, send_messages, sender_for
 from tests.conftest import START, ats_post, auth_headers, make_app, running_app
 
@@ -57,7 +57,7 @@ def enrol(app: Flask, count: int) -> list[int]:
     for n in range(count):
         person = {"email": f"person{n}@example.org", "first_name": f"P{n}", "role": "Engineer"}
         ats_post(client, {"type": "candidate.rejected", "candidate": person})
-    created, _ = create_due_messages(db.session, app.extensions["nurture.clock"].now())
+    created, _ = create_due_messages(db.session, app.extensions["nurture.runtime"].now())
     assert created == count
     return list(db.session.scalars(select(Message.id).order_by(Message.id)))
 
@@ -335,7 +335,7 @@ def test_an_unreachable_relay_opens_the_breaker_and_the_batch_waits(
 
 
 def _user(app: Flask) -> int:
-    from nurture.services.users import create_user
+    from nurture.core.accounts.users import create_user
 
     user = create_user(db.session, "ops@example.com", "correct horse battery", "viewer", START)
     db.session.commit()

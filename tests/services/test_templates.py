@@ -6,18 +6,18 @@ import pytest
 from flask import Flask, current_app
 from sqlalchemy import func, select
 
-from nurture.embedded import SmtpCapture
+from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, EmailTemplate, Event, Message
-from nurture.services import templates as template_service
-from nurture.services.candidates import suppress
-from nurture.services.errors import Conflict, ValidationError
-from nurture.services.mail import MailSettings
-from nurture.services.personalisation import build_context
-from nurture.services.rendering import TemplateLibrary
-from nurture.services.scheduling import create_due_messages
-from nurture.services.smtp import SmtpSettings, SmtpTransport
-from nurture.services.tracking import Tokens
+from nurture.core.content import templates as template_service
+from nurture.core.audience.candidates import suppress
+from nurture.core.errors import Conflict, ValidationError
+from nurture.core.content.mime import MailSettings
+from nurture.core.content.personalisation import build_context
+from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.delivery.smtp import SmtpSettings, SmtpTransport
+from nurture.core.feedback.tracking import Tokens
 from nurture.tasks.sending import send_messages, template_library
 from tests.conftest import ats_post, auth_headers, running_app
 
@@ -32,7 +32,7 @@ GOOD = """{% extends "layout.html" %}
 
 
 def now(app: Flask):
-    return app.extensions["nurture.clock"].now()
+    return app.extensions["nurture.runtime"].now()
 
 
 def settings(app: Flask) -> MailSettings:
@@ -238,7 +238,7 @@ def test_the_library_prefers_the_team_template_and_compiles_each_version_once(tm
 
 def test_the_compiled_cache_keeps_the_recently_used_versions(monkeypatch) -> None:
     from nurture.config import Config
-    from nurture.services import rendering
+    from nurture.core.content import rendering
 
     monkeypatch.setattr(rendering, "CACHE_SIZE", 2)
     library = TemplateLibrary(Config.TEMPLATES_DIR)

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from nurture.services.errors import ValidationError
-from nurture.services.timing import (
+from nurture.core.errors import ValidationError
+from nurture.core.campaigns.timing import (
     Cap,
     Timing,
     cap_release,

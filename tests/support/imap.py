@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import IO
 from urllib.parse import quote
 
-from nurture.embedded import die_with_parent, free_port
+from nurture.dev.embedded import die_with_parent, free_port
 
 __all__ = ["DovecotServer", "available"]
 

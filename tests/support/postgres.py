@@ -17,7 +17,7 @@ from typing import IO
 import psycopg
 from psycopg import sql
 
-from nurture.embedded import die_with_parent, free_port
+from nurture.dev.embedded import die_with_parent, free_port
 
 __all__ = ["PostgresCluster", "available", "find_bindir"]
 

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Event, Message
-from nurture.services.candidates import is_suppressed
-from nurture.services.scheduling import create_due_messages
-from nurture.services.tracking import Tokens, instrument
+from nurture.core.audience.candidates import is_suppressed
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.feedback.tracking import Tokens, instrument
 from tests.conftest import ats_post
 
 DRIP = {

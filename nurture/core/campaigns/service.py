@@ -1,0 +1,699 @@
+"""Creating campaigns, changing their status, and counting what their steps achieved."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, distinct, func, select, update
+from sqlalchemy.orm import Session
+
+from nurture.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Candidate,
+    EmailTemplate,
+    Enrolment,
+    EnrolmentStatus,
+    EntryType,
+    Event,
+    EventKind,
+    Message,
+    MessageState,
+    Segment,
+    Step,
+)
+from nurture.core.audience.candidates import normalise_email
+from nurture.core.compliance.identity import app_config, require_sender_identity
+from nurture.core.campaigns.durations import parse_delay
+from nurture.core.campaigns.enrolment import count_tag_entrants, enrol_tag_entrants
+from nurture.core.campaigns.entries import REENTRY, parse_entry_filter
+from nurture.core.errors import Conflict, ValidationError
+from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.campaigns.timing import parse_schedule, parse_window
+
+ATS_EVENTS = ("candidate.rejected",)
+CONDITIONS = ("", "previous_opened", "previous_not_opened", "previous_clicked")
+
+# Which status changes are allowed, and from where.
+TRANSITIONS = {
+    CampaignStatus.ACTIVE: {CampaignStatus.DRAFT, CampaignStatus.PAUSED},
+    CampaignStatus.PAUSED: {CampaignStatus.ACTIVE},
+    CampaignStatus.ARCHIVED: {CampaignStatus.DRAFT, CampaignStatus.ACTIVE, CampaignStatus.PAUSED},
+}
+
+
+def _entry(data: Any, errors: dict[str, str]) -> tuple[str, str]:
+    if data is None:
+        return EntryType.MANUAL, ""
+    if not isinstance(data, dict) or len(data) != 1:
+        errors["entry"] = "give one of segment_id, tag or ats_event"
+        return EntryType.MANUAL, ""
+    ((key, value),) = data.items()
+    if key == "ats_event":
+        if value not in ATS_EVENTS:
+            errors["entry.ats_event"] = f"must be one of {', '.join(ATS_EVENTS)}"
+        return EntryType.ATS_EVENT, str(value)
+    if key == "tag":
+        if not isinstance(value, str) or not value.strip():
+            errors["entry.tag"] = "must be a tag name"
+            return EntryType.TAG, ""
+        return EntryType.TAG, value.strip().lower()
+    if key == "segment_id":
+        return EntryType.SEGMENT, str(value)
+    errors["entry"] = f"unknown entry {key!r}; give one of segment_id, tag or ats_event"
+    return EntryType.MANUAL, ""
+
+
+def _steps(data: Any, library: TemplateLibrary, errors: dict[str, str]) -> list[Step]:
+    if not isinstance(data, list) or not data:
+        errors["steps"] = "a campaign needs a list of at least one step"
+        return []
+    steps = []
+    for index, raw in enumerate(data):
+        where = f"steps[{index}]"
+        if not isinstance(raw, dict):
+            errors[where] = "must be an object"
+            continue
+        step = Step(position=index, condition=str(raw.get("condition") or ""))
+        try:
+            delay = parse_delay(raw.get("delay", "PT0S"), f"{where}.delay")
+            step.delay_seconds = int(delay.total_seconds())
+            step.delay = str(raw.get("delay", "PT0S")).strip().upper()
+        except ValidationError as exc:
+            errors.update(exc.fields)
+        if step.condition not in CONDITIONS:
+            errors[f"{where}.condition"] = f"must be one of {', '.join(c for c in CONDITIONS if c)}"
+        elif step.condition and index == 0:
+            errors[f"{where}.condition"] = "the first step has no previous mail to look at"
+        step.subject = str(raw.get("subject") or "")
+        step.template = str(raw.get("template") or "")
+        step.html = str(raw.get("html") or "")
+        step.text = str(raw.get("text") or "")
+        if bool(step.template) == bool(step.html):
+            errors[f"{where}.template"] = "give either a template name or html"
+        else:
+            try:
+                if step.template:
+                    library.get(step.template, subject=step.subject)
+                else:
+                    library.compile(step.html, step.text or None, subject=step.subject)
+            except ValidationError as exc:
+                for field, problem in exc.fields.items():
+                    errors[f"{where}.{field}"] = problem
+        steps.append(step)
+    return steps
+
+
+def _validate(data: dict[str, Any], library: TemplateLibrary) -> tuple[dict[str, Any], list[Step]]:
+    """Check a campaign body; returns its clean fields and (unsaved) steps, or ValidationError."""
+    errors: dict[str, str] = {}
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        errors["name"] = "a campaign needs a name"
+    kind = data.get("kind", CampaignKind.DRIP)
+    if not isinstance(kind, str) or kind not in set(CampaignKind):
+        errors["kind"] = f"must be one of {', '.join(CampaignKind)}"
+    entry_type, entry_value = _entry(data.get("entry"), errors)
+    steps = _steps(data.get("steps"), library, errors)
+    sender = data.get("sender") or {}
+    sender_name, sender_email = "", ""
+    if not isinstance(sender, dict):
+        errors["sender"] = "must be an object with name and email"
+    else:
+        sender_name = str(sender.get("name") or "")[:200]
+        if sender.get("email"):
+            try:
+                sender_email = normalise_email(sender["email"], "sender.email")
+            except ValidationError as exc:
+                errors.update(exc.fields)
+    send_window: dict[str, Any] = {}
+    try:
+        send_window = parse_window(data.get("send_window"))
+    except ValidationError as exc:
+        errors.update(exc.fields)
+    timing = _timing_fields(data, kind, errors)
+    if kind == CampaignKind.BROADCAST:
+        if len(steps) > 1:
+            errors["steps"] = "a broadcast is one mail: give exactly one step"
+        if entry_type not in (EntryType.SEGMENT, EntryType.TAG):
+            errors["entry"] = "a broadcast goes to a segment_id or a tag"
+        # Its audience is chosen by the broadcast pass when it sends, never by entry hooks.
+        entry_type, entry_value = EntryType.MANUAL, f"{entry_type}:{entry_value}"
+    if errors:
+        raise ValidationError("the campaign is not valid", errors)
+    clean = {
+        **timing,
+        "name": name.strip(),
+        "kind": kind,
+        "entry_type": entry_type,
+        "entry_value": entry_value,
+        "sender_name": sender_name,
+        "sender_email": sender_email,
+        "sender_is_recruiter": bool(sender.get("use_recruiter", True)),
+        "send_window": send_window,
+    }
+    return clean, steps
+
+
+EXIT_ON = ("hired", "reapplied", "replied", "left_segment")
+TOPICS = ("checkins", "newsletter", "job_alerts")
+KIND_TOPIC = {CampaignKind.BROADCAST: "newsletter", CampaignKind.JOB_ALERT: "job_alerts"}
+
+
+def _timing_fields(data: dict[str, Any], kind: Any, errors: dict[str, str]) -> dict[str, Any]:
+    """Topic, entry filter, re-entry, exit rules and a broadcast's schedule, where given."""
+    clean: dict[str, Any] = {}
+    if "topic" in data:
+        if data["topic"] not in TOPICS:
+            errors["topic"] = f"must be one of {', '.join(TOPICS)}"
+        else:
+            clean["topic"] = data["topic"]
+    if "entry_filter" in data:
+        try:
+            clean["entry_filter"] = parse_entry_filter(data["entry_filter"])
+        except ValidationError as exc:
+            errors.update(exc.fields)
+    if "reentry" in data:
+        if data["reentry"] not in REENTRY:
+            errors["reentry"] = f"must be one of {', '.join(REENTRY)}"
+        else:
+            clean["reentry"] = data["reentry"]
+    if "exit_on" in data:
+        exit_on = data["exit_on"]
+        if not isinstance(exit_on, list) or not set(exit_on) <= set(EXIT_ON):
+            errors["exit_on"] = f"a list among {', '.join(EXIT_ON)}"
+        else:
+            clean["exit_on"] = [rule for rule in EXIT_ON if rule in exit_on]
+    if "local_time" in data:
+        if not isinstance(data["local_time"], bool):
+            errors["local_time"] = "must be true or false"
+        else:
+            clean["local_time"] = data["local_time"]
+    if data.get("scheduled_at") not in (None, ""):
+        try:
+            clean["scheduled_at"] = parse_schedule(
+                data["scheduled_at"], bool(clean.get("local_time"))
+            )
+        except ValidationError as exc:
+            errors.update(exc.fields)
+    if ("scheduled_at" in clean or clean.get("local_time")) and kind != CampaignKind.BROADCAST:
+        errors["scheduled_at"] = "only a broadcast is sent at a scheduled time"
+    return clean
+
+
+def create_campaign(
+    session: Session, data: dict[str, Any], library: TemplateLibrary, now: datetime
+) -> Campaign:
+    """Validate a campaign with its steps and store it as a draft."""
+    clean, steps = _validate(data, library)
+    # A new rejection enrols again once the earlier drip has ended, unless told otherwise.
+    clean.setdefault("reentry", "after_exit")
+    clean.setdefault("topic", KIND_TOPIC.get(clean["kind"], "checkins"))
+    segment = clean["entry_value"].removeprefix(f"{EntryType.SEGMENT}:")
+    if (clean["entry_type"] == EntryType.SEGMENT or segment != clean["entry_value"]) and (
+        not segment.isdigit() or session.get(Segment, int(segment)) is None
+    ):
+        raise ValidationError(
+            "the campaign is not valid", {"entry.segment_id": f"no segment {segment}"}
+        )
+    campaign = Campaign(
+        **clean,
+        status=CampaignStatus.DRAFT,
+        created_at=now,
+        updated_at=now,
+        steps=steps,
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def set_status(
+    session: Session,
+    campaign: Campaign,
+    status: str,
+    now: datetime,
+    *,
+    settings: Mapping[str, Any] | None = None,
+) -> Campaign:
+    """Move a campaign to ``status`` if its current status allows it.
+
+    Activating needs the sender identity and postal address in ``settings`` (the running
+    app's configuration when not given).
+    """
+    target = CampaignStatus(status)
+    if campaign.status == target:
+        return campaign
+    if campaign.status not in TRANSITIONS.get(target, set()):
+        raise Conflict(f"a {campaign.status} campaign cannot become {target}")
+    if target == CampaignStatus.ACTIVE and not campaign.steps:
+        raise Conflict("a campaign without steps cannot be activated")
+    if target == CampaignStatus.ACTIVE:
+        require_sender_identity(app_config() if settings is None else settings)
+    campaign.status = target
+    campaign.updated_at = now
+    if target == CampaignStatus.ACTIVE:
+        # Everyone who already carries the entry tag starts now; later taggings enrol one by one.
+        enrol_tag_entrants(session, campaign, now)
+        # Messages held while paused go out again: the scheduler re-enqueues them at once.
+        session.execute(
+            update(Message)
+            .where(Message.campaign_id == campaign.id, Message.state == MessageState.QUEUED)
+            .values(enqueued_at=None)
+        )
+    return campaign
+
+
+STAT_EVENTS = {
+    "opened": EventKind.OPEN,
+    "clicked": EventKind.CLICK,
+    "unsubscribed": EventKind.UNSUBSCRIBE,
+    "bounced": EventKind.BOUNCE,
+}
+
+
+def campaign_stats(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
+    """Per step: unique candidates sent, opened, clicked, unsubscribed, bounced and failed."""
+    rows: dict[int, dict[str, Any]] = {
+        step.id: {
+            "step_id": step.id,
+            "position": step.position,
+            "sent": 0,
+            "failed": 0,
+            **{name: 0 for name in STAT_EVENTS},
+        }
+        for step in campaign.steps
+    }
+    state_counts = session.execute(
+        select(Message.step_id, Message.state, func.count(distinct(Message.candidate_id)))
+        .where(Message.campaign_id == campaign.id)
+        .where(Message.state.in_([MessageState.SENT, MessageState.FAILED]))
+        .group_by(Message.step_id, Message.state)
+    )
+    for step_id, state, count in state_counts:
+        rows[step_id]["sent" if state == MessageState.SENT else "failed"] = count
+    event_counts = session.execute(
+        select(Message.step_id, Event.kind, func.count(distinct(Event.candidate_id)))
+        .join(Event, and_(Event.message_id == Message.id, Event.machine.is_(False)))
+        .where(Message.campaign_id == campaign.id)
+        .group_by(Message.step_id, Event.kind)
+    )
+    kinds = {kind: name for name, kind in STAT_EVENTS.items()}
+    for step_id, kind, count in event_counts:
+        if kind in kinds:
+            rows[step_id][kinds[kind]] = count
+    return [rows[step.id] for step in campaign.steps]
+
+
+def _schedule_out(campaign: Campaign) -> str | None:
+    """A broadcast's time as given: wall-clock time without a zone when sent at local time."""
+    if campaign.scheduled_at is None:
+        return None
+    if campaign.local_time:
+        return campaign.scheduled_at.replace(tzinfo=None).isoformat()
+    return campaign.scheduled_at.isoformat()
+
+
+def campaign_dict(campaign: Campaign) -> dict[str, Any]:
+    """The API's view of a campaign."""
+    entry: dict[str, Any] = {}
+    kind, _, value = campaign.entry_value.partition(":")
+    if campaign.kind == CampaignKind.BROADCAST and value:
+        entry = {"segment_id": int(value)} if kind == EntryType.SEGMENT else {"tag": value}
+    elif campaign.entry_type == EntryType.ATS_EVENT:
+        entry = {"ats_event": campaign.entry_value}
+    elif campaign.entry_type == EntryType.TAG:
+        entry = {"tag": campaign.entry_value}
+    elif campaign.entry_type == EntryType.SEGMENT:
+        entry = {"segment_id": campaign.entry_value}
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "kind": campaign.kind,
+        "status": campaign.status,
+        "entry": entry,
+        "sender": {
+            "name": campaign.sender_name,
+            "email": campaign.sender_email,
+            "use_recruiter": campaign.sender_is_recruiter,
+        },
+        "send_window": campaign.send_window,
+        "topic": campaign.topic,
+        "entry_filter": campaign.entry_filter,
+        "reentry": campaign.reentry,
+        "exit_on": campaign.exit_on,
+        "scheduled_at": _schedule_out(campaign),
+        "local_time": campaign.local_time,
+        "steps": [
+            {
+                "id": s.id,
+                "position": s.position,
+                "delay": s.delay,
+                "subject": s.subject,
+                "template": s.template,
+                "html": s.html,
+                "condition": s.condition,
+            }
+            for s in campaign.steps
+        ],
+    }
+
+
+# --- the admin's drip builder and status changes ---------------------------------------------
+
+DELAY_UNITS = {"days": "P{}D", "hours": "PT{}H"}
+# The builder's stand-in for a step whose HTML came with it through the API (no template name).
+OWN_HTML = "__own_html__"
+_AMOUNT = re.compile(r"\d{1,5}")
+
+
+def delay_iso(amount: str, unit: str, field: str) -> str:
+    """A delay typed as a number and a unit (days, hours) as ISO-8601: ``P3D``, ``PT12H``."""
+    amount = (amount or "").strip()
+    if unit not in DELAY_UNITS:
+        raise ValidationError("unknown unit", {field: "choose days or hours"})
+    if amount.startswith("-"):
+        raise ValidationError("negative delay", {field: "a delay cannot be negative"})
+    if not _AMOUNT.fullmatch(amount):
+        raise ValidationError("not a number", {field: f"enter a whole number of {unit}, 0 or more"})
+    return DELAY_UNITS[unit].format(int(amount))
+
+
+def delay_parts(seconds: int) -> tuple[int, str] | None:
+    """A stored delay as (amount, unit) for the builder; None when neither unit fits it."""
+    if seconds % 86400 == 0:
+        return seconds // 86400, "days"
+    if seconds % 3600 == 0:
+        return seconds // 3600, "hours"
+    return None
+
+
+def template_names(session: Session, library: TemplateLibrary) -> dict[str, list[str]]:
+    """The templates a step may use: the starter files and those written in the admin."""
+    edited = list(session.scalars(select(EmailTemplate.name).order_by(EmailTemplate.name)))
+    return {"library": [n for n in library.names() if n not in edited], "edited": edited}
+
+
+def step_message_counts(session: Session, campaign: Campaign) -> dict[int, int]:
+    """How many messages each step of the campaign has in its history (any state)."""
+    rows = session.execute(
+        select(Message.step_id, func.count())
+        .where(Message.campaign_id == campaign.id)
+        .group_by(Message.step_id)
+    )
+    return {step_id: count for step_id, count in rows}
+
+
+def _builder_payload(
+    data: dict[str, Any], existing: dict[int, Step], errors: dict[str, str]
+) -> dict[str, Any]:
+    """Turn the builder's fields into the API's campaign body, noting what is wrong."""
+    exit_on = data.get("exit_on") or []
+    if not isinstance(exit_on, list) or not set(exit_on) <= set(EXIT_ON):
+        errors["exit_on"] = f"choose among {', '.join(EXIT_ON)}"
+    if len(str(data.get("description") or "")) > 2000:
+        errors["description"] = "keep the description under 2,000 characters"
+    steps = []
+    for index, raw in enumerate(data.get("steps") or []):
+        where = f"steps[{index}]"
+        step = {
+            "subject": raw.get("subject") or "",
+            "condition": raw.get("condition") or "",
+            "template": raw.get("template") or "",
+            "delay": raw.get("delay") or "",
+        }
+        if not step["delay"]:
+            try:
+                step["delay"] = delay_iso(
+                    str(raw.get("delay_amount", "")), raw.get("delay_unit", ""), f"{where}.delay"
+                )
+            except ValidationError as exc:
+                errors.update(exc.fields)
+                step["delay"] = "PT0S"  # the real problem is reported above
+        if step["template"] == OWN_HTML:
+            own = existing.get(raw.get("id") or 0)
+            if own is None or not own.html:
+                errors[f"{where}.template"] = "choose a template"
+                step["template"] = ""
+            else:
+                step.update(template="", html=own.html, text=own.text)
+        elif not step["template"]:
+            errors[f"{where}.template"] = "choose a template"
+        steps.append(step)
+    body = {
+        "name": data.get("name"),
+        "kind": CampaignKind.DRIP,
+        "entry": data.get("entry"),
+        "sender": data.get("sender") or {},
+        "steps": steps,
+    }
+    # Send window, topic and re-entry go to the API's own checks as they are.
+    for key in ("send_window", "topic", "reentry"):
+        if key in data:
+            body[key] = data[key]
+    if isinstance(data.get("entry_filter"), dict):
+        entry_filter = dict(data["entry_filter"])
+        amount = str(entry_filter.pop("delay_amount", "") or "").strip()
+        unit = entry_filter.pop("delay_unit", None)
+        # No unit: ``delay`` as in the API; "iso": one set through the API that no unit shows.
+        if unit not in (None, "iso"):
+            entry_filter.pop("delay", None)
+            if amount.strip("0"):  # empty or 0: no wait of its own
+                try:
+                    entry_filter["delay"] = delay_iso(amount, unit, "entry_filter.delay")
+                except ValidationError as exc:
+                    errors.update(exc.fields)
+        entry = data.get("entry")
+        if not (isinstance(entry, dict) and "ats_event" in entry):
+            # Only an ATS rejection carries a reason and a stage; any other entry ignores
+            # them, which would look like a filter that is not there.
+            for key in ("rejection_reasons", "stages"):
+                if entry_filter.get(key):
+                    errors[f"entry_filter.{key}"] = (
+                        "only candidates the ATS rejects are filtered this way; "
+                        "choose that entry or leave this empty"
+                    )
+        body["entry_filter"] = entry_filter
+    elif "entry_filter" in data:
+        body["entry_filter"] = data["entry_filter"]  # the API's check reports what is wrong
+    return body
+
+
+def _step_locks(
+    session: Session, campaign: Campaign, ids: list[int | None], errors: dict[str, str]
+) -> None:
+    """Steps with mail in their history keep their place: messages and enrolments point at them."""
+    counts = step_message_counts(session, campaign)
+    for step in campaign.steps:
+        if not counts.get(step.id):
+            continue
+        if step.id not in ids:
+            errors["steps"] = (
+                f"step {step.position + 1} already has mail in its history "
+                f"({counts[step.id]} sent or queued), so it cannot be removed; "
+                "archive the campaign and start a new one instead"
+            )
+        elif ids.index(step.id) != step.position:
+            errors[f"steps[{ids.index(step.id)}].position"] = (
+                f"this step already has mail in its history, so it stays step {step.position + 1}"
+            )
+
+
+def save_drip(
+    session: Session,
+    campaign: Campaign | None,
+    data: dict[str, Any],
+    library: TemplateLibrary,
+    now: datetime,
+) -> Campaign:
+    """Create a drip from the admin's builder, or update one; all is checked before any write.
+
+    ``data`` has ``name``, ``description``, ``entry`` (as in the API), ``exit_on``, ``sender``
+    and ``steps``: each with an optional ``id`` (an existing step), either ``delay`` (ISO-8601)
+    or ``delay_amount`` and ``delay_unit``, ``template``, ``subject`` and ``condition``.
+    It may have ``send_window``, ``topic``, ``reentry`` and ``entry_filter`` as in the API (the
+    filter's delay may also come as ``delay_amount`` and ``delay_unit``); when editing, those
+    left out keep their stored values.
+    """
+    if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
+        raise Conflict("an archived campaign cannot be edited")
+    existing = {step.id: step for step in campaign.steps} if campaign is not None else {}
+    ids: list[int | None] = []
+    for raw in data.get("steps") or []:
+        step_id = raw.get("id")
+        # An id from another campaign, or given twice, is a new step, never someone else's row.
+        ids.append(step_id if step_id in existing and step_id not in ids else None)
+    errors: dict[str, str] = {}
+    payload = _builder_payload(data, existing, errors)
+    if campaign is not None:
+        # What the caller did not send (a form without those fields) keeps its stored value.
+        for key in ("send_window", "topic", "reentry", "entry_filter"):
+            payload.setdefault(key, getattr(campaign, key))
+        _step_locks(session, campaign, ids, errors)
+    try:
+        clean, steps = _validate(payload, library)
+    except ValidationError as exc:
+        errors = {**exc.fields, **errors}  # the builder's own words win for the same field
+    if errors:
+        raise ValidationError("the campaign is not valid", errors)
+    extra = {
+        "description": str(data.get("description") or "").strip(),
+        "exit_on": [rule for rule in EXIT_ON if rule in (data.get("exit_on") or [])],
+    }
+    if campaign is None:
+        # The API's defaults: a new rejection enrols again once the earlier drip has ended.
+        clean.setdefault("reentry", "after_exit")
+        clean.setdefault("topic", "checkins")
+        campaign = Campaign(
+            **clean, **extra, status=CampaignStatus.DRAFT, created_at=now, updated_at=now,
+            steps=steps,
+        )
+        session.add(campaign)
+        session.flush()
+        return campaign
+    for key, value in {**clean, **extra}.items():
+        if key != "kind":
+            setattr(campaign, key, value)
+    campaign.updated_at = now
+    _replace_steps(session, campaign, ids, steps, existing)
+    return campaign
+
+
+def _replace_steps(
+    session: Session,
+    campaign: Campaign,
+    ids: list[int | None],
+    fresh: list[Step],
+    existing: dict[int, Step],
+) -> None:
+    """Update kept steps in place (their ids carry the history), add new ones, drop the rest."""
+    ordered: list[Step] = []
+    for step_id, new in zip(ids, fresh, strict=True):
+        if step_id is None:
+            ordered.append(new)
+            continue
+        step = existing[step_id]
+        for name in ("delay", "delay_seconds", "template", "subject", "html", "text", "condition"):
+            setattr(step, name, getattr(new, name))
+        ordered.append(step)
+    kept = {step.id for step in ordered if step.id is not None}
+    # Two passes, because (campaign, position) is unique: park kept steps on negative positions
+    # and delete dropped ones first, then give every step its final place.
+    for index, step in enumerate(ordered):
+        if step.id is not None:
+            step.position = -1 - index
+    for step_id, step in existing.items():
+        if step_id not in kept:
+            session.delete(step)
+    session.flush()
+    for index, step in enumerate(ordered):
+        step.position = index
+    campaign.steps = ordered
+    session.flush()
+
+
+# What each button does: where it may be pressed from, and where it leads.
+ACTIONS = {
+    "activate": ({CampaignStatus.DRAFT}, CampaignStatus.ACTIVE),
+    "pause": ({CampaignStatus.ACTIVE}, CampaignStatus.PAUSED),
+    "resume": ({CampaignStatus.PAUSED}, CampaignStatus.ACTIVE),
+    "archive": (
+        {CampaignStatus.DRAFT, CampaignStatus.ACTIVE, CampaignStatus.PAUSED},
+        CampaignStatus.ARCHIVED,
+    ),
+}
+
+
+def action_problem(campaign: Campaign, action: str) -> str:
+    """Why ``action`` cannot be applied to the campaign now, or "" when it can."""
+    if action not in ACTIONS:
+        return f"unknown action {action!r}"
+    sources, _ = ACTIONS[action]
+    if campaign.status not in sources:
+        return f"a {campaign.status} campaign cannot be {action}d"
+    if ACTIONS[action][1] == CampaignStatus.ACTIVE and not campaign.steps:
+        return "a campaign without steps cannot be activated"
+    return ""
+
+
+def status_change_impact(session: Session, campaign: Campaign, action: str) -> dict[str, Any]:
+    """What a status change would touch: who it enrols, and the enrolments and mail it affects."""
+    active = session.scalar(
+        select(func.count())
+        .select_from(Enrolment)
+        .where(Enrolment.campaign_id == campaign.id, Enrolment.status == EnrolmentStatus.ACTIVE)
+    )
+    queued = session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(Message.campaign_id == campaign.id, Message.state == MessageState.QUEUED)
+    )
+    entering = 0
+    if action in ("activate", "resume"):
+        entering = count_tag_entrants(session, campaign)
+    return {
+        "action": action,
+        "problem": action_problem(campaign, action),
+        "entering": entering,
+        "active_enrolments": active or 0,
+        "queued_messages": queued or 0,
+    }
+
+
+def archive_campaign(session: Session, campaign: Campaign, now: datetime) -> int:
+    """Archive a campaign: active enrolments exit ("archived") and its queued mail is dropped."""
+    set_status(session, campaign, CampaignStatus.ARCHIVED, now)
+    ended = session.execute(
+        update(Enrolment)
+        .where(Enrolment.campaign_id == campaign.id, Enrolment.status == EnrolmentStatus.ACTIVE)
+        .values(
+            status=EnrolmentStatus.EXITED, exit_reason="archived", next_send_at=None, ended_at=now
+        )
+    ).rowcount
+    # Claims only take mail of active campaigns, so these would otherwise wait forever.
+    session.execute(
+        update(Message)
+        .where(Message.campaign_id == campaign.id, Message.state == MessageState.QUEUED)
+        .values(state=MessageState.SKIPPED, error="campaign archived")
+    )
+    return ended or 0
+
+
+def apply_action(session: Session, campaign: Campaign, action: str, now: datetime) -> Campaign:
+    """Activate, pause, resume or archive a campaign; Conflict when its status does not allow it."""
+    problem = action_problem(campaign, action)
+    if problem:
+        raise Conflict(problem)
+    if action == "archive":
+        archive_campaign(session, campaign, now)
+    else:
+        set_status(session, campaign, ACTIONS[action][1], now)
+    return campaign
+
+
+def enrolments_page(
+    session: Session, campaign: Campaign, page: int, per_page: int = 25
+) -> tuple[list[Any], int]:
+    """One page of a campaign's enrolments, newest first, with who they are; and the total."""
+    total = session.scalar(
+        select(func.count()).select_from(Enrolment).where(Enrolment.campaign_id == campaign.id)
+    )
+    rows = session.execute(
+        select(
+            Enrolment,
+            Candidate.first_name,
+            Candidate.last_name,
+            Candidate.email,
+            Candidate.status.label("candidate_status"),
+        )
+        .join(Candidate, Candidate.id == Enrolment.candidate_id)
+        .where(Enrolment.campaign_id == campaign.id)
+        .order_by(Enrolment.created_at.desc(), Enrolment.id.desc())
+        .offset((max(page, 1) - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    return list(rows), total or 0

@@ -1,0 +1,273 @@
+"""The candidate's own say: topics, pause, tracking, their data, and interview ratings."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy.orm import Session
+
+from nurture.models import Campaign, Candidate, CandidateStatus, Event, EventKind, Message
+from nurture.core.audience import candidates as candidate_service
+from nurture.core.audience.engagement import score_of
+from nurture.core.feedback.tracking import BadToken, Tokens, looks_like_machine
+
+# Topic key -> what the preference page calls it. A missing key means subscribed.
+TOPICS = {
+    "checkins": "Check-ins from your recruiter",
+    "newsletter": "Talent-network newsletter",
+    "job_alerts": "Job alerts for roles that fit you",
+}
+PAUSE = timedelta(days=90)
+# A preference form rendered this long ago is refused; reloading the page gives a fresh one.
+FORM_MAX_AGE = timedelta(days=1)
+RATINGS = range(1, 6)
+
+
+# --- topics ------------------------------------------------------------------------------------
+
+
+def wants_topic(candidate: Candidate, topic: str) -> bool:
+    """Whether the candidate receives mail of ``topic`` (unknown topics, e.g. "system": yes)."""
+    if topic not in TOPICS:
+        return True
+    return (candidate.topics or {}).get(topic, True) is not False
+
+
+def topic_allows(topic: str) -> ColumnElement[bool]:
+    """SQL over Candidate: true where the candidate receives ``topic`` (SQLite and PostgreSQL)."""
+    if topic not in TOPICS:
+        return true()
+    # JSON true/false on both backends; a missing key (NULL) is "subscribed", so IS NOT false.
+    return Candidate.topics[topic].as_boolean().is_not(False)
+
+
+def set_topics(candidate: Candidate, wanted: set[str], now: datetime) -> None:
+    """Store which topics the candidate wants (every known topic gets an explicit answer)."""
+    candidate.topics = {**(candidate.topics or {}), **{t: t in wanted for t in TOPICS}}
+    candidate.updated_at = now
+
+
+# --- pause and tracking --------------------------------------------------------------------------
+
+
+def pause(candidate: Candidate, now: datetime) -> datetime:
+    """Hold every mail to the candidate for three months; returns until when."""
+    candidate.paused_until = now + PAUSE
+    candidate.updated_at = now
+    return candidate.paused_until
+
+
+def unpause(candidate: Candidate, now: datetime) -> None:
+    """Mail the candidate again from now on."""
+    candidate.paused_until = None
+    candidate.updated_at = now
+
+
+def is_paused(candidate: Candidate, now: datetime) -> bool:
+    """Whether the candidate asked for a pause that has not run out."""
+    return candidate.paused_until is not None and candidate.paused_until > now
+
+
+def set_tracking_opt_out(candidate: Candidate, opt_out: bool, now: datetime) -> None:
+    """No open pixel and no click redirects in the candidate's mail (or tracking again)."""
+    candidate.tracking_opt_out = opt_out
+    candidate.updated_at = now
+
+
+# --- form tokens ---------------------------------------------------------------------------------
+
+
+def _url_digest(url_token: str) -> str:
+    return hashlib.sha256(url_token.encode()).hexdigest()[:24]
+
+
+def form_token(tokens: Tokens, url_token: str, action: str, now: datetime) -> str:
+    """A hidden-field value that lets one form of one preference page post, for a day."""
+    return tokens.sign("form", [_url_digest(url_token), action, int(now.timestamp())])
+
+
+def check_form_token(
+    tokens: Tokens, url_token: str, action: str, value: str, now: datetime
+) -> None:
+    """BadToken unless ``value`` came from our own page for this URL and this action, lately."""
+    try:
+        payload = tokens.load("form", value or "")
+    except BadToken:
+        raise BadToken("form") from None
+    if not (isinstance(payload, list) and len(payload) == 3 and isinstance(payload[2], int)):
+        raise BadToken("form")
+    digest, signed_action, issued = payload
+    age = now.timestamp() - issued
+    if digest != _url_digest(url_token) or signed_action != action:
+        raise BadToken("form")
+    if not -60 <= age <= FORM_MAX_AGE.total_seconds():
+        raise BadToken("form expired")
+
+
+# --- access and erasure --------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def export_data(session: Session, candidate: Candidate, now: datetime) -> dict[str, Any]:
+    """Everything nurture holds about the candidate, as JSON-ready data (GDPR access)."""
+    profile = {
+        "email": candidate.email,
+        "first_name": candidate.first_name,
+        "last_name": candidate.last_name,
+        "timezone": candidate.timezone,
+        "location": candidate.location,
+        "role": candidate.role,
+        "stage": candidate.stage,
+        "rejection_reason": candidate.rejection_reason,
+        "strengths": candidate.strengths,
+        "skills": list(candidate.skills or []),
+        "tags": candidate.tag_names,
+        "source": candidate.source,
+        "recruiter_name": candidate.recruiter_name,
+        "recruiter_email": candidate.recruiter_email,
+        "attributes": candidate.attributes or {},
+        "status": candidate.status,
+        "consent": {
+            "basis": candidate.consent_basis,
+            "source": candidate.consent_source,
+            "at": _iso(candidate.consent_at),
+        },
+        "preferences": {
+            "topics": {topic: wants_topic(candidate, topic) for topic in TOPICS},
+            "paused_until": _iso(candidate.paused_until),
+            "tracking_opt_out": candidate.tracking_opt_out,
+        },
+        "engagement_score": score_of(candidate, now),
+        "created_at": _iso(candidate.created_at),
+        "updated_at": _iso(candidate.updated_at),
+    }
+    messages = [
+        {
+            "id": message.id,
+            "campaign": campaign_name,
+            "subject": message.subject,
+            "to": message.to_address,
+            "state": message.state,
+            "sent_at": _iso(message.sent_at),
+        }
+        for message, campaign_name in session.execute(
+            select(Message, Campaign.name)
+            .join(Campaign, Campaign.id == Message.campaign_id)
+            .where(Message.candidate_id == candidate.id)
+            .order_by(Message.id)
+        )
+    ]
+    events = [
+        {
+            "message_id": event.message_id,
+            "kind": event.kind,
+            "at": _iso(event.created_at),
+            "url": event.url,
+            "value": event.value,
+            "user_agent": event.user_agent,
+            "automated": event.machine,
+        }
+        for event in session.scalars(
+            select(Event).where(Event.candidate_id == candidate.id).order_by(Event.id)
+        )
+    ]
+    return {"profile": profile, "messages": messages, "events": events}
+
+
+def erase_self(session: Session, candidate: Candidate, now: datetime) -> None:
+    """The candidate deletes themselves: erasure, the address kept only as a suppression hash."""
+    if candidate.status != CandidateStatus.ERASED:
+        candidate_service.erase(session, candidate, now)
+
+
+# --- candidate-experience ratings --------------------------------------------------------------
+
+
+def rating_target(session: Session, tokens: Tokens, token: str) -> tuple[Message, int]:
+    """The message and the answer (1-5) a rating link stands for, or BadToken."""
+    payload = tokens.load("rating", token)
+    if not (
+        isinstance(payload, list)
+        and len(payload) == 2
+        and isinstance(payload[0], int)
+        and payload[1] in RATINGS
+        and isinstance(payload[1], int)
+    ):
+        raise BadToken("rating")
+    message = session.get(Message, payload[0])
+    if message is None:
+        raise BadToken("rating")
+    return message, payload[1]
+
+
+def record_rating(
+    session: Session, message: Message, value: int, user_agent: str, now: datetime
+) -> Event | None:
+    """Store the candidate's answer: one rating per message, a later answer replaces it.
+
+    Link scanners fetch every link of a mail, all five answers included: their hits are not
+    recorded at all (None), so they neither count nor overwrite the person's answer.
+    """
+    if looks_like_machine(user_agent):
+        return None
+    event = session.scalar(
+        select(Event)
+        .where(Event.message_id == message.id, Event.kind == EventKind.RATING)
+        .order_by(Event.id)
+        .limit(1)
+    )
+    if event is None:
+        event = Event(
+            message_id=message.id,
+            candidate_id=message.candidate_id,
+            kind=EventKind.RATING,
+            machine=False,
+        )
+        session.add(event)
+    event.value = str(value)
+    event.user_agent = (user_agent or "")[:400]
+    event.created_at = now
+    return event
+
+
+@dataclass(frozen=True)
+class RatingSummary:
+    """The answers to "how was your interview experience?" in one campaign."""
+
+    count: int
+    average: float | None
+    distribution: dict[int, int]  # answer (1-5) -> how many candidates gave it
+
+
+def rating_summary(session: Session, campaign_id: int) -> RatingSummary:
+    """Count, average and distribution of the ratings given in a campaign's mail."""
+    rows = session.execute(
+        select(Event.value, func.count())
+        .join(Message, Message.id == Event.message_id)
+        .where(
+            and_(
+                Message.campaign_id == campaign_id,
+                Event.kind == EventKind.RATING,
+                Event.machine.is_(False),
+            )
+        )
+        .group_by(Event.value)
+    )
+    distribution = dict.fromkeys(RATINGS, 0)
+    for value, count in rows:
+        if value in {str(r) for r in RATINGS}:
+            distribution[int(value)] += count
+    total = sum(distribution.values())
+    average = (
+        round(sum(value * count for value, count in distribution.items()) / total, 2)
+        if total
+        else None
+    )
+    return RatingSummary(total, average, distribution)

@@ -1,0 +1,79 @@
+"""The variables a template sees, with the documented fallbacks for what is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nurture.models import Campaign, Candidate
+from nurture.core.content.mime import MailSettings
+
+# Documented in templates/emails/README.md; change both together.
+FALLBACKS = {
+    "candidate.first_name": "there",
+    "candidate.role": "the role you applied for",
+    "recruiter.name": "{company} Talent Team",
+}
+
+
+def recruiter_of(
+    candidate: Candidate, campaign: Campaign, settings: MailSettings
+) -> tuple[str, str]:
+    """The (name, address) a candidate's mail comes from: their recruiter, else the team."""
+    if campaign.sender_is_recruiter and candidate.recruiter_email:
+        name = candidate.recruiter_name or FALLBACKS["recruiter.name"].format(
+            company=settings.company_name
+        )
+        return name, candidate.recruiter_email
+    name = campaign.sender_name or settings.sender_name
+    return name, campaign.sender_email or settings.sender_email
+
+
+def build_context(
+    candidate: Candidate,
+    campaign: Campaign,
+    settings: MailSettings,
+    *,
+    unsubscribe_url: str,
+    preferences_url: str,
+    job: dict[str, Any] | None = None,
+    rating_urls: list[str] | None = None,
+    reconsent_url: str = "",
+) -> dict[str, Any]:
+    """Everything a template may use, never None.
+
+    ``rating_urls`` are the five signed one-click answers (1 to 5) of this message; without
+    a message (previews) they are inert ``#`` links. ``reconsent_url`` falls back to the
+    preference page showing the same "keep me in your talent network" button.
+    """
+    recruiter_name, recruiter_email = recruiter_of(candidate, campaign, settings)
+    return {
+        "candidate": {
+            "first_name": candidate.first_name or FALLBACKS["candidate.first_name"],
+            "last_name": candidate.last_name or "",
+            "full_name": candidate.full_name or FALLBACKS["candidate.first_name"],
+            "email": candidate.email,
+            "role": candidate.role or FALLBACKS["candidate.role"],
+            "stage": candidate.stage or "",
+            "rejection_reason": candidate.rejection_reason or "",
+            "strengths": candidate.strengths or "",
+            "skills": list(candidate.skills or []),
+            "location": candidate.location or "",
+        },
+        "recruiter": {
+            "name": recruiter_name,
+            "first_name": recruiter_name.split()[0] if recruiter_name else "",
+            "email": recruiter_email,
+        },
+        "company": {
+            "name": settings.company_name,
+            "postal_address": settings.postal_address,
+            "careers_url": settings.careers_url,
+            "talent_network_url": settings.talent_network_url,
+        },
+        "campaign": {"name": campaign.name},
+        "job": job or {"title": "", "location": "", "url": settings.careers_url, "summary": ""},
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+        "rating_urls": list(rating_urls) if rating_urls else ["#"] * 5,
+        "reconsent_url": reconsent_url or f"{preferences_url}?stay=1",
+    }

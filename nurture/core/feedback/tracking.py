@@ -1,0 +1,261 @@
+"""Signed tracking links, and what happens when a candidate opens, clicks or unsubscribes."""
+
+from __future__ import annotations
+
+import functools
+import html as html_lib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from nurture.models import Candidate, CandidateStatus, Event, EventKind, Message
+from nurture.core.audience import candidates as candidate_service
+from nurture.core.audience import engagement
+
+_HREF = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
+
+
+class BadToken(Exception):
+    """A tracking or unsubscribe token that was not signed by us."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Signs and checks the short tokens in tracking and unsubscribe URLs."""
+
+    secret: str
+    base_url: str
+    # False (the OPEN_TRACKING setting) puts no open pixel in anyone's mail.
+    open_tracking: bool = True
+
+    def _serializer(self, purpose: str) -> URLSafeSerializer:
+        # Building a serializer derives its key; one per purpose is enough for a process.
+        return _serializer(self.secret, purpose)
+
+    def sign(self, purpose: str, payload: Any) -> str:
+        """A URL-safe signed token for ``payload``."""
+        return self._serializer(purpose).dumps(payload)
+
+    def load(self, purpose: str, token: str) -> Any:
+        """The payload of a token we signed, or BadToken."""
+        try:
+            return self._serializer(purpose).loads(token)
+        except BadSignature:
+            raise BadToken(purpose) from None
+
+    def open_url(self, message_id: int) -> str:
+        """The URL of the open pixel of a message."""
+        return f"{self.base_url}/o/{self.sign('open', message_id)}.gif"
+
+    def click_url(self, message_id: int, url: str) -> str:
+        """A redirect through us to ``url``, valid only for this message and this URL."""
+        return f"{self.base_url}/c/{self.sign('click', [message_id, url])}"
+
+    def unsubscribe_url(self, candidate_id: int, message_id: int | None) -> str:
+        """The one-click unsubscribe URL (RFC 8058) for a candidate."""
+        return f"{self.base_url}/u/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+    def preferences_url(self, candidate_id: int, message_id: int | None) -> str:
+        """The preference page of a candidate."""
+        return f"{self.base_url}/p/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+    def rating_url(self, message_id: int, value: int) -> str:
+        """A one-click answer (1-5) to "how was your interview experience?" in a message."""
+        return f"{self.base_url}/r/{self.sign('rating', [message_id, value])}"
+
+    def rating_urls(self, message_id: int) -> list[str]:
+        """The five answers of a message, from 1 (poor) to 5 (excellent)."""
+        return [self.rating_url(message_id, value) for value in range(1, 6)]
+
+    def reconsent_url(self, candidate_id: int, message_id: int | None) -> str:
+        """The "yes, keep me in your talent network" page of a re-consent mail."""
+        # The same authority as the preference page (the candidate's own mail link).
+        return f"{self.base_url}/k/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+    @classmethod
+    def from_config(cls, config: Any) -> Tokens:
+        """Tokens for an app's ``SECRET_KEY``, ``BASE_URL`` and ``OPEN_TRACKING`` settings."""
+        return cls(
+            config["SECRET_KEY"],
+            config["BASE_URL"].rstrip("/"),
+            open_tracking=bool(config.get("OPEN_TRACKING", True)),
+        )
+
+
+@functools.lru_cache(maxsize=32)
+def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=f"nurture.{purpose}")
+
+
+def instrument(
+    html: str,
+    tokens: Tokens,
+    message_id: int,
+    keep: tuple[str, ...] = (),
+    *,
+    track_opens: bool = True,
+    track_clicks: bool = True,
+) -> str:
+    """Route the links of a rendered mail through click tracking and add the open pixel.
+
+    ``track_opens`` / ``track_clicks`` false leave the pixel out / the links as written (a
+    candidate who opted out of tracking, or open tracking switched off).
+    """
+
+    def rewrite(found: re.Match[str]) -> str:
+        url = html_lib.unescape(found.group(1))
+        if url.startswith(keep):
+            return found.group(0)
+        return f'href="{html_lib.escape(tokens.click_url(message_id, url))}"'
+
+    tracked = _HREF.sub(rewrite, html) if track_clicks else html
+    if not track_opens:
+        return tracked
+    pixel = (
+        f'<img src="{html_lib.escape(tokens.open_url(message_id))}" width="1" height="1" '
+        'alt="" style="display:block;height:1px;width:1px;border:0;">'
+    )
+    # Look for </body> near the end only: lower-casing the whole mail costs more than it finds.
+    tail = max(0, len(tracked) - 512)
+    closing = tracked[tail:].lower().rfind("</body>")
+    if closing == -1:
+        return tracked + pixel
+    closing += tail
+    return tracked[:closing] + pixel + tracked[closing:]
+
+
+# Mail-privacy proxies and link scanners announce themselves; their hits are not a person's.
+_MACHINE_AGENTS = re.compile(
+    r"GoogleImageProxy|YahooMailProxy|Barracuda|Mimecast|Proofpoint|bot|crawler|spider"
+    r"|python-requests|curl/|Wget",
+    re.IGNORECASE,
+)
+
+
+def looks_like_machine(user_agent: str) -> bool:
+    """True for user agents of proxies and scanners rather than a person's mail app."""
+    return bool(_MACHINE_AGENTS.search(user_agent or ""))
+
+
+class Tracked(Protocol):
+    """What recording a hit needs of the message it belongs to."""
+
+    id: int
+    candidate_id: int
+    sent_at: datetime | None
+
+
+# Built once: a tracking hit is the hottest path there is.
+_TRACKED = select(Message.id, Message.candidate_id, Message.sent_at).where(
+    Message.id == bindparam("message_id")
+)
+_INSERT_EVENT = Event.__table__.insert()
+
+
+def tracked(session: Session, message_id: int) -> Tracked | None:
+    """The message a token names, as the three columns a hit needs (not the whole row)."""
+    return session.execute(_TRACKED, {"message_id": message_id}).first()
+
+
+def record_event(
+    session: Session,
+    message: Tracked,
+    kind: EventKind,
+    now: datetime,
+    url: str = "",
+    user_agent: str = "",
+) -> bool:
+    """Store what happened to a message (one INSERT); returns whether a person did it.
+
+    A person's open or click also counts in the candidate's summary and score (one UPDATE).
+    """
+    machine = kind in (EventKind.OPEN, EventKind.CLICK) and (
+        looks_like_machine(user_agent)
+        or engagement.is_machine(kind, user_agent, message.sent_at, now)
+    )
+    session.execute(
+        _INSERT_EVENT,
+        {
+            "message_id": message.id,
+            "candidate_id": message.candidate_id,
+            "kind": str(kind),
+            "url": url,
+            "user_agent": (user_agent or "")[:400],
+            "machine": machine,
+            "value": "",
+            "created_at": now,
+        },
+    )
+    if not machine:
+        # Keeps the candidate's summary (last open/click, score) current for segments.
+        engagement.note_engagement(session, message.candidate_id, kind, now)
+    return not machine
+
+
+def open_message(
+    session: Session, tokens: Tokens, token: str, user_agent: str, now: datetime
+) -> None:
+    """Record an open; a bad token or unknown message changes nothing."""
+    message_id = tokens.load("open", token)
+    message = tracked(session, message_id) if isinstance(message_id, int) else None
+    if message is None:
+        raise BadToken("open")
+    record_event(session, message, EventKind.OPEN, now, user_agent=user_agent)
+
+
+def click(session: Session, tokens: Tokens, token: str, user_agent: str, now: datetime) -> str:
+    """Record a click and return the URL it leads to (only ever one the message contained)."""
+    payload = tokens.load("click", token)
+    if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], int)):
+        raise BadToken("click")
+    message_id, url = payload
+    if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
+        raise BadToken("click")
+    message = tracked(session, message_id)
+    if message is None:
+        raise BadToken("click")
+    record_event(session, message, EventKind.CLICK, now, url=url, user_agent=user_agent)
+    return url
+
+
+def unsubscribe_target(
+    session: Session, tokens: Tokens, token: str
+) -> tuple[Candidate, Message | None]:
+    """The candidate (and message) an unsubscribe token speaks for."""
+    payload = tokens.load("unsubscribe", token)
+    if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], int)):
+        raise BadToken("unsubscribe")
+    candidate = session.get(Candidate, payload[0])
+    if candidate is None:
+        raise BadToken("unsubscribe")
+    message = session.get(Message, payload[1]) if isinstance(payload[1], int) else None
+    if message is not None and message.candidate_id != candidate.id:
+        raise BadToken("unsubscribe")
+    return candidate, message
+
+
+def unsubscribe(
+    session: Session, candidate: Candidate, message: Message | None, now: datetime
+) -> bool:
+    """Unsubscribe from everything: end every drip and suppress the address; False if already."""
+    already = candidate.status == CandidateStatus.UNSUBSCRIBED
+    if candidate.status in (CandidateStatus.ACTIVE, CandidateStatus.HIRED):
+        candidate.status = CandidateStatus.UNSUBSCRIBED
+        candidate.updated_at = now
+    candidate_service.end_enrolments(session, candidate, "unsubscribed", now)
+    if candidate.status != CandidateStatus.ERASED:
+        candidate_service.suppress(session, candidate.email, "unsubscribed", now)
+    if not already:
+        event = Event(
+            message_id=message.id if message else None,
+            candidate_id=candidate.id,
+            kind=EventKind.UNSUBSCRIBE,
+            created_at=now,
+        )
+        session.add(event)
+    return not already

@@ -1,1 +1,0 @@
-"""The business of nurture, as plain functions that need neither Flask views nor Redis."""

@@ -1,0 +1,588 @@
+"""Admin pages: the campaign list, the drip builder, status changes and a campaign's analytics."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from typing import Any
+
+from flask import (
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from werkzeug.routing import BuildError
+from wtforms import (
+    BooleanField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from nurture.web.admin.auth import role_required
+from nurture.web.admin.blueprint import bp
+from nurture.extensions import db
+from nurture.models import Campaign, CampaignKind, CampaignStatus, EntryType, Role, Tag
+from nurture.core.feedback import analytics
+from nurture.core.campaigns import service as campaign_service
+from nurture.core.campaigns.durations import parse_delay
+from nurture.core.campaigns.entries import entry_delay
+from nurture.core.errors import Conflict, ValidationError
+from nurture.core.compliance.preferences import rating_summary
+from nurture.core.campaigns.timing import DAYS
+from nurture.tasks.sending import template_library
+
+PER_PAGE = 25
+FUNNEL = ("sent", "opened", "clicked", "unsubscribed", "bounced")
+_STEP_KEY = re.compile(r"steps-(\d+)-(\w+)")
+_STEP_ERROR = re.compile(r"steps\[(\d+)\](?:\.(\w+))?")
+# Service error keys → the builder field that shows them.
+_FORM_FIELDS = {
+    "name": "name",
+    "description": "description",
+    "entry": "entry_type",
+    "entry.ats_event": "entry_type",
+    "entry.tag": "entry_tag",
+    "exit_on": "exit_reapplied",
+    "sender": "sender_email",
+    "sender.email": "sender_email",
+    "topic": "topic",
+    "reentry": "reentry",
+    "send_window": "window_mode",
+    "send_window.days": "window_days",
+    "send_window.start": "window_start",
+    "send_window.end": "window_end",
+    "entry_filter": "entry_reasons",
+    "entry_filter.rejection_reasons": "entry_reasons",
+    "entry_filter.stages": "entry_stages",
+    "entry_filter.delay": "entry_delay_amount",
+}
+TOPIC_LABELS = {"checkins": "Check-ins", "newsletter": "Newsletter", "job_alerts": "Job alerts"}
+REENTRY_LABELS = {
+    "never": "Never: once through this drip is enough",
+    "after_exit": "Yes, once their earlier run has ended",
+    "always": "Yes, every time: a new entry restarts the drip",
+}
+DAY_NAMES = {"mon": "Mon", "tue": "Tue", "wed": "Wed", "thu": "Thu", "fri": "Fri",
+             "sat": "Sat", "sun": "Sun"}
+_STEP_FIELDS = {"html": "template", "text": "template"}
+DONE = {
+    "activate": "is active",
+    "resume": "is running again",
+    "pause": "is paused",
+    "archive": "is archived",
+}
+
+
+def _now():
+    return current_app.extensions["nurture.runtime"].now()
+
+
+class CampaignForm(FlaskForm):
+    """The drip's own fields; its steps are parsed from ``steps-<n>-<field>`` inputs."""
+
+    name = StringField("Name")
+    description = TextAreaField("Description")
+    entry_type = RadioField(
+        "Who enters",
+        choices=[
+            SelectChoice(EntryType.TAG.value, "Candidates who get a tag"),
+            SelectChoice(EntryType.ATS_EVENT.value, "Candidates the ATS rejects"),
+            SelectChoice(EntryType.MANUAL.value, "Only candidates enrolled by hand"),
+        ],
+        default=EntryType.TAG.value,
+    )
+    entry_tag = StringField("Tag")
+    exit_reapplied = BooleanField("They apply again", default=True)
+    exit_replied = BooleanField("They reply to one of its mails", default=True)
+    exit_left_segment = BooleanField("They no longer match the entry segment", default=True)
+    sender_mode = RadioField(
+        "Mail comes from",
+        choices=[
+            SelectChoice("recruiter", "The candidate's recruiter, when they have one"),
+            SelectChoice("team", "Always the team address"),
+        ],
+        default="recruiter",
+    )
+    sender_name = StringField("Team sender name")
+    sender_email = StringField("Team sender email")
+    # The choices below are checked by the campaign service, which names the field at fault.
+    topic = SelectField(
+        "Preference topic",
+        choices=[SelectChoice(key, label) for key, label in TOPIC_LABELS.items()],
+        default="checkins",
+        validate_choice=False,
+    )
+    reentry = RadioField(
+        "Entering again",
+        choices=[SelectChoice(key, label) for key, label in REENTRY_LABELS.items()],
+        default="after_exit",
+        validate_choice=False,
+    )
+    entry_reasons = StringField("Only these rejection reasons")
+    entry_stages = StringField("Only candidates who reached these stages")
+    entry_delay_amount = StringField("Extra wait after entering")
+    entry_delay_unit = SelectField(
+        "Unit of the extra wait",
+        choices=[SelectChoice("days", "days"), SelectChoice("hours", "hours")],
+        default="days",
+        validate_choice=False,
+    )
+    entry_delay = StringField()  # a delay set through the API that neither unit shows
+    window_mode = RadioField(
+        "When mail goes out",
+        choices=[
+            SelectChoice("any", "Any time"),
+            SelectChoice("window", "Only on these days, between these hours"),
+        ],
+        default="any",
+        validate_choice=False,
+    )
+    window_days = SelectMultipleField(
+        "Days",
+        choices=[SelectChoice(day, label) for day, label in DAY_NAMES.items()],
+        default=["mon", "tue", "wed", "thu", "fri"],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+        validate_choice=False,
+    )
+    window_start = StringField("From", default="09:00")
+    window_end = StringField("Until", default="17:00")
+
+
+def _campaign_or_404(campaign_id: int) -> Campaign:
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        abort(404)
+    return campaign
+
+
+def _candidate_url(candidate_id: int) -> str | None:
+    try:
+        return url_for("admin.candidate", candidate_id=candidate_id)
+    except BuildError:  # the candidate pages are not there (yet)
+        return None
+
+
+def _blank_step() -> dict[str, Any]:
+    return {"id": None, "delay_amount": "3", "delay_unit": "days", "delay": "", "template": "",
+            "subject": "", "condition": ""}
+
+
+def _steps_of(campaign: Campaign) -> list[dict[str, Any]]:
+    """A saved campaign's steps as the builder shows them."""
+    steps = []
+    for step in campaign.steps:
+        parts = campaign_service.delay_parts(step.delay_seconds)
+        amount, unit = parts if parts else ("", "iso")
+        template = step.template or (campaign_service.OWN_HTML if step.html else "")
+        steps.append({"id": step.id, "delay_amount": str(amount), "delay_unit": unit,
+                      "delay": step.delay if unit == "iso" else "", "template": template,
+                      "subject": step.subject, "condition": step.condition})
+    return steps
+
+
+def _steps_posted() -> list[dict[str, Any]]:
+    """The steps as posted, in the order their fields were numbered."""
+    found: dict[int, dict[str, Any]] = {}
+    for key, value in request.form.items():
+        match = _STEP_KEY.fullmatch(key)
+        if match:
+            found.setdefault(int(match[1]), {})[match[2]] = value.strip()
+    steps = []
+    for index in sorted(found):
+        raw = found[index]
+        step = _blank_step() | {k: raw.get(k, "") for k in _blank_step() if k != "id"}
+        step["id"] = int(raw["id"]) if raw.get("id", "").isdigit() else None
+        if step["delay_unit"] != "iso":
+            step["delay"] = ""
+        steps.append(step)
+    return steps
+
+
+def _rearrange(steps: list[dict[str, Any]], action: str) -> tuple[list[dict[str, Any]], int]:
+    """Apply an add/remove/up/down button to the steps; returns them and the step to show."""
+    verb, _, number = action.partition(":")
+    index = int(number) if number.isdigit() else -1
+    if verb == "add":
+        steps.append(_blank_step())
+        return steps, len(steps) - 1
+    if not 0 <= index < len(steps):
+        return steps, 0
+    if verb == "remove":
+        steps.pop(index)
+        return steps, max(0, index - 1)
+    other = index - 1 if verb == "up" else index + 1
+    if verb in ("up", "down") and 0 <= other < len(steps):
+        steps[index], steps[other] = steps[other], steps[index]
+        return steps, other
+    return steps, index
+
+
+def _payload(
+    campaign: Campaign | None, form: CampaignForm, steps: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The builder's fields in the shape ``save_drip`` takes."""
+    entry: dict[str, str] | None = None
+    if form.entry_type.data == EntryType.TAG:
+        entry = {"tag": form.entry_tag.data or ""}
+    elif form.entry_type.data == EntryType.ATS_EVENT:
+        entry = {"ats_event": "candidate.rejected"}
+    elif form.entry_type.data == EntryType.SEGMENT and campaign is not None:
+        entry = {"segment_id": campaign.entry_value}
+    payload: dict[str, Any] = {
+        "name": form.name.data,
+        "description": form.description.data,
+        "entry": entry,
+        # A hired candidate is never mailed, so "hired" is always an exit rule.
+        "exit_on": [
+            "hired",
+            *(["reapplied"] if form.exit_reapplied.data else []),
+            *(["replied"] if form.exit_replied.data else []),
+            *(["left_segment"] if form.exit_left_segment.data else []),
+        ],
+        "sender": {"name": form.sender_name.data, "email": form.sender_email.data,
+                   "use_recruiter": form.sender_mode.data == "recruiter"},
+        "steps": [
+            {**step, "condition": step["condition"] if index else ""}
+            for index, step in enumerate(steps)
+        ],
+    }
+    # Fields missing from the post (an older page, a script) keep what the campaign has.
+    if form.topic.raw_data:
+        payload["topic"] = form.topic.data
+    if form.reentry.raw_data:
+        payload["reentry"] = form.reentry.data
+    if form.window_mode.raw_data:
+        payload["send_window"] = _window_posted(form)
+    if form.entry_reasons.raw_data:
+        payload["entry_filter"] = {
+            "rejection_reasons": _listed(form.entry_reasons.data),
+            "stages": _listed(form.entry_stages.data),
+            "delay_amount": form.entry_delay_amount.data or "",
+            "delay_unit": form.entry_delay_unit.data,
+            "delay": form.entry_delay.data or "",
+        }
+    return payload
+
+
+def _listed(text: str | None) -> list[str]:
+    """A comma-separated field as its items."""
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def _window_posted(form: CampaignForm) -> dict[str, Any]:
+    """The send window as the API takes it; {} for any time."""
+    if form.window_mode.data != "window":
+        return {}
+    window: dict[str, Any] = {}
+    days = form.window_days.data or []
+    if set(days) != set(DAYS):  # all seven: every day, the window's default
+        window["days"] = days
+    for key, field in (("start", form.window_start), ("end", form.window_end)):
+        value = (field.data or "").strip()
+        if value:  # left empty: from or until midnight
+            window[key] = value[:5] if len(value) == 8 and value.endswith(":00") else value
+    return window
+
+
+def _window_form(window: dict[str, Any]) -> dict[str, Any]:
+    """A stored send window as the builder's fields."""
+    if not window:
+        return {"window_mode": "any"}
+    end = window.get("end", "")
+    return {
+        "window_mode": "window",
+        "window_days": window.get("days") or list(DAYS),
+        "window_start": window.get("start", ""),
+        "window_end": "" if end == "24:00" else end,  # empty: until midnight
+    }
+
+
+def _entry_filter_form(entry_filter: dict[str, Any]) -> dict[str, Any]:
+    """A stored entry filter as the builder's fields."""
+    delay = entry_filter.get("delay") or ""
+    parts = campaign_service.delay_parts(int(parse_delay(delay).total_seconds())) if delay else None
+    amount, unit = parts if parts else ("", "iso" if delay else "days")
+    return {
+        "entry_reasons": ", ".join(entry_filter.get("rejection_reasons") or []),
+        "entry_stages": ", ".join(entry_filter.get("stages") or []),
+        "entry_delay_amount": str(amount),
+        "entry_delay_unit": unit,
+        "entry_delay": delay if unit == "iso" else "",
+    }
+
+
+def _days_text(days: list[str]) -> str:
+    """``["mon", …, "fri"]`` → ``Mon–Fri``; runs of three or more days joined by a dash."""
+    runs: list[list[int]] = []
+    for index in sorted(DAYS.index(day) for day in days if day in DAYS):
+        if runs and runs[-1][-1] == index - 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    parts = []
+    for run in runs:
+        names = [DAY_NAMES[DAYS[i]] for i in run]
+        parts.append(f"{names[0]}–{names[-1]}" if len(run) > 2 else ", ".join(names))
+    return ", ".join(parts)
+
+
+def window_text(window: dict[str, Any] | None) -> str:
+    """A send window as a recruiter reads it: ``Mon–Fri, 09:00–17:00``."""
+    if not window:
+        return "Any time"
+    days = window.get("days") or list(DAYS)
+    when = "Every day" if len(days) == len(DAYS) else _days_text(days)
+    start, end = window.get("start", "00:00"), window.get("end", "24:00")
+    if (start, end) == ("00:00", "24:00"):
+        return f"{when}, all day"
+    return f"{when}, {start}–{end}"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text
+
+
+def _place_errors(
+    form: CampaignForm, steps: list[dict[str, Any]], fields: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """Put each service error at its field; returns those about all steps, and the rest."""
+    general, about_steps = [], []
+    for key, problem in fields.items():
+        problem = _sentence(problem)
+        match = _STEP_ERROR.fullmatch(key)
+        if key == "steps":
+            about_steps.append(problem)
+        elif key in _FORM_FIELDS:
+            getattr(form, _FORM_FIELDS[key]).errors = [problem]
+        elif match and int(match[1]) < len(steps):
+            field = match[2] or "step"
+            steps[int(match[1])].setdefault("errors", {})[_STEP_FIELDS.get(field, field)] = problem
+        else:
+            general.append(problem)
+    return about_steps, general
+
+
+def _render_builder(
+    campaign: Campaign | None,
+    form: CampaignForm,
+    steps: list[dict[str, Any]],
+    *,
+    errors: tuple[list[str], list[str]] | None = None,
+    status: int = 200,
+):
+    library = template_library(current_app)
+    locks = campaign_service.step_message_counts(db.session, campaign) if campaign else {}
+    for step in steps:
+        step["sent"] = locks.get(step["id"] or 0, 0)
+    tags = db.session.scalars(select(Tag.name).order_by(Tag.name)).all()
+    return render_template(
+        "admin/campaigns/builder.html",
+        campaign=campaign,
+        form=form,
+        steps=steps,
+        steps_errors=errors[0] if errors else [],
+        general=errors[1] if errors else [],
+        invalid=status >= 400,
+        templates=campaign_service.template_names(db.session, library),
+        conditions=[
+            ("", "Always"),
+            ("previous_not_opened", "Only if the previous mail was not opened"),
+            ("previous_opened", "Only if the previous mail was opened"),
+            ("previous_clicked", "Only if a link in the previous mail was clicked"),
+        ],
+        tags=tags,
+        default_sender=(current_app.config["SENDER_NAME"], current_app.config["SENDER_EMAIL"]),
+        team_zone=current_app.config.get("TEAM_TIMEZONE") or "UTC",
+    ), status
+
+
+def _form(campaign: Campaign | None, data: dict[str, Any] | None = None) -> CampaignForm:
+    form = CampaignForm(data=data)
+    if campaign is not None and campaign.entry_type == EntryType.SEGMENT:
+        # Segments are chosen through the API for now; the builder keeps the one it has.
+        form.entry_type.choices = [
+            *form.entry_type.choices,
+            SelectChoice(EntryType.SEGMENT.value, f"Segment #{campaign.entry_value}"),
+        ]
+    return form
+
+
+def _builder(campaign: Campaign | None):
+    """Show, rearrange or save the builder for a new or existing drip."""
+    if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
+        flash("An archived campaign cannot be edited.", "error")
+        return redirect(url_for("admin.campaign", campaign_id=campaign.id))
+    if campaign is not None and campaign.kind == CampaignKind.BROADCAST:
+        flash("A broadcast is one mail, not a drip: it is not changed in the drip builder.", "info")
+        return redirect(url_for("admin.broadcast", broadcast_id=campaign.id))
+    if request.method == "GET":
+        form = _form(campaign)
+        steps = [_blank_step()]
+        if campaign is not None:
+            form = _form(campaign, {
+                "name": campaign.name,
+                "description": campaign.description,
+                "entry_type": campaign.entry_type,
+                "entry_tag": campaign.entry_value if campaign.entry_type == EntryType.TAG else "",
+                "exit_reapplied": "reapplied" in campaign.exit_on,
+                "exit_replied": "replied" in campaign.exit_on,
+                "exit_left_segment": "left_segment" in campaign.exit_on,
+                "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
+                "sender_name": campaign.sender_name,
+                "sender_email": campaign.sender_email,
+                "topic": campaign.topic,
+                "reentry": campaign.reentry,
+                **_window_form(campaign.send_window or {}),
+                **_entry_filter_form(campaign.entry_filter or {}),
+            })
+            steps = _steps_of(campaign)
+        return _render_builder(campaign, form, steps)
+
+    form = _form(campaign)
+    steps = _steps_posted()
+    action = request.form.get("action", "save")
+    if action != "save":
+        # Add, remove and move work without JavaScript: the page comes back rearranged, unsaved.
+        steps, _ = _rearrange(steps, action)
+        return _render_builder(campaign, form, steps)
+    if not form.validate():
+        return _render_builder(campaign, form, steps, status=400)
+    try:
+        saved = campaign_service.save_drip(
+            db.session, campaign, _payload(campaign, form, steps), template_library(current_app),
+            _now(),
+        )
+    except ValidationError as exc:
+        db.session.rollback()
+        errors = _place_errors(form, steps, exc.fields)
+        return _render_builder(campaign, form, steps, errors=errors, status=422)
+    except Conflict as exc:
+        db.session.rollback()
+        flash(_sentence(str(exc)) + ".", "error")
+        return redirect(url_for("admin.campaigns"))
+    db.session.commit()
+    flash(f"“{saved.name}” saved." if campaign else f"“{saved.name}” saved as a draft.",
+          "success")
+    return redirect(url_for("admin.campaign", campaign_id=saved.id))
+
+
+@bp.get("/campaigns")
+@role_required(Role.VIEWER)
+def campaigns():
+    """Every campaign with its status, entry, steps, enrolments and the last week's sends."""
+    status = request.args.get("status", "")
+    if status not in set(CampaignStatus):
+        status = ""
+    return render_template(
+        "admin/campaigns/list.html",
+        rows=analytics.campaign_overview(db.session, _now(), status or None),
+        counts=analytics.status_counts(db.session),
+        status=status,
+    )
+
+
+@bp.route("/campaigns/new", methods=["GET", "POST"])
+@role_required(Role.EDITOR)
+def campaign_new():
+    """Build a new drip; it is saved as a draft."""
+    return _builder(None)
+
+
+@bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
+@role_required(Role.EDITOR)
+def campaign_edit(campaign_id: int):
+    """Change a drip; steps that already sent mail stay in place."""
+    return _builder(_campaign_or_404(campaign_id))
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+@role_required(Role.VIEWER)
+def campaign(campaign_id: int):
+    """A campaign: its setup, the funnel per step, sends over time and its enrolments."""
+    campaign = _campaign_or_404(campaign_id)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    stats = campaign_service.campaign_stats(db.session, campaign)
+    series = analytics.daily_series(db.session, _now(), 30, campaign.id)
+    enrolments, total = campaign_service.enrolments_page(db.session, campaign, page, PER_PAGE)
+    first = (page - 1) * PER_PAGE
+    pager = SimpleNamespace(
+        summary=(f"{first + 1}–{first + len(enrolments)} of {total}" if enrolments
+                 else f"{total} enrolments"),
+        prev_url=url_for("admin.campaign", campaign_id=campaign.id, page=page - 1,
+                         _anchor="enrolments") if page > 1 else None,
+        next_url=url_for("admin.campaign", campaign_id=campaign.id, page=page + 1,
+                         _anchor="enrolments") if first + PER_PAGE < total else None,
+    )
+    funnel_chart = {
+        "type": "bar",
+        "labels": [f"Step {row['position'] + 1}" for row in stats],
+        "series": [[name, [row[name] for row in stats]] for name in FUNNEL],
+    }
+    time_chart = {
+        "type": "line",
+        "labels": [day["day"] for day in series],
+        "series": [[name, [day[name] for day in series]] for name in ("sent", "opened", "clicked")],
+    }
+    return render_template(
+        "admin/campaigns/detail.html",
+        campaign=campaign,
+        funnel=list(zip(campaign.steps, stats, strict=True)),
+        ratings=rating_summary(db.session, campaign.id),
+        enrolled=analytics.enrolment_counts(db.session, campaign.id),
+        funnel_chart=funnel_chart,
+        time_chart=time_chart,
+        enrolments=enrolments,
+        pager=pager,
+        candidate_url=_candidate_url,
+        actions=[a for a in campaign_service.ACTIONS
+                 if not campaign_service.action_problem(campaign, a)],
+        window=window_text(campaign.send_window),
+        topics=TOPIC_LABELS,
+        reentry=REENTRY_LABELS,
+        entry_wait=int(entry_delay(campaign).total_seconds()),
+    )
+
+
+@bp.route(
+    "/campaigns/<int:campaign_id>/<any(activate, pause, resume, archive):action>",
+    methods=["GET", "POST"],
+)
+@role_required(Role.EDITOR)
+def campaign_status(campaign_id: int, action: str):
+    """Confirm a status change with how many candidates it affects, then apply it."""
+    campaign = _campaign_or_404(campaign_id)
+    impact = campaign_service.status_change_impact(db.session, campaign, action)
+    back = url_for("admin.campaign", campaign_id=campaign.id)
+    if impact["problem"]:
+        flash(_sentence(impact["problem"]) + ".", "error")
+        return redirect(back)
+    if request.method == "GET":
+        return render_template(
+            "admin/campaigns/confirm.html", campaign=campaign, action=action, impact=impact
+        )
+    try:
+        campaign_service.apply_action(db.session, campaign, action, _now())
+    except Conflict as exc:
+        db.session.rollback()
+        flash(_sentence(str(exc)) + ".", "error")
+        return redirect(back)
+    db.session.commit()
+    detail = ""
+    if action in ("activate", "resume") and impact["entering"]:
+        detail = f" {analytics.plural(impact['entering'], 'candidate')} with the tag entered it."
+    elif action == "archive" and impact["active_enrolments"]:
+        detail = f" {analytics.plural(impact['active_enrolments'], 'enrolment')} ended."
+    flash(f"“{campaign.name}” {DONE[action]}.{detail}", "success")
+    return redirect(back)

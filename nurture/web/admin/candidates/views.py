@@ -1,0 +1,373 @@
+"""Admin pages: the candidate list (search, filters, bulk tag, CSV export) and one candidate."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from wtforms import EmailField, SelectField, StringField, TextAreaField
+from wtforms.validators import Optional
+
+from nurture.web.admin.auth import role_required
+from nurture.web.admin.blueprint import bp
+from nurture.extensions import db
+from nurture.models import Campaign, Candidate, CandidateStatus, Role
+from nurture.core.audience import search
+from nurture.core.audience import candidates as candidate_service
+from nurture.core.errors import ValidationError
+
+TIMELINE_STEP = 200
+
+
+def _now():
+    return current_app.extensions["nurture.runtime"].now()
+
+
+class CandidateForm(FlaskForm):
+    """A candidate's profile; the candidates service validates it, errors land at the fields."""
+
+    first_name = StringField("First name", validators=[Optional()])
+    last_name = StringField("Last name", validators=[Optional()])
+    role = StringField("Role applied for", validators=[Optional()])
+    stage = StringField("Furthest stage", validators=[Optional()])
+    rejection_reason = StringField("Rejection reason", validators=[Optional()])
+    strengths = TextAreaField("Interview strengths", validators=[Optional()])
+    skills = StringField("Skills", validators=[Optional()])
+    location = StringField("Location", validators=[Optional()])
+    timezone = StringField("Time zone", validators=[Optional()])
+    source = StringField("Source", validators=[Optional()])
+    recruiter_name = StringField("Recruiter", validators=[Optional()])
+    recruiter_email = EmailField("Recruiter email", validators=[Optional()])
+    consent_basis = StringField("Consent basis", validators=[Optional()])
+    consent_source = StringField("Consent source", validators=[Optional()])
+    consent_at = StringField("Consent given at", validators=[Optional()])
+    attributes = TextAreaField("Custom attributes (JSON)", validators=[Optional()])
+
+
+class TagForm(FlaskForm):
+    """Add one or more tags to a candidate."""
+
+    tag = StringField("Add tags", validators=[Optional()])
+
+
+class BulkTagForm(FlaskForm):
+    """Add a tag to every candidate the list's filters match."""
+
+    new_tag = StringField("Tag", validators=[Optional()])
+
+
+class EnrolForm(FlaskForm):
+    """Put a candidate into an active campaign."""
+
+    campaign_id = SelectField("Campaign", coerce=int, validate_choice=False)
+
+
+def _show_errors(form: FlaskForm, fields: dict[str, str], fallback: str) -> None:
+    """Put a service's field errors on the form; any without a field goes on ``fallback``."""
+    for name, reason in fields.items():
+        target = getattr(form, name, None) or getattr(form, fallback)
+        target.errors = [*target.errors, reason]
+
+
+def _candidate_or_404(candidate_id: int) -> Candidate:
+    candidate = db.session.get(Candidate, candidate_id)
+    if candidate is None:
+        abort(404)
+    return candidate
+
+
+def _editable_or_redirect(candidate: Candidate) -> Response | None:
+    """An erased candidate's record is closed: refuse changes with a message."""
+    if candidate.status == CandidateStatus.ERASED:
+        flash("This candidate was erased; their record can no longer change.", "error")
+        return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The list
+# ---------------------------------------------------------------------------------------------
+
+
+def _pager(filters: search.CandidateFilters, page: search.Page) -> SimpleNamespace:
+    """Links around the current page."""
+
+    def link(number: int) -> str:
+        return url_for("admin.candidates", **filters.to_args(page=number))
+
+    return SimpleNamespace(
+        summary=page.summary,
+        first_url=link(1) if page.number > 1 else None,
+        prev_url=link(page.number - 1) if page.number > 1 else None,
+        next_url=link(page.number + 1) if page.has_next else None,
+        last_url=link(page.pages) if page.pages and page.number < page.pages else None,
+        label=f"Page {page.number:,}" + (f" of {page.pages:,}" if page.pages else ""),
+    )
+
+
+def _render_list(
+    filters: search.CandidateFilters,
+    errors: dict[str, str] | None = None,
+    bulk_form: BulkTagForm | None = None,
+    status: int = 200,
+):
+    """The list page for ``filters`` (no rows when the filters themselves are bad)."""
+    result = None if errors else search.page(db.session, filters, _now())
+    sorts = {key: url_for("admin.candidates", **filters.sort_args(key)) for key in search.SORTS}
+    return (
+        render_template(
+            "admin/candidates/list.html",
+            filters=filters,
+            errors=errors or {},
+            result=result,
+            pager=_pager(filters, result) if result else None,
+            sorts=sorts,
+            facets=search.facets(db.session, _now()),
+            statuses=search.STATUSES,
+            engagement=search.ENGAGEMENT,
+            bulk_form=bulk_form or BulkTagForm(),
+            has_imports="admin.imports" in current_app.view_functions,
+        ),
+        status,
+    )
+
+
+def _filters_or_errors() -> tuple[search.CandidateFilters, dict[str, str]]:
+    """The list options in the query string; bad ones are reported, defaults used meanwhile."""
+    try:
+        return search.CandidateFilters.from_args(request.args), {}
+    except ValidationError as exc:
+        # Echo what was typed back into the form, so the person sees what to correct.
+        args = request.args
+        echo = search.CandidateFilters(
+            q=(args.get("q") or "")[: search.MAX_QUERY],
+            tag=(args.get("tag") or "")[: search.MAX_TAG],
+            stage=(args.get("stage") or "")[:100],
+            source=(args.get("source") or "")[:100],
+        )
+        return echo, exc.fields
+
+
+@bp.get("/candidates")
+@role_required(Role.VIEWER)
+def candidates():
+    """Search, filter, sort and page through candidates."""
+    filters, errors = _filters_or_errors()
+    return _render_list(filters, errors, status=400 if errors else 200)
+
+
+@bp.post("/candidates/bulk-tag")
+@role_required(Role.EDITOR)
+def candidates_bulk_tag():
+    """Tag every candidate the current search and filters match."""
+    filters, errors = _filters_or_errors()
+    if errors:
+        return _render_list(filters, errors, status=400)
+    form = BulkTagForm()
+    if not form.validate_on_submit():
+        return _render_list(filters, bulk_form=form, status=400)
+    try:
+        result = search.bulk_tag(db.session, filters, form.new_tag.data, _now())
+    except ValidationError as exc:
+        db.session.rollback()
+        form.new_tag.errors = [exc.fields.get("tag", exc.message)]
+        return _render_list(filters, bulk_form=form, status=422)
+    db.session.commit()
+    plural = "s" if result.tagged != 1 else ""
+    message = f"Tagged {result.tagged:,} candidate{plural} “{result.tag}”."
+    for name, count in result.enrolled.items():
+        message += f" {count:,} enrolled in “{name}”."
+    flash(message, "success")
+    return redirect(url_for("admin.candidates", **filters.to_args()))
+
+
+@bp.get("/candidates/export.csv")
+@role_required(Role.VIEWER)
+def candidates_export():
+    """The filtered list as CSV, streamed in chunks, safe to open in a spreadsheet."""
+    filters, errors = _filters_or_errors()
+    if errors:
+        return _render_list(filters, errors, status=400)
+    rows = search.export_rows(db.session, filters, _now())
+    stamp = _now().strftime("%Y%m%d-%H%M")
+    return Response(
+        stream_with_context(search.csv_lines(rows)),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="candidates-{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One candidate
+# ---------------------------------------------------------------------------------------------
+
+
+def _render_detail(
+    candidate: Candidate,
+    tag_form: TagForm | None = None,
+    enrol_form: EnrolForm | None = None,
+    status: int = 200,
+):
+    """The candidate page, with the action forms as given (to show their errors)."""
+    campaigns = search.active_campaigns(db.session)
+    enrol_form = enrol_form or EnrolForm()
+    enrol_form.campaign_id.choices = [(c.id, c.name) for c in campaigns]
+    shown = request.args.get("show", type=int) or TIMELINE_STEP
+    return (
+        render_template(
+            "admin/candidates/detail.html",
+            candidate=candidate,
+            enrolments=search.enrolments(db.session, candidate.id),
+            timeline=search.timeline(db.session, candidate.id, limit=max(1, min(shown, 5000))),
+            timeline_step=TIMELINE_STEP,
+            shown=shown,
+            tag_form=tag_form or TagForm(),
+            enrol_form=enrol_form,
+            can_enrol=bool(campaigns),
+            erased=candidate.status == CandidateStatus.ERASED,
+        ),
+        status,
+    )
+
+
+@bp.get("/candidates/<int:candidate_id>")
+@role_required(Role.VIEWER)
+def candidate(candidate_id: int):
+    """A candidate's profile, tags, enrolments and timeline."""
+    return _render_detail(_candidate_or_404(candidate_id))
+
+
+@bp.route("/candidates/<int:candidate_id>/edit", methods=["GET", "POST"])
+@role_required(Role.EDITOR)
+def candidate_edit(candidate_id: int):
+    """Edit a candidate's profile."""
+    candidate = _candidate_or_404(candidate_id)
+    if (closed := _editable_or_redirect(candidate)) is not None:
+        return closed
+    form = CandidateForm(data=search.profile_values(candidate) if request.method == "GET" else None)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            search.update_profile(db.session, candidate, form.data, _now())
+        except ValidationError as exc:
+            db.session.rollback()
+            _show_errors(form, exc.fields, "first_name")
+            status = 422
+        else:
+            db.session.commit()
+            flash("Profile saved.", "success")
+            return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/candidates/edit.html", candidate=candidate, form=form), status
+
+
+@bp.post("/candidates/<int:candidate_id>/tags")
+@role_required(Role.EDITOR)
+def candidate_tag_add(candidate_id: int):
+    """Add tags; campaigns that start on one of them enrol the candidate."""
+    candidate = _candidate_or_404(candidate_id)
+    if (closed := _editable_or_redirect(candidate)) is not None:
+        return closed
+    form = TagForm()
+    if not form.validate_on_submit():
+        return _render_detail(candidate, tag_form=form, status=400)
+    try:
+        added, entered = search.add_tags(db.session, candidate, form.tag.data or "", _now())
+    except ValidationError as exc:
+        db.session.rollback()
+        form.tag.errors = [exc.fields.get("tag", exc.message)]
+        return _render_detail(candidate, tag_form=form, status=422)
+    db.session.commit()
+    if not added:
+        flash("They already carry that tag.", "info")
+    else:
+        message = f"Tagged {', '.join(f'“{name}”' for name in added)}."
+        if entered:
+            message += f" Enrolled in {entered} campaign{'s' if entered != 1 else ''}."
+        flash(message, "success")
+    return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+
+
+@bp.post("/candidates/<int:candidate_id>/tags/<int:tag_id>/remove")
+@role_required(Role.EDITOR)
+def candidate_tag_remove(candidate_id: int, tag_id: int):
+    """Take a tag off the candidate."""
+    candidate = _candidate_or_404(candidate_id)
+    if (closed := _editable_or_redirect(candidate)) is not None:
+        return closed
+    name = search.remove_tag(db.session, candidate, tag_id, _now())
+    db.session.commit()
+    if name is None:
+        flash("They do not carry that tag.", "info")
+    else:
+        flash(f"Removed the tag “{name}”.", "success")
+    return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+
+
+@bp.post("/candidates/<int:candidate_id>/enrol")
+@role_required(Role.EDITOR)
+def candidate_enrol(candidate_id: int):
+    """Enrol the candidate into an active campaign, or say why they cannot be."""
+    candidate = _candidate_or_404(candidate_id)
+    if (closed := _editable_or_redirect(candidate)) is not None:
+        return closed
+    form = EnrolForm()
+    campaign = None
+    if form.validate_on_submit() and form.campaign_id.data:
+        campaign = db.session.get(Campaign, form.campaign_id.data)
+    if campaign is None:
+        form.campaign_id.errors = [*form.campaign_id.errors, "choose a campaign"]
+        return _render_detail(candidate, enrol_form=form, status=400)
+    try:
+        search.enrol_by_hand(db.session, candidate, campaign, _now())
+    except ValidationError as exc:
+        db.session.rollback()
+        _show_errors(form, exc.fields, "campaign_id")
+        flash(f"Not enrolled: {exc.message}.", "error")
+        return _render_detail(candidate, enrol_form=form, status=422)
+    db.session.commit()
+    flash(f"Enrolled in “{campaign.name}”.", "success")
+    return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+
+
+@bp.post("/candidates/<int:candidate_id>/hire")
+@role_required(Role.EDITOR)
+def candidate_hire(candidate_id: int):
+    """Mark the candidate hired: every drip they are in stops."""
+    candidate = _candidate_or_404(candidate_id)
+    if (closed := _editable_or_redirect(candidate)) is not None:
+        return closed
+    candidate_service.mark_hired(db.session, candidate, _now())
+    db.session.commit()
+    flash(f"{candidate.full_name or candidate.email} is marked hired; their drips stopped.",
+          "success")
+    return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+
+
+@bp.post("/candidates/<int:candidate_id>/erase")
+@role_required(Role.ADMIN)
+def candidate_erase(candidate_id: int):
+    """Erase the candidate's personal data; the address survives only as a suppression hash."""
+    candidate = _candidate_or_404(candidate_id)
+    if (closed := _editable_or_redirect(candidate)) is not None:
+        return closed
+    candidate_service.erase(db.session, candidate, _now())
+    db.session.commit()
+    flash("Erased: personal data removed; the address is kept only as a hash so it is never "
+          "mailed again.", "success")
+    return redirect(url_for("admin.candidate", candidate_id=candidate.id))

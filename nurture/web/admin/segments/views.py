@@ -1,0 +1,345 @@
+"""Admin pages: the segment list and the segment builder (structured rows or JSON, live count)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from nurture.web.admin.auth import role_required
+from nurture.web.admin.blueprint import bp
+from nurture.extensions import db
+from nurture.models import Role, Segment
+from nurture.core.audience import segments as segment_service
+from nurture.core.audience.engagement import score_of
+from nurture.core.errors import NotFound, ValidationError
+
+SAMPLE = 10
+MAX_ROWS = 50
+
+# The rows the structured form offers: kind → (label, what the value means).
+ROW_KINDS = {
+    "field": ("Candidate field", "value"),
+    "tag": ("Has the tag", "tag"),
+    "skills": ("Has any of the skills", "skills, comma-separated"),
+    "attribute": ("Custom attribute", "value"),
+    "opened": ("Opened a mail in the last", "days"),
+    "clicked": ("Clicked a link in the last", "days"),
+    "not_opened": ("Opened nothing in the last", "days"),
+    "replied": ("Replied in the last", "days"),
+    "score": ("Engagement score at least", "score"),
+    "created": ("Added in the last", "days"),
+    "rated": ("Rated the interview at most", "stars (1-5)"),
+}
+FIELD_LABELS = {
+    "role": "Role applied for", "stage": "Stage reached", "rejection_reason": "Rejection reason",
+    "location": "Location", "source": "Source", "status": "Status", "timezone": "Time zone",
+    "first_name": "First name", "last_name": "Last name", "email_domain": "Email domain",
+}  # fmt: skip
+OP_LABELS = {
+    "eq": "is", "neq": "is not", "in": "is one of (comma-separated)", "contains": "contains",
+    "starts_with": "starts with", "empty": "is empty", "not_empty": "is not empty",
+}  # fmt: skip
+_ROW_PATH = re.compile(r"^rules\.(?:all|any)\[(\d+)\]")
+_DAYS = {"opened": "within_days", "clicked": "within_days", "replied": "within_days",
+         "not_opened": "days"}  # fmt: skip
+
+
+@dataclass
+class Row:
+    """One condition of the structured form."""
+
+    kind: str = "field"
+    name: str = "role"
+    op: str = "eq"
+    value: str = ""
+    error: str = ""
+
+
+@dataclass
+class Builder:
+    """What the builder page shows: the rows or the JSON, and what is wrong with them."""
+
+    name: str = ""
+    match: str = "all"
+    mode: str = "simple"
+    rows: list[Row] = field(default_factory=list)
+    json_text: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+    general: list[str] = field(default_factory=list)
+
+
+def _now():
+    return current_app.extensions["nurture.runtime"].now()
+
+
+def _number(text: str) -> Any:
+    """An int or float when the text is one, else the text (validation names the problem)."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def row_rule(row: Row) -> dict[str, Any]:
+    """The JSON rule a structured row stands for."""
+    if row.kind in ("field", "attribute"):
+        rule: dict[str, Any] = {row.kind: row.name.strip(), "op": row.op}
+        if row.op == "in":
+            rule["value"] = _split(row.value)
+        elif row.op not in ("empty", "not_empty"):
+            rule["value"] = row.value
+        return rule
+    if row.kind == "tag":
+        return {"tag": row.value}
+    if row.kind == "skills":
+        return {"skills": {"any": _split(row.value)}}
+    if row.kind in _DAYS:
+        return {row.kind: {_DAYS[row.kind]: _number(row.value)}}
+    if row.kind == "score":
+        return {"engagement_score": {"gte": _number(row.value)}}
+    if row.kind == "created":
+        return {"field": "created_at", "op": "within_days", "value": _number(row.value)}
+    return {"rated": {"lte": _number(row.value)}}
+
+
+def rule_row(rule: dict[str, Any]) -> Row | None:
+    """The structured row of a rule, or None when only JSON can show it."""
+    if "field" in rule and rule["field"] in segment_service.FIELDS:
+        value = rule.get("value", "")
+        text = ", ".join(value) if isinstance(value, list) else str(value)
+        return Row("field", rule["field"], rule["op"], text)
+    if rule.get("field") == "created_at" and rule.get("op") == "within_days":
+        return Row("created", value=str(rule["value"]))
+    if "attribute" in rule:
+        value = rule.get("value", "")
+        text = ", ".join(value) if isinstance(value, list) else str(value)
+        return Row("attribute", rule["attribute"], rule["op"], text)
+    if "tag" in rule:
+        return Row("tag", value=rule["tag"])
+    if "skills" in rule and "any" in rule["skills"]:
+        return Row("skills", value=", ".join(rule["skills"]["any"]))
+    for kind, key in _DAYS.items():
+        if kind in rule and set(rule[kind]) == {key}:
+            return Row(kind, value=str(rule[kind][key]))
+    if "engagement_score" in rule and set(rule["engagement_score"]) == {"gte"}:
+        return Row("score", value=f"{rule['engagement_score']['gte']:g}")
+    if "rated" in rule and set(rule["rated"]) == {"lte"}:
+        return Row("rated", value=f"{rule['rated']['lte']:g}")
+    return None
+
+
+def rows_of(rules: dict[str, Any]) -> tuple[str, list[Row]] | None:
+    """The match (all/any) and rows of a flat rule tree, or None when it nests deeper."""
+    match = "all" if "all" in rules else "any" if "any" in rules else None
+    if match is None:
+        return None
+    rows = [rule_row(child) if isinstance(child, dict) else None for child in rules[match]]
+    if any(row is None for row in rows):
+        return None
+    return match, [row for row in rows if row is not None]
+
+
+def _from_form(form: Any) -> Builder:
+    builder = Builder(
+        name=form.get("name", ""),
+        match="any" if form.get("match") == "any" else "all",
+        mode="json" if form.get("mode") == "json" else "simple",
+        json_text=form.get("rules_json", ""),
+    )
+    indexes = sorted({int(k.split("-")[1]) for k in form if re.fullmatch(r"c-\d+-kind", k)})
+    for i in indexes[:MAX_ROWS]:
+        kind = form.get(f"c-{i}-kind", "field")
+        builder.rows.append(
+            Row(
+                kind=kind if kind in ROW_KINDS else "field",
+                name=form.get(f"c-{i}-attribute" if kind == "attribute" else f"c-{i}-field", ""),
+                op=form.get(f"c-{i}-op", "eq"),
+                value=form.get(f"c-{i}-value", ""),
+            )
+        )
+    return builder
+
+
+def _rules(builder: Builder) -> Any:
+    """The rule tree the page holds; JSON that does not parse is a ValidationError."""
+    if builder.mode == "json":
+        try:
+            return json.loads(builder.json_text or "{}")
+        except ValueError as exc:
+            problem = f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+            raise ValidationError(f"rules: {problem}", {"rules": problem}) from None
+    return {builder.match: [row_rule(row) for row in builder.rows]}
+
+
+def _place_errors(builder: Builder, fields: dict[str, str]) -> None:
+    """Put each problem next to the row (or field) it is about."""
+    for path, message in fields.items():
+        found = _ROW_PATH.match(path)
+        if path == "name":
+            builder.errors["name"] = message
+        elif builder.mode == "simple" and found and int(found[1]) < len(builder.rows):
+            row = builder.rows[int(found[1])]
+            row.error = message if not row.error else f"{row.error}; {message}"
+        elif builder.mode == "simple" and path == "rules.any":
+            builder.general.append("Add at least one condition, or match all of them.")
+        else:
+            builder.general.append(f"{path}: {message}")
+
+
+def _builder_for(segment: Segment | None) -> Builder:
+    if segment is None:
+        return Builder()
+    flat = rows_of(segment.rules)
+    text = json.dumps(segment.rules, indent=2)
+    if flat is None:
+        return Builder(name=segment.name, mode="json", json_text=text)
+    match, rows = flat
+    return Builder(name=segment.name, match=match, rows=rows, json_text=text)
+
+
+def _page(builder: Builder, segment: Segment | None, status: int = 200):
+    preview = None
+    if not builder.general and not any(r.error for r in builder.rows):
+        try:
+            preview = segment_service.preview(db.session, _rules(builder), _now(), n=SAMPLE)
+        except ValidationError as exc:
+            _place_errors(builder, exc.fields)
+    return render_template(
+        "admin/segments/builder.html",
+        builder=builder,
+        segment=segment,
+        preview=preview,
+        row_kinds=ROW_KINDS,
+        fields=FIELD_LABELS,
+        ops=OP_LABELS,
+        can_json_to_simple=_can_go_simple(builder),
+    ), status
+
+
+def _can_go_simple(builder: Builder) -> bool:
+    if builder.mode != "json":
+        return False
+    try:
+        rules = json.loads(builder.json_text or "{}")
+    except ValueError:
+        return False
+    return isinstance(rules, dict) and rows_of(rules) is not None
+
+
+def _segment_or_404(segment_id: int) -> Segment:
+    try:
+        return segment_service.get_segment(db.session, segment_id)
+    except NotFound:
+        abort(404)
+
+
+@bp.get("/segments")
+@role_required(Role.VIEWER)
+def segments():
+    """Every saved segment, with its rules in words."""
+    items = [
+        (s, segment_service.describe(s.rules)) for s in segment_service.list_segments(db.session)
+    ]
+    return render_template("admin/segments/list.html", items=items)
+
+
+@bp.route("/segments/new", methods=["GET", "POST"])
+@role_required(Role.VIEWER)
+def new_segment():
+    """The builder for a new segment."""
+    return _build(None)
+
+
+@bp.route("/segments/<int:segment_id>", methods=["GET", "POST"])
+@role_required(Role.VIEWER)
+def segment(segment_id: int):
+    """The builder for a saved segment."""
+    return _build(_segment_or_404(segment_id))
+
+
+def _build(segment: Segment | None):
+    if request.method == "GET":
+        return _page(_builder_for(segment), segment)
+    builder = _from_form(request.form)
+    action = request.form.get("action", "preview")
+    if action == "add" and len(builder.rows) < MAX_ROWS:
+        builder.rows.append(Row())
+    elif action.startswith("remove:"):
+        index = int(action.split(":", 1)[1]) if action.split(":", 1)[1].isdigit() else -1
+        if 0 <= index < len(builder.rows):
+            del builder.rows[index]
+    elif action == "to_json":
+        builder.json_text = json.dumps(_rules(builder), indent=2)
+        builder.mode = "json"
+    elif action == "to_simple" and _can_go_simple(builder):
+        match, rows = rows_of(json.loads(builder.json_text))  # type: ignore[misc]
+        builder.match, builder.rows, builder.mode = match, rows, "simple"
+    elif action == "save":
+        if not current_user.has_role(Role.EDITOR):
+            abort(403)
+        try:
+            saved = segment_service.save_segment(
+                db.session, builder.name, _rules(builder), _now(), segment=segment
+            )
+        except ValidationError as exc:
+            db.session.rollback()
+            _place_errors(builder, exc.fields)
+            return _page(builder, segment, 422)
+        db.session.commit()
+        flash(f"Segment “{saved.name}” saved.", "success")
+        return redirect(url_for("admin.segment", segment_id=saved.id))
+    if builder.mode == "simple":
+        builder.json_text = json.dumps(_rules(builder), indent=2)
+    return _page(builder, segment)
+
+
+@bp.post("/segments/preview")
+@role_required(Role.VIEWER)
+def segment_preview():
+    """The live count and sample for the builder's form, as JSON (errors by row)."""
+    builder, now = _from_form(request.form), _now()
+    try:
+        rules = _rules(builder)
+        result = segment_service.preview(db.session, rules, now, n=SAMPLE)
+    except ValidationError as exc:
+        _place_errors(builder, exc.fields)
+        return jsonify(
+            {
+                "count": None,
+                "rows": {str(i): r.error for i, r in enumerate(builder.rows) if r.error},
+                "general": builder.general,
+            }
+        )
+    return jsonify(
+        {
+            "count": result.count,
+            "rows": {},
+            "general": [],
+            "rules": rules,
+            "sample": [
+                {
+                    "name": c.full_name or "—",
+                    "email": c.email,
+                    "role": c.role,
+                    "stage": c.stage,
+                    "status": c.status,
+                    "score": f"{score_of(c, now):g}",
+                    "url": url_for("admin.candidate", candidate_id=c.id),
+                }
+                for c in result.sample
+            ],
+        }
+    )

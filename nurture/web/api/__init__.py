@@ -1,0 +1,13 @@
+"""The JSON API under /api/v1."""
+
+from nurture.web.api import (
+    bounces,  # noqa: F401 - adds the bounce webhook to bp
+    broadcasts,  # noqa: F401 - adds the broadcast routes to bp
+    imports,  # noqa: F401 - adds the import routes to bp
+    openings,  # noqa: F401 - adds the job-alert routes to bp
+    segments,  # noqa: F401 - adds the segment routes to bp
+    suppressions,  # noqa: F401 - adds the suppression-list routes to bp
+)
+from nurture.web.api.views import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,44 @@
+"""Bearer-token authentication and roles for the JSON API."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, g, request
+
+from nurture.extensions import db
+from nurture.core.accounts.users import user_for_token
+
+
+class ApiError(Exception):
+    """An error the API answers as JSON with a 4xx status."""
+
+    def __init__(self, status: int, code: str, message: str, fields: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields or {}
+
+
+def requires(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Only callers with a valid bearer token of at least ``role`` get through."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
+            now = current_app.extensions["nurture.runtime"].now()
+            user = user_for_token(db.session, token.strip(), now)
+            if user is None:
+                raise ApiError(401, "unauthorized", "the token is not valid")
+            if not user.has_role(role):
+                raise ApiError(403, "forbidden", f"this needs the {role} role")
+            g.api_user = user
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator

@@ -1,0 +1,48 @@
+"""JSON API: broadcasts (newsletters) to a segment or a tag, now or at a scheduled time."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify
+
+from nurture.web.api.auth import ApiError, requires
+from nurture.web.api.views import _json_body, bp
+from nurture.extensions import db
+from nurture.models import Campaign, CampaignKind, Role
+from nurture.core.campaigns import broadcasts as broadcast_service
+from nurture.core.campaigns import service as campaign_service
+from nurture.tasks.sending import template_library
+
+
+def _now():
+    return current_app.extensions["nurture.runtime"].now()
+
+
+def _broadcast_or_404(broadcast_id: int) -> Campaign:
+    campaign = db.session.get(Campaign, broadcast_id)
+    if campaign is None or campaign.kind != CampaignKind.BROADCAST:
+        raise ApiError(404, "not_found", f"no broadcast {broadcast_id}")
+    return campaign
+
+
+def _answer(campaign: Campaign) -> dict:
+    body = campaign_service.campaign_dict(campaign)
+    body["progress"] = broadcast_service.progress(db.session, campaign, _now())
+    return body
+
+
+@bp.post("/broadcasts")
+@requires(Role.EDITOR)
+def create_broadcast():
+    """Create a broadcast and schedule it (``"activate": false`` keeps it a draft)."""
+    campaign = broadcast_service.create_broadcast(
+        db.session, _json_body(), template_library(current_app), _now()
+    )
+    db.session.commit()
+    return jsonify(_answer(campaign)), 201
+
+
+@bp.get("/broadcasts/<int:broadcast_id>")
+@requires(Role.VIEWER)
+def get_broadcast(broadcast_id: int):
+    """A broadcast and its progress: who is still waiting, and its messages by state."""
+    return jsonify(_answer(_broadcast_or_404(broadcast_id)))

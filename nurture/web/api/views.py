@@ -1,0 +1,252 @@
+"""JSON API views: parse, call one service, answer."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+
+from nurture.web.api.auth import ApiError, requires
+from nurture.web.api.openapi import openapi_document
+from nurture.extensions import csrf, db
+from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Role
+from nurture.core.campaigns import service as campaign_service
+from nurture.core.audience import candidates as candidate_service
+from nurture.core.audience.engagement import score_of
+from nurture.core.campaigns.enrolment import handle_ats_event, save_candidate
+from nurture.core.errors import Conflict, ValidationError
+from nurture.core.compliance.preferences import rating_summary
+from nurture.tasks.sending import template_library
+
+bp = Blueprint("api", __name__)
+csrf.exempt(bp)  # bearer tokens and HMAC signatures, never cookies
+
+
+def _now():
+    return current_app.extensions["nurture.runtime"].now()
+
+
+def _json_body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    return data
+
+
+def _error(status: int, code: str, message: str, fields: dict[str, str] | None = None):
+    body = {"error": {"code": code, "message": message, "fields": fields or {}}}
+    return jsonify(body), status
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    return _error(exc.status, exc.code, exc.message, exc.fields)
+
+
+@bp.errorhandler(ValidationError)
+def _validation_error(exc: ValidationError):
+    db.session.rollback()
+    return _error(422, "invalid", exc.message, exc.fields)
+
+
+@bp.errorhandler(Conflict)
+def _conflict(exc: Conflict):
+    db.session.rollback()
+    return _error(409, "conflict", str(exc))
+
+
+@bp.app_errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    """Under /api/ every error is JSON, even a route that does not exist."""
+    if not request.path.startswith("/api/"):
+        return exc
+    return _error(
+        exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or ""
+    )
+
+
+def _candidate_or_404(candidate_id: int) -> Candidate:
+    candidate = db.session.get(Candidate, candidate_id)
+    if candidate is None:
+        raise ApiError(404, "not_found", f"no candidate {candidate_id}")
+    return candidate
+
+
+def _campaign_or_404(campaign_id: int) -> Campaign:
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise ApiError(404, "not_found", f"no campaign {campaign_id}")
+    return campaign
+
+
+def candidate_dict(candidate: Candidate) -> dict[str, Any]:
+    """The API's view of a candidate."""
+    return {
+        "id": candidate.id,
+        "email": candidate.email,
+        "first_name": candidate.first_name,
+        "last_name": candidate.last_name,
+        "timezone": candidate.timezone,
+        "location": candidate.location,
+        "role": candidate.role,
+        "stage": candidate.stage,
+        "rejection_reason": candidate.rejection_reason,
+        "strengths": candidate.strengths,
+        "skills": candidate.skills,
+        "tags": candidate.tag_names,
+        "source": candidate.source,
+        "recruiter_name": candidate.recruiter_name,
+        "recruiter_email": candidate.recruiter_email,
+        "consent": {
+            "basis": candidate.consent_basis,
+            "source": candidate.consent_source,
+            "at": candidate.consent_at.isoformat() if candidate.consent_at else None,
+        },
+        "status": candidate.status,
+        "engagement_score": score_of(candidate, _now()),
+    }
+
+
+@bp.post("/candidates")
+@requires(Role.EDITOR)
+def create_candidate():
+    """Create a candidate, or update the one with the same email."""
+    candidate, created = save_candidate(db.session, _json_body(), _now())
+    db.session.commit()
+    return jsonify(candidate_dict(candidate)), 201 if created else 200
+
+
+@bp.get("/candidates/<int:candidate_id>")
+@requires(Role.VIEWER)
+def get_candidate(candidate_id: int):
+    """A candidate with enrolments and a timeline of messages and events."""
+    candidate = _candidate_or_404(candidate_id)
+    enrolments = db.session.scalars(
+        select(Enrolment).where(Enrolment.candidate_id == candidate.id).order_by(Enrolment.id)
+    )
+    timeline: list[dict[str, Any]] = []
+    for message in db.session.scalars(select(Message).where(Message.candidate_id == candidate.id)):
+        timeline.append(
+            {
+                "type": f"message.{message.state}",
+                "at": (message.sent_at or message.queued_at).isoformat(),
+                "message_id": message.id,
+                "campaign_id": message.campaign_id,
+                "step_id": message.step_id,
+                "subject": message.subject,
+                "error": message.error,
+            }
+        )
+    for event in db.session.scalars(select(Event).where(Event.candidate_id == candidate.id)):
+        timeline.append(
+            {
+                "type": event.kind,
+                "at": event.created_at.isoformat(),
+                "message_id": event.message_id,
+                "url": "" if event.url.startswith("mid:") else event.url,
+                "value": event.value,
+                "machine": event.machine,
+            }
+        )
+    timeline.sort(key=lambda item: item["at"])
+    body = candidate_dict(candidate)
+    body["enrolments"] = [
+        {
+            "id": e.id,
+            "campaign_id": e.campaign_id,
+            "status": e.status,
+            "next_position": e.next_position,
+            "next_send_at": e.next_send_at.isoformat() if e.next_send_at else None,
+            "exit_reason": e.exit_reason,
+        }
+        for e in enrolments
+    ]
+    body["timeline"] = timeline
+    return jsonify(body)
+
+
+@bp.delete("/candidates/<int:candidate_id>")
+@requires(Role.ADMIN)
+def erase_candidate(candidate_id: int):
+    """Erase a candidate's personal data; the address stays only as a suppression hash."""
+    candidate = _candidate_or_404(candidate_id)
+    candidate_service.erase(db.session, candidate, _now())
+    db.session.commit()
+    return jsonify({"id": candidate.id, "status": candidate.status})
+
+
+@bp.post("/campaigns")
+@requires(Role.EDITOR)
+def create_campaign():
+    """Create a campaign (a draft) with its steps."""
+    library = template_library(current_app)
+    campaign = campaign_service.create_campaign(db.session, _json_body(), library, _now())
+    db.session.commit()
+    return jsonify(campaign_service.campaign_dict(campaign)), 201
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+@requires(Role.VIEWER)
+def get_campaign(campaign_id: int):
+    """A campaign and its steps."""
+    return jsonify(campaign_service.campaign_dict(_campaign_or_404(campaign_id)))
+
+
+def _set_status(campaign_id: int, status: str):
+    campaign = _campaign_or_404(campaign_id)
+    campaign_service.set_status(db.session, campaign, status, _now())
+    db.session.commit()
+    return jsonify(campaign_service.campaign_dict(campaign))
+
+
+@bp.post("/campaigns/<int:campaign_id>/activate")
+@requires(Role.EDITOR)
+def activate_campaign(campaign_id: int):
+    """Start (or resume) sending."""
+    return _set_status(campaign_id, "active")
+
+
+@bp.post("/campaigns/<int:campaign_id>/pause")
+@requires(Role.EDITOR)
+def pause_campaign(campaign_id: int):
+    """Stop sending until activated again; nothing queued is lost."""
+    return _set_status(campaign_id, "paused")
+
+
+@bp.get("/campaigns/<int:campaign_id>/stats")
+@requires(Role.VIEWER)
+def campaign_stats(campaign_id: int):
+    """Per step: unique candidates sent, opened, clicked, unsubscribed, bounced, failed."""
+    campaign = _campaign_or_404(campaign_id)
+    ratings = rating_summary(db.session, campaign.id)
+    return jsonify({
+        "campaign_id": campaign.id,
+        "steps": campaign_service.campaign_stats(db.session, campaign),
+        "ratings": {"count": ratings.count, "average": ratings.average,
+                    "distribution": {str(k): v for k, v in ratings.distribution.items()}},
+    })
+
+
+@bp.post("/ats/events")
+def ats_event():
+    """An event from the ATS, signed with HMAC-SHA256 of the raw body."""
+    secret = current_app.config.get("ATS_SECRET")
+    if not secret:
+        raise ApiError(503, "not_configured", "set NURTURE_ATS_SECRET to accept ATS events")
+    expected = "sha256=" + hmac.new(secret.encode(), request.get_data(), hashlib.sha256).hexdigest()
+    given = request.headers.get("X-Nurture-Signature", "")
+    if not hmac.compare_digest(expected, given):
+        raise ApiError(401, "bad_signature", "X-Nurture-Signature does not match the body")
+    result = handle_ats_event(db.session, _json_body(), _now())
+    db.session.commit()
+    return jsonify(result), 200
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI document of this API."""
+    return jsonify(openapi_document())

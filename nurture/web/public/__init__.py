@@ -1,0 +1,5 @@
+"""Public tracking paths: open pixel, click redirect, unsubscribe and preferences."""
+
+from nurture.web.public.views import bp
+
+__all__ = ["bp"]

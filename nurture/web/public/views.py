@@ -1,0 +1,285 @@
+"""Short public paths reached from mail; every token is signed, a forged one changes nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from nurture.extensions import csrf, db
+from nurture.models import Candidate, CandidateStatus
+from nurture.core.compliance import preferences as preference_service
+from nurture.workflows import retention as retention_service
+from nurture.core.feedback import tracking as tracking_service
+from nurture.core.feedback.tracking import BadToken, Tokens
+
+bp = Blueprint("tracking", __name__, template_folder="templates")
+# One-click unsubscribe (RFC 8058) comes from mail providers with no cookie: the signed token
+# in the URL is the authority, so there is nothing for a session CSRF token to protect. The
+# preference forms carry their own token instead (see _form_guard).
+csrf.exempt(bp)
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+# What the preference page says after each change (?done=<key>); nothing else is echoed.
+DONE = {
+    "topics": "Your topics are saved.",
+    "pause": "Paused. We will not write to you until the date below.",
+    "unpause": "Welcome back: your mail is on again.",
+    "tracking": "Saved.",
+    "stay": "Thank you: you stay in our talent network.",
+}
+
+
+def _tokens() -> Tokens:
+    return Tokens.from_config(current_app.config)
+
+
+def _now():
+    return current_app.extensions["nurture.runtime"].now()
+
+
+def _user_agent() -> str:
+    return request.headers.get("User-Agent", "")
+
+
+def _company() -> str:
+    return current_app.config["COMPANY_NAME"]
+
+
+@bp.get("/o/<token>.gif")
+def open_pixel(token: str):
+    """Record an open and answer with a transparent pixel."""
+    try:
+        tracking_service.open_message(db.session, _tokens(), token, _user_agent(), _now())
+    except BadToken:
+        abort(404)
+    db.session.commit()
+    return Response(PIXEL, mimetype="image/gif", headers={"Cache-Control": "no-store, private"})
+
+
+@bp.get("/c/<token>")
+def click(token: str):
+    """Record a click and redirect to the link the message contained."""
+    try:
+        url = tracking_service.click(db.session, _tokens(), token, _user_agent(), _now())
+    except BadToken:
+        abort(404)
+    db.session.commit()
+    return redirect(url, code=302)
+
+
+def _target(token: str):
+    try:
+        return tracking_service.unsubscribe_target(db.session, _tokens(), token)
+    except BadToken:
+        abort(404)
+
+
+@bp.get("/u/<token>")
+def unsubscribe_page(token: str):
+    """A small confirmation page; GET never unsubscribes (link scanners fetch every link)."""
+    candidate, _ = _target(token)
+    done = candidate.status in (CandidateStatus.UNSUBSCRIBED, CandidateStatus.ERASED)
+    return render_template(
+        "tracking/unsubscribe.html",
+        done=done,
+        email=candidate.email,
+        company=_company(),
+        action=f"/u/{token}",
+        preferences=f"/p/{token}",
+    )
+
+
+@bp.post("/u/<token>")
+def unsubscribe(token: str):
+    """Unsubscribe at once: the RFC 8058 one-click POST, or the confirmation page's button."""
+    candidate, message = _target(token)
+    tracking_service.unsubscribe(db.session, candidate, message, _now())
+    db.session.commit()
+    if request.form.get("List-Unsubscribe") == "One-Click":
+        return Response("unsubscribed\n", mimetype="text/plain")
+    return render_template(
+        "tracking/unsubscribe.html",
+        done=True,
+        email=candidate.email,
+        company=_company(),
+        action=f"/u/{token}",
+        preferences=f"/p/{token}",
+    )
+
+
+# --- the preference centre ---------------------------------------------------------------------
+#
+# The page is reached from mail, with no login and no session: the signed token in the URL is the
+# authority, as for unsubscribing. A session CSRF token cannot work without a session, so each
+# form carries its own: a signed, timestamped value bound to this URL token and this action
+# (services/preferences.form_token). A page on another site that got hold of the URL (a forwarded
+# mail, a Referer) cannot submit a change blind: it must send a value only our page hands out,
+# for that action, within a day. Browsers that say a POST is cross-site (Sec-Fetch-Site) are
+# refused outright. The RFC 8058 one-click POST on /u/ keeps working without any of this: mail
+# providers send it without a page.
+
+
+def _form_tokens(token: str) -> dict[str, str]:
+    tokens, now = _tokens(), _now()
+    actions = ("topics", "pause", "unpause", "tracking", "download", "delete", "stay")
+    return {a: preference_service.form_token(tokens, token, a, now) for a in actions}
+
+
+def _form_guard(token: str, action: str) -> Candidate:
+    """The candidate of a preference POST, once its URL token and form token check out."""
+    candidate, _ = _target(token)
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        abort(403)
+    try:
+        preference_service.check_form_token(
+            _tokens(), token, action, request.form.get("form_token", ""), _now()
+        )
+    except BadToken:
+        abort(400, "This form has expired or did not come from our page: reload and try again.")
+    return candidate
+
+
+def _page(token: str, candidate: Candidate, **extra):
+    now = _now()
+    return render_template(
+        "tracking/preferences.html",
+        token=token,
+        candidate=candidate,
+        company=_company(),
+        topics=[
+            (key, label, preference_service.wants_topic(candidate, key))
+            for key, label in preference_service.TOPICS.items()
+        ],
+        paused=preference_service.is_paused(candidate, now),
+        unsubscribed=candidate.status != CandidateStatus.ACTIVE,
+        erased=candidate.status == CandidateStatus.ERASED,
+        forms=_form_tokens(token),
+        done=DONE.get(request.args.get("done", ""), ""),
+        ask_consent=extra.pop("ask_consent", request.args.get("stay") == "1"),
+        **extra,
+    )
+
+
+@bp.get("/p/<token>")
+def preferences(token: str):
+    """The preference centre: topics, pause, tracking, unsubscribe, download, delete."""
+    candidate, _ = _target(token)
+    return _page(token, candidate)
+
+
+def _change(token: str, action: str, apply: Callable[[Candidate], object]):
+    candidate = _form_guard(token, action)
+    if candidate.status == CandidateStatus.ERASED:
+        return redirect(url_for("tracking.preferences", token=token), code=303)
+    apply(candidate)
+    db.session.commit()
+    # Post/redirect/get: reloading the page on a phone does not post the form again.
+    return redirect(url_for("tracking.preferences", token=token, done=action), code=303)
+
+
+@bp.post("/p/<token>/topics")
+def save_topics(token: str):
+    """Keep the ticked topics, turn the others off."""
+    wanted = {t for t in preference_service.TOPICS if request.form.get(t) == "on"}
+    return _change(
+        token, "topics", lambda c: preference_service.set_topics(c, wanted, _now())
+    )
+
+
+@bp.post("/p/<token>/pause")
+def pause(token: str):
+    """Hold every mail for three months."""
+    return _change(token, "pause", lambda c: preference_service.pause(c, _now()))
+
+
+@bp.post("/p/<token>/unpause")
+def unpause(token: str):
+    """End a pause now."""
+    return _change(token, "unpause", lambda c: preference_service.unpause(c, _now()))
+
+
+@bp.post("/p/<token>/tracking")
+def tracking(token: str):
+    """Turn open and click tracking off (or on again) for this candidate."""
+    opt_out = request.form.get("opt_out") == "on"
+    return _change(
+        token,
+        "tracking",
+        lambda c: preference_service.set_tracking_opt_out(c, opt_out, _now()),
+    )
+
+
+@bp.post("/p/<token>/stay")
+def stay(token: str):
+    """Yes, keep me in the talent network: record consent."""
+    return _change(token, "stay", lambda c: retention_service.confirm_consent(c, _now()))
+
+
+@bp.post("/p/<token>/download")
+def download(token: str):
+    """Everything we hold about the candidate, as a JSON file."""
+    candidate = _form_guard(token, "download")
+    data = preference_service.export_data(db.session, candidate, _now())
+    return Response(
+        json.dumps(data, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={
+            "Content-Disposition": 'attachment; filename="my-data.json"',
+            "Cache-Control": "no-store, private",
+        },
+    )
+
+
+@bp.get("/p/<token>/delete")
+def delete_page(token: str):
+    """Ask once more before deleting: erasure cannot be undone."""
+    candidate, _ = _target(token)
+    return _page(token, candidate, confirm_delete=True)
+
+
+@bp.post("/p/<token>/delete")
+def delete(token: str):
+    """Erase the candidate; their address is kept only as a hash so we never write again."""
+    candidate = _form_guard(token, "delete")
+    preference_service.erase_self(db.session, candidate, _now())
+    db.session.commit()
+    return redirect(url_for("tracking.preferences", token=token), code=303)
+
+
+# --- re-consent and ratings ----------------------------------------------------------------------
+
+
+@bp.get("/k/<token>")
+def reconsent_page(token: str):
+    """The re-consent mail's button lands here; consent is one more click, never the GET.
+
+    Link scanners fetch every link in a mail: a GET that recorded consent would keep people
+    nobody asked. The page's button posts to the preference centre's "stay" action.
+    """
+    candidate, _ = _target(token)
+    return _page(token, candidate, ask_consent=True)
+
+
+@bp.get("/r/<token>")
+def rating(token: str):
+    """Record a one-click interview rating and thank the candidate."""
+    try:
+        message, value = preference_service.rating_target(db.session, _tokens(), token)
+    except BadToken:
+        abort(404)
+    preference_service.record_rating(db.session, message, value, _user_agent(), _now())
+    db.session.commit()
+    return render_template("tracking/rating.html", value=value, company=_company())
