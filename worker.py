@@ -2,7 +2,8 @@
 
 import sys
 
+from nurture import create_app
 from nurture.tasks.worker import run_worker
 
 if __name__ == "__main__":
-    run_worker(burst="--burst" in sys.argv[1:])
+    run_worker(create_app(), burst="--burst" in sys.argv[1:])

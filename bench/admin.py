@@ -56,8 +56,10 @@ from sqlalchemy import insert, inspect, text  # noqa: E402
 from sqlalchemy.engine import Connection  # noqa: E402
 
 from nurture import create_app  # noqa: E402
-from nurture.runtime import FileClock  # noqa: E402
 from nurture.config import Config  # noqa: E402
+from nurture.core.accounts.users import create_user  # noqa: E402
+from nurture.core.audience import engagement  # noqa: E402
+from nurture.core.audience import search as candidate_search
 from nurture.extensions import db  # noqa: E402
 from nurture.models import (  # noqa: E402
     Campaign,
@@ -69,9 +71,7 @@ from nurture.models import (  # noqa: E402
     Tag,
 )
 from nurture.models.candidates import candidate_tags  # noqa: E402
-from nurture.core.audience import search as candidate_search
-from nurture.core.audience import engagement  # noqa: E402
-from nurture.core.accounts.users import create_user  # noqa: E402
+from nurture.runtime import FileClock  # noqa: E402
 
 GOAL_MS = 200.0
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

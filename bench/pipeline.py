@@ -63,12 +63,12 @@ from bench.common import (  # noqa: E402
 )
 from nurture import create_app  # noqa: E402
 from nurture.config import Config  # noqa: E402
+from nurture.core.campaigns.enrolment import enrol_all  # noqa: E402
+from nurture.core.campaigns.service import create_campaign, set_status  # noqa: E402
+from nurture.core.delivery.scheduling import create_due_messages  # noqa: E402
 from nurture.dev.embedded import EmbeddedRedis, SmtpCapture  # noqa: E402
 from nurture.extensions import db  # noqa: E402
 from nurture.models import Candidate  # noqa: E402
-from nurture.core.campaigns.service import create_campaign, set_status  # noqa: E402
-from nurture.core.campaigns.enrolment import enrol_all  # noqa: E402
-from nurture.core.delivery.scheduling import create_due_messages  # noqa: E402
 from nurture.tasks import get_redis  # noqa: E402
 from nurture.tasks.scheduling import run_tick  # noqa: E402
 from nurture.tasks.sending import close_sender, send_messages, template_library  # noqa: E402

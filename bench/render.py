@@ -59,11 +59,12 @@ from typing import Any  # noqa: E402
 import jinja2  # noqa: E402
 
 from nurture.config import Config  # noqa: E402
-from nurture.core.delivery.dkim import DkimSigner, generate_key  # noqa: E402
 from nurture.core.content.mime import MailSettings, build_mime, new_message_id  # noqa: E402
 from nurture.core.content.personalisation import build_context, recruiter_of  # noqa: E402
 from nurture.core.content.rendering import RenderedMail, TemplateLibrary, inline_css  # noqa: E402
-from nurture.core.feedback.tracking import Tokens, instrument  # noqa: E402
+from nurture.core.delivery.dkim import DkimSigner, generate_key  # noqa: E402
+from nurture.core.feedback.tracking import instrument
+from nurture.core.tokens import Tokens
 
 TARGET_SPEEDUP = 10.0
 TARGET_US_PER_MESSAGE = 300.0

@@ -45,11 +45,11 @@ from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from nurture import create_app  # noqa: E402
-from nurture.runtime import FileClock  # noqa: E402
 from nurture.config import Config  # noqa: E402
-from nurture.extensions import db  # noqa: E402
 from nurture.core.audience import engagement  # noqa: E402
 from nurture.core.audience import segments as seg  # noqa: E402
+from nurture.extensions import db  # noqa: E402
+from nurture.runtime import FileClock  # noqa: E402
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 GOAL = 1.0

@@ -83,12 +83,13 @@ from bench.common import (  # noqa: E402
 )
 from nurture import create_app  # noqa: E402
 from nurture.config import Config  # noqa: E402
+from nurture.core.campaigns.enrolment import enrol_all, queue_messages  # noqa: E402
+from nurture.core.campaigns.service import create_campaign, set_status  # noqa: E402
+from nurture.core.feedback.tracking import instrument
+from nurture.core.tokens import Tokens
 from nurture.dev.embedded import die_with_parent, free_port  # noqa: E402
 from nurture.extensions import db  # noqa: E402
 from nurture.models import Candidate, Enrolment, Step  # noqa: E402
-from nurture.core.campaigns.service import create_campaign, set_status  # noqa: E402
-from nurture.core.campaigns.enrolment import enrol_all, queue_messages  # noqa: E402
-from nurture.core.feedback.tracking import Tokens, instrument  # noqa: E402
 from nurture.tasks.sending import template_library  # noqa: E402
 
 GOAL_RATE, OPEN_SHARE = 2000.0, 0.7

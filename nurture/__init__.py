@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from nurture.config import INSTANCE_DIR, Config
+from nurture.core import settings as core_settings
 
 
 def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
@@ -40,7 +42,15 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     from nurture import cli
 
     cli.init_app(app)
+    core_settings.install(_running_app_config)
     return app
+
+
+def _running_app_config() -> Mapping[str, Any]:
+    """The settings of the app in whose context core code runs (none outside one)."""
+    from flask import current_app, has_app_context
+
+    return current_app.config if has_app_context() else {}
 
 
 def _finish_config(app: Flask) -> None:
@@ -61,7 +71,7 @@ def _finish_config(app: Flask) -> None:
         options.setdefault("pool_pre_ping", True)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config.setdefault("ATS_SECRET", None)
-    app.extensions["nurture.runtime"] = clock_from_setting(str(app.config["CLOCK"]))
+    app.extensions["nurture.clock"] = clock_from_setting(str(app.config["CLOCK"]))
 
 
 def _sqlalchemy_url(url: str) -> str:

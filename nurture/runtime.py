@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 class Clock(Protocol):
@@ -69,3 +72,15 @@ def clock_from_setting(setting: str) -> Clock:
     if setting in ("", "system"):
         return SystemClock()
     return FileClock(setting)
+
+
+def clock(app: Flask | None = None) -> Clock:
+    """The clock of ``app`` or of the running app (``NURTURE_CLOCK``)."""
+    from flask import current_app
+
+    return (app or current_app).extensions["nurture.clock"]
+
+
+def now() -> datetime:
+    """The running app's idea of now: what a view, command or task stamps its work with."""
+    return clock().now()

@@ -20,11 +20,11 @@ from flask import Flask
 from flask_migrate import upgrade
 
 from nurture import create_app
-from nurture.runtime import FileClock
 from nurture.config import TestConfig
+from nurture.core.accounts.users import create_token, create_user
 from nurture.dev.embedded import EmbeddedRedis, SmtpCapture
 from nurture.extensions import db
-from nurture.core.accounts.users import create_token, create_user
+from nurture.runtime import FileClock
 from nurture.tasks.sending import close_sender
 from tests.support import postgres as pg
 
@@ -154,7 +154,7 @@ _users = itertools.count(1)
 def api_token(app: Flask, role: str = "admin") -> str:
     """A bearer token of a new user with ``role``."""
     with app.app_context():
-        now = app.extensions["nurture.runtime"].now()
+        now = app.extensions["nurture.clock"].now()
         user = create_user(
             db.session, f"user{next(_users)}@example.com", "correct horse battery", role, now
         )

@@ -81,8 +81,8 @@ def test_0005_keeps_a_broadcasts_sent_time_and_the_scores(database_url: str, tmp
         assert campaign.sent_at == datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
         assert campaign.entry_filter == {"delay": "P1D"}
         # The score the old hourly job had computed is the score now, kept as points.
-        from nurture.models import Candidate
         from nurture.core.audience.engagement import score_of
+        from nurture.models import Candidate
 
         ana = db.session.scalar(sa.select(Candidate))
         assert score_of(ana, datetime.now(UTC)) == 2.5

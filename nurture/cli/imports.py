@@ -10,6 +10,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from nurture import runtime
+from nurture.core import csvfiles
 from nurture.extensions import db
 
 
@@ -26,13 +28,13 @@ from nurture.extensions import db
 def import_command(file: Path, tags: tuple[str, ...], dry_run: bool, overrides: tuple[str, ...],
                    ignore_unknown: bool, as_json: bool) -> None:
     """Import candidates from a CSV file (header line, email column) and print the report."""
-    from nurture.workflows import imports as import_service
     from nurture.core.errors import ValidationError
+    from nurture.workflows import imports as import_service
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    now = app.extensions["nurture.runtime"].now()
+    now = runtime.clock(app).now()
     with file.open("rb") as handle:
-        data = handle.read(import_service.MAX_BYTES + 1)
+        data = handle.read(csvfiles.MAX_BYTES + 1)
     try:
         csv_file = import_service.read_csv(data)
         job = import_service.new_job(

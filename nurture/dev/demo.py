@@ -11,11 +11,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.models import Campaign, User
-from nurture.core.campaigns import service as campaign_service
-from nurture.core.campaigns.enrolment import handle_ats_event
-from nurture.core.content.rendering import TemplateLibrary
 from nurture.core.accounts.users import create_user
+from nurture.core.campaigns import service as campaign_service
+from nurture.core.content.rendering import TemplateLibrary
+from nurture.models import Campaign, User
+from nurture.workflows.ats import handle_ats_event
 
 DEMO_ADMIN = "admin@example.com"
 DEMO_DRIP = "Silver medalists"

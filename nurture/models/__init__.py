@@ -12,8 +12,8 @@ from nurture.models.campaigns import (
 )
 from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag
 from nurture.models.imports import ImportJob, ImportStatus
-from nurture.models.openings import JobMatch, JobOpening
 from nurture.models.messages import Event, EventKind, Message, MessageState
+from nurture.models.openings import JobMatch, JobOpening
 from nurture.models.segments import Segment
 from nurture.models.templates import EmailTemplate
 from nurture.models.users import ApiToken, Role, User

@@ -139,5 +139,5 @@ class Enrolment(Base):
     created_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
 
-    candidate: Mapped[Candidate] = relationship(back_populates="enrolments")
+    candidate: Mapped[Candidate] = relationship()
     campaign: Mapped[Campaign] = relationship()

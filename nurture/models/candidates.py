@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Column, ForeignKey, Index, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from nurture.models.base import Base
-
-if TYPE_CHECKING:
-    from nurture.models.campaigns import Enrolment
 
 
 class CandidateStatus(enum.StrEnum):
@@ -94,7 +91,6 @@ class Candidate(Base):
     updated_at: Mapped[datetime]
 
     tags: Mapped[list[Tag]] = relationship(secondary=candidate_tags, lazy="selectin")
-    enrolments: Mapped[list[Enrolment]] = relationship(back_populates="candidate")
 
     @property
     def full_name(self) -> str:

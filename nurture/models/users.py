@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -23,7 +22,7 @@ class Role(enum.StrEnum):
 ROLE_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.ADMIN: 2}
 
 
-class User(UserMixin, Base):
+class User(Base):
     """Someone who signs in to the admin or owns API tokens."""
 
     __tablename__ = "users"
@@ -47,9 +46,18 @@ class User(UserMixin, Base):
         """True when this user's role is at least ``role``."""
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
 
+    # What Flask-Login asks of a signed-in user; duck-typed, so the model imports no Flask.
+    is_authenticated = True
+    is_anonymous = False
+
     @property
-    def is_active(self) -> bool:  # Flask-Login asks this
+    def is_active(self) -> bool:
+        """Deactivated users cannot sign in."""
         return self.active
+
+    def get_id(self) -> str:
+        """The id Flask-Login keeps in the session."""
+        return str(self.id)
 
 
 class ApiToken(Base):

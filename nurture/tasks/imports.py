@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 
+from nurture import runtime
 from nurture.extensions import db
-from nurture.workflows.imports import job_report, run_import
 from nurture.tasks import get_queue
+from nurture.workflows.imports import job_report, run_import
 
 IMPORT_JOB = "nurture.tasks.imports.run_import_job"
 
@@ -20,9 +21,9 @@ def run_import_job(import_id: int) -> dict:
         job = run_import(
             db.session,
             import_id,
-            app.extensions["nurture.runtime"].now(),
+            runtime.clock(app).now(),
             batch=int(app.config.get("IMPORT_BATCH_SIZE", 500)),
-            clock=app.extensions["nurture.runtime"].now,
+            clock=runtime.clock(app).now,
         )
         # The job row keeps the rejected rows; RQ's result keeps only the counts.
         return job_report(job, with_rejected=False)

@@ -9,14 +9,15 @@ from datetime import datetime, timedelta
 
 from flask import Flask
 
-from nurture.extensions import db
+from nurture import runtime
 from nurture.core.campaigns.entries import run_entries
-from nurture.workflows.imports import claim_stalled
-from nurture.workflows.retention import RetentionPolicy, retention_pass
 from nurture.core.delivery.scheduling import TickResult, tick
+from nurture.extensions import db
 from nurture.tasks import enqueue_send
 from nurture.tasks.imports import enqueue_import
 from nurture.tasks.inbound import process_inbound
+from nurture.workflows.imports import claim_stalled
+from nurture.workflows.retention import RetentionPolicy, retention_pass
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def run_tick(app: Flask) -> TickResult:
     try:
         return tick(
             db.session,
-            app.extensions["nurture.runtime"].now(),
+            runtime.clock(app).now(),
             lambda batches: enqueue_send(batches, app),
             batch_size=config["SCHEDULER_BATCH_SIZE"],
             send_batch_size=config["SEND_BATCH_SIZE"],
@@ -83,7 +84,7 @@ PERIODIC = [
 
 def run_periodic(app: Flask, last_run: dict[str, datetime]) -> list[str]:
     """Run the housekeeping jobs that are due (by the injected clock); returns their names."""
-    now = app.extensions["nurture.runtime"].now()
+    now = runtime.clock(app).now()
     ran = []
     for job in PERIODIC:
         previous = last_run.get(job.name)

@@ -7,19 +7,21 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 
-from nurture.extensions import db
-from nurture.core.delivery.circuit import CircuitBreaker, RedisStore
-from nurture.core.delivery.dkim import DkimSigner
+from nurture import runtime
+from nurture.core.campaigns.timing import Timing
 from nurture.core.content.mime import MailSettings
-from nurture.core.delivery.ratelimit import RateLimiter, redis_buckets
 from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.content.templates import sources_from
+from nurture.core.delivery.circuit import CircuitBreaker
+from nurture.core.delivery.dkim import DkimSigner
+from nurture.core.delivery.ratelimit import RateLimiter
 from nurture.core.delivery.sending import Sender
 from nurture.core.delivery.sending import send_messages as send_service
 from nurture.core.delivery.smtp import SmtpSettings, SmtpTransport
-from nurture.core.content.templates import sources_from
-from nurture.core.campaigns.timing import Timing
-from nurture.core.feedback.tracking import Tokens
+from nurture.core.tokens import Tokens
+from nurture.extensions import db
 from nurture.tasks import get_redis
+from nurture.tasks.stores import RedisStore, redis_buckets
 
 # Threads starting at once must share one Sender: a second one's SMTP connection would leak.
 _SENDER_LOCK = threading.Lock()
@@ -91,7 +93,7 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         outcome = send_service(
-            db.session, sender_for(app), app.extensions["nurture.runtime"], message_ids
+            db.session, sender_for(app), runtime.clock(app).now, message_ids
         )
     finally:
         db.session.remove()

@@ -7,7 +7,6 @@ and it is always streamed (``csv.reader`` over the text) rather than turned into
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import logging
@@ -22,15 +21,16 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, defer, load_only
 
-from nurture.models import Candidate, ImportJob, ImportStatus, User
-from nurture.core.audience.candidates import normalise_email, validate_candidate
-from nurture.core.campaigns.enrolment import save_candidate
+from nurture.core.addresses import normalise_email
+from nurture.core.audience.candidates import validate_candidate
 from nurture.core.campaigns.entries import check_segments
+from nurture.core.csvfiles import DELIMITER_NAMES, decode, file_error, sniff_delimiter
 from nurture.core.errors import NotFound, ValidationError
+from nurture.models import Candidate, ImportJob, ImportStatus, User
+from nurture.workflows.candidates import save_candidate
 
 log = logging.getLogger(__name__)
 
-MAX_BYTES = 20 * 1024 * 1024
 MAX_COLUMNS = 200
 # Longer than any candidate field allows; a cell this long is nearly always an unclosed quote.
 MAX_CELL = 10_000
@@ -39,8 +39,6 @@ MAX_CELL = 10_000
 MAX_TAG = 100
 # The job keeps this many bad rows with their reasons; the count is always exact.
 MAX_STORED_ERRORS = 1000
-DELIMITERS = (",", ";", "\t", "|")
-DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
 IGNORE = ""
 ATTRIBUTE = "attribute"
@@ -156,57 +154,8 @@ class Report:
 # --- reading the upload -------------------------------------------------------------------
 
 
-def decode(data: bytes) -> tuple[str, list[str]]:
-    """Bytes of an upload → text, with a note when it was not UTF-8; refuse what is not a CSV."""
-    if len(data) > MAX_BYTES:
-        raise _file_error(
-            f"The file is larger than {MAX_BYTES // 1024 // 1024} MB. Split it into smaller files."
-        )
-    if not data.strip():
-        raise _file_error("The file is empty.")
-    if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8):].decode("utf-8", "replace"), []
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        # Excel's "Unicode text" export.
-        return data.decode("utf-16"), []
-    if data.startswith(b"PK\x03\x04") or b"\x00" in data[:8192]:
-        raise _file_error(
-            "This is not a CSV file (an Excel workbook?). In your spreadsheet, choose "
-            "File → Save as → CSV UTF-8, and upload that."
-        )
-    try:
-        return data.decode("utf-8"), []
-    except UnicodeDecodeError:
-        pass
-    try:
-        text = data.decode("cp1252")
-        return text, ["The file is not UTF-8; it was read as Windows-1252 (Western European)."]
-    except UnicodeDecodeError:
-        # cp1252 leaves five bytes undefined; Latin-1 maps every byte.
-        text = data.decode("latin-1")
-        return text, ["The file is not UTF-8; it was read as Latin-1 (ISO-8859-1)."]
 
 
-def sniff_delimiter(text: str) -> str:
-    """The delimiter (comma, semicolon, tab or pipe) that splits the first lines most evenly."""
-    sample = text[:65536]
-    if len(text) > len(sample) and "\n" in sample:
-        sample = sample[: sample.rindex("\n") + 1]
-    best, best_score = ",", (-1.0, 0)
-    for delimiter in DELIMITERS:
-        try:
-            rows = [r for r in islice(_reader(sample, delimiter), 50) if any(c.strip() for c in r)]
-        except csv.Error:
-            continue
-        if not rows or len(rows[0]) < 2:
-            continue
-        width = len(rows[0])
-        body = rows[1:]
-        even = sum(1 for r in body if len(r) == width) / len(body) if body else 1.0
-        score = (even, width)
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best
 
 
 def read_csv(data: bytes) -> CsvFile:
@@ -222,16 +171,13 @@ def inspect(text: str, notes: list[str] | None = None) -> CsvFile:
     header, header_line = _header(text, delimiter)
     total = sum(1 for _ in _records(text, delimiter))
     if total == 0:
-        raise _file_error("The file has column names but no rows below them.")
+        raise file_error("The file has column names but no rows below them.")
     notes = list(notes or [])
     if delimiter != ",":
         notes.append(f"Columns are separated by a {DELIMITER_NAMES[delimiter]}.")
     return CsvFile(text, delimiter, header, header_line, total, notes)
 
 
-def _reader(text: str, delimiter: str) -> Iterator[list[str]]:
-    """A csv.reader over text (``newline=""``, so quoted line breaks stay inside their cell)."""
-    return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
 
 
 def _header(text: str, delimiter: str) -> tuple[list[str], int]:
@@ -242,16 +188,16 @@ def _header(text: str, delimiter: str) -> tuple[list[str], int]:
             if any(c.strip() for c in cells):
                 break
         else:
-            raise _file_error("The file is empty.")
+            raise file_error("The file is empty.")
     except csv.Error as exc:
-        raise _file_error(f"The first line cannot be read as CSV: {exc}.") from None
+        raise file_error(f"The first line cannot be read as CSV: {exc}.") from None
     if len(cells) > MAX_COLUMNS:
-        raise _file_error(
+        raise file_error(
             f"The first line has {len(cells)} columns; at most {MAX_COLUMNS} are supported."
         )
     for cell in cells:
         if "@" in cell and _is_address(cell):
-            raise _file_error(
+            raise file_error(
                 f"The first line holds an address ({cell.strip()}), not column names. Add a "
                 "header line such as: email,first_name,last_name"
             )
@@ -838,6 +784,3 @@ def job_report(job: ImportJob, with_rejected: bool = True) -> dict[str, Any]:
     return report
 
 
-def _file_error(message: str) -> ValidationError:
-    """A problem with the uploaded file as a whole, reported on the ``file`` field."""
-    return ValidationError(message, {"file": message})

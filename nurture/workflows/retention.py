@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
+from nurture.core.campaigns.enrolment import enrol_all
+from nurture.core.compliance import erasure
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -24,8 +26,6 @@ from nurture.models import (
     EventKind,
     Step,
 )
-from nurture.core.audience import candidates as candidate_service
-from nurture.core.campaigns.enrolment import enrol_all
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def _count(session: Session, query) -> int:  # noqa: ANN001 - a select
 
 def _erase(session: Session, ids: list[int], now: datetime) -> int:
     for candidate in session.scalars(select(Candidate).where(Candidate.id.in_(ids))):
-        candidate_service.erase(session, candidate, now)
+        erasure.erase(session, candidate, now)
     return len(ids)
 
 

@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from nurture.extensions import db
 from nurture.core.accounts.users import create_user
+from nurture.extensions import db
 from nurture.tasks.sending import close_sender
 from tests.conftest import CHROMIUM_ARGS, chromium_path, make_app  # noqa: F401 - re-exported
 

@@ -12,13 +12,13 @@ from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from nurture import tasks
-from nurture.extensions import db
-from nurture.models import Campaign, Candidate, Message
+from nurture.core.audience.segments import save_segment
 from nurture.core.campaigns.broadcasts import run_broadcasts
 from nurture.core.campaigns.service import campaign_dict
-from nurture.core.campaigns.enrolment import save_candidate
-from nurture.core.audience.segments import save_segment
+from nurture.extensions import db
+from nurture.models import Campaign, Candidate, Message
 from nurture.tasks.scheduling import run_tick
+from nurture.workflows.candidates import save_candidate
 from tests.admin.conftest import login, screenshot
 from tests.admin.test_campaigns import csrf_of, signed_in
 
@@ -36,7 +36,7 @@ def shoot(page, name: str) -> None:
 
 def seed(app: Flask) -> None:
     """Five in the talent network (one turned newsletters off), one outside it."""
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     for name, zone in (("ana", "Europe/Berlin"), ("bo", "America/New_York"),
                        ("chen", "Asia/Tokyo"), ("dee", ""), ("eli", "Europe/Lisbon")):
         save_candidate(db.session, {"email": f"{name}@example.org", "first_name": name.title(),
@@ -174,7 +174,7 @@ def test_a_local_hour_goes_out_zone_by_zone_once_the_clock_reaches_it(app) -> No
     seed(app)
     client = signed_in(app, "editor")
     token = csrf_of(client.get("/admin/broadcasts/new").text)
-    clock = app.extensions["nurture.runtime"]  # Monday 2026-03-02 09:00 UTC
+    clock = app.extensions["nurture.clock"]  # Monday 2026-03-02 09:00 UTC
 
     checked = client.post("/admin/broadcasts/new", data=new_form(
         token, when="later", scheduled_at="2026-03-03T10:00", local_time="y", action="check"))
@@ -212,7 +212,7 @@ def test_a_local_hour_goes_out_zone_by_zone_once_the_clock_reaches_it(app) -> No
 def test_a_time_is_read_in_the_team_zone_and_a_segment_may_be_the_audience(app) -> None:
     seed(app)
     app.config["TEAM_TIMEZONE"] = "Europe/Berlin"
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     segment = save_segment(db.session, "Network in Asia",
                            {"field": "timezone", "op": "starts_with", "value": "Asia/"}, now)
     db.session.commit()

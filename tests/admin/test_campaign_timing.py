@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from nurture.core.campaigns import service as campaign_service
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Enrolment
-from nurture.core.campaigns import service as campaign_service
 from nurture.tasks.sending import template_library
 from tests.admin.conftest import login, screenshot
 from tests.admin.test_campaigns import builder_form, csrf_of, signed_in
@@ -191,7 +191,7 @@ def test_each_problem_is_named_at_its_field_and_nothing_is_saved(app) -> None:
 
 def test_what_the_api_set_round_trips_through_the_builder(app) -> None:
     client = signed_in(app, "editor")
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     campaign = campaign_service.create_campaign(db.session, {
         "name": "Night owls", "entry": {"ats_event": "candidate.rejected"},
         "send_window": {"start": "22:00", "end": "06:00"}, "topic": "newsletter",
@@ -230,7 +230,7 @@ def test_only_the_rejections_named_enter_and_they_wait_the_extra_days(app) -> No
     assert client.post("/admin/campaigns/new", data=timing_form(
         token, entry_stages="onsite")).status_code == 302
     campaign = db.session.scalar(select(Campaign))
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     campaign_service.apply_action(db.session, campaign, "activate", now)
     db.session.commit()
 
@@ -249,7 +249,7 @@ def test_only_the_rejections_named_enter_and_they_wait_the_extra_days(app) -> No
 
 
 def test_a_viewer_cannot_change_the_timing(app) -> None:
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     campaign = campaign_service.save_drip(db.session, None, {
         "name": "Weekdays", "entry": {"ats_event": "candidate.rejected"}, "exit_on": ["hired"],
         "send_window": {"days": WEEKDAYS, "start": "09:00", "end": "17:00"},
@@ -276,7 +276,7 @@ def test_a_viewer_cannot_change_the_timing(app) -> None:
 
 def test_exit_rules_round_trip_through_the_builder(app) -> None:
     client = signed_in(app, "editor")
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     campaign = campaign_service.create_campaign(db.session, {
         "name": "Pool", "entry": {"ats_event": "candidate.rejected"},
         "exit_on": ["hired", "reapplied", "replied", "left_segment"],

@@ -12,6 +12,9 @@ from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from nurture import tasks
+from nurture.core.accounts.users import create_user
+from nurture.core.campaigns import service as campaign_service
+from nurture.core.errors import Conflict, ValidationError
 from nurture.extensions import db
 from nurture.models import (
     Campaign,
@@ -21,12 +24,9 @@ from nurture.models import (
     MessageState,
     Step,
 )
-from nurture.core.campaigns import service as campaign_service
-from nurture.core.campaigns.enrolment import save_candidate
-from nurture.core.errors import Conflict, ValidationError
-from nurture.core.accounts.users import create_user
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import template_library
+from nurture.workflows.candidates import save_candidate
 from tests.admin.conftest import PASSWORD, login, screenshot
 
 TAG = "silver-medalist"
@@ -52,7 +52,7 @@ def step_card(page, number: int):
 
 def test_build_activate_send_measure_and_pause_a_drip(page, live_app, live_server, smtp,
                                                        browser) -> None:
-    now = live_app.extensions["nurture.runtime"].now()
+    now = live_app.extensions["nurture.clock"].now()
     for name in ("ana", "bo", "chen"):
         save_candidate(db.session, {"email": f"{name}@example.org", "first_name": name.title(),
                                     "tags": [TAG, "backend"]}, now)
@@ -124,7 +124,7 @@ def test_build_activate_send_measure_and_pause_a_drip(page, live_app, live_serve
     mail = next(m.as_email() for m in smtp.messages if m.rcpt_tos == ["ana@example.org"])
     html = mail.get_body(("html",)).get_content()
     pixel = re.search(r'src="https?://[^/"]+(/o/[^"]+\.gif)"', html)[1]
-    live_app.extensions["nurture.runtime"].advance(timedelta(minutes=7))  # a person, not a scanner
+    live_app.extensions["nurture.clock"].advance(timedelta(minutes=7))  # a person, not a scanner
     assert page.request.get(live_server.url + pixel, headers={"User-Agent": A_PHONE}).ok
 
     page.reload()
@@ -192,7 +192,7 @@ DRIP = {
 
 
 def save(app: Flask, data: dict[str, Any], campaign: Campaign | None = None) -> Campaign:
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     return campaign_service.save_drip(db.session, campaign, data, template_library(app), now)
 
 
@@ -255,7 +255,7 @@ def test_every_problem_is_reported_at_once_and_nothing_is_written(app) -> None:
 def test_steps_with_mail_in_their_history_keep_their_place(app) -> None:
     campaign = save(app, DRIP)
     first, second, third = ids_of(campaign)
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     person, _ = save_candidate(db.session, {"email": "ana@example.org", "tags": [TAG]}, now)
     campaign_service.apply_action(db.session, campaign, "activate", now)
     db.session.add(Message(candidate_id=person.id, campaign_id=campaign.id, step_id=first,
@@ -297,7 +297,7 @@ def test_steps_with_mail_in_their_history_keep_their_place(app) -> None:
 
 def test_archiving_ends_enrolments_and_drops_queued_mail(app) -> None:
     campaign = save(app, DRIP)
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     for n in range(3):
         save_candidate(db.session, {"email": f"p{n}@example.org", "tags": [TAG]}, now)
     assert campaign_service.status_change_impact(db.session, campaign, "activate")["entering"] == 3
@@ -326,7 +326,7 @@ def test_archiving_ends_enrolments_and_drops_queued_mail(app) -> None:
 
 def signed_in(app: Flask, role: str):
     """A test client signed in through the login form as a new user with ``role``."""
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     create_user(db.session, f"{role}@example.com", PASSWORD, role, now)
     db.session.commit()
     client = app.test_client()
@@ -428,7 +428,7 @@ def test_a_viewer_may_look_but_not_build(app) -> None:
 def test_the_enrolment_list_pages(app) -> None:
     client = signed_in(app, "viewer")
     campaign = save(app, DRIP)
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     for n in range(30):
         save_candidate(db.session, {"email": f"p{n:02}@example.org", "tags": [TAG]}, now)
     campaign_service.apply_action(db.session, campaign, "activate", now)
@@ -447,7 +447,7 @@ OWN_HTML = "<p>Hi {{ candidate.first_name }}</p>"
 
 def test_editing_keeps_what_the_api_set_that_the_builder_does_not_show(app) -> None:
     client = signed_in(app, "editor")
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     campaign = campaign_service.create_campaign(db.session, {
         "name": "From the API", "entry": {"ats_event": "candidate.rejected"},
         "send_window": {"start": "09:00", "end": "17:00"},
@@ -485,7 +485,7 @@ def test_editing_keeps_what_the_api_set_that_the_builder_does_not_show(app) -> N
 def test_an_active_campaigns_sent_steps_are_shown_locked(app) -> None:
     client = signed_in(app, "editor")
     campaign = save(app, DRIP)
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     person, _ = save_candidate(db.session, {"email": "ana@example.org", "tags": [TAG]}, now)
     campaign_service.apply_action(db.session, campaign, "activate", now)
     db.session.add(Message(candidate_id=person.id, campaign_id=campaign.id,

@@ -11,15 +11,15 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
-from nurture.extensions import db
-from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Step
 from nurture.core.audience import engagement
 from nurture.core.audience.candidates import upsert_candidate
+from nurture.extensions import db
+from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Step
 from tests.admin.conftest import login, screenshot
 
 
 def now_of(app: Flask):
-    return app.extensions["nurture.runtime"].now()
+    return app.extensions["nurture.clock"].now()
 
 
 def person(app: Flask, email: str, **fields: Any) -> Candidate:

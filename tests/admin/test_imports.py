@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from nurture.extensions import db
 from nurture.models import Candidate, ImportJob, User
-from nurture.workflows import imports as import_service
 from nurture.tasks import get_queue, get_redis
+from nurture.workflows import imports as import_service
 from tests.admin.conftest import login, screenshot
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "candidates.csv"
@@ -163,7 +163,7 @@ def test_a_viewer_cannot_import(page, live_app: Flask) -> None:
     editor = db.session.scalar(select(User).where(User.email == "editor@example.com"))
     job, _ = import_service.create_import(
         db.session, FIXTURE.read_bytes(), "candidates.csv",
-        live_app.extensions["nurture.runtime"].now(), created_by_id=editor.id)
+        live_app.extensions["nurture.clock"].now(), created_by_id=editor.id)
     db.session.commit()
     login(page, "viewer")
     expect(page.locator("nav >> text=Imports")).to_have_count(0)

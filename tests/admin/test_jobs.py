@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment
 from nurture.models.openings import JobMatch, JobOpening
-from nurture.core.campaigns.enrolment import save_candidate
+from nurture.workflows.candidates import save_candidate
 from tests.admin.conftest import login, screenshot
 
 PEOPLE = [
@@ -21,7 +21,7 @@ PEOPLE = [
 
 
 def seed(app) -> None:
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     for email, first, role, location, stage, skills in PEOPLE:
         save_candidate(db.session, {"email": email, "first_name": first, "last_name": "Example",
                                     "role": role, "location": location, "stage": stage,

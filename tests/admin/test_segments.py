@@ -6,15 +6,15 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select
 
+from nurture.core.audience.engagement import growth
 from nurture.extensions import db
 from nurture.models import Candidate, Segment, Tag
 from nurture.models.candidates import candidate_tags
-from nurture.core.audience.engagement import growth
 from tests.admin.conftest import PASSWORD, login, screenshot
 
 
 def _people(live_app) -> None:
-    now = live_app.extensions["nurture.runtime"].now()
+    now = live_app.extensions["nurture.clock"].now()
     rows = [
         {
             "id": i,

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from nurture.extensions import db
 from nurture.models import Candidate, Suppression
-from nurture.core.campaigns.enrolment import save_candidate
+from nurture.workflows.candidates import save_candidate
 from tests.admin.conftest import PASSWORD, login, screenshot
 
 
@@ -34,7 +34,7 @@ def signed_in(app, role: str):
 
 def test_paste_addresses_read_the_report_and_check_one(page, live_app, live_server,
                                                        browser) -> None:
-    now = live_app.extensions["nurture.runtime"].now()
+    now = live_app.extensions["nurture.clock"].now()
     save_candidate(db.session, {"email": "ana@example.org", "first_name": "Ana"}, now)
     db.session.commit()
     login(page, "editor")

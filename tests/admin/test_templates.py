@@ -7,11 +7,11 @@ import re
 from flask import Flask
 from sqlalchemy import func, select
 
+from nurture.core.content import templates as template_service
+from nurture.core.content.mime import MailSettings
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, EmailTemplate, Event, Message
-from nurture.core.content import templates as template_service
-from nurture.core.content.mime import MailSettings
 from nurture.tasks.sending import template_library
 from tests.admin.conftest import ARTIFACTS, PASSWORD, login, screenshot
 
@@ -19,7 +19,7 @@ GREETING = "<p>Hi {{ candidate.first_name }},</p>"
 
 
 def add_candidates(app: Flask) -> None:
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     for email, first, last, role in (
         ("ines.duarte@example.org", "Inès", "Duarte", "Data Engineer"),
         ("zoe.martin@example.org", "Zoë", "Martin", "Staff Product Designer"),
@@ -143,10 +143,10 @@ def test_editor_duplicates_edits_previews_saves_and_test_sends(
 
 
 def test_a_suppressed_address_gets_no_test(page, live_app: Flask, smtp: SmtpCapture) -> None:
-    from nurture.core.audience.candidates import suppress
+    from nurture.core.compliance.suppressions import suppress
 
     suppress(
-        db.session, "gone@example.org", "unsubscribed", live_app.extensions["nurture.runtime"].now()
+        db.session, "gone@example.org", "unsubscribed", live_app.extensions["nurture.clock"].now()
     )
     db.session.commit()
     login(page, "editor")
@@ -160,7 +160,7 @@ def test_a_suppressed_address_gets_no_test(page, live_app: Flask, smtp: SmtpCapt
 
 def test_a_viewer_previews_but_cannot_change_anything(page, live_app: Flask) -> None:
     add_candidates(live_app)
-    now = live_app.extensions["nurture.runtime"].now()
+    now = live_app.extensions["nurture.clock"].now()
     template = template_service.save_template(
         db.session,
         template_library(live_app),

@@ -10,11 +10,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from nurture.extensions import db
-from nurture.models import Candidate, Enrolment, Message, MessageState
-from nurture.core.audience.candidates import is_suppressed
+from nurture.core.addresses import is_suppressed
 from nurture.core.delivery.scheduling import create_due_messages
 from nurture.core.delivery.sending import send_messages
+from nurture.extensions import db
+from nurture.models import Candidate, Enrolment, Message, MessageState
 from nurture.tasks.sending import sender_for
 from tests.conftest import api_token, ats_post
 
@@ -284,7 +284,7 @@ def test_erasure_leaves_no_address_or_name_in_sent_messages(app, client, auth, c
     ids = list(db.session.scalars(select(Message.id).where(Message.candidate_id == candidate_id)))
     sender = sender_for(app)
     try:
-        outcome = send_messages(db.session, sender, clock, ids)
+        outcome = send_messages(db.session, sender, clock.now, ids)
     finally:
         sender.transport.close()
     assert outcome == {MessageState.SENT: 1}

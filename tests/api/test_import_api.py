@@ -9,10 +9,10 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import func, select
 
-from nurture.web.api import imports as api_imports
 from nurture.extensions import db
 from nurture.models import Candidate, ImportJob
 from nurture.tasks.imports import run_import_job
+from nurture.web.api import imports as api_imports
 from tests.conftest import auth_headers
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "candidates.csv"

@@ -7,9 +7,9 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import insert
 
-from nurture.runtime import FileClock
 from nurture.extensions import db
 from nurture.models import Candidate
+from nurture.runtime import FileClock
 from tests.conftest import auth_headers
 
 DESIGNERS = {"all": [{"field": "role", "op": "eq", "value": "Designer"}]}

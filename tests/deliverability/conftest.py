@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 import pytest
 
 from nurture.config import Config
-from nurture.models import Campaign, Candidate
-from nurture.core.delivery.dkim import DkimSigner, generate_key
 from nurture.core.content.mime import MailSettings, build_mime, new_message_id
 from nurture.core.content.personalisation import build_context, recruiter_of
 from nurture.core.content.rendering import TemplateLibrary
-from nurture.core.feedback.tracking import Tokens, instrument
+from nurture.core.delivery.dkim import DkimSigner, generate_key
+from nurture.core.feedback.tracking import instrument
+from nurture.core.tokens import Tokens
+from nurture.models import Campaign, Candidate
 from tests.conftest import require
 
 STARTERS = TemplateLibrary(Config.TEMPLATES_DIR).names()

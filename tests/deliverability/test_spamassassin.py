@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from nurture.core.delivery.dkim import DkimSigner
 from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.delivery.dkim import DkimSigner
 from tests.conftest import require
 from tests.deliverability.conftest import STARTERS, candidate, render_as_sent, sparse_candidate
 

@@ -9,10 +9,10 @@ from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import select
 
+from nurture.core.compliance import preferences
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, Message, MessageState
-from nurture.core.compliance import preferences
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
 from tests.conftest import ats_post, auth_headers, running_app
@@ -52,7 +52,7 @@ def work(app: Flask) -> None:
 def turn_off_job_alerts(app: Flask, email: str) -> None:
     """The candidate unticks job alerts in the preference centre."""
     candidate = db.session.scalar(select(Candidate).where(Candidate.email == email))
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     preferences.set_topics(candidate, {"checkins", "newsletter"}, now)
     db.session.commit()
 

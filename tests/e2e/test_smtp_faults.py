@@ -23,10 +23,10 @@ from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import func, select
 
+from nurture.core import addresses
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, Event, EventKind, Message, MessageState
-from nurture.core.audience import candidates as candidate_service
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import close_sender, sender_for
@@ -222,7 +222,7 @@ def test_550_fails_bounces_suppresses_and_is_never_retried(
     assert bounce.value == "hard" and bounce.message_id == message.id
     candidate = db.session.get(Candidate, message.candidate_id)
     assert candidate.status == "bounced"
-    assert candidate_service.is_suppressed(db.session, "p0@example.org")
+    assert addresses.is_suppressed(db.session, "p0@example.org")
     for _ in range(5):
         clock.advance(timedelta(hours=6))
         assert cycle(real) == 0

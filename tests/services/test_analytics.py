@@ -9,6 +9,12 @@ from datetime import datetime, timedelta
 import pytest
 from flask import Flask
 
+from nurture.core.feedback.analytics import (
+    campaign_overview,
+    campaigns_needing_attention,
+    daily_series,
+    network_health,
+)
 from nurture.extensions import db
 from nurture.models import (
     Campaign,
@@ -20,12 +26,6 @@ from nurture.models import (
     EventKind,
     Message,
     Step,
-)
-from nurture.core.feedback.analytics import (
-    campaign_overview,
-    campaigns_needing_attention,
-    daily_series,
-    network_health,
 )
 from tests.conftest import START, make_app
 

@@ -11,12 +11,12 @@ from flask import Flask
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from nurture.core.audience.segments import save_segment
+from nurture.core.campaigns.broadcasts import run_broadcasts, send_broadcast
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Enrolment, Message, Tag
 from nurture.models.candidates import candidate_tags
-from nurture.core.campaigns.broadcasts import run_broadcasts, send_broadcast
-from nurture.core.audience.segments import save_segment
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
 from tests.conftest import auth_headers, running_app
@@ -39,7 +39,7 @@ def sqlite_system(sqlite_url, clock, smtp: SmtpCapture, redis_url):
 def now() -> datetime:
     from flask import current_app
 
-    return current_app.extensions["nurture.runtime"].now()
+    return current_app.extensions["nurture.clock"].now()
 
 
 def people(count: int, tag: str = "", start: int = 0, **fields: Any) -> None:

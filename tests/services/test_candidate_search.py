@@ -12,6 +12,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from nurture.core.audience import engagement, search
+from nurture.core.audience.candidates import mark_hired, upsert_candidate
+from nurture.core.audience.search import CandidateFilters
+from nurture.core.compliance.suppressions import suppress
+from nurture.core.errors import ValidationError
 from nurture.extensions import db
 from nurture.models import (
     Campaign,
@@ -22,12 +27,8 @@ from nurture.models import (
     Message,
     Step,
 )
-from nurture.core.audience import search
-from nurture.core.audience import engagement
-from nurture.core.audience.search import CandidateFilters
-from nurture.core.audience.candidates import mark_hired, suppress, upsert_candidate
-from nurture.core.errors import ValidationError
 from nurture.tasks.sending import close_sender
+from nurture.workflows import candidates as candidate_actions
 from tests.conftest import make_app
 
 F = CandidateFilters
@@ -46,7 +47,7 @@ def both(database_url: str, clock) -> Any:
 
 
 def now_of(app: Flask) -> datetime:
-    return app.extensions["nurture.runtime"].now()
+    return app.extensions["nurture.clock"].now()
 
 
 def person(app: Flask, email: str, **fields: Any) -> Candidate:
@@ -296,7 +297,7 @@ def test_bulk_tag_tags_every_match_in_sql_and_enrols_the_newly_tagged(both: Flas
     person(both, "designer@example.org", role="Designer")
     db.session.commit()
 
-    result = search.bulk_tag(db.session, F(q="backend"), "  Backend-Pool ", now)
+    result = candidate_actions.bulk_tag(db.session, F(q="backend"), "  Backend-Pool ", now)
     db.session.commit()
     # Five new, the hired one too; the one already tagged and the erased one are not counted.
     assert (result.tag, result.tagged) == ("backend-pool", 6)
@@ -312,14 +313,14 @@ def test_bulk_tag_tags_every_match_in_sql_and_enrols_the_newly_tagged(both: Flas
                                    Enrolment.status == EnrolmentStatus.ACTIVE))
     assert enrolled == 6  # the hired candidate is not mailed
     # Again: nothing new to tag, nobody enrolled twice.
-    again = search.bulk_tag(db.session, F(q="backend"), "backend-pool", now)
+    again = candidate_actions.bulk_tag(db.session, F(q="backend"), "backend-pool", now)
     assert (again.tagged, again.enrolled) == (0, {"Backend pool": 0})
 
     with pytest.raises(ValidationError) as bad:
-        search.bulk_tag(db.session, F(), "   ", now)
+        candidate_actions.bulk_tag(db.session, F(), "   ", now)
     assert "tag" in bad.value.fields
     with pytest.raises(ValidationError):
-        search.bulk_tag(db.session, F(), "x" * 101, now)
+        candidate_actions.bulk_tag(db.session, F(), "x" * 101, now)
 
 
 # --- export ------------------------------------------------------------------------------------
@@ -400,11 +401,11 @@ def test_enrolling_by_hand_says_why_it_cannot(app: Flask) -> None:
     now = now_of(app)
     drip, paused = campaign("Drip"), campaign("Paused", status="paused")
     who = person(app, "a@example.org")
-    assert search.enrol_by_hand(db.session, who, drip, now).campaign_id == drip.id
+    assert candidate_actions.enrol_by_hand(db.session, who, drip, now).campaign_id == drip.id
 
     def why(candidate: Candidate, camp: Campaign) -> str:
         with pytest.raises(ValidationError) as refused:
-            search.enrol_by_hand(db.session, candidate, camp, now)
+            candidate_actions.enrol_by_hand(db.session, candidate, camp, now)
         return refused.value.fields["campaign_id"]
 
     assert "already enrolled" in why(who, drip)
@@ -421,15 +422,15 @@ def test_tags_added_by_hand_enrol_and_can_be_removed(app: Flask) -> None:
     now = now_of(app)
     campaign("Backend", tag="backend")
     who = person(app, "a@example.org", tags=["old"])
-    added, entered = search.add_tags(db.session, who, "Backend, old, ,new", now)
+    added, entered = candidate_actions.add_tags(db.session, who, "Backend, old, ,new", now)
     assert (added, entered) == (["backend", "new"], 1)
     assert who.tag_names == ["backend", "new", "old"]
-    assert search.add_tags(db.session, who, "backend", now) == ([], 0)
+    assert candidate_actions.add_tags(db.session, who, "backend", now) == ([], 0)
     with pytest.raises(ValidationError):
-        search.add_tags(db.session, who, " , ", now)
+        candidate_actions.add_tags(db.session, who, " , ", now)
     tag_id = next(t.id for t in who.tags if t.name == "old")
-    assert search.remove_tag(db.session, who, tag_id, now) == "old"
-    assert search.remove_tag(db.session, who, tag_id, now) is None
+    assert candidate_actions.remove_tag(db.session, who, tag_id, now) == "old"
+    assert candidate_actions.remove_tag(db.session, who, tag_id, now) is None
     assert who.tag_names == ["backend", "new"]
 
 
@@ -442,7 +443,7 @@ def test_profile_edits_go_through_the_service_and_all_or_nothing(app: Flask) -> 
     values.update(first_name="Ana Maria", timezone="Mars/Olympus", consent_at="yesterday",
                   attributes="{not json", recruiter_email="not an address")
     with pytest.raises(ValidationError) as bad:
-        search.update_profile(db.session, who, values, now)
+        candidate_actions.update_profile(db.session, who, values, now)
     db.session.rollback()
     assert set(bad.value.fields) == {"timezone", "consent_at", "attributes", "recruiter_email"}
     db.session.refresh(who)
@@ -451,12 +452,12 @@ def test_profile_edits_go_through_the_service_and_all_or_nothing(app: Flask) -> 
     values.update(timezone="Europe/Paris", consent_at="2026-02-27T10:00:00+01:00",
                   attributes='{"notice": "1 month"}', recruiter_email="", skills="Go, python",
                   consent_basis="consent")
-    search.update_profile(db.session, who, values, now)
+    candidate_actions.update_profile(db.session, who, values, now)
     db.session.commit()
     assert (who.first_name, who.timezone, who.recruiter_email) == ("Ana Maria", "Europe/Paris", "")
     assert who.skills == ["go", "python"] and who.attributes == {"notice": "1 month"}
     assert who.consent_at.isoformat() == "2026-02-27T09:00:00+00:00"
     assert who.consent_basis == "consent"
     with pytest.raises(ValidationError) as bad:
-        search.update_profile(db.session, who, {**values, "attributes": "[1, 2]"}, now)
+        candidate_actions.update_profile(db.session, who, {**values, "attributes": "[1, 2]"}, now)
     assert bad.value.fields == {"attributes": "must be an object"}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from nurture.extensions import db
-from nurture.models import Campaign, Step
 from nurture.core.campaigns.service import set_status
 from nurture.core.compliance.identity import extra_headers, missing_settings
 from nurture.core.errors import Conflict
+from nurture.extensions import db
+from nurture.models import Campaign, Step
 from tests.conftest import auth_headers, make_app
 
 DRIP = {

@@ -20,9 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from flask import Flask
 from sqlalchemy import select
 
-from nurture.dev.embedded import SmtpCapture
-from nurture.extensions import db
-from nurture.models import Message
+from nurture.core.content.mime import build_mime
 from nurture.core.delivery.dkim import (
     _RELAXED,
     DkimError,
@@ -34,8 +32,10 @@ from nurture.core.delivery.dkim import (
     parse_key,
     txt_value,
 )
-from nurture.core.content.mime import build_mime
 from nurture.core.delivery.scheduling import create_due_messages
+from nurture.dev.embedded import SmtpCapture
+from nurture.extensions import db
+from nurture.models import Message
 from nurture.tasks.sending import close_sender, send_messages
 from tests.conftest import ats_post, auth_headers, make_app, require
 
@@ -322,7 +322,7 @@ def test_mail_sent_through_smtp_verifies_against_the_published_key(
     person = {"email": "maya@example.org", "first_name": "Maya", "role": "Backend Engineer",
               "strengths": "Clear thinking.\nGood questions.", "recruiter_email": f"jo@{DOMAIN}"}
     assert ats_post(client, {"type": "candidate.rejected", "candidate": person}).status_code == 200
-    create_due_messages(db.session, dkim_app.extensions["nurture.runtime"].now())
+    create_due_messages(db.session, dkim_app.extensions["nurture.clock"].now())
     ids = list(db.session.scalars(select(Message.id)))
     assert send_messages(ids) == {"sent": 1}
 

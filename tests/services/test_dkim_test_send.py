@@ -12,10 +12,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from nurture.core.accounts.users import create_user
+from nurture.core.delivery.dkim import generate_key, txt_value
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
-from nurture.core.delivery.dkim import generate_key, txt_value
-from nurture.core.accounts.users import create_user
 from tests.conftest import running_app
 
 SELECTOR, DOMAIN = "nurture1", "acme.example.com"
@@ -60,7 +60,7 @@ def signing_app(sqlite_url: str, clock, smtp: SmtpCapture, redis_url: str, tmp_p
 def signed_in(app: Flask) -> FlaskClient:
     """A test client signed in through the login form as an editor."""
     create_user(db.session, "editor@example.com", PASSWORD, "editor",
-                app.extensions["nurture.runtime"].now())
+                app.extensions["nurture.clock"].now())
     db.session.commit()
     client = app.test_client()
     answer = client.post("/admin/login", data={"email": "editor@example.com",

@@ -10,12 +10,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from nurture.runtime import FileClock
-from nurture.extensions import db
-from nurture.models import Campaign, Candidate, Event, EventKind, Message, Step
 from nurture.core.audience import engagement
 from nurture.core.audience import segments as seg
 from nurture.core.feedback.tracking import record_event
+from nurture.extensions import db
+from nurture.models import Campaign, Candidate, Event, EventKind, Message, Step
+from nurture.runtime import FileClock
 from tests.conftest import make_app
 
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML)"

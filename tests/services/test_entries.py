@@ -10,12 +10,13 @@ import pytest
 from flask import Flask, current_app
 from sqlalchemy import select
 
+from nurture.core.campaigns.entries import run_entries
+from nurture.core.campaigns.entry_rules import parse_entry_filter
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.errors import ValidationError
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Message
-from nurture.core.campaigns.entries import parse_entry_filter, run_entries
-from nurture.core.errors import ValidationError
-from nurture.core.delivery.scheduling import create_due_messages
 from nurture.tasks.scheduling import run_periodic, run_tick
 from nurture.tasks.sending import send_messages
 from tests.conftest import ats_post, auth_headers, running_app
@@ -172,7 +173,7 @@ def test_topic_off_skips_the_mail_and_ends_only_that_enrolment(
     candidate.topics = {"checkins": False, "job_alerts": True}
     db.session.commit()
     ana = candidate.id
-    create_due_messages(db.session, system.extensions["nurture.runtime"].now())
+    create_due_messages(db.session, system.extensions["nurture.clock"].now())
     ids = list(db.session.scalars(select(Message.id)))
     assert send_messages(ids) == {"skipped": 1}
     assert smtp.messages == []
@@ -188,7 +189,7 @@ def test_topic_off_skips_the_mail_and_ends_only_that_enrolment(
 def segment(name: str, rules: dict) -> int:
     from nurture.core.audience.segments import save_segment
 
-    now = current_app.extensions["nurture.runtime"].now()
+    now = current_app.extensions["nurture.clock"].now()
     row = save_segment(db.session, name, rules, now)
     db.session.commit()
     return row.id

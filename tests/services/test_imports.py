@@ -9,6 +9,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, text
 
+from nurture.core import csvfiles
+from nurture.core.audience.candidates import upsert_candidate
+from nurture.core.compliance.suppressions import suppress
+from nurture.core.errors import ValidationError
 from nurture.extensions import db
 from nurture.models import (
     Campaign,
@@ -21,10 +25,8 @@ from nurture.models import (
     ImportStatus,
     Step,
 )
-from nurture.workflows import imports as service
-from nurture.core.audience.candidates import suppress, upsert_candidate
-from nurture.core.errors import ValidationError
 from nurture.tasks.imports import run_import_job
+from nurture.workflows import imports as service
 from tests.conftest import make_app
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "candidates.csv"
@@ -32,7 +34,7 @@ BAD_LINES = {6: "E-mail", 14: "Timezone"}
 
 
 def _now(app: Flask):
-    return app.extensions["nurture.runtime"].now()
+    return app.extensions["nurture.clock"].now()
 
 
 def _job(app: Flask, data: bytes, **kwargs) -> ImportJob:
@@ -138,7 +140,7 @@ def test_the_delimiter_is_sniffed(delimiter: str) -> None:
         (b"email,first_name\n", "no rows"),
         (b"ana@example.org,Ana\nben@example.org,Ben\n", "not column names"),
         (b"PK\x03\x04\x14\x00\x06\x00", "not a CSV file"),
-        (b"x" * (service.MAX_BYTES + 1), "larger than 20 MB"),
+        (b"x" * (csvfiles.MAX_BYTES + 1), "larger than 20 MB"),
         ((",".join(f"c{i}" for i in range(300)) + "\n1\n").encode(), "at most 200"),
     ],
 )

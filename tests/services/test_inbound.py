@@ -14,6 +14,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from nurture.core.addresses import email_hash, is_suppressed
+from nurture.core.campaigns import service as campaign_service
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.feedback import inbound
+from nurture.core.feedback.mailbox import parse_url
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import (
@@ -25,11 +30,6 @@ from nurture.models import (
     MessageState,
     Suppression,
 )
-from nurture.core.campaigns import service as campaign_service
-from nurture.core.feedback import inbound
-from nurture.core.audience.candidates import email_hash, is_suppressed
-from nurture.core.feedback.mailbox import parse_url
-from nurture.core.delivery.scheduling import create_due_messages
 from nurture.tasks.inbound import process_inbound
 from nurture.tasks.sending import close_sender, send_messages
 from tests.conftest import ats_post, auth_headers, make_app, require
@@ -118,7 +118,7 @@ def last_sent(campaign: int) -> Sent:
 
 
 def send_due(app: Flask) -> dict[str, int]:
-    created, _ = create_due_messages(db.session, app.extensions["nurture.runtime"].now())
+    created, _ = create_due_messages(db.session, app.extensions["nurture.clock"].now())
     db.session.commit()
     ids = list(db.session.scalars(select(Message.id).where(Message.state == MessageState.QUEUED)))
     return send_messages(ids) if ids else {}

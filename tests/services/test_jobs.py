@@ -9,6 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select
 
+from nurture.core.audience.engagement import growth
+from nurture.core.campaigns import openings as job_service
+from nurture.core.compliance.suppressions import suppress
+from nurture.core.errors import NotFound, ValidationError
 from nurture.extensions import db
 from nurture.models import (
     Campaign,
@@ -19,10 +23,6 @@ from nurture.models import (
     EnrolmentStatus,
 )
 from nurture.models.openings import JobMatch
-from nurture.core.campaigns import openings as job_service
-from nurture.core.audience.candidates import suppress
-from nurture.core.audience.engagement import growth
-from nurture.core.errors import NotFound, ValidationError
 from nurture.tasks.sending import close_sender
 from tests.conftest import make_app
 

@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from nurture.extensions import db
-from nurture.models import Campaign, Candidate, Event, EventKind, Message, Step
-from nurture.core.content import templates as template_service
-from nurture.core.content.mime import MailSettings
-from nurture.core.content.personalisation import build_context
 from nurture.core.compliance.preferences import (
     TOPICS,
     check_form_token,
     form_token,
-    rating_summary,
     topic_allows,
     wants_topic,
 )
-from nurture.core.feedback.tracking import BadToken, Tokens
+from nurture.core.content import templates as template_service
+from nurture.core.content.mime import MailSettings
+from nurture.core.content.personalisation import build_context
+from nurture.core.feedback.ratings import rating_summary
+from nurture.core.tokens import BadToken, Tokens
+from nurture.extensions import db
+from nurture.models import Campaign, Candidate, Event, EventKind, Message, Step
 from nurture.tasks.sending import template_library
 from tests.conftest import START, make_app
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 
-from nurture.core.delivery.ratelimit import RateLimiter, RedisWindow, TokenBucket, redis_buckets
+from nurture.core.delivery.ratelimit import RateLimiter, TokenBucket
+from nurture.tasks.stores import RedisWindow, redis_buckets
 
 
 class FakeTime:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from nurture.config import Config
-from nurture.core.errors import ValidationError
 from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.errors import ValidationError
 
 STARTERS = [
     "checkin_3_months",

@@ -7,9 +7,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from nurture.core.addresses import is_suppressed
+from nurture.core.audience.candidates import upsert_candidate
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.tokens import Tokens
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Message
-from nurture.core.audience.candidates import is_suppressed, upsert_candidate
+from nurture.tasks.sending import send_messages
 from nurture.workflows.retention import (
     RECONSENT_CAMPAIGN,
     RetentionPolicy,
@@ -17,9 +21,6 @@ from nurture.workflows.retention import (
     months_before,
     retention_pass,
 )
-from nurture.core.delivery.scheduling import create_due_messages
-from nurture.core.feedback.tracking import Tokens
-from nurture.tasks.sending import send_messages
 from tests.conftest import START, running_app
 
 POLICY = RetentionPolicy(months=24, grace_days=30)

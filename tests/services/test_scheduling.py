@@ -67,8 +67,8 @@ def test_nothing_is_created_before_it_is_due(system: Flask, clock) -> None:
 
 
 def test_due_enrolments_become_one_message_each_in_batches(system: Flask, clock) -> None:
-    from nurture.models import EnrolmentStatus, Step
     from nurture.core.delivery.scheduling import create_due_messages
+    from nurture.models import EnrolmentStatus, Step
 
     start(system, 7)
     clock.advance(timedelta(days=1))

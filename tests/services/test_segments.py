@@ -15,14 +15,14 @@ import pytest
 from flask import Flask
 from sqlalchemy import insert
 
-from nurture.runtime import FileClock
-from nurture.extensions import db
-from nurture.models import Campaign, Candidate, Event, Message, Step, Tag
-from nurture.models.candidates import candidate_tags
 from nurture.core.audience import engagement
 from nurture.core.audience import segments as seg
 from nurture.core.audience.engagement import growth
 from nurture.core.errors import ValidationError
+from nurture.extensions import db
+from nurture.models import Campaign, Candidate, Event, Message, Step, Tag
+from nurture.models.candidates import candidate_tags
+from nurture.runtime import FileClock
 from tests.conftest import make_app
 
 SEED = 20260302

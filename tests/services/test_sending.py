@@ -12,10 +12,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from nurture.core.delivery.scheduling import create_due_messages
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Enrolment, Message, MessageState
-from nurture.core.delivery.scheduling import create_due_messages
 from nurture.tasks.sending import send_messages
 from tests.conftest import ats_post, auth_headers, running_app
 
@@ -47,7 +47,7 @@ def enrol_people(app: Flask, count: int) -> list[int]:
         assert (
             ats_post(client, {"type": "candidate.rejected", "candidate": person}).status_code == 200
         )
-    now = app.extensions["nurture.runtime"].now()
+    now = app.extensions["nurture.clock"].now()
     created, _ = create_due_messages(db.session, now)
     assert created == count
     return list(db.session.scalars(select(Message.id).order_by(Message.id)))
@@ -148,7 +148,7 @@ def test_a_temporary_failure_requeues_and_the_retry_sends_once(
     assert message.state == "queued" and "421" in message.error
     retry_at = message.retry_at
     assert send_messages(ids) == {}  # a job run again too soon sends nothing
-    mail_app.extensions["nurture.runtime"].set(retry_at)
+    mail_app.extensions["nurture.clock"].set(retry_at)
     assert send_messages(ids) == {"sent": 1}
     assert len(smtp.messages) == 1
 
@@ -171,7 +171,7 @@ def test_one_batch_holds_the_frequency_cap_and_suppression_per_mail(
     mail_app: Flask, smtp: SmtpCapture, clock
 ) -> None:
     """Three campaigns' first mails to one person in one job: two go, the third is deferred."""
-    from nurture.core.audience.candidates import suppress
+    from nurture.core.compliance.suppressions import suppress
 
     client = mail_app.test_client()
     headers = auth_headers(mail_app, "editor")

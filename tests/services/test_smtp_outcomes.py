@@ -11,20 +11,15 @@ from flask import Flask
 from redis import Redis
 from sqlalchemy import select
 
+from nurture.core import addresses
+from nurture.core.delivery.circuit import BREAKER_KEY, CircuitBreaker, MemoryStore, read_status
+from nurture.core.delivery.scheduling import create_due_messages, messages_to_enqueue
+from nurture.core.delivery.smtp import DeliveryUnknown, Failure, backoff, classify
 from nurture.dev.embedded import SmtpCapture, free_port
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Event, EventKind, Message, MessageState
-from nurture.core.audience import candidates as candidate_service
-from nurture.core.delivery.circuit import (
-    BREAKER_KEY,
-    CircuitBreaker,
-    MemoryStore,
-    RedisStore,
-    read_status,
-)
-from nurture.core.delivery.scheduling import create_due_messages, messages_to_enqueue
-from nurture.core.delivery.smtp import DeliveryUnknown, Failure, backoff, classify
 from nurture.tasks.sending import close_sender, send_messages, sender_for
+from nurture.tasks.stores import RedisStore
 from tests.conftest import START, ats_post, auth_headers, make_app, running_app
 
 DRIP = {
@@ -57,7 +52,7 @@ def enrol(app: Flask, count: int) -> list[int]:
     for n in range(count):
         person = {"email": f"person{n}@example.org", "first_name": f"P{n}", "role": "Engineer"}
         ats_post(client, {"type": "candidate.rejected", "candidate": person})
-    created, _ = create_due_messages(db.session, app.extensions["nurture.runtime"].now())
+    created, _ = create_due_messages(db.session, app.extensions["nurture.clock"].now())
     assert created == count
     return list(db.session.scalars(select(Message.id).order_by(Message.id)))
 
@@ -240,7 +235,7 @@ def test_after_the_last_attempt_the_message_fails_with_the_reason(
     # A relay problem says nothing about the address: not a bounce, not suppressed.
     candidate = db.session.get(Candidate, message.candidate_id)
     assert candidate.status == "active"
-    assert not candidate_service.is_suppressed(db.session, candidate.email)
+    assert not addresses.is_suppressed(db.session, candidate.email)
     assert db.session.get(Enrolment, message.enrolment_id).exit_reason == "send_failed"
     assert send_messages(ids) == {}  # never again
     assert smtp.messages == []
@@ -255,7 +250,7 @@ def test_a_hard_bounce_fails_suppresses_and_ends_the_drips(mail_app: Flask, smtp
     assert message.retry_at is None and message.attempts == 1
     candidate = db.session.get(Candidate, message.candidate_id)
     assert candidate.status == "bounced"
-    assert candidate_service.suppression_reason(db.session, candidate.email) == "bounced"
+    assert addresses.suppression_reason(db.session, candidate.email) == "bounced"
     event = db.session.scalar(select(Event).where(Event.kind == EventKind.BOUNCE))
     assert (event.message_id, event.candidate_id, event.value) == (message.id, candidate.id, "hard")
     enrolment = db.session.get(Enrolment, message.enrolment_id)
@@ -273,7 +268,7 @@ def test_a_content_refusal_fails_without_suppressing_the_address(
     assert message.error == "refused: 554 5.7.1 message refused as spam"
     candidate = db.session.get(Candidate, message.candidate_id)
     assert candidate.status == "active"
-    assert not candidate_service.is_suppressed(db.session, candidate.email)
+    assert not addresses.is_suppressed(db.session, candidate.email)
 
 
 def test_a_full_mailbox_is_a_soft_bounce_retried_later(mail_app: Flask, smtp: SmtpCapture, clock):

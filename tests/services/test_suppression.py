@@ -8,18 +8,13 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from nurture.core.addresses import fold_domains, mailbox_of, suppressed_among, suppression_reason
+from nurture.core.campaigns import openings as job_service
+from nurture.core.compliance.suppressions import suppress
+from nurture.core.delivery.scheduling import create_due_messages
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, Message
-from nurture.core.campaigns import openings as job_service
-from nurture.core.audience.candidates import (
-    fold_domains,
-    mailbox_of,
-    suppress,
-    suppressed_among,
-    suppression_reason,
-)
-from nurture.core.delivery.scheduling import create_due_messages
 from nurture.tasks.sending import send_messages
 from tests.conftest import ats_post, auth_headers, running_app
 
@@ -74,7 +69,7 @@ def _reject_and_send(app: Flask, smtp: SmtpCapture, *emails: str) -> list[str]:
         person: dict[str, Any] = {"email": email, "first_name": "Ana"}
         answer = ats_post(app.test_client(), {"type": "candidate.rejected", "candidate": person})
         assert answer.status_code == 200, answer.json
-    create_due_messages(db.session, app.extensions["nurture.runtime"].now())
+    create_due_messages(db.session, app.extensions["nurture.clock"].now())
     send_messages(list(db.session.scalars(select(Message.id))))
     return sorted(rcpt for message in smtp.messages for rcpt in message.rcpt_tos)
 
@@ -82,7 +77,7 @@ def _reject_and_send(app: Flask, smtp: SmtpCapture, *emails: str) -> list[str]:
 def test_variations_of_a_suppressed_gmail_address_get_no_mail(
     folding: Flask, smtp: SmtpCapture
 ) -> None:
-    now = folding.extensions["nurture.runtime"].now()
+    now = folding.extensions["nurture.clock"].now()
     suppress(db.session, "ana@gmail.com", "unsubscribed", now)
     suppress(db.session, "bo@example.org", "bounced", now)
     db.session.commit()
@@ -103,7 +98,7 @@ def test_variations_of_a_suppressed_gmail_address_get_no_mail(
 def test_a_suppressed_tagged_address_stops_the_plain_one_too(
     folding: Flask, smtp: SmtpCapture
 ) -> None:
-    now = folding.extensions["nurture.runtime"].now()
+    now = folding.extensions["nurture.clock"].now()
     suppress(db.session, "ana+newsletter@gmail.com", "complained", now)
     db.session.commit()
     assert suppression_reason(db.session, "ana@gmail.com") == "complained"
@@ -116,7 +111,7 @@ def test_a_suppressed_tagged_address_stops_the_plain_one_too(
 
 
 def test_without_the_setting_a_tag_is_a_different_address(plain: Flask, smtp: SmtpCapture) -> None:
-    now = plain.extensions["nurture.runtime"].now()
+    now = plain.extensions["nurture.clock"].now()
     suppress(db.session, "ana@gmail.com", "unsubscribed", now)
     db.session.commit()
     _drip(plain)
@@ -126,7 +121,7 @@ def test_without_the_setting_a_tag_is_a_different_address(plain: Flask, smtp: Sm
 
 
 def test_job_alert_proposals_leave_out_folded_suppressions(folding: Flask) -> None:
-    now = folding.extensions["nurture.runtime"].now()
+    now = folding.extensions["nurture.clock"].now()
     client, headers = folding.test_client(), auth_headers(folding, "editor")
     ids = {}
     for email in ("ana+cv@gmail.com", "bo@gmail.com"):

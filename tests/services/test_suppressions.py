@@ -9,13 +9,14 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from nurture.core.addresses import suppression_reason
+from nurture.core.compliance import suppressions as service
+from nurture.core.compliance.suppressions import suppress
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.errors import ValidationError
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Message, Suppression
-from nurture.core.compliance import suppressions as service
-from nurture.core.audience.candidates import suppress, suppression_reason
-from nurture.core.errors import ValidationError
-from nurture.core.delivery.scheduling import create_due_messages
 from nurture.tasks.sending import send_messages
 from tests.conftest import ats_post, auth_headers, running_app
 
@@ -34,7 +35,7 @@ def folding(sqlite_url, clock):
 
 
 def now_of(app: Flask):
-    return app.extensions["nurture.runtime"].now()
+    return app.extensions["nurture.clock"].now()
 
 
 def rows() -> int:

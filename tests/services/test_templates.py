@@ -6,18 +6,19 @@ import pytest
 from flask import Flask, current_app
 from sqlalchemy import func, select
 
-from nurture.dev.embedded import SmtpCapture
-from nurture.extensions import db
-from nurture.models import Campaign, Candidate, EmailTemplate, Event, Message
+from nurture.core.compliance.suppressions import suppress
 from nurture.core.content import templates as template_service
-from nurture.core.audience.candidates import suppress
-from nurture.core.errors import Conflict, ValidationError
 from nurture.core.content.mime import MailSettings
 from nurture.core.content.personalisation import build_context
 from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.delivery import proofs
 from nurture.core.delivery.scheduling import create_due_messages
 from nurture.core.delivery.smtp import SmtpSettings, SmtpTransport
-from nurture.core.feedback.tracking import Tokens
+from nurture.core.errors import Conflict, ValidationError
+from nurture.core.tokens import Tokens
+from nurture.dev.embedded import SmtpCapture
+from nurture.extensions import db
+from nurture.models import Campaign, Candidate, EmailTemplate, Event, Message
 from nurture.tasks.sending import send_messages, template_library
 from tests.conftest import ats_post, auth_headers, running_app
 
@@ -32,7 +33,7 @@ GOOD = """{% extends "layout.html" %}
 
 
 def now(app: Flask):
-    return app.extensions["nurture.runtime"].now()
+    return app.extensions["nurture.clock"].now()
 
 
 def settings(app: Flask) -> MailSettings:
@@ -346,7 +347,7 @@ def transport(smtp: SmtpCapture) -> SmtpTransport:
 def test_a_test_send_mails_once_and_records_nothing(app: Flask, smtp: SmtpCapture) -> None:
     candidate = add_candidate("ines@example.org", "Inès")
     compiled = template_library(app).get("rejection_followup")
-    template_service.send_test(
+    proofs.send_test(
         db.session,
         transport(smtp),
         settings(app),
@@ -373,7 +374,7 @@ def test_a_test_send_never_mails_a_suppressed_or_invalid_address(
     sample = template_service.sample_candidate()
     for address, expected in (("Gone@Example.org", "suppression list"), ("not-an-address", "")):
         with pytest.raises(ValidationError) as caught:
-            template_service.send_test(
+            proofs.send_test(
                 db.session, transport(smtp), settings(app), compiled, sample, address, now(app)
             )
         assert expected in caught.value.fields["to"]
@@ -383,8 +384,8 @@ def test_a_test_send_never_mails_a_suppressed_or_invalid_address(
 def test_an_smtp_refusal_is_reported(app: Flask, smtp: SmtpCapture) -> None:
     smtp.fail_next("554 5.7.1 relay denied")
     compiled = template_library(app).get("rejection_followup")
-    with pytest.raises(template_service.TestSendFailed) as caught:
-        template_service.send_test(
+    with pytest.raises(proofs.TestSendFailed) as caught:
+        proofs.send_test(
             db.session,
             transport(smtp),
             settings(app),

@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from nurture.core.errors import ValidationError
 from nurture.core.campaigns.timing import (
     Cap,
     Timing,
@@ -20,6 +19,7 @@ from nurture.core.campaigns.timing import (
     parse_window,
     zone,
 )
+from nurture.core.errors import ValidationError
 
 WEEKDAYS = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}
 LONDON, NEW_YORK = ZoneInfo("Europe/London"), ZoneInfo("America/New_York")

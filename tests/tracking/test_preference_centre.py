@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from nurture.core.addresses import is_suppressed
+from nurture.core.compliance.preferences import topic_allows
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.feedback.ratings import rating_summary
+from nurture.core.tokens import Tokens
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Event, Message
-from nurture.core.audience.candidates import is_suppressed
-from nurture.core.compliance.preferences import rating_summary, topic_allows
-from nurture.core.delivery.scheduling import create_due_messages
-from nurture.core.feedback.tracking import Tokens
 from nurture.tasks.sending import close_sender, send_messages, sender_for
 from tests.admin.conftest import ARTIFACTS, LiveServer
 from tests.conftest import ats_post, auth_headers, make_app
@@ -326,7 +327,7 @@ def send_to(app, people: dict[str, bool]) -> None:
         if opt_out:
             path = tokens.preferences_url(candidate_id, None).removeprefix(tokens.base_url)
             assert post(client, path, "tracking", opt_out="on").status_code == 303
-    create_due_messages(db.session, app.extensions["nurture.runtime"].now())
+    create_due_messages(db.session, app.extensions["nurture.clock"].now())
     ids = list(db.session.scalars(select(Message.id)))
     assert send_messages(ids) == {"sent": len(people)}
 

@@ -12,11 +12,12 @@ from flask import Flask
 from itsdangerous.encoding import base64_encode
 from sqlalchemy import func, select
 
+from nurture.core.addresses import is_suppressed
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.core.feedback.tracking import instrument
+from nurture.core.tokens import Tokens
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Event, Message
-from nurture.core.audience.candidates import is_suppressed
-from nurture.core.delivery.scheduling import create_due_messages
-from nurture.core.feedback.tracking import Tokens, instrument
 from tests.conftest import ats_post
 
 DRIP = {

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from nurture.models import ApiToken, Role, User
-from nurture.core.audience.candidates import normalise_email
+from nurture.core.addresses import normalise_email
 from nurture.core.errors import Conflict, ValidationError
+from nurture.models import ApiToken, Role, User
 
 
 def create_user(

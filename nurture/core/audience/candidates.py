@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.core.addresses import SUPPRESSED_STATUS, normalise_email, suppression_reason
+from nurture.core.errors import ValidationError
 from nurture.models import (
     Candidate,
     CandidateStatus,
     Enrolment,
     EnrolmentStatus,
-    Message,
-    Suppression,
     Tag,
 )
-from nurture.core.compliance.identity import app_config
-from nurture.core.errors import ValidationError
 
 # Fields a caller may set, with their longest accepted length.
 TEXT_FIELDS = {
@@ -38,121 +34,30 @@ TEXT_FIELDS = {
 }
 
 
-def normalise_email(value: Any, field: str = "email") -> str:
-    """Validate an address and return it in the one form nurture stores (domain lower-cased)."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field} is required", {field: "an email address is required"})
-    try:
-        checked = validate_email(value.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValidationError(f"{field} is not a valid address", {field: str(exc)}) from None
-    # Mailbox names are case-insensitive at every provider that matters; store one form.
-    return checked.normalized.lower()
 
 
-def email_hash(email: str) -> str:
-    """The suppression key of an address: SHA-256 of its normalised form."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
-# Providers that also ignore dots in the mailbox name, and their other domain names.
-DOTLESS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 
-def mailbox_of(email: str) -> str:
-    """The mailbox an address reaches at providers that ignore ``+tag`` (and, at Gmail, dots)."""
-    local, _, domain = email.strip().lower().rpartition("@")
-    local = local.split("+", 1)[0] or local
-    if domain in DOTLESS:
-        local, domain = local.replace(".", ""), DOTLESS[domain]
-    return f"{local}@{domain}"
 
 
-def fold_domains(config: Any = None) -> frozenset[str]:
-    """The domains ``NURTURE_SUPPRESSION_FOLD_DOMAINS`` names (a list, or text split on commas)."""
-    raw = (app_config() if config is None else config).get("SUPPRESSION_FOLD_DOMAINS") or ()
-    names = raw.split(",") if isinstance(raw, str) else raw
-    return frozenset(str(name).strip().lower() for name in names if str(name).strip())
 
 
-def suppression_keys(email: str, folding: frozenset[str]) -> tuple[list[str], list[str]]:
-    """(email hashes, mailbox hashes) that suppress ``email``: its own, and folded where set."""
-    own = email_hash(email)
-    if email.rpartition("@")[2].strip().lower() not in folding:
-        return [own], []
-    folded = email_hash(mailbox_of(email))
-    # A suppressed "ana@" stops "ana+jobs@"; a suppressed "ana+x@" (mailbox hash) stops both.
-    return [own, folded], [folded]
 
 
-def find_suppression(session: Session, email: str) -> Suppression | None:
-    """The suppression that stops ``email`` (its own, or a folded one where configured)."""
-    hashes, mailboxes = suppression_keys(email, fold_domains())
-    return session.scalar(
-        select(Suppression)
-        .where(or_(Suppression.email_hash.in_(hashes), Suppression.mailbox_hash.in_(mailboxes)))
-        .order_by(Suppression.id)
-        .limit(1)
-    )
 
 
-def suppression_reason(session: Session, email: str) -> str | None:
-    """Why the address is suppressed, or None when it is not."""
-    found = find_suppression(session, email)
-    return found.reason if found is not None else None
 
 
-def suppressed_among(session: Session, emails: list[str]) -> set[str]:
-    """Which of these addresses are suppressed, in one query."""
-    folding = fold_domains()
-    by_hash: dict[str, set[str]] = {}
-    by_mailbox: dict[str, set[str]] = {}
-    for email in filter(None, emails):
-        hashes, mailboxes = suppression_keys(email, folding)
-        for key in hashes:
-            by_hash.setdefault(key, set()).add(email)
-        for key in mailboxes:
-            by_mailbox.setdefault(key, set()).add(email)
-    if not by_hash:
-        return set()
-    found: set[str] = set()
-    rows = session.execute(
-        select(Suppression.email_hash, Suppression.mailbox_hash).where(
-            or_(Suppression.email_hash.in_(by_hash), Suppression.mailbox_hash.in_(by_mailbox))
-        )
-    )
-    for own, mailbox in rows:
-        found |= by_hash.get(own, set()) | by_mailbox.get(mailbox, set())
-    return found
 
 
-def is_suppressed(session: Session, email: str) -> bool:
-    """True when the address is on the suppression list."""
-    return suppression_reason(session, email) is not None
 
 
-SUPPRESSED_STATUS = {
-    "unsubscribed": CandidateStatus.UNSUBSCRIBED,
-    "bounced": CandidateStatus.BOUNCED,
-    "complained": CandidateStatus.COMPLAINED,
-}
 
 
-def suppression_of(email: str, reason: str, now: datetime) -> Suppression:
-    """A new suppression-list row for ``email``: hashes only, so it outlives erasure."""
-    return Suppression(
-        email_hash=email_hash(email),
-        mailbox_hash=email_hash(mailbox_of(email)),
-        reason=reason,
-        created_at=now,
-    )
 
 
-def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
-    """Put an address on the suppression list (idempotent)."""
-    key = email_hash(email)
-    if session.scalar(select(Suppression.id).where(Suppression.email_hash == key)) is None:
-        session.add(suppression_of(email, reason, now))
 
 
 def validate_candidate(data: dict[str, Any]) -> dict[str, Any]:
@@ -291,24 +196,3 @@ def mark_hired(session: Session, candidate: Candidate, now: datetime) -> None:
     end_enrolments(session, candidate, "hired", now)
 
 
-def erase(session: Session, candidate: Candidate, now: datetime) -> None:
-    """Remove personal data, keeping the address only as a suppression hash."""
-    suppress(session, candidate.email, "erased", now)
-    # The ledger keeps that a mail went out, not to whom or what it said.
-    session.execute(
-        update(Message)
-        .where(Message.candidate_id == candidate.id)
-        .values(to_address="", subject="")
-    )
-    end_enrolments(session, candidate, "erased", now)
-    candidate.email = f"erased-{candidate.id}@erased.invalid"
-    for field in TEXT_FIELDS:
-        setattr(candidate, field, "")
-    candidate.recruiter_email = ""
-    candidate.skills = []
-    candidate.attributes = {}
-    candidate.consent_basis = candidate.consent_source = ""
-    candidate.consent_at = None
-    candidate.tags = []
-    candidate.status = CandidateStatus.ERASED
-    candidate.updated_at = now

@@ -53,10 +53,10 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from nurture.models import Candidate, Event, EventKind, Message, Segment, Tag
-from nurture.models.candidates import candidate_tags
 from nurture.core.audience.engagement import growth
 from nurture.core.errors import NotFound, ValidationError
+from nurture.models import Candidate, Event, EventKind, Message, Segment, Tag
+from nurture.models.candidates import candidate_tags
 
 MAX_DEPTH = 8
 MAX_CONDITIONS = 200

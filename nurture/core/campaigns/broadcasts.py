@@ -15,6 +15,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
+from nurture.core.campaigns import service as campaign_service
+from nurture.core.campaigns.enrolment import enrol_all, queue_messages
+from nurture.core.campaigns.entry_rules import topic_allowed
+from nurture.core.campaigns.timing import local_instant, zone
+from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.errors import ValidationError
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -30,12 +36,6 @@ from nurture.models import (
     Tag,
 )
 from nurture.models.candidates import candidate_tags
-from nurture.core.campaigns import service as campaign_service
-from nurture.core.campaigns.enrolment import enrol_all, queue_messages
-from nurture.core.campaigns.entries import topic_allowed
-from nurture.core.errors import ValidationError
-from nurture.core.content.rendering import TemplateLibrary
-from nurture.core.campaigns.timing import local_instant, zone
 
 # UTC+14 (Kiribati) reaches a wall-clock hour first, UTC-12 last; after that nobody is left.
 EARLIEST = timedelta(hours=14)
@@ -55,7 +55,9 @@ def _audience(session: Session, campaign: Campaign, now: datetime) -> ColumnElem
         segment = session.get(Segment, int(value)) if value.isdigit() else None
         if segment is None:
             return None
-        from nurture.core.audience.segments import compile_rules  # rules compile in their own module
+        from nurture.core.audience.segments import (
+            compile_rules,  # rules compile in their own module
+        )
 
         return compile_rules(segment.rules, now)
     if kind == EntryType.TAG:

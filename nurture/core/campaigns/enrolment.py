@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from nurture.core import addresses
+from nurture.core.campaigns.entry_rules import first_due
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -24,11 +25,6 @@ from nurture.models import (
 )
 from nurture.models.base import UTCDateTime
 from nurture.models.candidates import candidate_tags
-from nurture.core.audience import candidates as candidate_service
-from nurture.core.campaigns.entries import check_segments, first_due, passes_entry_filter
-from nurture.core.errors import ValidationError
-
-ATS_EVENT_TYPES = ("candidate.rejected", "candidate.hired", "candidate.reapplied")
 
 
 def enrol(
@@ -45,7 +41,7 @@ def enrol(
         return None  # the broadcast pass picks its audience when it sends
     if (candidate.topics or {}).get(campaign.topic) is False:
         return None  # they turned this topic off in the preference centre
-    if candidate_service.is_suppressed(session, candidate.email):
+    if addresses.is_suppressed(session, candidate.email):
         return None
     previous = session.scalars(
         select(Enrolment).where(
@@ -75,46 +71,6 @@ def enrol(
     return enrolment
 
 
-def handle_ats_event(session: Session, payload: Any, now: datetime) -> dict[str, Any]:
-    """Apply an ATS event: a rejection enrols, a hire or re-application ends the drips."""
-    if not isinstance(payload, dict):
-        raise ValidationError("the body must be a JSON object", {"body": "expected an object"})
-    kind = payload.get("type")
-    if kind not in ATS_EVENT_TYPES:
-        raise ValidationError(
-            "unknown event type", {"type": f"must be one of {', '.join(ATS_EVENT_TYPES)}"}
-        )
-    data = payload.get("candidate")
-    if not isinstance(data, dict):
-        raise ValidationError("candidate is missing", {"candidate": "expected an object"})
-    candidate, created = save_candidate(session, data, now)
-    result: dict[str, Any] = {"candidate_id": candidate.id, "created": created}
-    if kind == "candidate.rejected":
-        if candidate.status == CandidateStatus.HIRED:
-            # Hired once, rejected now (they left and re-applied): a candidate again.
-            candidate.status = CandidateStatus.ACTIVE
-        campaigns = session.scalars(
-            select(Campaign).where(
-                Campaign.status == CampaignStatus.ACTIVE,
-                Campaign.entry_type == EntryType.ATS_EVENT,
-                Campaign.entry_value == kind,
-            )
-        ).all()
-        enrolled = [
-            c.id
-            for c in campaigns
-            if passes_entry_filter(candidate, c.entry_filter)
-            and enrol(session, candidate, c, now) is not None
-        ]
-        result["enrolled_campaign_ids"] = enrolled
-    elif kind == "candidate.hired":
-        candidate_service.mark_hired(session, candidate, now)
-        result["status"] = candidate.status
-    else:
-        result["ended_enrolments"] = candidate_service.end_enrolments(
-            session, candidate, "reapplied", now, by_rule=True
-        )
-    return result
 
 
 def _tag_entrants(campaign: Campaign):  # noqa: ANN202 - a select of candidate ids
@@ -225,28 +181,5 @@ def on_tags_added(session: Session, candidate: Candidate, names: list[str], now:
     return sum(1 for c in campaigns if enrol(session, candidate, c, now) is not None)
 
 
-def save_candidate(
-    session: Session, data: dict[str, Any], now: datetime, segments: bool = True
-) -> tuple[Candidate, bool]:
-    """Create or update a candidate, then enrol them where a newly added tag is an entry.
-
-    With ``segments`` (the default) the segment-entry campaigns are checked for them at once;
-    an import turns it off and checks each batch's candidates together.
-    """
-    existing = session.scalar(
-        select(Candidate).where(Candidate.email == _email_or_blank(data.get("email")))
-    )
-    before = set(existing.tag_names) if existing is not None else set()
-    candidate, created = candidate_service.upsert_candidate(session, data, now)
-    on_tags_added(session, candidate, sorted(set(candidate.tag_names) - before), now)
-    if segments:
-        session.flush()
-        check_segments(session, now, [candidate.id])
-    return candidate, created
 
 
-def _email_or_blank(value: Any) -> str:
-    try:
-        return candidate_service.normalise_email(value)
-    except ValidationError:
-        return ""

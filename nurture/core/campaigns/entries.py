@@ -7,12 +7,15 @@ INSERT … SELECT per segment-entry campaign, one UPDATE per exit rule.
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.orm import Session
 
+# A module import: enrolment imports this module too.
+from nurture.core.campaigns import enrolment as enrolment_service
+from nurture.core.campaigns.entry_rules import first_due, may_enter, topic_allowed
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -25,89 +28,23 @@ from nurture.models import (
     Segment,
 )
 
-# A module import: enrolment imports this module too.
-from nurture.core.campaigns import enrolment as enrolment_service
-from nurture.core.campaigns.durations import parse_delay
-from nurture.core.errors import ValidationError
-
-REENTRY = ("never", "after_exit", "always")
 # Which candidates a check is limited to: ids, a select of ids, or None for everyone.
 Only = Collection[int] | Select | None
-FILTER_KEYS = ("rejection_reasons", "stages", "delay")
 
 
 # --- entry filters and re-entry (pure) ---------------------------------------------------------
 
 
-def parse_entry_filter(value: Any, field: str = "entry_filter") -> dict[str, Any]:
-    """Check ``{"rejection_reasons": [...], "stages": [...], "delay": "P2D"}``; {} lets all in."""
-    if not value:
-        return {}
-    if not isinstance(value, dict):
-        raise ValidationError(f"{field} is not valid", {field: "must be an object"})
-    errors: dict[str, str] = {}
-    unknown = set(value) - set(FILTER_KEYS)
-    if unknown:
-        errors[field] = f"unknown keys: {', '.join(sorted(unknown))}; use {', '.join(FILTER_KEYS)}"
-    clean: dict[str, Any] = {}
-    for key in ("rejection_reasons", "stages"):
-        if key not in value:
-            continue
-        items = value[key]
-        if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
-            errors[f"{field}.{key}"] = "must be a list of non-empty strings"
-        elif items:
-            clean[key] = sorted({i.strip().lower() for i in items})
-    if value.get("delay") not in (None, ""):
-        try:
-            parse_delay(value["delay"], f"{field}.delay")
-            clean["delay"] = str(value["delay"]).strip().upper()
-        except ValidationError as exc:
-            errors.update(exc.fields)
-    if errors:
-        raise ValidationError(f"{field} is not valid", errors)
-    return clean
 
 
-def passes_entry_filter(candidate: Candidate, entry_filter: dict[str, Any] | None) -> bool:
-    """Whether the candidate's rejection reason and stage reached are among those the filter names.
-
-    Compared without regard to case or surrounding spaces; a list left out lets everyone through.
-    """
-    entry_filter = entry_filter or {}
-    reasons = entry_filter.get("rejection_reasons")
-    if reasons and (candidate.rejection_reason or "").strip().lower() not in reasons:
-        return False
-    stages = entry_filter.get("stages")
-    return not (stages and (candidate.stage or "").strip().lower() not in stages)
 
 
-def entry_delay(campaign: Campaign) -> timedelta:
-    """The wait between entering the campaign and its first step's own delay."""
-    raw = (campaign.entry_filter or {}).get("delay")
-    return parse_delay(raw) if raw else timedelta(0)
 
 
-def first_due(campaign: Campaign, now: datetime) -> datetime:
-    """When a candidate entering now gets the first step."""
-    return now + entry_delay(campaign) + timedelta(seconds=campaign.steps[0].delay_seconds)
 
 
-def topic_allowed(topic: str) -> ColumnElement[bool]:
-    """SQL: the candidate has not turned ``topic`` off (a missing key means subscribed)."""
-    if not topic:
-        return true()
-    flag = Candidate.topics[topic].as_boolean()
-    return or_(flag.is_(None), flag == true())
 
 
-def may_enter(campaign: Campaign) -> ColumnElement[bool]:
-    """SQL: a candidate the campaign's re-entry policy lets in now (over ``Candidate.id``)."""
-    mine = Enrolment.candidate_id == Candidate.id, Enrolment.campaign_id == campaign.id
-    if campaign.reentry == "never":
-        return ~exists().where(*mine)
-    # "always" restarts a running drip only on a new event; a segment member stays enrolled.
-    return ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE)
 
 
 # --- the periodic pass -------------------------------------------------------------------------

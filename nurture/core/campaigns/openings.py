@@ -27,6 +27,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import Text
 
+from nurture.core.addresses import normalise_email, suppressed_among
+from nurture.core.audience.engagement import score_column
+from nurture.core.campaigns import service as campaign_service
+from nurture.core.campaigns.enrolment import enrol_all
+from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -41,11 +46,6 @@ from nurture.models import (
     Step,
 )
 from nurture.models.openings import JobMatch, JobOpening
-from nurture.core.campaigns import service as campaign_service
-from nurture.core.audience.candidates import normalise_email, suppressed_among
-from nurture.core.audience.engagement import score_column
-from nurture.core.campaigns.enrolment import enrol_all
-from nurture.core.errors import Conflict, NotFound, ValidationError
 
 TOPIC = "job_alerts"
 TEMPLATE = "job_alert"

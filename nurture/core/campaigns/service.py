@@ -10,6 +10,15 @@ from typing import Any
 from sqlalchemy import and_, distinct, func, select, update
 from sqlalchemy.orm import Session
 
+from nurture.core import settings as core_settings
+from nurture.core.addresses import normalise_email
+from nurture.core.campaigns.durations import parse_delay
+from nurture.core.campaigns.enrolment import count_tag_entrants, enrol_tag_entrants
+from nurture.core.campaigns.entry_rules import REENTRY, parse_entry_filter
+from nurture.core.campaigns.timing import parse_schedule, parse_window
+from nurture.core.compliance.identity import require_sender_identity
+from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.errors import Conflict, ValidationError
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -26,14 +35,6 @@ from nurture.models import (
     Segment,
     Step,
 )
-from nurture.core.audience.candidates import normalise_email
-from nurture.core.compliance.identity import app_config, require_sender_identity
-from nurture.core.campaigns.durations import parse_delay
-from nurture.core.campaigns.enrolment import count_tag_entrants, enrol_tag_entrants
-from nurture.core.campaigns.entries import REENTRY, parse_entry_filter
-from nurture.core.errors import Conflict, ValidationError
-from nurture.core.content.rendering import TemplateLibrary
-from nurture.core.campaigns.timing import parse_schedule, parse_window
 
 ATS_EVENTS = ("candidate.rejected",)
 CONDITIONS = ("", "previous_opened", "previous_not_opened", "previous_clicked")
@@ -253,7 +254,7 @@ def set_status(
     if target == CampaignStatus.ACTIVE and not campaign.steps:
         raise Conflict("a campaign without steps cannot be activated")
     if target == CampaignStatus.ACTIVE:
-        require_sender_identity(app_config() if settings is None else settings)
+        require_sender_identity(core_settings.current() if settings is None else settings)
     campaign.status = target
     campaign.updated_at = now
     if target == CampaignStatus.ACTIVE:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nurture.models import Campaign, CampaignKind
 from nurture.core.errors import Conflict
+from nurture.models import Campaign, CampaignKind
 
 # Setting -> how the admin names it. CAN-SPAM wants a valid postal address in every commercial
 # mail; the footer and the From line need the company and a sender address.
@@ -40,13 +40,6 @@ def require_sender_identity(config: Mapping[str, Any]) -> None:
             "say who sends it and carry a postal address"
         )
 
-
-def app_config() -> Mapping[str, Any]:
-    """The running app's settings (campaign status changes happen inside an app context)."""
-    from flask import current_app, has_app_context
-
-    # Outside an app the settings are unknown: an empty mapping fails the check, never passes it.
-    return current_app.config if has_app_context() else {}
 
 
 def extra_headers(campaign: Campaign) -> dict[str, str]:

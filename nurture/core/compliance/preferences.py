@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import Session
 
-from nurture.models import Campaign, Candidate, CandidateStatus, Event, EventKind, Message
-from nurture.core.audience import candidates as candidate_service
 from nurture.core.audience.engagement import score_of
-from nurture.core.feedback.tracking import BadToken, Tokens, looks_like_machine
+from nurture.core.compliance import erasure
+from nurture.core.tokens import BadToken, Tokens
+from nurture.models import Campaign, Candidate, CandidateStatus, Event, Message
 
 # Topic key -> what the preference page calls it. A missing key means subscribed.
 TOPICS = {
@@ -24,7 +23,6 @@ TOPICS = {
 PAUSE = timedelta(days=90)
 # A preference form rendered this long ago is refused; reloading the page gives a fresh one.
 FORM_MAX_AGE = timedelta(days=1)
-RATINGS = range(1, 6)
 
 
 # --- topics ------------------------------------------------------------------------------------
@@ -184,90 +182,15 @@ def export_data(session: Session, candidate: Candidate, now: datetime) -> dict[s
 def erase_self(session: Session, candidate: Candidate, now: datetime) -> None:
     """The candidate deletes themselves: erasure, the address kept only as a suppression hash."""
     if candidate.status != CandidateStatus.ERASED:
-        candidate_service.erase(session, candidate, now)
+        erasure.erase(session, candidate, now)
 
 
 # --- candidate-experience ratings --------------------------------------------------------------
 
 
-def rating_target(session: Session, tokens: Tokens, token: str) -> tuple[Message, int]:
-    """The message and the answer (1-5) a rating link stands for, or BadToken."""
-    payload = tokens.load("rating", token)
-    if not (
-        isinstance(payload, list)
-        and len(payload) == 2
-        and isinstance(payload[0], int)
-        and payload[1] in RATINGS
-        and isinstance(payload[1], int)
-    ):
-        raise BadToken("rating")
-    message = session.get(Message, payload[0])
-    if message is None:
-        raise BadToken("rating")
-    return message, payload[1]
 
 
-def record_rating(
-    session: Session, message: Message, value: int, user_agent: str, now: datetime
-) -> Event | None:
-    """Store the candidate's answer: one rating per message, a later answer replaces it.
-
-    Link scanners fetch every link of a mail, all five answers included: their hits are not
-    recorded at all (None), so they neither count nor overwrite the person's answer.
-    """
-    if looks_like_machine(user_agent):
-        return None
-    event = session.scalar(
-        select(Event)
-        .where(Event.message_id == message.id, Event.kind == EventKind.RATING)
-        .order_by(Event.id)
-        .limit(1)
-    )
-    if event is None:
-        event = Event(
-            message_id=message.id,
-            candidate_id=message.candidate_id,
-            kind=EventKind.RATING,
-            machine=False,
-        )
-        session.add(event)
-    event.value = str(value)
-    event.user_agent = (user_agent or "")[:400]
-    event.created_at = now
-    return event
 
 
-@dataclass(frozen=True)
-class RatingSummary:
-    """The answers to "how was your interview experience?" in one campaign."""
-
-    count: int
-    average: float | None
-    distribution: dict[int, int]  # answer (1-5) -> how many candidates gave it
 
 
-def rating_summary(session: Session, campaign_id: int) -> RatingSummary:
-    """Count, average and distribution of the ratings given in a campaign's mail."""
-    rows = session.execute(
-        select(Event.value, func.count())
-        .join(Message, Message.id == Event.message_id)
-        .where(
-            and_(
-                Message.campaign_id == campaign_id,
-                Event.kind == EventKind.RATING,
-                Event.machine.is_(False),
-            )
-        )
-        .group_by(Event.value)
-    )
-    distribution = dict.fromkeys(RATINGS, 0)
-    for value, count in rows:
-        if value in {str(r) for r in RATINGS}:
-            distribution[int(value)] += count
-    total = sum(distribution.values())
-    average = (
-        round(sum(value * count for value, count in distribution.items()) / total, 2)
-        if total
-        else None
-    )
-    return RatingSummary(total, average, distribution)

@@ -18,18 +18,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nurture.models import Candidate, CandidateStatus, Suppression
-from nurture.workflows import imports as import_service
-from nurture.core.audience.candidates import (
+from nurture.core import csvfiles
+from nurture.core.addresses import (
     SUPPRESSED_STATUS,
     email_hash,
-    end_enrolments,
     find_suppression,
+    mailbox_of,
     normalise_email,
     suppressed_among,
-    suppression_of,
 )
+from nurture.core.audience.candidates import end_enrolments
 from nurture.core.errors import ValidationError
+from nurture.models import Candidate, CandidateStatus, Suppression
 
 # What an operator may give as the reason; the others (erased) come from nurture itself.
 REASONS = ("unsubscribed", "bounced", "complained", "manual")
@@ -134,9 +134,9 @@ def entries_from_csv(data: bytes) -> tuple[list[Entry], list[Rejection], list[st
     A first line with no address in it is taken for the column names. Raises ValidationError
     (field ``file``) when the file cannot be read or no column holds addresses.
     """
-    text, notes = import_service.decode(data)
+    text, notes = csvfiles.decode(data)
     text = text.lstrip("\ufeff")
-    delimiter = import_service.sniff_delimiter(text)
+    delimiter = csvfiles.sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows: list[tuple[int, list[str]]] = []
     last = 0
@@ -317,3 +317,20 @@ def counts(session: Session) -> dict[str, Any]:
     by_reason = {reason: found.pop(reason, 0) for reason in COUNT_ORDER}
     by_reason.update(sorted(found.items()))
     return {"by_reason": by_reason, "total": sum(by_reason.values())}
+
+
+def suppression_of(email: str, reason: str, now: datetime) -> Suppression:
+    """A new suppression-list row for ``email``: hashes only, so it outlives erasure."""
+    return Suppression(
+        email_hash=email_hash(email),
+        mailbox_hash=email_hash(mailbox_of(email)),
+        reason=reason,
+        created_at=now,
+    )
+
+
+def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
+    """Put an address on the suppression list (idempotent)."""
+    key = email_hash(email)
+    if session.scalar(select(Suppression.id).where(Suppression.email_hash == key)) is None:
+        session.add(suppression_of(email, reason, now))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nurture.models import Campaign, Candidate
 from nurture.core.content.mime import MailSettings
+from nurture.models import Campaign, Candidate
 
 # Documented in templates/emails/README.md; change both together.
 FALLBACKS = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import re
 import secrets
-import smtplib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 
+from nurture.core.content.mime import MailSettings
+from nurture.core.content.personalisation import FALLBACKS, build_context
+from nurture.core.content.rendering import CompiledTemplate, RenderedMail, Sources, TemplateLibrary
+from nurture.core.errors import Conflict, NotFound, ValidationError
+from nurture.core.tokens import Tokens
 from nurture.models import (
     Campaign,
     CampaignStatus,
@@ -31,14 +35,6 @@ from nurture.models import (
     Step,
     User,
 )
-from nurture.core.audience import candidates as candidate_service
-from nurture.core.delivery.dkim import DkimSigner
-from nurture.core.errors import Conflict, NotFound, ValidationError
-from nurture.core.content.mime import MailSettings, build_mime
-from nurture.core.content.personalisation import FALLBACKS, build_context, recruiter_of
-from nurture.core.content.rendering import CompiledTemplate, RenderedMail, Sources, TemplateLibrary
-from nurture.core.delivery.smtp import SmtpTransport
-from nurture.core.feedback.tracking import Tokens
 
 # Every variable a template may use, keyed exactly as build_context() produces them
 # (tests/services/test_templates.py keeps the two equal): path -> (meaning, note).
@@ -93,10 +89,6 @@ _SUBJECT_BLOCK = re.compile(r"{%-?\s*block\s+subject\s*-?%}(.*?){%-?\s*endblock"
 _README_ROW = re.compile(r"^\|\s*`([\w-]+)`\s*\|\s*(.+?)\s*\|\s*$", re.MULTILINE)
 
 
-class TestSendFailed(Exception):
-    """The SMTP relay did not take the test mail."""
-
-    __test__ = False  # not a pytest test class, whatever its name
 
 
 @dataclass(frozen=True)
@@ -649,7 +641,7 @@ def search_candidates(session: Session, query: str, limit: int = 8) -> list[tupl
     return [(email, " ".join(filter(None, (first, last)))) for email, first, last in rows]
 
 
-def _preview_campaign() -> Campaign:
+def preview_campaign() -> Campaign:
     """The campaign a preview or test send pretends to belong to."""
     # Never added to a session: build_context only reads its name and sender settings.
     return Campaign(
@@ -682,7 +674,7 @@ def preview_context(
     candidate_id = candidate.id or 0
     return build_context(
         candidate,
-        _preview_campaign(),
+        preview_campaign(),
         settings,
         unsubscribe_url=tokens.unsubscribe_url(candidate_id, None),
         preferences_url=tokens.preferences_url(candidate_id, None),
@@ -707,60 +699,6 @@ def subject_warning(mail: RenderedMail) -> str:
     return ""
 
 
-def send_test(
-    session: Session,
-    transport: SmtpTransport,
-    settings: MailSettings,
-    compiled: CompiledTemplate,
-    candidate: Candidate,
-    to: str,
-    now: datetime,
-    *,
-    dkim: DkimSigner | None = None,
-) -> RenderedMail:
-    """Mail one test of a template, as ``candidate`` would get it, to ``to``.
-
-    No ledger row, no events, no tracking; the subject says "[Test]". Its unsubscribe link
-    is inert, so a colleague clicking it cannot unsubscribe the candidate. A suppressed
-    address is never mailed, not even a test. Signed with ``dkim`` as campaign mail is, so
-    the test lands (and authenticates) as the real mail will.
-    """
-    address = candidate_service.normalise_email(to, "to")
-    reason = candidate_service.suppression_reason(session, address)
-    if reason is not None:
-        raise ValidationError(
-            "the address is suppressed",
-            {
-                "to": f"{address} is on the suppression list ({reason}); nurture never mails it, "
-                "not even a test"
-            },
-        )
-    context = preview_context(settings, None, candidate)
-    mail = compiled.render(context)
-    from_name, from_email = recruiter_of(candidate, _preview_campaign(), settings)
-    data = build_mime(
-        from_name=from_name,
-        from_email=from_email,
-        to_email=address,
-        reply_to=from_email,
-        subject=f"[Test] {mail.subject}",
-        html=mail.html,
-        text=mail.text,
-        message_id=f"<nurture.test.{secrets.token_hex(8)}@{settings.domain}>",
-        date=now,
-        unsubscribe_url=context["unsubscribe_url"],
-        list_id=f"Template tests <tests.{settings.list_id_domain}>",
-        headers={"X-Nurture-Test": "template test send"},
-    )
-    if dkim is not None:
-        data = dkim.sign(data)
-    try:
-        transport.send(from_email, address, data)
-    except (smtplib.SMTPException, OSError) as exc:
-        raise TestSendFailed(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        transport.close()
-    return mail
 
 
 def flatten_keys(context: Mapping[str, Any], prefix: str = "") -> Iterator[str]:

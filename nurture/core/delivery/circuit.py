@@ -12,14 +12,10 @@ worker tries the relay once more.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
-
-from redis import Redis
-from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -57,50 +53,6 @@ class MemoryStore:
         return True
 
 
-class RedisStore:
-    """The state as a JSON value under one Redis key; a missing Redis reads as closed."""
-
-    def __init__(self, redis: Redis, key: str = BREAKER_KEY) -> None:
-        self.redis, self.key = redis, key
-        self._warned = False
-
-    def load(self) -> dict[str, Any] | None:
-        """The saved state, or None."""
-        try:
-            raw = self.redis.get(self.key)
-        except RedisError as exc:
-            self._warn(exc)
-            return None
-        if not raw:
-            return None
-        try:
-            state = json.loads(raw)
-        except ValueError:
-            return None
-        return state if isinstance(state, dict) else None
-
-    def save(self, state: dict[str, Any] | None) -> None:
-        """Write ``state``, or delete the key when None."""
-        try:
-            if state is None:
-                self.redis.delete(self.key)
-            else:
-                self.redis.set(self.key, json.dumps(state))
-        except RedisError as exc:
-            self._warn(exc)
-
-    def claim_trial(self, name: str, seconds: int) -> bool:
-        """True for the one worker that gets to make the trial send ``name`` (SET NX)."""
-        try:
-            return bool(self.redis.set(f"{self.key}:trial:{name}", 1, nx=True, ex=seconds))
-        except RedisError as exc:
-            self._warn(exc)
-            return True  # alone, as without Redis
-
-    def _warn(self, exc: Exception) -> None:
-        if not self._warned:
-            log.warning("circuit breaker state not shared: Redis unavailable (%s)", exc)
-            self._warned = True
 
 
 @dataclass

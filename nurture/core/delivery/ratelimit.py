@@ -7,13 +7,9 @@ run on a monotonic clock, not the injected business clock; tests pass their own 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
-
-from redis import Redis
-from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -53,42 +49,6 @@ class TokenBucket:
         return (1.0 - self._tokens) / self.rate
 
 
-class RedisWindow:
-    """A budget shared by every worker: ``rate`` slots per wall-clock window of Redis counters.
-
-    The window is one second, or longer for rates under one a second (0.2/s: one per 5 s).
-    Redis only counts (one key per window, expiring on its own); losing it loses no mail, at
-    worst one window's worth of rate.
-    """
-
-    def __init__(self, redis: Redis, key: str, rate: float, now: Seconds = time.time) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.redis, self.key, self.rate, self._now = redis, key, rate, now
-        self.window = max(1.0, 1.0 / rate)
-        self.limit = rate * self.window
-        # Without Redis, each worker keeps to the rate on its own rather than not at all.
-        self._local = TokenBucket(rate)
-        self._warned = False
-
-    def take(self) -> float:
-        """Count one send in this window: 0.0 when within the rate, else seconds to the next."""
-        now = self._now()
-        index = math.floor(now / self.window)
-        key = f"{self.key}:{index}"
-        try:
-            pipe = self.redis.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, math.ceil(self.window) + 1)
-            count = pipe.execute()[0]
-        except RedisError as exc:
-            if not self._warned:
-                log.warning("rate %s: Redis unavailable (%s), limiting locally", self.key, exc)
-                self._warned = True
-            return self._local.take()
-        if count <= self.limit + 1e-9:
-            return 0.0
-        return max((index + 1) * self.window - now, 0.001)
 
 
 class RateLimiter:
@@ -136,10 +96,3 @@ class RateLimiter:
             self._sleep(min(wait, self.max_wait))
 
 
-def redis_buckets(redis: Redis, prefix: str = "nurture:rate") -> Callable[[str, float], Bucket]:
-    """Bucket factory whose budgets are shared through Redis by all workers of a relay."""
-
-    def make(name: str, rate: float) -> Bucket:
-        return RedisWindow(redis, f"{prefix}:{name}", rate)
-
-    return make

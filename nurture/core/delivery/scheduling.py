@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from nurture.core.campaigns import broadcasts
+from nurture.core.campaigns.enrolment import queue_messages
 from nurture.models import (
     Campaign,
     CampaignStatus,
@@ -18,8 +20,6 @@ from nurture.models import (
     MessageState,
     Step,
 )
-from nurture.core.campaigns import broadcasts
-from nurture.core.campaigns.enrolment import queue_messages
 
 # Hands batches of message ids to the queue, all of them or (raising) none.
 Enqueue = Callable[[Sequence[Sequence[int]]], None]

@@ -6,14 +6,28 @@ import logging
 import random
 import smtplib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, scoped_session
 
-from nurture.runtime import Clock
+from nurture.core import addresses
+from nurture.core.audience import candidates as candidate_service
+from nurture.core.campaigns.openings import job_context
+from nurture.core.campaigns.timing import Timing, earliest_send, zone
+from nurture.core.compliance.identity import extra_headers
+from nurture.core.content.mime import MailSettings, build_mime, new_message_id
+from nurture.core.content.personalisation import build_context, recruiter_of
+from nurture.core.content.rendering import CompiledTemplate, TemplateLibrary
+from nurture.core.delivery.circuit import CircuitBreaker
+from nurture.core.delivery.dkim import DkimSigner
+from nurture.core.delivery.ratelimit import RateLimiter
+from nurture.core.delivery.smtp import Failure, SmtpTransport, backoff, classify
+from nurture.core.feedback import inbound
+from nurture.core.feedback.tracking import instrument
+from nurture.core.tokens import Tokens
 from nurture.models import (
     Campaign,
     CampaignStatus,
@@ -27,19 +41,6 @@ from nurture.models import (
     MessageState,
     Step,
 )
-from nurture.core.audience import candidates as candidate_service
-from nurture.core.feedback import inbound
-from nurture.core.delivery.circuit import CircuitBreaker
-from nurture.core.compliance.identity import extra_headers
-from nurture.core.delivery.dkim import DkimSigner
-from nurture.core.campaigns.openings import job_context
-from nurture.core.content.mime import MailSettings, build_mime, new_message_id
-from nurture.core.content.personalisation import build_context, recruiter_of
-from nurture.core.delivery.ratelimit import RateLimiter
-from nurture.core.content.rendering import CompiledTemplate, TemplateLibrary
-from nurture.core.delivery.smtp import Failure, SmtpTransport, backoff, classify
-from nurture.core.campaigns.timing import Timing, earliest_send, zone
-from nurture.core.feedback.tracking import Tokens, instrument
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def load_batch(session: Session, message_ids: list[int], timing: Timing, now: da
         candidates=candidates,
         enrolments=by_id(Enrolment, [m.enrolment_id for m in messages if m.enrolment_id]),
         campaigns=campaigns,
-        suppressed=candidate_service.suppressed_among(
+        suppressed=addresses.suppressed_among(
             session, [c.email for c in candidates.values()]
         ),
         sent=sent,
@@ -411,32 +412,32 @@ def send_one(
 
 
 def send_messages(
-    session: Session, sender: Sender, clock: Clock, message_ids: Iterable[int]
+    session: Session, sender: Sender, now: Callable[[], datetime], message_ids: Iterable[int]
 ) -> Counter[str]:
     """Claim and send a batch of messages over one SMTP connection; returns counts by outcome."""
     outcome: Counter[str] = Counter()
     sender.step_templates.clear()  # a new batch sees edited templates
     sender.breaker.sync()  # another worker may have paused the relay
-    paused = sender.breaker.open_until(clock.now())
+    paused = sender.breaker.open_until(now())
     if paused is not None:
         outcome["deferred"] += _hold(session, message_ids, paused)
         return outcome
-    claimed = claim(session, message_ids, clock.now())
+    claimed = claim(session, message_ids, now())
     if not claimed:
         return outcome
     # Rows stay loaded across the per-message commits: the batch reads each once.
     session = session() if isinstance(session, scoped_session) else session
     expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
     try:
-        batch = load_batch(session, claimed, sender.timing, clock.now())
+        batch = load_batch(session, claimed, sender.timing, now())
         for index, message in enumerate(batch.messages):
-            paused = sender.breaker.open_until(clock.now())
+            paused = sender.breaker.open_until(now())
             if paused is not None:
                 # The relay keeps failing: the rest of the batch waits out the cooldown.
                 rest = [m.id for m in batch.messages[index:]]
                 outcome["deferred"] += _release(session, rest, paused)
                 break
-            outcome[_send_and_record(session, sender, batch, message, clock.now())] += 1
+            outcome[_send_and_record(session, sender, batch, message, now())] += 1
     finally:
         session.expire_on_commit = expire_on_commit
         session.expire_all()  # what the caller reads next comes from the database

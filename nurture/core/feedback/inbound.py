@@ -16,8 +16,10 @@ from flufl.bounce import all_failures
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.models import Candidate, CandidateStatus, Event, EventKind, Message
+from nurture.core import addresses
 from nurture.core.audience import candidates as candidate_service
+from nurture.core.compliance import suppressions
+from nurture.models import Candidate, CandidateStatus, Event, EventKind, Message
 
 REPLY = "reply"
 AUTO_REPLY = "auto_reply"
@@ -416,12 +418,12 @@ def _stop_mailing(
             CandidateStatus.ACTIVE,
             CandidateStatus.HIRED,
         ):
-            candidate.status = candidate_service.SUPPRESSED_STATUS[reason]
+            candidate.status = addresses.SUPPRESSED_STATUS[reason]
             candidate.updated_at = now
         candidate_service.end_enrolments(session, candidate, reason, now)
-        candidate_service.suppress(session, candidate.email, reason, now)
+        suppressions.suppress(session, candidate.email, reason, now)
     if address and "@" in address:
-        candidate_service.suppress(session, address, reason, now)
+        suppressions.suppress(session, address, reason, now)
 
 
 def record_bounce(

@@ -1,4 +1,4 @@
-"""The admin blueprint, its navigation and the template helpers every admin page uses."""
+"""The admin blueprint: its features, its navigation and the template helpers every page uses."""
 
 from __future__ import annotations
 
@@ -8,24 +8,56 @@ from typing import Any
 from flask import Blueprint, current_app
 from flask_login import current_user
 
-from nurture.models import Role
 from nurture.core.audience.engagement import score_of
+from nurture.models import Role
+from nurture.web.admin import (
+    auth,
+    broadcasts,
+    campaigns,
+    candidates,
+    dashboard,
+    email_templates,
+    imports,
+    mailbox,
+    openings,
+    segments,
+    suppressions,
+    users,
+)
 
 bp = Blueprint("admin", __name__, template_folder="templates", static_folder="static")
 
+# Each feature is a blueprint package with its own views, forms and templates; its URL prefix
+# under /admin is set here, once.
+for feature, prefix in (
+    (auth, ""),
+    (dashboard, ""),
+    (candidates, "/candidates"),
+    (campaigns, "/campaigns"),
+    (broadcasts, "/broadcasts"),
+    (segments, "/segments"),
+    (openings, "/jobs"),
+    (email_templates, "/templates"),
+    (imports, "/imports"),
+    (suppressions, "/suppressions"),
+    (mailbox, "/mailbox"),
+    (users, ""),
+):
+    bp.register_blueprint(feature.bp, url_prefix=prefix)
+
 # (endpoint, label, path prefix that marks it current, role needed)
 NAV = [
-    ("admin.dashboard", "Dashboard", "/admin/", Role.VIEWER),
-    ("admin.candidates", "Candidates", "/admin/candidates", Role.VIEWER),
-    ("admin.campaigns", "Campaigns", "/admin/campaigns", Role.VIEWER),
-    ("admin.broadcasts", "Broadcasts", "/admin/broadcasts", Role.VIEWER),
-    ("admin.segments", "Segments", "/admin/segments", Role.VIEWER),
-    ("admin.jobs", "Job alerts", "/admin/jobs", Role.VIEWER),
-    ("admin.templates", "Templates", "/admin/templates", Role.VIEWER),
-    ("admin.imports", "Imports", "/admin/imports", Role.EDITOR),
-    ("admin.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),
-    ("admin.mailbox_list", "Mailbox", "/admin/mailbox", Role.VIEWER),
-    ("admin.users", "Users & tokens", "/admin/users", Role.ADMIN),
+    ("admin.dashboard.dashboard", "Dashboard", "/admin/", Role.VIEWER),
+    ("admin.candidates.candidates", "Candidates", "/admin/candidates", Role.VIEWER),
+    ("admin.campaigns.campaigns", "Campaigns", "/admin/campaigns", Role.VIEWER),
+    ("admin.broadcasts.broadcasts", "Broadcasts", "/admin/broadcasts", Role.VIEWER),
+    ("admin.segments.segments", "Segments", "/admin/segments", Role.VIEWER),
+    ("admin.openings.jobs", "Job alerts", "/admin/jobs", Role.VIEWER),
+    ("admin.email_templates.templates", "Templates", "/admin/templates", Role.VIEWER),
+    ("admin.imports.imports", "Imports", "/admin/imports", Role.EDITOR),
+    ("admin.suppressions.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),
+    ("admin.mailbox.mailbox_list", "Mailbox", "/admin/mailbox", Role.VIEWER),
+    ("admin.users.users", "Users & tokens", "/admin/users", Role.ADMIN),
 ]
 
 
@@ -60,7 +92,7 @@ def humanize_delay(seconds: int) -> str:
 @bp.app_template_filter("score")
 def engagement_score(candidate: Any) -> str:
     """A candidate's engagement score now, as ``2.45``."""
-    return f"{score_of(candidate, current_app.extensions['nurture.runtime'].now()):g}"
+    return f"{score_of(candidate, current_app.extensions['nurture.clock'].now()):g}"
 
 
 @bp.app_template_filter("percent")

@@ -6,10 +6,11 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, g, request
+from flask import g, request
 
-from nurture.extensions import db
+from nurture import runtime
 from nurture.core.accounts.users import user_for_token
+from nurture.extensions import db
 
 
 class ApiError(Exception):
@@ -30,7 +31,7 @@ def requires(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
-            now = current_app.extensions["nurture.runtime"].now()
+            now = runtime.now()
             user = user_for_token(db.session, token.strip(), now)
             if user is None:
                 raise ApiError(401, "unauthorized", "the token is not valid")

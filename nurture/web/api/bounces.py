@@ -8,12 +8,13 @@ from typing import Any
 
 from flask import current_app, jsonify, request
 
+from nurture import runtime
+from nurture.core.addresses import normalise_email
+from nurture.core.errors import ValidationError
+from nurture.core.feedback import inbound as inbound_service
+from nurture.extensions import db
 from nurture.web.api.auth import ApiError
 from nurture.web.api.views import bp
-from nurture.extensions import db
-from nurture.core.feedback import inbound as inbound_service
-from nurture.core.audience.candidates import normalise_email
-from nurture.core.errors import ValidationError
 
 MAX_REPORTS = 1000
 
@@ -71,7 +72,7 @@ def bounce_webhook():
         raise ApiError(400, "bad_request", f"send 1 to {MAX_REPORTS} reports")
     # Check everything first, so a bad item changes nothing.
     reports = [_report(item, f"[{n}]." if many else "") for n, item in enumerate(items)]
-    now = current_app.extensions["nurture.runtime"].now()
+    now = runtime.now()
     soft_limit = int(current_app.config.get("SOFT_BOUNCE_LIMIT", 3))
     results = [_apply(report, now, soft_limit) for report in reports]
     db.session.commit()

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from flask import current_app, jsonify
 
-from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.views import _json_body, bp
-from nurture.extensions import db
-from nurture.models import Campaign, CampaignKind, Role
+from nurture import runtime
 from nurture.core.campaigns import broadcasts as broadcast_service
 from nurture.core.campaigns import service as campaign_service
+from nurture.extensions import db
+from nurture.models import Campaign, CampaignKind, Role
 from nurture.tasks.sending import template_library
-
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
+from nurture.web.api.auth import ApiError, requires
+from nurture.web.api.views import _json_body, bp
 
 
 def _broadcast_or_404(broadcast_id: int) -> Campaign:
@@ -26,7 +23,7 @@ def _broadcast_or_404(broadcast_id: int) -> Campaign:
 
 def _answer(campaign: Campaign) -> dict:
     body = campaign_service.campaign_dict(campaign)
-    body["progress"] = broadcast_service.progress(db.session, campaign, _now())
+    body["progress"] = broadcast_service.progress(db.session, campaign, runtime.now())
     return body
 
 
@@ -35,7 +32,7 @@ def _answer(campaign: Campaign) -> dict:
 def create_broadcast():
     """Create a broadcast and schedule it (``"activate": false`` keeps it a draft)."""
     campaign = broadcast_service.create_broadcast(
-        db.session, _json_body(), template_library(current_app), _now()
+        db.session, _json_body(), template_library(current_app), runtime.now()
     )
     db.session.commit()
     return jsonify(_answer(campaign)), 201

@@ -7,13 +7,15 @@ from typing import Any
 
 from flask import current_app, g, jsonify, request, url_for
 
-from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.views import bp
+from nurture import runtime
+from nurture.core import csvfiles
+from nurture.core.errors import ValidationError
 from nurture.extensions import db
 from nurture.models import ImportStatus, Role
-from nurture.workflows import imports as import_service
-from nurture.core.errors import ValidationError
 from nurture.tasks.imports import enqueue_import
+from nurture.web.api.auth import ApiError, requires
+from nurture.web.api.views import bp
+from nurture.workflows import imports as import_service
 
 # Files up to this many rows (a few seconds of work) are imported during the request;
 # larger ones go to a worker.
@@ -21,9 +23,6 @@ SYNC_MAX_ROWS = 1000
 _TRUE = {"1", "true", "yes", "on"}
 _RESERVED = {"file", "tags", "mapping", "unknown"}
 
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
 
 
 def _mapping() -> dict[str, str] | None:
@@ -76,9 +75,9 @@ def import_candidates():
         raise ValidationError("send the CSV as the multipart field 'file'", {"file": "required"})
     dry_run = request.values.get("dry_run", "").strip().lower() in _TRUE
     try:
-        csv_file = import_service.read_csv(upload.stream.read(import_service.MAX_BYTES + 1))
+        csv_file = import_service.read_csv(upload.stream.read(csvfiles.MAX_BYTES + 1))
         job = import_service.new_job(
-            csv_file, upload.filename or "upload.csv", _now(), mapping=_mapping(),
+            csv_file, upload.filename or "upload.csv", runtime.now(), mapping=_mapping(),
             tags=_tags(), unknown=_unknown(), created_by_id=g.api_user.id,
         )
         if dry_run:
@@ -103,7 +102,7 @@ def import_candidates():
         body["status_url"] = url_for("api.get_import", import_id=job.id)
         return jsonify({**body, **extra}), 202
     job = import_service.run_import(
-        db.session, job.id, _now(), batch=int(current_app.config.get("IMPORT_BATCH_SIZE", 500))
+        db.session, job.id, runtime.now(), batch=int(current_app.config.get("IMPORT_BATCH_SIZE", 500))
     )
     return jsonify({**import_service.job_report(job), **extra, "dry_run": False})
 

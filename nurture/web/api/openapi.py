@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nurture.models.campaigns import DEFAULT_EXIT_ON
+from nurture.core.campaigns.entry_rules import REENTRY
 from nurture.core.campaigns.service import EXIT_ON, TOPICS
-from nurture.core.campaigns.entries import REENTRY
+from nurture.models.campaigns import DEFAULT_EXIT_ON
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 
-from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.views import bp
+from nurture import runtime
+from nurture.core.campaigns import openings as job_service
+from nurture.core.errors import NotFound
 from nurture.extensions import db
 from nurture.models import Role
 from nurture.models.openings import JobOpening
-from nurture.core.campaigns import openings as job_service
-from nurture.core.errors import NotFound
-
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
+from nurture.web.api.auth import ApiError, requires
+from nurture.web.api.views import bp
 
 
 def _job_or_404(job_id: int) -> JobOpening:
@@ -37,7 +34,7 @@ def _body() -> dict[str, Any]:
 @requires(Role.EDITOR)
 def create_job():
     """Create a job opening and propose matching candidates for review."""
-    job, count = job_service.open_job(db.session, _body(), _now())
+    job, count = job_service.open_job(db.session, _body(), runtime.now())
     db.session.commit()
     return jsonify({**job_service.job_dict(job), "match_count": count}), 201
 
@@ -47,7 +44,7 @@ def create_job():
 def get_job(job_id: int):
     """A job opening with the counts of its review."""
     job = _job_or_404(job_id)
-    return jsonify({**job_service.job_dict(job), **job_service.summary(db.session, job, _now())})
+    return jsonify({**job_service.job_dict(job), **job_service.summary(db.session, job, runtime.now())})
 
 
 @bp.get("/jobs/<int:job_id>/matches")
@@ -59,7 +56,7 @@ def job_matches(job_id: int):
     return jsonify(
         {
             "job_id": job.id,
-            **job_service.summary(db.session, job, _now()),
+            **job_service.summary(db.session, job, runtime.now()),
             "items": [
                 {
                     "candidate_id": row.JobMatch.candidate_id,
@@ -79,7 +76,7 @@ def job_matches(job_id: int):
 def _set_excluded(job_id: int, candidate_id: int, excluded: bool):
     job = _job_or_404(job_id)
     try:
-        match = job_service.set_excluded(db.session, job, candidate_id, excluded, _now())
+        match = job_service.set_excluded(db.session, job, candidate_id, excluded, runtime.now())
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     db.session.commit()
@@ -105,7 +102,7 @@ def include_match(job_id: int, candidate_id: int):
 def add_match(job_id: int):
     """Add a candidate to the list by email."""
     job = _job_or_404(job_id)
-    match = job_service.add_candidate(db.session, job, _body().get("email"), _now())
+    match = job_service.add_candidate(db.session, job, _body().get("email"), runtime.now())
     db.session.commit()
     return jsonify(
         {"candidate_id": match.candidate_id, "score": match.score, "reasons": match.reasons}
@@ -117,6 +114,6 @@ def add_match(job_id: int):
 def approve_job(job_id: int):
     """Send the alert to the reviewed list; approving again mails only people not yet enrolled."""
     job = _job_or_404(job_id)
-    enrolled = job_service.approve(db.session, job, _now())
+    enrolled = job_service.approve(db.session, job, runtime.now())
     db.session.commit()
     return jsonify({"job_id": job.id, "campaign_id": job.campaign_id, "enrolled": enrolled})

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from sqlalchemy import select
 
-from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.views import _json_body, bp
-from nurture.extensions import db
-from nurture.models import Candidate, Role, Segment
+from nurture import runtime
 from nurture.core.audience import segments as segment_service
 from nurture.core.audience.engagement import score_of
 from nurture.core.errors import NotFound
+from nurture.extensions import db
+from nurture.models import Candidate, Role, Segment
+from nurture.web.api.auth import ApiError, requires
+from nurture.web.api.views import _json_body, bp
 
 MAX_LIMIT = 500
 SAMPLE = 10
 
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
 
 
 def _segment_or_404(segment_id: int) -> Segment:
@@ -39,7 +37,7 @@ def member_dict(candidate: Candidate) -> dict[str, Any]:
         "role": candidate.role,
         "stage": candidate.stage,
         "status": candidate.status,
-        "engagement_score": score_of(candidate, _now()),
+        "engagement_score": score_of(candidate, runtime.now()),
     }
 
 
@@ -75,7 +73,7 @@ def _int_arg(name: str, default: int | None, low: int, high: int | None = None) 
 def create_segment():
     """Save named rules; answers the id and the current count."""
     body = _json_body()
-    now = _now()
+    now = runtime.now()
     segment = segment_service.save_segment(
         db.session, body.get("name"), body.get("rules"), now,
         description=str(body.get("description") or ""),
@@ -91,7 +89,7 @@ def update_segment(segment_id: int):
     """Rename a segment or change its rules."""
     segment = _segment_or_404(segment_id)
     body = _json_body()
-    now = _now()
+    now = runtime.now()
     segment_service.save_segment(
         db.session, body.get("name", segment.name), body.get("rules", segment.rules), now,
         segment=segment, description=str(body.get("description", segment.description) or ""),
@@ -123,7 +121,7 @@ def count_segment(segment_id: int):
     """How many candidates the segment holds now."""
     segment = _segment_or_404(segment_id)
     return jsonify(
-        {"id": segment.id, "count": segment_service.count(db.session, segment.rules, _now())}
+        {"id": segment.id, "count": segment_service.count(db.session, segment.rules, runtime.now())}
     )
 
 
@@ -134,7 +132,7 @@ def segment_members(segment_id: int):
     segment = _segment_or_404(segment_id)
     after = _int_arg("after", None, 0)
     limit = _int_arg("limit", 100, 1, MAX_LIMIT) or 100
-    now = _now()
+    now = runtime.now()
     ids = segment_service.page(db.session, segment.rules, now, after=after, limit=limit)
     found = db.session.scalars(select(Candidate).where(Candidate.id.in_(ids))) if ids else []
     people = {c.id: c for c in found}
@@ -151,5 +149,5 @@ def segment_members(segment_id: int):
 def preview_segment():
     """Validate rules and answer their count and a sample, without saving anything."""
     body = _json_body()
-    result = segment_service.preview(db.session, body.get("rules"), _now(), n=SAMPLE)
+    result = segment_service.preview(db.session, body.get("rules"), runtime.now(), n=SAMPLE)
     return jsonify({"count": result.count, "sample": [member_dict(c) for c in result.sample]})

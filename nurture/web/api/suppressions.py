@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 
-from nurture.web.api.auth import requires
-from nurture.web.api.views import _json_body, bp
-from nurture.extensions import db
-from nurture.models import Role
+from nurture import runtime
 from nurture.core.compliance import suppressions as suppression_service
 from nurture.core.errors import ValidationError
-
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
+from nurture.extensions import db
+from nurture.models import Role
+from nurture.web.api.auth import requires
+from nurture.web.api.views import _json_body, bp
 
 
 @bp.post("/suppressions")
@@ -29,7 +26,7 @@ def add_suppressions():
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise ValidationError("reason is not valid", {"reason": "must be a string"})
-    report = suppression_service.add_addresses(db.session, emails, reason, _now())
+    report = suppression_service.add_addresses(db.session, emails, reason, runtime.now())
     db.session.commit()
     return jsonify(report.as_dict())
 

@@ -10,24 +10,23 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.openapi import openapi_document
+from nurture import runtime
+from nurture.core.audience.engagement import score_of
+from nurture.core.campaigns import service as campaign_service
+from nurture.core.compliance import erasure
+from nurture.core.errors import Conflict, ValidationError
+from nurture.core.feedback.ratings import rating_summary
 from nurture.extensions import csrf, db
 from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Role
-from nurture.core.campaigns import service as campaign_service
-from nurture.core.audience import candidates as candidate_service
-from nurture.core.audience.engagement import score_of
-from nurture.core.campaigns.enrolment import handle_ats_event, save_candidate
-from nurture.core.errors import Conflict, ValidationError
-from nurture.core.compliance.preferences import rating_summary
 from nurture.tasks.sending import template_library
+from nurture.web.api.auth import ApiError, requires
+from nurture.web.api.openapi import openapi_document
+from nurture.workflows.ats import handle_ats_event
+from nurture.workflows.candidates import save_candidate
 
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)  # bearer tokens and HMAC signatures, never cookies
 
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
 
 
 def _json_body() -> dict[str, Any]:
@@ -107,7 +106,7 @@ def candidate_dict(candidate: Candidate) -> dict[str, Any]:
             "at": candidate.consent_at.isoformat() if candidate.consent_at else None,
         },
         "status": candidate.status,
-        "engagement_score": score_of(candidate, _now()),
+        "engagement_score": score_of(candidate, runtime.now()),
     }
 
 
@@ -115,7 +114,7 @@ def candidate_dict(candidate: Candidate) -> dict[str, Any]:
 @requires(Role.EDITOR)
 def create_candidate():
     """Create a candidate, or update the one with the same email."""
-    candidate, created = save_candidate(db.session, _json_body(), _now())
+    candidate, created = save_candidate(db.session, _json_body(), runtime.now())
     db.session.commit()
     return jsonify(candidate_dict(candidate)), 201 if created else 200
 
@@ -174,7 +173,7 @@ def get_candidate(candidate_id: int):
 def erase_candidate(candidate_id: int):
     """Erase a candidate's personal data; the address stays only as a suppression hash."""
     candidate = _candidate_or_404(candidate_id)
-    candidate_service.erase(db.session, candidate, _now())
+    erasure.erase(db.session, candidate, runtime.now())
     db.session.commit()
     return jsonify({"id": candidate.id, "status": candidate.status})
 
@@ -184,7 +183,7 @@ def erase_candidate(candidate_id: int):
 def create_campaign():
     """Create a campaign (a draft) with its steps."""
     library = template_library(current_app)
-    campaign = campaign_service.create_campaign(db.session, _json_body(), library, _now())
+    campaign = campaign_service.create_campaign(db.session, _json_body(), library, runtime.now())
     db.session.commit()
     return jsonify(campaign_service.campaign_dict(campaign)), 201
 
@@ -198,7 +197,7 @@ def get_campaign(campaign_id: int):
 
 def _set_status(campaign_id: int, status: str):
     campaign = _campaign_or_404(campaign_id)
-    campaign_service.set_status(db.session, campaign, status, _now())
+    campaign_service.set_status(db.session, campaign, status, runtime.now())
     db.session.commit()
     return jsonify(campaign_service.campaign_dict(campaign))
 
@@ -241,7 +240,7 @@ def ats_event():
     given = request.headers.get("X-Nurture-Signature", "")
     if not hmac.compare_digest(expected, given):
         raise ApiError(401, "bad_signature", "X-Nurture-Signature does not match the body")
-    result = handle_ats_event(db.session, _json_body(), _now())
+    result = handle_ats_event(db.session, _json_body(), runtime.now())
     db.session.commit()
     return jsonify(result), 200
 

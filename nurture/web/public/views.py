@@ -17,12 +17,14 @@ from flask import (
     url_for,
 )
 
+from nurture import runtime
+from nurture.core.compliance import preferences as preference_service
+from nurture.core.feedback import ratings
+from nurture.core.feedback import tracking as tracking_service
+from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
 from nurture.models import Candidate, CandidateStatus
-from nurture.core.compliance import preferences as preference_service
 from nurture.workflows import retention as retention_service
-from nurture.core.feedback import tracking as tracking_service
-from nurture.core.feedback.tracking import BadToken, Tokens
 
 bp = Blueprint("tracking", __name__, template_folder="templates")
 # One-click unsubscribe (RFC 8058) comes from mail providers with no cookie: the signed token
@@ -46,9 +48,6 @@ def _tokens() -> Tokens:
     return Tokens.from_config(current_app.config)
 
 
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
-
 
 def _user_agent() -> str:
     return request.headers.get("User-Agent", "")
@@ -62,7 +61,7 @@ def _company() -> str:
 def open_pixel(token: str):
     """Record an open and answer with a transparent pixel."""
     try:
-        tracking_service.open_message(db.session, _tokens(), token, _user_agent(), _now())
+        tracking_service.open_message(db.session, _tokens(), token, _user_agent(), runtime.now())
     except BadToken:
         abort(404)
     db.session.commit()
@@ -73,7 +72,7 @@ def open_pixel(token: str):
 def click(token: str):
     """Record a click and redirect to the link the message contained."""
     try:
-        url = tracking_service.click(db.session, _tokens(), token, _user_agent(), _now())
+        url = tracking_service.click(db.session, _tokens(), token, _user_agent(), runtime.now())
     except BadToken:
         abort(404)
     db.session.commit()
@@ -106,7 +105,7 @@ def unsubscribe_page(token: str):
 def unsubscribe(token: str):
     """Unsubscribe at once: the RFC 8058 one-click POST, or the confirmation page's button."""
     candidate, message = _target(token)
-    tracking_service.unsubscribe(db.session, candidate, message, _now())
+    tracking_service.unsubscribe(db.session, candidate, message, runtime.now())
     db.session.commit()
     if request.form.get("List-Unsubscribe") == "One-Click":
         return Response("unsubscribed\n", mimetype="text/plain")
@@ -133,7 +132,7 @@ def unsubscribe(token: str):
 
 
 def _form_tokens(token: str) -> dict[str, str]:
-    tokens, now = _tokens(), _now()
+    tokens, now = _tokens(), runtime.now()
     actions = ("topics", "pause", "unpause", "tracking", "download", "delete", "stay")
     return {a: preference_service.form_token(tokens, token, a, now) for a in actions}
 
@@ -145,7 +144,7 @@ def _form_guard(token: str, action: str) -> Candidate:
         abort(403)
     try:
         preference_service.check_form_token(
-            _tokens(), token, action, request.form.get("form_token", ""), _now()
+            _tokens(), token, action, request.form.get("form_token", ""), runtime.now()
         )
     except BadToken:
         abort(400, "This form has expired or did not come from our page: reload and try again.")
@@ -153,7 +152,7 @@ def _form_guard(token: str, action: str) -> Candidate:
 
 
 def _page(token: str, candidate: Candidate, **extra):
-    now = _now()
+    now = runtime.now()
     return render_template(
         "tracking/preferences.html",
         token=token,
@@ -195,20 +194,20 @@ def save_topics(token: str):
     """Keep the ticked topics, turn the others off."""
     wanted = {t for t in preference_service.TOPICS if request.form.get(t) == "on"}
     return _change(
-        token, "topics", lambda c: preference_service.set_topics(c, wanted, _now())
+        token, "topics", lambda c: preference_service.set_topics(c, wanted, runtime.now())
     )
 
 
 @bp.post("/p/<token>/pause")
 def pause(token: str):
     """Hold every mail for three months."""
-    return _change(token, "pause", lambda c: preference_service.pause(c, _now()))
+    return _change(token, "pause", lambda c: preference_service.pause(c, runtime.now()))
 
 
 @bp.post("/p/<token>/unpause")
 def unpause(token: str):
     """End a pause now."""
-    return _change(token, "unpause", lambda c: preference_service.unpause(c, _now()))
+    return _change(token, "unpause", lambda c: preference_service.unpause(c, runtime.now()))
 
 
 @bp.post("/p/<token>/tracking")
@@ -218,21 +217,21 @@ def tracking(token: str):
     return _change(
         token,
         "tracking",
-        lambda c: preference_service.set_tracking_opt_out(c, opt_out, _now()),
+        lambda c: preference_service.set_tracking_opt_out(c, opt_out, runtime.now()),
     )
 
 
 @bp.post("/p/<token>/stay")
 def stay(token: str):
     """Yes, keep me in the talent network: record consent."""
-    return _change(token, "stay", lambda c: retention_service.confirm_consent(c, _now()))
+    return _change(token, "stay", lambda c: retention_service.confirm_consent(c, runtime.now()))
 
 
 @bp.post("/p/<token>/download")
 def download(token: str):
     """Everything we hold about the candidate, as a JSON file."""
     candidate = _form_guard(token, "download")
-    data = preference_service.export_data(db.session, candidate, _now())
+    data = preference_service.export_data(db.session, candidate, runtime.now())
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         mimetype="application/json",
@@ -254,7 +253,7 @@ def delete_page(token: str):
 def delete(token: str):
     """Erase the candidate; their address is kept only as a hash so we never write again."""
     candidate = _form_guard(token, "delete")
-    preference_service.erase_self(db.session, candidate, _now())
+    preference_service.erase_self(db.session, candidate, runtime.now())
     db.session.commit()
     return redirect(url_for("tracking.preferences", token=token), code=303)
 
@@ -277,9 +276,9 @@ def reconsent_page(token: str):
 def rating(token: str):
     """Record a one-click interview rating and thank the candidate."""
     try:
-        message, value = preference_service.rating_target(db.session, _tokens(), token)
+        message, value = ratings.rating_target(db.session, _tokens(), token)
     except BadToken:
         abort(404)
-    preference_service.record_rating(db.session, message, value, _user_agent(), _now())
+    ratings.record_rating(db.session, message, value, _user_agent(), runtime.now())
     db.session.commit()
     return render_template("tracking/rating.html", value=value, company=_company())

@@ -1,1 +1,5 @@
-from nurture.web.admin.broadcasts import views  # noqa: F401 - adds the routes to the admin blueprint
+"""broadcasts"""
+
+from nurture.web.admin.broadcasts.views import bp
+
+__all__ = ["bp"]

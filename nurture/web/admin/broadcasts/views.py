@@ -6,22 +6,24 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import BooleanField, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
-from nurture.web.admin.auth import role_required
-from nurture.web.admin.blueprint import bp
-from nurture.web.admin.campaigns.views import TOPIC_LABELS
-from nurture.extensions import db
-from nurture.models import Campaign, CampaignKind, CampaignStatus, Role, Segment, Tag
+from nurture import runtime
 from nurture.core.campaigns import broadcasts as broadcast_service
 from nurture.core.campaigns import service as campaign_service
-from nurture.core.errors import ValidationError
 from nurture.core.campaigns.timing import local_instant, zone
+from nurture.core.errors import ValidationError
+from nurture.extensions import db
+from nurture.models import Campaign, CampaignKind, CampaignStatus, Role, Segment, Tag
 from nurture.tasks.sending import template_library
+from nurture.web.admin.access import role_required
+from nurture.web.admin.campaigns.views import TOPIC_LABELS
+
+bp = Blueprint("broadcasts", __name__, template_folder="templates")
 
 PER_PAGE = 25
 STATES = ("queued", "sending", "sent", "failed", "skipped")
@@ -38,9 +40,6 @@ _FORM_FIELDS = {
     "topic": "topic",
 }
 
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
 
 
 def _sentence(text: str) -> str:
@@ -219,7 +218,7 @@ def _segment_names() -> dict[int, str]:
     return dict(db.session.execute(select(Segment.id, Segment.name)).all())
 
 
-@bp.get("/broadcasts")
+@bp.get("")
 @role_required(Role.VIEWER)
 def broadcasts():
     """Every broadcast, newest first: its audience, when it goes or went, and how far it got."""
@@ -233,13 +232,13 @@ def broadcasts():
         .offset((page - 1) * PER_PAGE)
         .limit(PER_PAGE)
     ).all()
-    now, names = _now(), _segment_names()
+    now, names = runtime.now(), _segment_names()
     first = (page - 1) * PER_PAGE
     pager = SimpleNamespace(
         summary=(f"{first + 1}–{first + len(campaigns)} of {total}" if campaigns
                  else f"{total} broadcasts"),
-        prev_url=url_for("admin.broadcasts", page=page - 1) if page > 1 else None,
-        next_url=url_for("admin.broadcasts", page=page + 1) if first + PER_PAGE < total else None,
+        prev_url=url_for("admin.broadcasts.broadcasts", page=page - 1) if page > 1 else None,
+        next_url=url_for("admin.broadcasts.broadcasts", page=page + 1) if first + PER_PAGE < total else None,
     )
     return render_template(
         "admin/broadcasts/list.html",
@@ -249,7 +248,7 @@ def broadcasts():
     )
 
 
-@bp.route("/broadcasts/new", methods=["GET", "POST"])
+@bp.route("/new", methods=["GET", "POST"])
 @role_required(Role.EDITOR)
 def broadcast_new():
     """Write a broadcast, see whom it reaches, then confirm to schedule it."""
@@ -264,9 +263,9 @@ def broadcast_new():
     data = _data(form)
     library = template_library(current_app)
     try:
-        check = broadcast_service.check_broadcast(db.session, data, library, _now())
+        check = broadcast_service.check_broadcast(db.session, data, library, runtime.now())
         if action == "confirm":
-            campaign = broadcast_service.create_broadcast(db.session, data, library, _now())
+            campaign = broadcast_service.create_broadcast(db.session, data, library, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         return _render_form(form, _place_errors(form, exc.fields), 422)
@@ -282,7 +281,7 @@ def broadcast_new():
         flash(f"“{campaign.name}” is going out now: {people} in its audience.", "success")
     else:
         flash(f"“{campaign.name}” is scheduled: {people} in its audience today.", "success")
-    return redirect(url_for("admin.broadcast", broadcast_id=campaign.id))
+    return redirect(url_for("admin.broadcasts.broadcast", broadcast_id=campaign.id))
 
 
 def _audience_typed(form: BroadcastForm) -> tuple[str, str]:
@@ -293,12 +292,12 @@ def _audience_typed(form: BroadcastForm) -> tuple[str, str]:
     return "tag", (form.audience_tag.data or "").strip().lower()
 
 
-@bp.get("/broadcasts/<int:broadcast_id>")
+@bp.get("/<int:broadcast_id>")
 @role_required(Role.VIEWER)
 def broadcast(broadcast_id: int):
     """A broadcast's progress: messages by state, and what candidates did with the mail."""
     campaign = _broadcast_or_404(broadcast_id)
-    row = _view(campaign, _now(), _segment_names())
+    row = _view(campaign, runtime.now(), _segment_names())
     stats = campaign_service.campaign_stats(db.session, campaign)
     return render_template(
         "admin/broadcasts/detail.html",

@@ -1,1 +1,5 @@
-from nurture.web.admin.campaigns import views  # noqa: F401 - adds the routes to the admin blueprint
+"""campaigns"""
+
+from nurture.web.admin.campaigns.views import bp
+
+__all__ = ["bp"]

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import (
+    Blueprint,
     abort,
     current_app,
     flash,
@@ -29,18 +30,20 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from nurture.web.admin.auth import role_required
-from nurture.web.admin.blueprint import bp
-from nurture.extensions import db
-from nurture.models import Campaign, CampaignKind, CampaignStatus, EntryType, Role, Tag
-from nurture.core.feedback import analytics
+from nurture import runtime
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.durations import parse_delay
-from nurture.core.campaigns.entries import entry_delay
-from nurture.core.errors import Conflict, ValidationError
-from nurture.core.compliance.preferences import rating_summary
+from nurture.core.campaigns.entry_rules import entry_delay
 from nurture.core.campaigns.timing import DAYS
+from nurture.core.errors import Conflict, ValidationError
+from nurture.core.feedback import analytics
+from nurture.core.feedback.ratings import rating_summary
+from nurture.extensions import db
+from nurture.models import Campaign, CampaignKind, CampaignStatus, EntryType, Role, Tag
 from nurture.tasks.sending import template_library
+from nurture.web.admin.access import role_required
+
+bp = Blueprint("campaigns", __name__, template_folder="templates")
 
 PER_PAGE = 25
 FUNNEL = ("sent", "opened", "clicked", "unsubscribed", "bounced")
@@ -83,9 +86,6 @@ DONE = {
     "archive": "is archived",
 }
 
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
 
 
 class CampaignForm(FlaskForm):
@@ -169,7 +169,7 @@ def _campaign_or_404(campaign_id: int) -> Campaign:
 
 def _candidate_url(candidate_id: int) -> str | None:
     try:
-        return url_for("admin.candidate", candidate_id=candidate_id)
+        return url_for("admin.candidates.candidate", candidate_id=candidate_id)
     except BuildError:  # the candidate pages are not there (yet)
         return None
 
@@ -423,10 +423,10 @@ def _builder(campaign: Campaign | None):
     """Show, rearrange or save the builder for a new or existing drip."""
     if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
         flash("An archived campaign cannot be edited.", "error")
-        return redirect(url_for("admin.campaign", campaign_id=campaign.id))
+        return redirect(url_for("admin.campaigns.campaign", campaign_id=campaign.id))
     if campaign is not None and campaign.kind == CampaignKind.BROADCAST:
         flash("A broadcast is one mail, not a drip: it is not changed in the drip builder.", "info")
-        return redirect(url_for("admin.broadcast", broadcast_id=campaign.id))
+        return redirect(url_for("admin.broadcasts.broadcast", broadcast_id=campaign.id))
     if request.method == "GET":
         form = _form(campaign)
         steps = [_blank_step()]
@@ -462,7 +462,7 @@ def _builder(campaign: Campaign | None):
     try:
         saved = campaign_service.save_drip(
             db.session, campaign, _payload(campaign, form, steps), template_library(current_app),
-            _now(),
+            runtime.now(),
         )
     except ValidationError as exc:
         db.session.rollback()
@@ -471,14 +471,14 @@ def _builder(campaign: Campaign | None):
     except Conflict as exc:
         db.session.rollback()
         flash(_sentence(str(exc)) + ".", "error")
-        return redirect(url_for("admin.campaigns"))
+        return redirect(url_for("admin.campaigns.campaigns"))
     db.session.commit()
     flash(f"“{saved.name}” saved." if campaign else f"“{saved.name}” saved as a draft.",
           "success")
-    return redirect(url_for("admin.campaign", campaign_id=saved.id))
+    return redirect(url_for("admin.campaigns.campaign", campaign_id=saved.id))
 
 
-@bp.get("/campaigns")
+@bp.get("")
 @role_required(Role.VIEWER)
 def campaigns():
     """Every campaign with its status, entry, steps, enrolments and the last week's sends."""
@@ -487,42 +487,42 @@ def campaigns():
         status = ""
     return render_template(
         "admin/campaigns/list.html",
-        rows=analytics.campaign_overview(db.session, _now(), status or None),
+        rows=analytics.campaign_overview(db.session, runtime.now(), status or None),
         counts=analytics.status_counts(db.session),
         status=status,
     )
 
 
-@bp.route("/campaigns/new", methods=["GET", "POST"])
+@bp.route("/new", methods=["GET", "POST"])
 @role_required(Role.EDITOR)
 def campaign_new():
     """Build a new drip; it is saved as a draft."""
     return _builder(None)
 
 
-@bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
+@bp.route("/<int:campaign_id>/edit", methods=["GET", "POST"])
 @role_required(Role.EDITOR)
 def campaign_edit(campaign_id: int):
     """Change a drip; steps that already sent mail stay in place."""
     return _builder(_campaign_or_404(campaign_id))
 
 
-@bp.get("/campaigns/<int:campaign_id>")
+@bp.get("/<int:campaign_id>")
 @role_required(Role.VIEWER)
 def campaign(campaign_id: int):
     """A campaign: its setup, the funnel per step, sends over time and its enrolments."""
     campaign = _campaign_or_404(campaign_id)
     page = max(1, request.args.get("page", 1, type=int) or 1)
     stats = campaign_service.campaign_stats(db.session, campaign)
-    series = analytics.daily_series(db.session, _now(), 30, campaign.id)
+    series = analytics.daily_series(db.session, runtime.now(), 30, campaign.id)
     enrolments, total = campaign_service.enrolments_page(db.session, campaign, page, PER_PAGE)
     first = (page - 1) * PER_PAGE
     pager = SimpleNamespace(
         summary=(f"{first + 1}–{first + len(enrolments)} of {total}" if enrolments
                  else f"{total} enrolments"),
-        prev_url=url_for("admin.campaign", campaign_id=campaign.id, page=page - 1,
+        prev_url=url_for("admin.campaigns.campaign", campaign_id=campaign.id, page=page - 1,
                          _anchor="enrolments") if page > 1 else None,
-        next_url=url_for("admin.campaign", campaign_id=campaign.id, page=page + 1,
+        next_url=url_for("admin.campaigns.campaign", campaign_id=campaign.id, page=page + 1,
                          _anchor="enrolments") if first + PER_PAGE < total else None,
     )
     funnel_chart = {
@@ -556,7 +556,7 @@ def campaign(campaign_id: int):
 
 
 @bp.route(
-    "/campaigns/<int:campaign_id>/<any(activate, pause, resume, archive):action>",
+    "/<int:campaign_id>/<any(activate, pause, resume, archive):action>",
     methods=["GET", "POST"],
 )
 @role_required(Role.EDITOR)
@@ -564,7 +564,7 @@ def campaign_status(campaign_id: int, action: str):
     """Confirm a status change with how many candidates it affects, then apply it."""
     campaign = _campaign_or_404(campaign_id)
     impact = campaign_service.status_change_impact(db.session, campaign, action)
-    back = url_for("admin.campaign", campaign_id=campaign.id)
+    back = url_for("admin.campaigns.campaign", campaign_id=campaign.id)
     if impact["problem"]:
         flash(_sentence(impact["problem"]) + ".", "error")
         return redirect(back)
@@ -573,7 +573,7 @@ def campaign_status(campaign_id: int, action: str):
             "admin/campaigns/confirm.html", campaign=campaign, action=action, impact=impact
         )
     try:
-        campaign_service.apply_action(db.session, campaign, action, _now())
+        campaign_service.apply_action(db.session, campaign, action, runtime.now())
     except Conflict as exc:
         db.session.rollback()
         flash(_sentence(str(exc)) + ".", "error")

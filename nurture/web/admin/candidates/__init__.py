@@ -1,1 +1,5 @@
-from nurture.web.admin.candidates import views  # noqa: F401 - adds the routes to the admin blueprint
+"""candidates"""
+
+from nurture.web.admin.candidates.views import bp
+
+__all__ = ["bp"]

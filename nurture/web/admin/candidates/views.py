@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from flask import (
+    Blueprint,
     Response,
     abort,
     current_app,
@@ -19,19 +20,20 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField, TextAreaField
 from wtforms.validators import Optional
 
-from nurture.web.admin.auth import role_required
-from nurture.web.admin.blueprint import bp
+from nurture import runtime
+from nurture.core.audience import candidates as candidate_service
+from nurture.core.audience import search
+from nurture.core.compliance import erasure
+from nurture.core.errors import ValidationError
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, CandidateStatus, Role
-from nurture.core.audience import search
-from nurture.core.audience import candidates as candidate_service
-from nurture.core.errors import ValidationError
+from nurture.web.admin.access import role_required
+from nurture.workflows import candidates as candidate_actions
+
+bp = Blueprint("candidates", __name__, template_folder="templates")
 
 TIMELINE_STEP = 200
 
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
 
 
 class CandidateForm(FlaskForm):
@@ -91,7 +93,7 @@ def _editable_or_redirect(candidate: Candidate) -> Response | None:
     """An erased candidate's record is closed: refuse changes with a message."""
     if candidate.status == CandidateStatus.ERASED:
         flash("This candidate was erased; their record can no longer change.", "error")
-        return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+        return redirect(url_for("admin.candidates.candidate", candidate_id=candidate.id))
     return None
 
 
@@ -104,7 +106,7 @@ def _pager(filters: search.CandidateFilters, page: search.Page) -> SimpleNamespa
     """Links around the current page."""
 
     def link(number: int) -> str:
-        return url_for("admin.candidates", **filters.to_args(page=number))
+        return url_for("admin.candidates.candidates", **filters.to_args(page=number))
 
     return SimpleNamespace(
         summary=page.summary,
@@ -123,8 +125,8 @@ def _render_list(
     status: int = 200,
 ):
     """The list page for ``filters`` (no rows when the filters themselves are bad)."""
-    result = None if errors else search.page(db.session, filters, _now())
-    sorts = {key: url_for("admin.candidates", **filters.sort_args(key)) for key in search.SORTS}
+    result = None if errors else search.page(db.session, filters, runtime.now())
+    sorts = {key: url_for("admin.candidates.candidates", **filters.sort_args(key)) for key in search.SORTS}
     return (
         render_template(
             "admin/candidates/list.html",
@@ -133,11 +135,11 @@ def _render_list(
             result=result,
             pager=_pager(filters, result) if result else None,
             sorts=sorts,
-            facets=search.facets(db.session, _now()),
+            facets=search.facets(db.session, runtime.now()),
             statuses=search.STATUSES,
             engagement=search.ENGAGEMENT,
             bulk_form=bulk_form or BulkTagForm(),
-            has_imports="admin.imports" in current_app.view_functions,
+            has_imports="admin.imports.imports" in current_app.view_functions,
         ),
         status,
     )
@@ -159,7 +161,7 @@ def _filters_or_errors() -> tuple[search.CandidateFilters, dict[str, str]]:
         return echo, exc.fields
 
 
-@bp.get("/candidates")
+@bp.get("")
 @role_required(Role.VIEWER)
 def candidates():
     """Search, filter, sort and page through candidates."""
@@ -167,7 +169,7 @@ def candidates():
     return _render_list(filters, errors, status=400 if errors else 200)
 
 
-@bp.post("/candidates/bulk-tag")
+@bp.post("/bulk-tag")
 @role_required(Role.EDITOR)
 def candidates_bulk_tag():
     """Tag every candidate the current search and filters match."""
@@ -178,7 +180,7 @@ def candidates_bulk_tag():
     if not form.validate_on_submit():
         return _render_list(filters, bulk_form=form, status=400)
     try:
-        result = search.bulk_tag(db.session, filters, form.new_tag.data, _now())
+        result = candidate_actions.bulk_tag(db.session, filters, form.new_tag.data, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         form.new_tag.errors = [exc.fields.get("tag", exc.message)]
@@ -189,18 +191,18 @@ def candidates_bulk_tag():
     for name, count in result.enrolled.items():
         message += f" {count:,} enrolled in “{name}”."
     flash(message, "success")
-    return redirect(url_for("admin.candidates", **filters.to_args()))
+    return redirect(url_for("admin.candidates.candidates", **filters.to_args()))
 
 
-@bp.get("/candidates/export.csv")
+@bp.get("/export.csv")
 @role_required(Role.VIEWER)
 def candidates_export():
     """The filtered list as CSV, streamed in chunks, safe to open in a spreadsheet."""
     filters, errors = _filters_or_errors()
     if errors:
         return _render_list(filters, errors, status=400)
-    rows = search.export_rows(db.session, filters, _now())
-    stamp = _now().strftime("%Y%m%d-%H%M")
+    rows = search.export_rows(db.session, filters, runtime.now())
+    stamp = runtime.now().strftime("%Y%m%d-%H%M")
     return Response(
         stream_with_context(search.csv_lines(rows)),
         mimetype="text/csv",
@@ -244,14 +246,14 @@ def _render_detail(
     )
 
 
-@bp.get("/candidates/<int:candidate_id>")
+@bp.get("/<int:candidate_id>")
 @role_required(Role.VIEWER)
 def candidate(candidate_id: int):
     """A candidate's profile, tags, enrolments and timeline."""
     return _render_detail(_candidate_or_404(candidate_id))
 
 
-@bp.route("/candidates/<int:candidate_id>/edit", methods=["GET", "POST"])
+@bp.route("/<int:candidate_id>/edit", methods=["GET", "POST"])
 @role_required(Role.EDITOR)
 def candidate_edit(candidate_id: int):
     """Edit a candidate's profile."""
@@ -262,7 +264,7 @@ def candidate_edit(candidate_id: int):
     status = 200
     if form.validate_on_submit():
         try:
-            search.update_profile(db.session, candidate, form.data, _now())
+            candidate_actions.update_profile(db.session, candidate, form.data, runtime.now())
         except ValidationError as exc:
             db.session.rollback()
             _show_errors(form, exc.fields, "first_name")
@@ -270,13 +272,13 @@ def candidate_edit(candidate_id: int):
         else:
             db.session.commit()
             flash("Profile saved.", "success")
-            return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+            return redirect(url_for("admin.candidates.candidate", candidate_id=candidate.id))
     elif request.method == "POST":
         status = 400
     return render_template("admin/candidates/edit.html", candidate=candidate, form=form), status
 
 
-@bp.post("/candidates/<int:candidate_id>/tags")
+@bp.post("/<int:candidate_id>/tags")
 @role_required(Role.EDITOR)
 def candidate_tag_add(candidate_id: int):
     """Add tags; campaigns that start on one of them enrol the candidate."""
@@ -287,7 +289,7 @@ def candidate_tag_add(candidate_id: int):
     if not form.validate_on_submit():
         return _render_detail(candidate, tag_form=form, status=400)
     try:
-        added, entered = search.add_tags(db.session, candidate, form.tag.data or "", _now())
+        added, entered = candidate_actions.add_tags(db.session, candidate, form.tag.data or "", runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         form.tag.errors = [exc.fields.get("tag", exc.message)]
@@ -300,26 +302,26 @@ def candidate_tag_add(candidate_id: int):
         if entered:
             message += f" Enrolled in {entered} campaign{'s' if entered != 1 else ''}."
         flash(message, "success")
-    return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+    return redirect(url_for("admin.candidates.candidate", candidate_id=candidate.id))
 
 
-@bp.post("/candidates/<int:candidate_id>/tags/<int:tag_id>/remove")
+@bp.post("/<int:candidate_id>/tags/<int:tag_id>/remove")
 @role_required(Role.EDITOR)
 def candidate_tag_remove(candidate_id: int, tag_id: int):
     """Take a tag off the candidate."""
     candidate = _candidate_or_404(candidate_id)
     if (closed := _editable_or_redirect(candidate)) is not None:
         return closed
-    name = search.remove_tag(db.session, candidate, tag_id, _now())
+    name = candidate_actions.remove_tag(db.session, candidate, tag_id, runtime.now())
     db.session.commit()
     if name is None:
         flash("They do not carry that tag.", "info")
     else:
         flash(f"Removed the tag “{name}”.", "success")
-    return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+    return redirect(url_for("admin.candidates.candidate", candidate_id=candidate.id))
 
 
-@bp.post("/candidates/<int:candidate_id>/enrol")
+@bp.post("/<int:candidate_id>/enrol")
 @role_required(Role.EDITOR)
 def candidate_enrol(candidate_id: int):
     """Enrol the candidate into an active campaign, or say why they cannot be."""
@@ -334,7 +336,7 @@ def candidate_enrol(candidate_id: int):
         form.campaign_id.errors = [*form.campaign_id.errors, "choose a campaign"]
         return _render_detail(candidate, enrol_form=form, status=400)
     try:
-        search.enrol_by_hand(db.session, candidate, campaign, _now())
+        candidate_actions.enrol_by_hand(db.session, candidate, campaign, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         _show_errors(form, exc.fields, "campaign_id")
@@ -342,32 +344,32 @@ def candidate_enrol(candidate_id: int):
         return _render_detail(candidate, enrol_form=form, status=422)
     db.session.commit()
     flash(f"Enrolled in “{campaign.name}”.", "success")
-    return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+    return redirect(url_for("admin.candidates.candidate", candidate_id=candidate.id))
 
 
-@bp.post("/candidates/<int:candidate_id>/hire")
+@bp.post("/<int:candidate_id>/hire")
 @role_required(Role.EDITOR)
 def candidate_hire(candidate_id: int):
     """Mark the candidate hired: every drip they are in stops."""
     candidate = _candidate_or_404(candidate_id)
     if (closed := _editable_or_redirect(candidate)) is not None:
         return closed
-    candidate_service.mark_hired(db.session, candidate, _now())
+    candidate_service.mark_hired(db.session, candidate, runtime.now())
     db.session.commit()
     flash(f"{candidate.full_name or candidate.email} is marked hired; their drips stopped.",
           "success")
-    return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+    return redirect(url_for("admin.candidates.candidate", candidate_id=candidate.id))
 
 
-@bp.post("/candidates/<int:candidate_id>/erase")
+@bp.post("/<int:candidate_id>/erase")
 @role_required(Role.ADMIN)
 def candidate_erase(candidate_id: int):
     """Erase the candidate's personal data; the address survives only as a suppression hash."""
     candidate = _candidate_or_404(candidate_id)
     if (closed := _editable_or_redirect(candidate)) is not None:
         return closed
-    candidate_service.erase(db.session, candidate, _now())
+    erasure.erase(db.session, candidate, runtime.now())
     db.session.commit()
     flash("Erased: personal data removed; the address is kept only as a hash so it is never "
           "mailed again.", "success")
-    return redirect(url_for("admin.candidate", candidate_id=candidate.id))
+    return redirect(url_for("admin.candidates.candidate", candidate_id=candidate.id))

@@ -1,1 +1,5 @@
-from nurture.web.admin.email_templates import views  # noqa: F401 - adds the routes to the admin blueprint
+"""email_templates"""
+
+from nurture.web.admin.email_templates.views import bp
+
+__all__ = ["bp"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import (
+    Blueprint,
     abort,
     current_app,
     flash,
@@ -18,18 +19,21 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, StringField, TextAreaField
 
-from nurture.web.admin.auth import role_required
-from nurture.web.admin.blueprint import bp
-from nurture.extensions import db
-from nurture.models import Candidate, EmailTemplate, Role
+from nurture import runtime
 from nurture.core.content import templates as template_service
-from nurture.core.delivery.dkim import DkimError
-from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.core.content.mime import MailSettings
 from nurture.core.content.rendering import CompiledTemplate, RenderedMail
+from nurture.core.delivery import proofs
+from nurture.core.delivery.dkim import DkimError
 from nurture.core.delivery.smtp import SmtpSettings, SmtpTransport
-from nurture.core.feedback.tracking import Tokens
+from nurture.core.errors import Conflict, NotFound, ValidationError
+from nurture.core.tokens import Tokens
+from nurture.extensions import db
+from nurture.models import Candidate, EmailTemplate, Role
 from nurture.tasks.sending import dkim_signer, template_library
+from nurture.web.admin.access import role_required
+
+bp = Blueprint("email_templates", __name__, template_folder="templates")
 
 
 class TemplateForm(FlaskForm):
@@ -43,10 +47,6 @@ class TemplateForm(FlaskForm):
     candidate = StringField("Preview for")
     to = EmailField("Send a test to")
 
-
-def _now():
-    """The injected clock's now."""
-    return current_app.extensions["nurture.runtime"].now()
 
 
 def _settings() -> MailSettings:
@@ -171,7 +171,7 @@ def _posted_source(form: TemplateForm) -> template_service.Source:
     return template_service.clean_source(form.html.data, form.text.data, form.subject.data)
 
 
-@bp.get("/templates")
+@bp.get("")
 @role_required(Role.VIEWER)
 def templates():
     """The starter library and the team's own templates, side by side."""
@@ -179,7 +179,7 @@ def templates():
     return render_template("admin/templates/index.html", starters=starters, team=team)
 
 
-@bp.get("/templates/new")
+@bp.get("/new")
 @role_required(Role.EDITOR)
 def new_template():
     """An empty editor that starts from the layout."""
@@ -187,7 +187,7 @@ def new_template():
     return _editor_page(form)
 
 
-@bp.get("/templates/<int:template_id>")
+@bp.get("/<int:template_id>")
 @role_required(Role.VIEWER)
 def edit_template(template_id: int):
     """A team template in the editor (read-only for viewers), previewed for a candidate."""
@@ -197,7 +197,7 @@ def edit_template(template_id: int):
     return _editor_page(form, template=template, source=source)
 
 
-@bp.get("/templates/starter/<name>")
+@bp.get("/starter/<name>")
 @role_required(Role.VIEWER)
 def starter_template(name: str):
     """A starter file, read-only, previewed for a candidate."""
@@ -213,14 +213,14 @@ def starter_template(name: str):
     return _editor_page(form, starter=name, source=source)
 
 
-@bp.post("/templates/new")
+@bp.post("/new")
 @role_required(Role.EDITOR)
 def create_template():
     """Save a new template, preview it, or send a test of it (by the button pressed)."""
     return _handle_post(None)
 
 
-@bp.post("/templates/<int:template_id>")
+@bp.post("/<int:template_id>")
 @role_required(Role.EDITOR)
 def update_template(template_id: int):
     """Save a template, preview the editor's content, or send a test of it."""
@@ -246,7 +246,7 @@ def _handle_post(template: EmailTemplate | None):
             form.data,
             template=template,
             user_id=current_user.id,
-            now=_now(),
+            now=runtime.now(),
         )
     except ValidationError as exc:
         db.session.rollback()
@@ -254,7 +254,7 @@ def _handle_post(template: EmailTemplate | None):
     db.session.commit()
     flash(f"Saved {saved.name}." + _live_note(saved.name), "success")
     return redirect(
-        url_for("admin.edit_template", template_id=saved.id, candidate=form.candidate.data or None)
+        url_for("admin.email_templates.edit_template", template_id=saved.id, candidate=form.candidate.data or None)
     )
 
 
@@ -283,8 +283,8 @@ def _test_send(
         return _editor_page(form, errors=errors, **page)
     try:
         compiled, _ = _render(source, candidate)
-        mail = template_service.send_test(
-            db.session, _transport(), _settings(), compiled, candidate, form.to.data, _now(),
+        mail = proofs.send_test(
+            db.session, _transport(), _settings(), compiled, candidate, form.to.data, runtime.now(),
             dkim=dkim_signer(current_app._get_current_object()),
         )
     except ValidationError as exc:
@@ -293,7 +293,7 @@ def _test_send(
         # Campaign mail would not go out either: say so rather than send the test unsigned.
         flash(f"The test was not sent: DKIM is set up but unusable: {exc}", "error")
         return _editor_page(form, status=500, **page)
-    except template_service.TestSendFailed as exc:
+    except proofs.TestSendFailed as exc:
         flash(f"The SMTP server did not take the test: {exc}", "error")
         return _editor_page(form, status=502, **page)
     flash(
@@ -303,12 +303,12 @@ def _test_send(
     )
     if starter is not None:
         return redirect(
-            url_for("admin.starter_template", name=starter, candidate=form.candidate.data or None)
+            url_for("admin.email_templates.starter_template", name=starter, candidate=form.candidate.data or None)
         )
     return _editor_page(form, **page)  # the editor may hold unsaved changes: keep them
 
 
-@bp.post("/templates/starter/<name>/test")
+@bp.post("/starter/<name>/test")
 @role_required(Role.EDITOR)
 def test_starter(name: str):
     """Send a test of a starter template for the chosen candidate."""
@@ -320,7 +320,7 @@ def test_starter(name: str):
     return _test_send(form, source, starter=name)
 
 
-@bp.post("/templates/starter/<name>/duplicate")
+@bp.post("/starter/<name>/duplicate")
 @role_required(Role.EDITOR)
 def duplicate_starter(name: str):
     """Copy a starter into the team's templates and open the copy in the editor."""
@@ -332,18 +332,18 @@ def duplicate_starter(name: str):
             _settings(),
             name,
             user_id=current_user.id,
-            now=_now(),
+            now=runtime.now(),
         )
     except ValidationError as exc:
         db.session.rollback()
         flash("; ".join(exc.fields.values()) or exc.message, "error")
-        return redirect(url_for("admin.starter_template", name=name))
+        return redirect(url_for("admin.email_templates.starter_template", name=name))
     db.session.commit()
     flash(f"Copied {name} to {copy.name}: edit it here, the starter stays as it was.", "success")
-    return redirect(url_for("admin.edit_template", template_id=copy.id))
+    return redirect(url_for("admin.email_templates.edit_template", template_id=copy.id))
 
 
-@bp.post("/templates/<int:template_id>/delete")
+@bp.post("/<int:template_id>/delete")
 @role_required(Role.EDITOR)
 def delete_template(template_id: int):
     """Delete a template that no campaign uses."""
@@ -354,13 +354,13 @@ def delete_template(template_id: int):
     except Conflict as exc:
         db.session.rollback()
         flash(str(exc), "error")
-        return redirect(url_for("admin.edit_template", template_id=template_id))
+        return redirect(url_for("admin.email_templates.edit_template", template_id=template_id))
     db.session.commit()
     flash(f"Deleted {name}.", "success")
-    return redirect(url_for("admin.templates"))
+    return redirect(url_for("admin.email_templates.templates"))
 
 
-@bp.post("/templates/preview")
+@bp.post("/preview")
 @role_required(Role.VIEWER)
 def preview_template():
     """The live preview (JSON for the editor's fetch): subject, HTML and text, or field errors."""
@@ -394,7 +394,7 @@ def preview_template():
     )
 
 
-@bp.get("/templates/candidates")
+@bp.get("/candidates")
 @role_required(Role.VIEWER)
 def template_candidates():
     """Candidates whose address or name starts with ``q`` (the preview's search box)."""

@@ -1,1 +1,5 @@
-from nurture.web.admin.imports import views  # noqa: F401 - adds the routes to the admin blueprint
+"""imports"""
+
+from nurture.web.admin.imports.views import bp
+
+__all__ = ["bp"]

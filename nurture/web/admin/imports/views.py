@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
@@ -12,13 +22,16 @@ from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
-from nurture.web.admin.auth import role_required
-from nurture.web.admin.blueprint import bp
+from nurture import runtime
+from nurture.core import csvfiles
+from nurture.core.errors import ValidationError
 from nurture.extensions import db
 from nurture.models import ImportJob, ImportStatus, Role
-from nurture.workflows import imports as import_service
-from nurture.core.errors import ValidationError
 from nurture.tasks.imports import enqueue_import
+from nurture.web.admin.access import role_required
+from nurture.workflows import imports as import_service
+
+bp = Blueprint("imports", __name__, template_folder="templates")
 
 TARGET_CHOICES = [SelectChoice(value, label) for value, label in import_service.FIELDS.items()]
 
@@ -67,9 +80,6 @@ def mapping_form(header: list[str], mapping: dict[str, str], tags: list[str],
     return form
 
 
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
-
 
 def _sentence(text: str) -> str:
     """A service message as a sentence for a flash: capital first letter, final full stop."""
@@ -84,7 +94,7 @@ def _job_or_404(import_id: int, with_content: bool = True) -> ImportJob:
     return job
 
 
-@bp.get("/imports")
+@bp.get("")
 @role_required(Role.EDITOR)
 def imports():
     """Past imports with their status and counts."""
@@ -92,7 +102,7 @@ def imports():
                            jobs=import_service.recent_imports(db.session))
 
 
-@bp.route("/imports/new", methods=["GET", "POST"])
+@bp.route("/new", methods=["GET", "POST"])
 @role_required(Role.EDITOR)
 def import_upload():
     """Upload a CSV; it is checked and stored, nothing is imported yet."""
@@ -103,10 +113,10 @@ def import_upload():
         return render_template("admin/imports/upload.html", form=form), 400
     upload = form.file.data
     # One byte over the limit is enough to refuse it, without reading a huge file whole.
-    data = upload.stream.read(import_service.MAX_BYTES + 1)
+    data = upload.stream.read(csvfiles.MAX_BYTES + 1)
     try:
         job, notes = import_service.create_import(
-            db.session, data, upload.filename or "upload.csv", _now(),
+            db.session, data, upload.filename or "upload.csv", runtime.now(),
             created_by_id=current_user.id, unknown=form.unknown.data,
         )
     except ValidationError as exc:
@@ -116,16 +126,16 @@ def import_upload():
     db.session.commit()
     for note in notes:
         flash(note, "info")
-    return redirect(url_for("admin.import_mapping", import_id=job.id))
+    return redirect(url_for("admin.imports.import_mapping", import_id=job.id))
 
 
-@bp.route("/imports/<int:import_id>/mapping", methods=["GET", "POST"])
+@bp.route("/<int:import_id>/mapping", methods=["GET", "POST"])
 @role_required(Role.EDITOR)
 def import_mapping(import_id: int):
     """Choose a candidate field for each column and the tags; see the first rows as mapped."""
     job = _job_or_404(import_id)
     if job.status != ImportStatus.UPLOADED:
-        return redirect(url_for("admin.import_detail", import_id=job.id))
+        return redirect(url_for("admin.imports.import_detail", import_id=job.id))
     header = import_service.header_of(job)
     if request.method == "GET":
         form = mapping_form(header, job.mapping, job.tags)
@@ -147,9 +157,9 @@ def import_mapping(import_id: int):
         return _mapping_page(job, form, draft, error=exc.fields.get("mapping"), status=422)
     db.session.commit()
     if request.form.get("action") == "check":
-        return redirect(url_for("admin.import_check", import_id=job.id))
+        return redirect(url_for("admin.imports.import_check", import_id=job.id))
     flash("Mapping saved; the preview below follows it.", "success")
-    return redirect(url_for("admin.import_mapping", import_id=job.id))
+    return redirect(url_for("admin.imports.import_mapping", import_id=job.id))
 
 
 def _mapping_page(job: ImportJob, form: FlaskForm, source: ImportJob, error: str | None = None,
@@ -173,23 +183,23 @@ def _mapping_page(job: ImportJob, form: FlaskForm, source: ImportJob, error: str
     ), status
 
 
-@bp.get("/imports/<int:import_id>/check")
+@bp.get("/<int:import_id>/check")
 @role_required(Role.EDITOR)
 def import_check(import_id: int):
     """The dry run: every row checked as the import will, nothing written."""
     job = _job_or_404(import_id)
     if job.status != ImportStatus.UPLOADED:
-        return redirect(url_for("admin.import_detail", import_id=job.id))
+        return redirect(url_for("admin.imports.import_detail", import_id=job.id))
     try:
         report = import_service.dry_run(db.session, job)
     except ValidationError as exc:
         flash(_sentence(next(iter(exc.fields.values()), exc.message)), "error")
-        return redirect(url_for("admin.import_mapping", import_id=job.id))
+        return redirect(url_for("admin.imports.import_mapping", import_id=job.id))
     return render_template("admin/imports/check.html", job=job, report=report,
                            form=ConfirmForm())
 
 
-@bp.post("/imports/<int:import_id>/start")
+@bp.post("/<int:import_id>/start")
 @role_required(Role.EDITOR)
 def import_start(import_id: int):
     """Start the import: a worker writes the good rows in batches."""
@@ -201,7 +211,7 @@ def import_start(import_id: int):
     except ValidationError as exc:
         db.session.rollback()
         flash(_sentence(exc.message), "error")
-        return redirect(url_for("admin.import_detail", import_id=job.id))
+        return redirect(url_for("admin.imports.import_detail", import_id=job.id))
     db.session.commit()
     try:
         enqueue_import(job.id)
@@ -211,24 +221,24 @@ def import_start(import_id: int):
         db.session.commit()
         flash("The job queue cannot be reached (is Redis running?). Nothing was imported; "
               "try again in a moment.", "error")
-        return redirect(url_for("admin.import_check", import_id=job.id))
-    return redirect(url_for("admin.import_detail", import_id=job.id))
+        return redirect(url_for("admin.imports.import_check", import_id=job.id))
+    return redirect(url_for("admin.imports.import_detail", import_id=job.id))
 
 
-@bp.get("/imports/<int:import_id>")
+@bp.get("/<int:import_id>")
 @role_required(Role.EDITOR)
 def import_detail(import_id: int):
     """Progress of an import and, when it is done, its report."""
     job = _job_or_404(import_id, with_content=False)
     if job.status == ImportStatus.UPLOADED:
-        return redirect(url_for("admin.import_mapping", import_id=job.id))
-    candidates_url = (url_for("admin.candidates")
-                      if "admin.candidates" in current_app.view_functions else None)
+        return redirect(url_for("admin.imports.import_mapping", import_id=job.id))
+    candidates_url = (url_for("admin.candidates.candidates")
+                      if "admin.candidates.candidates" in current_app.view_functions else None)
     return render_template("admin/imports/detail.html", job=job, candidates_url=candidates_url,
                            report=import_service.job_report(job))
 
 
-@bp.get("/imports/<int:import_id>/progress")
+@bp.get("/<int:import_id>/progress")
 @role_required(Role.EDITOR)
 def import_progress(import_id: int):
     """Status and counters of an import as JSON, for the progress bar."""

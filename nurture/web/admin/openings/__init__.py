@@ -1,1 +1,5 @@
-from nurture.web.admin.openings import views  # noqa: F401 - adds the routes to the admin blueprint
+"""openings"""
+
+from nurture.web.admin.openings.views import bp
+
+__all__ = ["bp"]

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import BooleanField, StringField, TextAreaField
 
-from nurture.web.admin.auth import role_required
-from nurture.web.admin.blueprint import bp
+from nurture import runtime
+from nurture.core.campaigns import openings as job_service
+from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.extensions import db
 from nurture.models import Campaign, Role
 from nurture.models.openings import JobMatch, JobOpening
-from nurture.core.campaigns import openings as job_service
-from nurture.core.errors import Conflict, NotFound, ValidationError
+from nurture.web.admin.access import role_required
 
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
+bp = Blueprint("openings", __name__, template_folder="templates")
 
 
 def _sentence(text: str) -> str:
@@ -70,14 +68,14 @@ def _render_list(form: JobForm, status: int = 200):
     ), status
 
 
-@bp.get("/jobs")
+@bp.get("")
 @role_required(Role.VIEWER)
 def jobs():
     """Job openings with how many candidates each will reach, and a form for a new one."""
     return _render_list(JobForm())
 
 
-@bp.post("/jobs")
+@bp.post("")
 @role_required(Role.EDITOR)
 def job_create():
     """Create a job opening and propose matching candidates for review."""
@@ -88,7 +86,7 @@ def job_create():
                             ("title", "role_family", "skills", "location", "url", "summary")}
     data["remote"] = bool(form.remote.data)
     try:
-        job, count = job_service.open_job(db.session, data, _now())
+        job, count = job_service.open_job(db.session, data, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         for name, problem in exc.fields.items():
@@ -98,7 +96,7 @@ def job_create():
     db.session.commit()
     flash(f"“{job.title}” created: {count} candidate{'s' if count != 1 else ''} to review.",
           "success")
-    return redirect(url_for("admin.job", job_id=job.id))
+    return redirect(url_for("admin.openings.job", job_id=job.id))
 
 
 def _render_job(job: JobOpening, add_form: AddForm | None = None, status: int = 200):
@@ -108,32 +106,32 @@ def _render_job(job: JobOpening, add_form: AddForm | None = None, status: int = 
         job=job,
         campaign=campaign,
         rows=job_service.review_list(db.session, job),
-        summary=job_service.summary(db.session, job, _now()),
+        summary=job_service.summary(db.session, job, runtime.now()),
         add_form=add_form or AddForm(),
     ), status
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get("/<int:job_id>")
 @role_required(Role.VIEWER)
 def job(job_id: int):
     """The ranked review list of a job opening, with why each candidate matched."""
     return _render_job(_job_or_404(job_id))
 
 
-@bp.post("/jobs/<int:job_id>/matches/<int:candidate_id>/<any(exclude, include):action>")
+@bp.post("/<int:job_id>/matches/<int:candidate_id>/<any(exclude, include):action>")
 @role_required(Role.EDITOR)
 def job_match(job_id: int, candidate_id: int, action: str):
     """Remove a candidate from the list, or put them back."""
     job = _job_or_404(job_id)
     try:
-        job_service.set_excluded(db.session, job, candidate_id, action == "exclude", _now())
+        job_service.set_excluded(db.session, job, candidate_id, action == "exclude", runtime.now())
     except NotFound:
         abort(404)
     db.session.commit()
-    return redirect(url_for("admin.job", job_id=job.id, _anchor=f"c{candidate_id}"))
+    return redirect(url_for("admin.openings.job", job_id=job.id, _anchor=f"c{candidate_id}"))
 
 
-@bp.post("/jobs/<int:job_id>/matches")
+@bp.post("/<int:job_id>/matches")
 @role_required(Role.EDITOR)
 def job_add(job_id: int):
     """Add a candidate to the list by email."""
@@ -142,34 +140,34 @@ def job_add(job_id: int):
     if not form.validate():
         return _render_job(job, form, 400)
     try:
-        match = job_service.add_candidate(db.session, job, form.email.data, _now())
+        match = job_service.add_candidate(db.session, job, form.email.data, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         form.email.errors = [_sentence(p) for p in exc.fields.values()] or [exc.message]
         return _render_job(job, form, 422)
     db.session.commit()
     flash("Candidate added to the list.", "success")
-    return redirect(url_for("admin.job", job_id=job.id, _anchor=f"c{match.candidate_id}"))
+    return redirect(url_for("admin.openings.job", job_id=job.id, _anchor=f"c{match.candidate_id}"))
 
 
-@bp.route("/jobs/<int:job_id>/send", methods=["GET", "POST"])
+@bp.route("/<int:job_id>/send", methods=["GET", "POST"])
 @role_required(Role.EDITOR)
 def job_send(job_id: int):
     """Confirm, then send the alert to everyone on the reviewed list not yet mailed."""
     job = _job_or_404(job_id)
-    pending = job_service.pending_count(db.session, job, _now())
+    pending = job_service.pending_count(db.session, job, runtime.now())
     if request.method == "GET":
         return render_template("admin/jobs/confirm.html", job=job, pending=pending)
     try:
-        enrolled = job_service.approve(db.session, job, _now())
+        enrolled = job_service.approve(db.session, job, runtime.now())
     except Conflict as exc:
         db.session.rollback()
         flash(_sentence(str(exc)) + ".", "error")
-        return redirect(url_for("admin.job", job_id=job.id))
+        return redirect(url_for("admin.openings.job", job_id=job.id))
     db.session.commit()
     if enrolled:
         flash(f"The alert goes out to {enrolled} candidate{'s' if enrolled != 1 else ''}.",
               "success")
     else:
         flash("Nobody new to send to: everyone on the list already has this alert.", "info")
-    return redirect(url_for("admin.job", job_id=job.id))
+    return redirect(url_for("admin.openings.job", job_id=job.id))

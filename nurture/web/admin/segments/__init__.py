@@ -1,1 +1,5 @@
-from nurture.web.admin.segments import views  # noqa: F401 - adds the routes to the admin blueprint
+"""segments"""
+
+from nurture.web.admin.segments.views import bp
+
+__all__ = ["bp"]

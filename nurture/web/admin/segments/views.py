@@ -7,16 +7,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from nurture.web.admin.auth import role_required
-from nurture.web.admin.blueprint import bp
-from nurture.extensions import db
-from nurture.models import Role, Segment
+from nurture import runtime
 from nurture.core.audience import segments as segment_service
 from nurture.core.audience.engagement import score_of
 from nurture.core.errors import NotFound, ValidationError
+from nurture.extensions import db
+from nurture.models import Role, Segment
+from nurture.web.admin.access import role_required
+
+bp = Blueprint("segments", __name__, template_folder="templates")
 
 SAMPLE = 10
 MAX_ROWS = 50
@@ -72,9 +74,6 @@ class Builder:
     errors: dict[str, str] = field(default_factory=dict)
     general: list[str] = field(default_factory=list)
 
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
 
 
 def _number(text: str) -> Any:
@@ -214,7 +213,7 @@ def _page(builder: Builder, segment: Segment | None, status: int = 200):
     preview = None
     if not builder.general and not any(r.error for r in builder.rows):
         try:
-            preview = segment_service.preview(db.session, _rules(builder), _now(), n=SAMPLE)
+            preview = segment_service.preview(db.session, _rules(builder), runtime.now(), n=SAMPLE)
         except ValidationError as exc:
             _place_errors(builder, exc.fields)
     return render_template(
@@ -246,7 +245,7 @@ def _segment_or_404(segment_id: int) -> Segment:
         abort(404)
 
 
-@bp.get("/segments")
+@bp.get("")
 @role_required(Role.VIEWER)
 def segments():
     """Every saved segment, with its rules in words."""
@@ -256,14 +255,14 @@ def segments():
     return render_template("admin/segments/list.html", items=items)
 
 
-@bp.route("/segments/new", methods=["GET", "POST"])
+@bp.route("/new", methods=["GET", "POST"])
 @role_required(Role.VIEWER)
 def new_segment():
     """The builder for a new segment."""
     return _build(None)
 
 
-@bp.route("/segments/<int:segment_id>", methods=["GET", "POST"])
+@bp.route("/<int:segment_id>", methods=["GET", "POST"])
 @role_required(Role.VIEWER)
 def segment(segment_id: int):
     """The builder for a saved segment."""
@@ -292,7 +291,7 @@ def _build(segment: Segment | None):
             abort(403)
         try:
             saved = segment_service.save_segment(
-                db.session, builder.name, _rules(builder), _now(), segment=segment
+                db.session, builder.name, _rules(builder), runtime.now(), segment=segment
             )
         except ValidationError as exc:
             db.session.rollback()
@@ -300,17 +299,17 @@ def _build(segment: Segment | None):
             return _page(builder, segment, 422)
         db.session.commit()
         flash(f"Segment “{saved.name}” saved.", "success")
-        return redirect(url_for("admin.segment", segment_id=saved.id))
+        return redirect(url_for("admin.segments.segment", segment_id=saved.id))
     if builder.mode == "simple":
         builder.json_text = json.dumps(_rules(builder), indent=2)
     return _page(builder, segment)
 
 
-@bp.post("/segments/preview")
+@bp.post("/preview")
 @role_required(Role.VIEWER)
 def segment_preview():
     """The live count and sample for the builder's form, as JSON (errors by row)."""
-    builder, now = _from_form(request.form), _now()
+    builder, now = _from_form(request.form), runtime.now()
     try:
         rules = _rules(builder)
         result = segment_service.preview(db.session, rules, now, n=SAMPLE)
@@ -337,7 +336,7 @@ def segment_preview():
                     "stage": c.stage,
                     "status": c.status,
                     "score": f"{score_of(c, now):g}",
-                    "url": url_for("admin.candidate", candidate_id=c.id),
+                    "url": url_for("admin.candidates.candidate", candidate_id=c.id),
                 }
                 for c in result.sample
             ],

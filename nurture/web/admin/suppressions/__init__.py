@@ -1,1 +1,5 @@
-from nurture.web.admin.suppressions import views  # noqa: F401 - adds the routes to the admin blueprint
+"""suppressions"""
+
+from nurture.web.admin.suppressions.views import bp
+
+__all__ = ["bp"]

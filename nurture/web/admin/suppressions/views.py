@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from flask import current_app, render_template, request
+from flask import Blueprint, render_template, request
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 
-from nurture.web.admin.auth import role_required
-from nurture.web.admin.blueprint import bp
+from nurture import runtime
+from nurture.core import csvfiles
+from nurture.core.addresses import normalise_email
+from nurture.core.compliance import suppressions as suppression_service
+from nurture.core.errors import ValidationError
 from nurture.extensions import db
 from nurture.models import Role
-from nurture.workflows import imports as import_service
-from nurture.core.compliance import suppressions as suppression_service
-from nurture.core.audience.candidates import normalise_email
-from nurture.core.errors import ValidationError
+from nurture.web.admin.access import role_required
+
+bp = Blueprint("suppressions", __name__, template_folder="templates")
 
 REASON_LABELS = {
     "unsubscribed": "Unsubscribed",
@@ -51,9 +53,6 @@ class CheckForm(FlaskForm):
     email = StringField("Email address")
 
 
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
-
 
 def _sentence(text: str) -> str:
     """A service message as a sentence: capital first letter, final full stop."""
@@ -83,14 +82,14 @@ def _render(add_form: AddForm, report: suppression_service.Report | None = None,
     ), status
 
 
-@bp.get("/suppressions")
+@bp.get("")
 @role_required(Role.VIEWER)
 def suppressions():
     """Counts by reason, a lookup of one address, and (for editors) a form to add addresses."""
     return _render(AddForm())
 
 
-@bp.post("/suppressions")
+@bp.post("")
 @role_required(Role.EDITOR)
 def suppressions_add():
     """Suppress pasted addresses or a CSV export's addresses; shows the report."""
@@ -108,11 +107,11 @@ def suppressions_add():
         return _render(form, status=400)
     try:
         if has_file:
-            data = upload.stream.read(import_service.MAX_BYTES + 1)
-            report = suppression_service.add_csv(db.session, data, form.reason.data, _now())
+            data = upload.stream.read(csvfiles.MAX_BYTES + 1)
+            report = suppression_service.add_csv(db.session, data, form.reason.data, runtime.now())
         else:
             report = suppression_service.add_addresses(
-                db.session, text, form.reason.data, _now()
+                db.session, text, form.reason.data, runtime.now()
             )
     except ValidationError as exc:
         db.session.rollback()

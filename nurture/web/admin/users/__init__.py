@@ -1,1 +1,5 @@
-from nurture.web.admin.users import views  # noqa: F401 - adds the routes to the admin blueprint
+"""users"""
+
+from nurture.web.admin.users.views import bp
+
+__all__ = ["bp"]

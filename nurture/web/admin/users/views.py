@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length
 
-from nurture.web.admin.auth import role_required
-from nurture.web.admin.blueprint import bp
-from nurture.extensions import db
-from nurture.models import ApiToken, Role, User
+from nurture import runtime
 from nurture.core.accounts import users as user_service
 from nurture.core.errors import Conflict, ValidationError
+from nurture.extensions import db
+from nurture.models import ApiToken, Role, User
+from nurture.web.admin.access import role_required
+
+bp = Blueprint("users", __name__, template_folder="templates")
 
 ROLE_CHOICES = [
     SelectChoice(Role.VIEWER.value, "Viewer — reads everything, changes nothing"),
@@ -45,9 +47,6 @@ class NewTokenForm(FlaskForm):
     user_id = SelectField("For user")
     name = StringField("What is it for?", validators=[DataRequired(), Length(max=200)])
 
-
-def _now():
-    return current_app.extensions["nurture.runtime"].now()
 
 
 def _page(new_user: NewUserForm | None = None, new_token: NewTokenForm | None = None,
@@ -86,7 +85,7 @@ def create_user():
         return _page(new_user=form, status=400)
     try:
         user = user_service.create_user(
-            db.session, form.email.data, form.password.data, form.role.data, _now(),
+            db.session, form.email.data, form.password.data, form.role.data, runtime.now(),
             name=form.name.data or "",
         )
     except ValidationError as exc:
@@ -101,7 +100,7 @@ def create_user():
         return _page(new_user=form, status=400)
     db.session.commit()
     flash(f"{user.email} can now sign in as {user.role}.", "success")
-    return redirect(url_for("admin.users"))
+    return redirect(url_for("admin.users.users"))
 
 
 @bp.post("/users/<int:user_id>")
@@ -112,16 +111,16 @@ def update_user(user_id: int):
     form = UserForm(prefix=f"u{user.id}")
     if not form.validate_on_submit():
         flash("That change could not be read; try again.", "error")
-        return redirect(url_for("admin.users"))
+        return redirect(url_for("admin.users.users"))
     try:
         user_service.update_user(db.session, user, form.role.data, form.active.data)
     except (ValidationError, Conflict) as exc:
         db.session.rollback()
         flash(getattr(exc, "message", str(exc)), "error")
-        return redirect(url_for("admin.users"))
+        return redirect(url_for("admin.users.users"))
     db.session.commit()
     flash(f"Saved {user.email}.", "success")
-    return redirect(url_for("admin.users"))
+    return redirect(url_for("admin.users.users"))
 
 
 @bp.post("/tokens")
@@ -135,7 +134,7 @@ def create_token():
     if not form.validate_on_submit():
         return _page(new_token=form, status=400)
     user = db.get_or_404(User, int(form.user_id.data))
-    token = user_service.create_token(db.session, user, form.name.data, _now())
+    token = user_service.create_token(db.session, user, form.name.data, runtime.now())
     db.session.commit()
     return _page(token=token)
 
@@ -148,5 +147,5 @@ def revoke_token(token_id: int):
     db.session.commit()
     if token is not None:
         flash(f"Revoked the token “{token.name}”. Anything using it now gets 401.", "success")
-    return redirect(url_for("admin.users"))
+    return redirect(url_for("admin.users.users"))
 

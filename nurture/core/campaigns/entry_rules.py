@@ -1,0 +1,92 @@
+"""Who may enter a campaign and when: entry filters, the entry delay, topics and re-entry.
+
+Pure rules (and the SQL conditions they become), used by enrolment and by the segment pass.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, or_, true
+
+from nurture.core.campaigns.durations import parse_delay
+from nurture.core.errors import ValidationError
+from nurture.models.campaigns import Campaign, Enrolment, EnrolmentStatus
+from nurture.models.candidates import Candidate
+
+REENTRY = ("never", "after_exit", "always")
+
+
+FILTER_KEYS = ("rejection_reasons", "stages", "delay")
+
+
+def parse_entry_filter(value: Any, field: str = "entry_filter") -> dict[str, Any]:
+    """Check ``{"rejection_reasons": [...], "stages": [...], "delay": "P2D"}``; {} lets all in."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field} is not valid", {field: "must be an object"})
+    errors: dict[str, str] = {}
+    unknown = set(value) - set(FILTER_KEYS)
+    if unknown:
+        errors[field] = f"unknown keys: {', '.join(sorted(unknown))}; use {', '.join(FILTER_KEYS)}"
+    clean: dict[str, Any] = {}
+    for key in ("rejection_reasons", "stages"):
+        if key not in value:
+            continue
+        items = value[key]
+        if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+            errors[f"{field}.{key}"] = "must be a list of non-empty strings"
+        elif items:
+            clean[key] = sorted({i.strip().lower() for i in items})
+    if value.get("delay") not in (None, ""):
+        try:
+            parse_delay(value["delay"], f"{field}.delay")
+            clean["delay"] = str(value["delay"]).strip().upper()
+        except ValidationError as exc:
+            errors.update(exc.fields)
+    if errors:
+        raise ValidationError(f"{field} is not valid", errors)
+    return clean
+
+
+def passes_entry_filter(candidate: Candidate, entry_filter: dict[str, Any] | None) -> bool:
+    """Whether the candidate's rejection reason and stage reached are among those the filter names.
+
+    Compared without regard to case or surrounding spaces; a list left out lets everyone through.
+    """
+    entry_filter = entry_filter or {}
+    reasons = entry_filter.get("rejection_reasons")
+    if reasons and (candidate.rejection_reason or "").strip().lower() not in reasons:
+        return False
+    stages = entry_filter.get("stages")
+    return not (stages and (candidate.stage or "").strip().lower() not in stages)
+
+
+def entry_delay(campaign: Campaign) -> timedelta:
+    """The wait between entering the campaign and its first step's own delay."""
+    raw = (campaign.entry_filter or {}).get("delay")
+    return parse_delay(raw) if raw else timedelta(0)
+
+
+def first_due(campaign: Campaign, now: datetime) -> datetime:
+    """When a candidate entering now gets the first step."""
+    return now + entry_delay(campaign) + timedelta(seconds=campaign.steps[0].delay_seconds)
+
+
+def topic_allowed(topic: str) -> ColumnElement[bool]:
+    """SQL: the candidate has not turned ``topic`` off (a missing key means subscribed)."""
+    if not topic:
+        return true()
+    flag = Candidate.topics[topic].as_boolean()
+    return or_(flag.is_(None), flag == true())
+
+
+def may_enter(campaign: Campaign) -> ColumnElement[bool]:
+    """SQL: a candidate the campaign's re-entry policy lets in now (over ``Candidate.id``)."""
+    mine = Enrolment.candidate_id == Candidate.id, Enrolment.campaign_id == campaign.id
+    if campaign.reentry == "never":
+        return ~exists().where(*mine)
+    # "always" restarts a running drip only on a new event; a segment member stays enrolled.
+    return ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE)

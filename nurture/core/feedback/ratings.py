@@ -1,0 +1,98 @@
+"""Interview-experience ratings: the one-click 1-5 answer in a mail, recorded and summed up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from nurture.core.feedback.tracking import looks_like_machine
+from nurture.core.tokens import BadToken, Tokens
+from nurture.models.messages import Event, EventKind, Message
+
+RATINGS = range(1, 6)
+
+
+def rating_target(session: Session, tokens: Tokens, token: str) -> tuple[Message, int]:
+    """The message and the answer (1-5) a rating link stands for, or BadToken."""
+    payload = tokens.load("rating", token)
+    if not (
+        isinstance(payload, list)
+        and len(payload) == 2
+        and isinstance(payload[0], int)
+        and payload[1] in RATINGS
+        and isinstance(payload[1], int)
+    ):
+        raise BadToken("rating")
+    message = session.get(Message, payload[0])
+    if message is None:
+        raise BadToken("rating")
+    return message, payload[1]
+
+
+def record_rating(
+    session: Session, message: Message, value: int, user_agent: str, now: datetime
+) -> Event | None:
+    """Store the candidate's answer: one rating per message, a later answer replaces it.
+
+    Link scanners fetch every link of a mail, all five answers included: their hits are not
+    recorded at all (None), so they neither count nor overwrite the person's answer.
+    """
+    if looks_like_machine(user_agent):
+        return None
+    event = session.scalar(
+        select(Event)
+        .where(Event.message_id == message.id, Event.kind == EventKind.RATING)
+        .order_by(Event.id)
+        .limit(1)
+    )
+    if event is None:
+        event = Event(
+            message_id=message.id,
+            candidate_id=message.candidate_id,
+            kind=EventKind.RATING,
+            machine=False,
+        )
+        session.add(event)
+    event.value = str(value)
+    event.user_agent = (user_agent or "")[:400]
+    event.created_at = now
+    return event
+
+
+@dataclass(frozen=True)
+class RatingSummary:
+    """The answers to "how was your interview experience?" in one campaign."""
+
+    count: int
+    average: float | None
+    distribution: dict[int, int]  # answer (1-5) -> how many candidates gave it
+
+
+def rating_summary(session: Session, campaign_id: int) -> RatingSummary:
+    """Count, average and distribution of the ratings given in a campaign's mail."""
+    rows = session.execute(
+        select(Event.value, func.count())
+        .join(Message, Message.id == Event.message_id)
+        .where(
+            and_(
+                Message.campaign_id == campaign_id,
+                Event.kind == EventKind.RATING,
+                Event.machine.is_(False),
+            )
+        )
+        .group_by(Event.value)
+    )
+    distribution = dict.fromkeys(RATINGS, 0)
+    for value, count in rows:
+        if value in {str(r) for r in RATINGS}:
+            distribution[int(value)] += count
+    total = sum(distribution.values())
+    average = (
+        round(sum(value * count for value, count in distribution.items()) / total, 2)
+        if total
+        else None
+    )
+    return RatingSummary(total, average, distribution)

@@ -1,0 +1,85 @@
+"""Signed tokens: the short, tamper-proof parts of tracking, unsubscribe and preference URLs.
+
+A small shared piece below the domains: delivery signs them into mail, feedback and compliance
+check them when a candidate follows one.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+
+class BadToken(Exception):
+    """A tracking or unsubscribe token that was not signed by us."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Signs and checks the short tokens in tracking and unsubscribe URLs."""
+
+    secret: str
+    base_url: str
+    # False (the OPEN_TRACKING setting) puts no open pixel in anyone's mail.
+    open_tracking: bool = True
+
+    def _serializer(self, purpose: str) -> URLSafeSerializer:
+        # Building a serializer derives its key; one per purpose is enough for a process.
+        return _serializer(self.secret, purpose)
+
+    def sign(self, purpose: str, payload: Any) -> str:
+        """A URL-safe signed token for ``payload``."""
+        return self._serializer(purpose).dumps(payload)
+
+    def load(self, purpose: str, token: str) -> Any:
+        """The payload of a token we signed, or BadToken."""
+        try:
+            return self._serializer(purpose).loads(token)
+        except BadSignature:
+            raise BadToken(purpose) from None
+
+    def open_url(self, message_id: int) -> str:
+        """The URL of the open pixel of a message."""
+        return f"{self.base_url}/o/{self.sign('open', message_id)}.gif"
+
+    def click_url(self, message_id: int, url: str) -> str:
+        """A redirect through us to ``url``, valid only for this message and this URL."""
+        return f"{self.base_url}/c/{self.sign('click', [message_id, url])}"
+
+    def unsubscribe_url(self, candidate_id: int, message_id: int | None) -> str:
+        """The one-click unsubscribe URL (RFC 8058) for a candidate."""
+        return f"{self.base_url}/u/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+    def preferences_url(self, candidate_id: int, message_id: int | None) -> str:
+        """The preference page of a candidate."""
+        return f"{self.base_url}/p/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+    def rating_url(self, message_id: int, value: int) -> str:
+        """A one-click answer (1-5) to "how was your interview experience?" in a message."""
+        return f"{self.base_url}/r/{self.sign('rating', [message_id, value])}"
+
+    def rating_urls(self, message_id: int) -> list[str]:
+        """The five answers of a message, from 1 (poor) to 5 (excellent)."""
+        return [self.rating_url(message_id, value) for value in range(1, 6)]
+
+    def reconsent_url(self, candidate_id: int, message_id: int | None) -> str:
+        """The "yes, keep me in your talent network" page of a re-consent mail."""
+        # The same authority as the preference page (the candidate's own mail link).
+        return f"{self.base_url}/k/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+    @classmethod
+    def from_config(cls, config: Any) -> Tokens:
+        """Tokens for an app's ``SECRET_KEY``, ``BASE_URL`` and ``OPEN_TRACKING`` settings."""
+        return cls(
+            config["SECRET_KEY"],
+            config["BASE_URL"].rstrip("/"),
+            open_tracking=bool(config.get("OPEN_TRACKING", True)),
+        )
+
+
+@functools.lru_cache(maxsize=32)
+def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=f"nurture.{purpose}")

@@ -1,0 +1,5 @@
+"""Admin page"""
+
+from nurture.web.admin.dashboard.views import bp
+
+__all__ = ["bp"]

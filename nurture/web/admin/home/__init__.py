@@ -1,1 +1,0 @@
-from nurture.web.admin.home import views  # noqa: F401 - adds the routes to the admin blueprint

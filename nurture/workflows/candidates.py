@@ -1,0 +1,221 @@
+"""What recruiters and integrations do to candidates, across audience and campaigns: save one
+(and let them enter the campaigns a new tag or segment opens), tag many, enrol one by hand, edit
+a profile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, insert, literal, select
+from sqlalchemy.orm import Session
+
+from nurture.core import addresses
+from nurture.core.audience import candidates as candidate_service
+from nurture.core.audience.search import (
+    ERROR_FIELDS,
+    PROFILE_FIELDS,
+    CandidateFilters,
+    clean_tag,
+    conditions,
+)
+from nurture.core.campaigns.enrolment import (
+    count_tag_entrants,
+    enrol,
+    enrol_tag_entrants,
+    on_tags_added,
+)
+from nurture.core.campaigns.entries import check_segments
+from nurture.core.errors import ValidationError
+from nurture.models.campaigns import Campaign, CampaignStatus, Enrolment, EnrolmentStatus, EntryType
+from nurture.models.candidates import Candidate, CandidateStatus, candidate_tags
+
+
+def save_candidate(
+    session: Session, data: dict[str, Any], now: datetime, segments: bool = True
+) -> tuple[Candidate, bool]:
+    """Create or update a candidate, then enrol them where a newly added tag is an entry.
+
+    With ``segments`` (the default) the segment-entry campaigns are checked for them at once;
+    an import turns it off and checks each batch's candidates together.
+    """
+    existing = session.scalar(
+        select(Candidate).where(Candidate.email == _email_or_blank(data.get("email")))
+    )
+    before = set(existing.tag_names) if existing is not None else set()
+    candidate, created = candidate_service.upsert_candidate(session, data, now)
+    on_tags_added(session, candidate, sorted(set(candidate.tag_names) - before), now)
+    if segments:
+        session.flush()
+        check_segments(session, now, [candidate.id])
+    return candidate, created
+
+
+def _email_or_blank(value: Any) -> str:
+    try:
+        return addresses.normalise_email(value)
+    except ValidationError:
+        return ""
+
+
+@dataclass
+class BulkTagResult:
+    """What a bulk tag did."""
+
+    tag: str
+    tagged: int
+    # Campaign name -> how many candidates it enrolled.
+    enrolled: dict[str, int]
+
+
+def tag_entry_campaigns(session: Session, tag: str) -> list[Campaign]:
+    """Active campaigns that candidates enter by receiving ``tag``."""
+    return list(
+        session.scalars(
+            select(Campaign).where(
+                Campaign.status == CampaignStatus.ACTIVE,
+                Campaign.entry_type == EntryType.TAG,
+                Campaign.entry_value == tag,
+            )
+        )
+    )
+
+
+def bulk_tag(
+    session: Session, filters: CandidateFilters, tag: str, now: datetime
+) -> BulkTagResult:
+    """Tag every candidate the filters match in one INSERT … SELECT, then enrol the newly
+    tagged into the active campaigns that start on that tag."""
+    name = clean_tag(tag)
+    (tag_row,) = candidate_service.tags_named(session, [name])
+    session.flush()
+    already = exists().where(
+        candidate_tags.c.candidate_id == Candidate.id, candidate_tags.c.tag_id == tag_row.id
+    )
+    targets = select(Candidate.id, literal(tag_row.id)).where(
+        *conditions(filters, now),
+        # Erased people keep no tags; tagging them would undo part of the erasure.
+        Candidate.status != CandidateStatus.ERASED,
+        ~already,
+    )
+    result = session.execute(
+        insert(candidate_tags).from_select(["candidate_id", "tag_id"], targets),
+        # Without it SQLAlchemy only promises a rowcount for UPDATE and DELETE (psycopg says -1).
+        execution_options={"preserve_rowcount": True},
+    )
+    tagged = result.rowcount
+    enrolled = {}
+    for campaign in tag_entry_campaigns(session, name):
+        # Counted first: enrol_tag_entrants' own rowcount is -1 on PostgreSQL (see above).
+        enrolled[campaign.name] = count_tag_entrants(session, campaign)
+        enrol_tag_entrants(session, campaign, now)
+    tagged_now = select(Candidate.id).where(
+        *conditions(filters, now), Candidate.status != CandidateStatus.ERASED
+    )
+    check_segments(session, now, tagged_now)
+    # Candidates loaded earlier in this session hold their old tag lists.
+    session.expire_all()
+    return BulkTagResult(name, tagged, enrolled)
+
+
+def enrol_by_hand(
+    session: Session, candidate: Candidate, campaign: Campaign, now: datetime
+) -> Enrolment:
+    """Enrol the candidate, or say in ValidationError at ``campaign_id`` why they cannot be."""
+
+    def refuse(reason: str) -> ValidationError:
+        return ValidationError(reason, {"campaign_id": reason})
+
+    if campaign.status != CampaignStatus.ACTIVE:
+        raise refuse(f"“{campaign.name}” is {campaign.status}, not active")
+    if not campaign.steps:
+        raise refuse(f"“{campaign.name}” has no steps")
+    if candidate.status != CandidateStatus.ACTIVE:
+        raise refuse(f"they cannot be enrolled: they are {candidate.status}")
+    reason = addresses.suppression_reason(session, candidate.email)
+    if reason:
+        raise refuse(f"they cannot be enrolled: the address is suppressed ({reason})")
+    running = session.scalar(
+        select(Enrolment.id).where(
+            Enrolment.candidate_id == candidate.id,
+            Enrolment.campaign_id == campaign.id,
+            Enrolment.status == EnrolmentStatus.ACTIVE,
+        )
+    )
+    if running is not None:
+        raise refuse(f"they are already enrolled in “{campaign.name}”")
+    enrolment = enrol(session, candidate, campaign, now)
+    if enrolment is None:  # enrol() has the last word on who may be mailed
+        raise refuse("they cannot be enrolled")
+    return enrolment
+
+
+def add_tags(
+    session: Session, candidate: Candidate, text: str, now: datetime
+) -> tuple[list[str], int]:
+    """Add comma-separated tags; returns (newly added names, campaigns they entered)."""
+    parts = [part for part in (text or "").split(",") if part.strip()]
+    names = sorted({clean_tag(part) for part in parts}) if parts else [clean_tag("")]
+    new = [name for name in names if name not in candidate.tag_names]
+    if new:
+        candidate.tags = [*candidate.tags, *candidate_service.tags_named(session, new)]
+        candidate.updated_at = now
+        session.flush()
+    entered = on_tags_added(session, candidate, new, now)
+    if new:
+        check_segments(session, now, [candidate.id])
+    return new, entered
+
+
+def remove_tag(session: Session, candidate: Candidate, tag_id: int, now: datetime) -> str | None:
+    """Take one tag off the candidate; returns its name, or None when they did not carry it."""
+    for tag in candidate.tags:
+        if tag.id == tag_id:
+            candidate.tags = [t for t in candidate.tags if t.id != tag_id]
+            candidate.updated_at = now
+            session.flush()
+            check_segments(session, now, [candidate.id])
+            return tag.name
+    return None
+
+
+def update_profile(
+    session: Session, candidate: Candidate, values: Mapping[str, str], now: datetime
+) -> None:
+    """Apply the edit form through the candidates service; any bad field raises
+    ValidationError (keyed by form field) and the caller rolls back, so nothing is half-saved."""
+    problems: dict[str, str] = {}
+    data: dict[str, Any] = {"email": candidate.email}
+    for name in PROFILE_FIELDS:
+        if name not in ("skills", "consent_basis", "consent_source", "consent_at", "attributes"):
+            data[name] = values.get(name) or ""
+    data["recruiter_email"] = (values.get("recruiter_email") or "").strip()
+    data["skills"] = [part for part in (values.get("skills") or "").split(",") if part.strip()]
+    data["consent"] = {
+        "basis": (values.get("consent_basis") or "").strip(),
+        "source": (values.get("consent_source") or "").strip(),
+        "at": (values.get("consent_at") or "").strip(),
+    }
+    raw_attributes = (values.get("attributes") or "").strip()
+    try:
+        data["attributes"] = json.loads(raw_attributes) if raw_attributes else {}
+    except json.JSONDecodeError as exc:
+        problems["attributes"] = f"is not valid JSON ({exc.msg} at line {exc.lineno})"
+    try:
+        candidate_service.upsert_candidate(session, data, now)
+    except ValidationError as exc:
+        for name, reason in exc.fields.items():
+            problems[ERROR_FIELDS.get(name, name)] = reason
+    if problems:
+        raise ValidationError("some fields are not valid", problems)
+    # The candidates service keeps a value it is given blank; a cleared field here means clear.
+    if not data["recruiter_email"]:
+        candidate.recruiter_email = ""
+    if not data["consent"]["at"]:
+        candidate.consent_at = None
+    session.flush()
+    check_segments(session, now, [candidate.id])
