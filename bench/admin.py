@@ -38,30 +38,30 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # bench/ is not a package: measure this checkout's nurture
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import platform
+import random
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from flask import Flask  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-from sqlalchemy import insert, inspect, text  # noqa: E402
-from sqlalchemy.engine import Connection  # noqa: E402
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import insert, inspect, text
+from sqlalchemy.engine import Connection
 
-from nurture import create_app  # noqa: E402
-from nurture.config import Config  # noqa: E402
-from nurture.core.accounts.users import create_user  # noqa: E402
-from nurture.core.audience import engagement  # noqa: E402
+from nurture import create_app
+from nurture.config import Config
+from nurture.core.accounts.users import create_user
+from nurture.core.audience import engagement
 from nurture.core.audience import search as candidate_search
-from nurture.extensions import db  # noqa: E402
-from nurture.models import (  # noqa: E402
+from nurture.extensions import db
+from nurture.models import (
     Campaign,
     Candidate,
     Enrolment,
@@ -70,8 +70,8 @@ from nurture.models import (  # noqa: E402
     Step,
     Tag,
 )
-from nurture.models.candidates import candidate_tags  # noqa: E402
-from nurture.runtime import FileClock  # noqa: E402
+from nurture.models.candidates import candidate_tags
+from nurture.runtime import FileClock
 
 GOAL_MS = 200.0
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -124,8 +124,9 @@ def progress(label: str, done: int, total: int, started: float) -> None:
         print(line, flush=True)
 
 
-def bulk(conn: Connection, table: Any, rows: Iterator[dict[str, Any]], total: int,
-         label: str) -> int:
+def bulk(
+    conn: Connection, table: Any, rows: Iterator[dict[str, Any]], total: int, label: str
+) -> int:
     """INSERT rows in chunks of CHUNK with executemany; returns how many went in."""
     started, done, chunk = time.perf_counter(), 0, []
     for row in rows:
@@ -292,16 +293,22 @@ class Data:
                 yield self._event(eid, mid, cid, sent, rng, human)
 
     @staticmethod
-    def _event(eid: int, mid: int, cid: int, sent: datetime, rng: random.Random,
-               human: bool) -> dict[str, Any]:
+    def _event(
+        eid: int, mid: int, cid: int, sent: datetime, rng: random.Random, human: bool
+    ) -> dict[str, Any]:
         if not human:
-            kind, at, url, ua = "open", sent + timedelta(seconds=rng.randint(5, 120)), "", \
-                MACHINE_UA
+            kind, at, url, ua = (
+                "open",
+                sent + timedelta(seconds=rng.randint(5, 120)),
+                "",
+                MACHINE_UA,
+            )
         else:
             kind = rng.choices(("open", "click", "unsubscribe", "bounce"), (70, 28, 1, 1))[0]
             at = min(sent + timedelta(minutes=rng.randint(1, 60 * 24 * 20)), NOW)
-            url = "https://careers.example.com/jobs/42?utm_source=nurture" if kind == "click" \
-                else ""
+            url = (
+                "https://careers.example.com/jobs/42?utm_source=nurture" if kind == "click" else ""
+            )
             ua = PERSON_UA
         return {
             "id": eid, "message_id": mid, "candidate_id": cid, "kind": kind, "url": url,
@@ -324,20 +331,33 @@ def fill(app: Flask, data: Data) -> None:
     with app.app_context(), db.engine.begin() as conn:
         data.setup(conn)
         bulk(conn, Candidate, data.candidates(), data.n_candidates, "candidates")
-        bulk(conn, candidate_tags, data.candidate_tags(), int(data.n_candidates * 1.4),
-             "candidate_tags")
+        bulk(
+            conn,
+            candidate_tags,
+            data.candidate_tags(),
+            int(data.n_candidates * 1.4),
+            "candidate_tags",
+        )
         bulk(conn, Enrolment, data.enrolments(), data.n_candidates + 4, "enrolments")
-        bulk(conn, Message, data.messages(), data.n_candidates * 3 + BUSY_MESSAGES - 3,
-             "messages")
+        bulk(conn, Message, data.messages(), data.n_candidates * 3 + BUSY_MESSAGES - 3, "messages")
         bulk(conn, Event, data.events(), data.n_events, "events")
         if conn.dialect.name == "postgresql":
-            for table in ("tags", "campaigns", "steps", "candidates", "enrolments", "messages",
-                          "events"):
+            for table in (
+                "tags",
+                "campaigns",
+                "steps",
+                "candidates",
+                "enrolments",
+                "messages",
+                "events",
+            ):
                 # Explicit ids above did not move the sequences; a later INSERT must not collide.
-                conn.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT max(id) FROM {table}))"
-                ))
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT max(id) FROM {table}))"
+                    )
+                )
     analyze(app)
     with app.app_context():
         # What tracking.record_event keeps up to date one event at a time, done in bulk here
@@ -364,8 +384,9 @@ def signed_in_client(app: Flask):
     client = app.test_client()
     form = client.get("/admin/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form)[1]
-    answer = client.post("/admin/login", data={"email": VIEWER, "password": PASSWORD,
-                                                "csrf_token": token})
+    answer = client.post(
+        "/admin/login", data={"email": VIEWER, "password": PASSWORD, "csrf_token": token}
+    )
     assert answer.status_code == 302, answer.status_code
     return client
 
@@ -416,8 +437,10 @@ def cases(data: Data) -> list[tuple[str, str]]:
 
 def print_table(client, data: Data, backend: str, runs: int, title: str) -> int:
     """Time every case and print one table; returns how many are over the goal."""
-    print(f"\nServer time per request, {backend}{title}: median of {runs} (min-max), "
-          f"goal < {GOAL_MS:.0f} ms")
+    print(
+        f"\nServer time per request, {backend}{title}: median of {runs} (min-max), "
+        f"goal < {GOAL_MS:.0f} ms"
+    )
     print(f"{'case':<34} {'median ms':>10} {'min-max ms':>16}  rows")
     slow = 0
     for label, path in cases(data):
@@ -494,21 +517,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--postgres", metavar="URL", help="an empty PostgreSQL database to fill")
-    target.add_argument("--start-postgres", action="store_true",
-                        help="start a throw-away PostgreSQL cluster (tests/support/postgres.py)")
+    target.add_argument(
+        "--start-postgres",
+        action="store_true",
+        help="start a throw-away PostgreSQL cluster (tests/support/postgres.py)",
+    )
     parser.add_argument("--candidates", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7, help="timed requests per case")
     parser.add_argument("--quick", action="store_true", help="10,000 candidates, 100,000 events")
     parser.add_argument("--keep", metavar="DIR", help="keep the SQLite file in DIR")
     parser.add_argument("--no-jit", action="store_true", help="PostgreSQL: SET jit = off")
-    parser.add_argument("--with-indexes", action="store_true",
-                        help="then add the recommended indexes and time everything again")
+    parser.add_argument(
+        "--with-indexes",
+        action="store_true",
+        help="then add the recommended indexes and time everything again",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.candidates, args.events = 10_000, 100_000
-    print(f"Python {platform.python_version()} on {platform.machine()}, "
-          f"{platform.system()} {platform.release()}")
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, "
+        f"{platform.system()} {platform.release()}"
+    )
     with ExitStack() as stack:
         if args.start_postgres:
             from tests.support.postgres import PostgresCluster
@@ -518,8 +549,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.postgres:
             url = args.postgres
         else:
-            directory = Path(args.keep) if args.keep else Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="nurture-bench-db-"))
+            directory = (
+                Path(args.keep)
+                if args.keep
+                else Path(
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="nurture-bench-db-"))
+                )
             )
             directory.mkdir(parents=True, exist_ok=True)
             path = directory / "bench.db"

@@ -22,6 +22,7 @@ each run the measured one gets its enrolments due again and the tables are VACUU
 
 Figures are the median of ``--runs`` runs with the min-max. The script exits 0 either way.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,27 +32,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # bench/ is not a package: measure this checkout's nurture
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import multiprocessing  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import cProfile
+import multiprocessing
+import os
+import platform
+import re
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import Any
 
-from flask import Flask  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-from rq import Worker  # noqa: E402
-from sqlalchemy import select, text  # noqa: E402
+from flask import Flask
+from flask_migrate import upgrade
+from rq import Worker
+from sqlalchemy import select, text
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     SETTINGS,
     children,
     cpu,
@@ -61,17 +62,17 @@ from bench.common import (  # noqa: E402
     print_top,
     spread,
 )
-from nurture import create_app  # noqa: E402
-from nurture.config import Config  # noqa: E402
-from nurture.core.campaigns.enrolment import enrol_all  # noqa: E402
-from nurture.core.campaigns.service import create_campaign, set_status  # noqa: E402
-from nurture.core.delivery.scheduling import create_due_messages  # noqa: E402
-from nurture.dev.embedded import EmbeddedRedis, SmtpCapture  # noqa: E402
-from nurture.extensions import db  # noqa: E402
-from nurture.models import Candidate  # noqa: E402
-from nurture.tasks import get_redis  # noqa: E402
-from nurture.tasks.scheduling import run_tick  # noqa: E402
-from nurture.tasks.sending import close_sender, send_messages, template_library  # noqa: E402
+from nurture import create_app
+from nurture.config import Config
+from nurture.core.campaigns.enrolment import enrol_all
+from nurture.core.campaigns.service import create_campaign, set_status
+from nurture.core.delivery.scheduling import create_due_messages
+from nurture.dev.embedded import EmbeddedRedis, SmtpCapture
+from nurture.extensions import db
+from nurture.models import Candidate
+from nurture.tasks import get_redis
+from nurture.tasks.scheduling import run_tick
+from nurture.tasks.sending import close_sender, send_messages, template_library
 
 GOAL_DUE_S, GOAL_RATE, GOAL_RSS_MB, BATCH = 10.0, 1000.0, 150.0, 500
 STEPS = [
@@ -215,8 +216,15 @@ def start_workers(
     workers = []
     for index in range(count):
         with (logdir / f"worker{index}.log").open("wb") as out:
-            workers.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
-                                            env=env, stdout=out, stderr=subprocess.STDOUT))
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, str(ROOT / "worker.py")],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     deadline = time.monotonic() + 60
     while len(Worker.all(connection=get_redis(app))) < count:
         assert time.monotonic() < deadline and all(w.poll() is None for w in workers), (
@@ -261,20 +269,28 @@ def bench_pipeline(app: Flask, campaign_id: int, n: int, runs: int, sink: Sink,
     rate = statistics.median(row["rate"] for row in rows)
     print(f"   {'wall seconds':<36} {spread([r['elapsed'] for r in rows])}")
     print(f"   {'of which run_tick (create, enqueue)':<36} {spread([r['tick'] for r in rows])}")
-    print(f"   {'mails per second':<36} {spread([r['rate'] for r in rows], '{:,.0f}')}   "
-          f"goal >= {GOAL_RATE:,.0f}: {'met' if rate >= GOAL_RATE else 'MISSED'}")
-    print(f"   sent exactly once (ledger = sink, 1 attempt each, no duplicate Message-ID): "
-          f"{'yes' if all(checks) else 'NO'} in {sum(checks)} of {len(checks)} runs")
+    print(
+        f"   {'mails per second':<36} {spread([r['rate'] for r in rows], '{:,.0f}')}   "
+        f"goal >= {GOAL_RATE:,.0f}: {'met' if rate >= GOAL_RATE else 'MISSED'}"
+    )
+    print(
+        f"   sent exactly once (ledger = sink, 1 attempt each, no duplicate Message-ID): "
+        f"{'yes' if all(checks) else 'NO'} in {sum(checks)} of {len(checks)} runs"
+    )
     print(f"\n   {'CPU during the run':<20} {'CPU seconds':>22} {'µs per mail':>12} "
           f"{'% of 2 cores':>13}")  # fmt: skip
     for name in groups:
         used = [row[name] for row in rows]
         share = statistics.median(row[name] / (2 * row["elapsed"]) * 100 for row in rows)
-        print(f"   {name:<20} {spread(used):>22} {statistics.median(used) / n * 1e6:>12,.0f} "
-              f"{share:>12.0f}%")
+        print(
+            f"   {name:<20} {spread(used):>22} {statistics.median(used) / n * 1e6:>12,.0f} "
+            f"{share:>12.0f}%"
+        )
     total = sum(statistics.median(row[name] for row in rows) for name in groups)
-    print(f"   {'all of the above':<20} {total:>22.2f} {total / n * 1e6:>12,.0f} "
-          f"-> at most {2 * n / total:,.0f} mails/s on 2 cores at this cost")
+    print(
+        f"   {'all of the above':<20} {total:>22.2f} {total / n * 1e6:>12,.0f} "
+        f"-> at most {2 * n / total:,.0f} mails/s on 2 cores at this cost"
+    )
 
 
 def bench_memory(workers: list[subprocess.Popen]) -> None:
@@ -282,16 +298,21 @@ def bench_memory(workers: list[subprocess.Popen]) -> None:
     print(f"\n3. Worker memory after the runs (goal: peak under {GOAL_RSS_MB:g} MB)")
     for index, worker in enumerate(workers):
         mem = memory_mb(worker.pid)
-        print(f"   worker {index + 1} (pid {worker.pid})  VmHWM {mem['VmHWM']:6.1f} MB   "
-              f"VmRSS {mem['VmRSS']:6.1f} MB   {'met' if mem['VmHWM'] < GOAL_RSS_MB else 'MISSED'}")
+        print(
+            f"   worker {index + 1} (pid {worker.pid})  VmHWM {mem['VmHWM']:6.1f} MB   "
+            f"VmRSS {mem['VmRSS']:6.1f} MB   {'met' if mem['VmHWM'] < GOAL_RSS_MB else 'MISSED'}"
+        )
 
 
 def bench_profile(campaign_id: int, profile_out: str | None = None) -> None:
     """4. A warm batch in this process, timed; then one under cProfile."""
     make_due(campaign_id)
     create_due_messages(db.session, datetime.now(UTC))
-    ids = list(db.session.scalars(text(
-        "SELECT id FROM messages WHERE campaign_id = :c ORDER BY id"), {"c": campaign_id}))
+    ids = list(
+        db.session.scalars(
+            text("SELECT id FROM messages WHERE campaign_id = :c ORDER BY id"), {"c": campaign_id}
+        )
+    )
     db.session.remove()
     send_messages(ids[:BATCH])  # warm: compiled templates, the SMTP connection, the pool
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -300,9 +321,11 @@ def bench_profile(campaign_id: int, profile_out: str | None = None) -> None:
     profile = cProfile.Profile()
     profiled = profile.runcall(send_messages, ids[2 * BATCH :])
     assert timed.get("sent") == profiled.get("sent") == BATCH, (timed, profiled)
-    print(f"\n4. A batch of {BATCH} through tasks.sending.send_messages in this process, warm: "
-          f"{wall / BATCH * 1e3:.2f} ms per message ({busy / BATCH * 1e3:.2f} ms of it this "
-          f"process's CPU), {BATCH / wall:,.0f} mails/s from one process")
+    print(
+        f"\n4. A batch of {BATCH} through tasks.sending.send_messages in this process, warm: "
+        f"{wall / BATCH * 1e3:.2f} ms per message ({busy / BATCH * 1e3:.2f} ms of it this "
+        f"process's CPU), {BATCH / wall:,.0f} mails/s from one process"
+    )
     print_stages(profile, BATCH, "message", STAGES, 36, profile_out)
     print_top(profile, ROOT)
 
@@ -321,8 +344,10 @@ def run(args: argparse.Namespace, url: str, postgres: Any, stack: ExitStack, tmp
     due_id = drip(app, "Due enrolments", 1, due_n)
     send_id = drip(app, "End to end", due_n + 1, due_n + send_n)
     profile_id = drip(app, "Profiled batches", due_n + send_n + 1, due_n + send_n + 3 * BATCH)
-    print(f"Built {due_n + send_n + 3 * BATCH:,} candidates and 3 active drips in "
-          f"{time.perf_counter() - started:.1f} s (SMTP sink: SmtpCapture, no maildir)")
+    print(
+        f"Built {due_n + send_n + 3 * BATCH:,} candidates and 3 active drips in "
+        f"{time.perf_counter() - started:.1f} s (SMTP sink: SmtpCapture, no maildir)"
+    )
     bench_due(app, due_id, due_n, args.runs, postgres)
     make_due(due_id, due=False)  # its queued messages must not go out in part 2
     env = dict(os.environ) | {f"NURTURE_{key}": value for key, value in settings.items()}
@@ -345,20 +370,28 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, start PostgreSQL, run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="an empty PostgreSQL database (else a throw-away cluster)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="fraction of 100,000 due enrolments and 20,000 mails end to end")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="fraction of 100,000 due enrolments and 20,000 mails end to end",
+    )
     parser.add_argument("--send", type=int, help="mails end to end (default 20,000 x scale)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per case")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="worker.py processes end to end (the goal assumes 2)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="worker.py processes end to end (the goal assumes 2)"
+    )
     parser.add_argument("--quick", action="store_true", help="the same as --scale 0.1")
-    parser.add_argument("--profile-out", metavar="FILE",
-                        help="also write section 4's cProfile data to FILE")
+    parser.add_argument(
+        "--profile-out", metavar="FILE", help="also write section 4's cProfile data to FILE"
+    )
     args = parser.parse_args(argv)
     args.scale = 0.1 if args.quick else args.scale
-    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{platform.system()} {platform.release()}; load average "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.system()} {platform.release()}; load average "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp, ExitStack() as stack:
         url, postgres = postgres_for(args.url, stack)
         run(args, url, postgres, stack, Path(tmp))

@@ -36,33 +36,33 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # bench/ is not a package: measure this checkout's nurture
 
-import argparse  # noqa: E402
-import difflib  # noqa: E402
-import email  # noqa: E402
-import gc  # noqa: E402
-import html as html_lib  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from email import policy  # noqa: E402
-from html.parser import HTMLParser  # noqa: E402
-from importlib import metadata  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import difflib
+import email
+import gc
+import html as html_lib
+import math
+import os
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from html.parser import HTMLParser
+from importlib import metadata
+from types import SimpleNamespace
+from typing import Any
 
-import jinja2  # noqa: E402
+import jinja2
 
-from nurture.config import Config  # noqa: E402
-from nurture.core.content.mime import MailSettings, build_mime, new_message_id  # noqa: E402
-from nurture.core.content.personalisation import build_context, recruiter_of  # noqa: E402
-from nurture.core.content.rendering import RenderedMail, TemplateLibrary, inline_css  # noqa: E402
-from nurture.core.delivery.dkim import DkimSigner, generate_key  # noqa: E402
+from nurture.config import Config
+from nurture.core.content.mime import MailSettings, build_mime, new_message_id
+from nurture.core.content.personalisation import build_context, recruiter_of
+from nurture.core.content.rendering import RenderedMail, TemplateLibrary, inline_css
+from nurture.core.delivery.dkim import DkimSigner, generate_key
 from nurture.core.feedback.tracking import instrument
 from nurture.core.tokens import Tokens
 

@@ -31,25 +31,25 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # bench/ is not a package: measure this checkout's nurture
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import Any
 
-from flask_migrate import upgrade  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from flask_migrate import upgrade
+from sqlalchemy import text
 
-from nurture import create_app  # noqa: E402
-from nurture.config import Config  # noqa: E402
-from nurture.core.audience import engagement  # noqa: E402
-from nurture.core.audience import segments as seg  # noqa: E402
-from nurture.extensions import db  # noqa: E402
-from nurture.runtime import FileClock  # noqa: E402
+from nurture import create_app
+from nurture.config import Config
+from nurture.core.audience import engagement
+from nurture.core.audience import segments as seg
+from nurture.extensions import db
+from nurture.runtime import FileClock
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 GOAL = 1.0
@@ -88,8 +88,18 @@ RULES: list[tuple[str, dict[str, Any]]] = [
     ),
 ]  # fmt: skip
 
-ROLES = ["Backend engineer", "Frontend engineer", "Designer", "Data scientist", "SRE",
-         "Product manager", "Recruiter", "QA engineer", "Mobile engineer", "Data engineer"]
+ROLES = [
+    "Backend engineer",
+    "Frontend engineer",
+    "Designer",
+    "Data scientist",
+    "SRE",
+    "Product manager",
+    "Recruiter",
+    "QA engineer",
+    "Mobile engineer",
+    "Data engineer",
+]
 STAGES = ["applied", "screen", "onsite", "offer", "final"]
 SKILLS = ["python", "go", "rust", "java", "kotlin", "swift", "sql", "react", "vue", "figma",
           "elixir", "scala", "ruby", "php", "c", "cpp", "terraform", "k8s", "aws", "gcp",
@@ -273,8 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, get a database, run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="an empty PostgreSQL database (else a throw-away cluster)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="fraction of 1,000,000 candidates / 10,000,000 events")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="fraction of 1,000,000 candidates / 10,000,000 events",
+    )
     parser.add_argument("--runs", type=int, default=5, help="timed runs per case")
     args = parser.parse_args(argv)
     print(f"Python {platform.python_version()} on {platform.machine()}, "

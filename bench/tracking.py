@@ -46,33 +46,33 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # bench/ is not a package: measure this checkout's nurture
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import html as html_lib  # noqa: E402
-import http.client  # noqa: E402
-import multiprocessing  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import timeit  # noqa: E402
-from collections import Counter  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import cProfile
+import html as html_lib
+import http.client
+import multiprocessing
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import timeit
+from collections import Counter
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import Any
 
-from flask import Flask  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-from sqlalchemy import event, select, text  # noqa: E402
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import event, select, text
 
-from bench.common import SETTINGS as COMMON_SETTINGS  # noqa: E402
-from bench.common import (  # noqa: E402
+from bench.common import SETTINGS as COMMON_SETTINGS
+from bench.common import (
     children,
     cpu_by_pid,
     fill_candidates,
@@ -81,16 +81,16 @@ from bench.common import (  # noqa: E402
     print_top,
     spread,
 )
-from nurture import create_app  # noqa: E402
-from nurture.config import Config  # noqa: E402
-from nurture.core.campaigns.enrolment import enrol_all, queue_messages  # noqa: E402
-from nurture.core.campaigns.service import create_campaign, set_status  # noqa: E402
+from nurture import create_app
+from nurture.config import Config
+from nurture.core.campaigns.enrolment import enrol_all, queue_messages
+from nurture.core.campaigns.service import create_campaign, set_status
 from nurture.core.feedback.tracking import instrument
 from nurture.core.tokens import Tokens
-from nurture.dev.embedded import die_with_parent, free_port  # noqa: E402
-from nurture.extensions import db  # noqa: E402
-from nurture.models import Candidate, Enrolment, Step  # noqa: E402
-from nurture.tasks.sending import template_library  # noqa: E402
+from nurture.dev.embedded import die_with_parent, free_port
+from nurture.extensions import db
+from nurture.models import Candidate, Enrolment, Step
+from nurture.tasks.sending import template_library
 
 GOAL_RATE, OPEN_SHARE = 2000.0, 0.7
 SETTINGS = COMMON_SETTINGS | {
@@ -346,8 +346,19 @@ def gunicorn_command(setup: str, port: int, log: Path) -> list[str]:
     kind, workers, threads = SETUP.match(setup).groups()  # type: ignore[union-attr]
     script = Path(sys.executable).parent / "gunicorn"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "gunicorn"]
-    command += ["wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", workers,
-                "--worker-class", kind, "--error-logfile", str(log), "--log-level", "info"]
+    command += [
+        "wsgi:app",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        workers,
+        "--worker-class",
+        kind,
+        "--error-logfile",
+        str(log),
+        "--log-level",
+        "info",
+    ]
     if threads:
         command += ["--threads", threads]
     return command
@@ -451,18 +462,22 @@ def bench_setup(app: Flask, setup: str, generator: LoadGenerator, args: argparse
             })  # fmt: skip
             problems = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())
                                  if k not in ("open", "click")) or "none"  # fmt: skip
-            print(f"   run {run + 1}: {ok:,} hits in {elapsed:.2f} s ({counts['open']:,} opens, "
-                  f"{counts['click']:,} clicks); failed: {problems}; events added: "
-                  f"{found['open']:,} opens, {found['click']:,} clicks ({found['machine']:,} "
-                  f"marked machine): {'all recorded' if recorded else 'MISMATCH'}")
+            print(
+                f"   run {run + 1}: {ok:,} hits in {elapsed:.2f} s ({counts['open']:,} opens, "
+                f"{counts['click']:,} clicks); failed: {problems}; events added: "
+                f"{found['open']:,} opens, {found['click']:,} clicks ({found['machine']:,} "
+                f"marked machine): {'all recorded' if recorded else 'MISMATCH'}"
+            )
         rate = statistics.median(row["rate"] for row in rows)
         print(f"   {'hits per second':<28} {spread([r['rate'] for r in rows], '{:,.0f}')}")
         print(f"   {'latency p50, ms':<28} {spread([r['p50'] for r in rows])}")
         print(f"   {'latency p99, ms':<28} {spread([r['p99'] for r in rows])}")
         print(f"   {'failed (not 2xx/3xx, errors)':<28} {sum(r['failed'] for r in rows):,}")
-        print(f"   every successful hit recorded as an event: "
-              f"{'yes' if all(r['recorded'] for r in rows) else 'NO'} in "
-              f"{sum(r['recorded'] for r in rows)} of {len(rows)} runs")
+        print(
+            f"   every successful hit recorded as an event: "
+            f"{'yes' if all(r['recorded'] for r in rows) else 'NO'} in "
+            f"{sum(r['recorded'] for r in rows)} of {len(rows)} runs"
+        )
         print(f"\n   {'CPU during the runs':<24} {'CPU seconds':>22} {'µs per hit':>11} "
               f"{'% of 2 cores':>13}")  # fmt: skip
         for name in ("gunicorn", "postgres", "generator"):
@@ -486,8 +501,10 @@ def bench_setup(app: Flask, setup: str, generator: LoadGenerator, args: argparse
         served = statistics.median(
             (row["gunicorn"] + row["postgres"]) / max(row["ok"], 1) for row in rows
         )
-        print(f"   server side (gunicorn + postgres) {served * 1e6:,.0f} µs per hit -> at most "
-              f"{2 / served:,.0f} hits/s on 2 cores with the generator elsewhere")
+        print(
+            f"   server side (gunicorn + postgres) {served * 1e6:,.0f} µs per hit -> at most "
+            f"{2 / served:,.0f} hits/s on 2 cores with the generator elsewhere"
+        )
     return {"setup": setup, "rate": rate, "rows": rows}
 
 
@@ -505,8 +522,11 @@ def bench_views(app: Flask, opens: list[str], clicks: list[tuple[str, str]], n: 
         good = 0
         for path, target in batch:
             response = client.get(path, headers={"User-Agent": AGENTS[good % len(AGENTS)]})
-            good += response.status_code == 200 if target is None else (
-                response.status_code == 302 and response.headers["Location"] == target)
+            good += (
+                response.status_code == 200
+                if target is None
+                else (response.status_code == 302 and response.headers["Location"] == target)
+            )
         return good
 
     serve(hits[:n])  # warm
@@ -555,9 +575,7 @@ def run(args: argparse.Namespace, url: str, postgres: Any, stack: ExitStack, tmp
           f"{len(opens):,} open pixels and {len(clicks):,} click links from "
           "tracking.instrument")  # fmt: skip
     env = dict(os.environ) | {f"NURTURE_{key}": value for key, value in settings.items()}
-    generator = stack.enter_context(
-        LoadGenerator(opens, clicks, args.processes, args.connections)
-    )
+    generator = stack.enter_context(LoadGenerator(opens, clicks, args.processes, args.connections))
     results = []
     for setup in args.setups:
         try:
@@ -593,21 +611,28 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, start PostgreSQL, run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="an empty PostgreSQL database (else a throw-away cluster)")
-    parser.add_argument("--setups", nargs="+", default=["sync:2", "sync:4", "gthread:2x4"],
-                        metavar="KIND:WORKERS[xTHREADS]",
-                        help="gunicorn worker setups (default: sync:2 sync:4 gthread:2x4)")
+    parser.add_argument(
+        "--setups",
+        nargs="+",
+        default=["sync:2", "sync:4", "gthread:2x4"],
+        metavar="KIND:WORKERS[xTHREADS]",
+        help="gunicorn worker setups (default: sync:2 sync:4 gthread:2x4)",
+    )
     parser.add_argument("--candidates", type=int, help="candidates (default 5,000; quick 2,000)")
     parser.add_argument("--runs", type=int, help="timed runs per setup (default 3; quick 1)")
     parser.add_argument("--seconds", type=float, help="length of a run (default 10; quick 3)")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before the runs")
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
-    parser.add_argument("--connections", type=int, default=16,
-                        help="concurrent connections in all (default 16)")
-    parser.add_argument("--profile-hits", type=int,
-                        help="hits per in-process pass (default 3,000; quick 1,000)")
+    parser.add_argument(
+        "--connections", type=int, default=16, help="concurrent connections in all (default 16)"
+    )
+    parser.add_argument(
+        "--profile-hits", type=int, help="hits per in-process pass (default 3,000; quick 1,000)"
+    )
     parser.add_argument("--quick", action="store_true", help="a short run: well under a minute")
-    parser.add_argument("--profile-out", metavar="FILE",
-                        help="also write the in-process cProfile data to FILE")
+    parser.add_argument(
+        "--profile-out", metavar="FILE", help="also write the in-process cProfile data to FILE"
+    )
     args = parser.parse_args(argv)
     for key, default, quick in (("candidates", 5000, 2000), ("runs", 3, 1), ("seconds", 10.0, 3.0),
                                 ("profile_hits", 3000, 1000)):  # fmt: skip
@@ -625,8 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp, ExitStack() as stack:
         url, postgres = postgres_for(args.url, stack)
         run(args, url, postgres, stack, Path(tmp))
-    print(f"\nLoad average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; the "
-          f"reference loop takes {python_speed():.0f} µs")
+    print(
+        f"\nLoad average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; the "
+        f"reference loop takes {python_speed():.0f} µs"
+    )
     return 0
 
 

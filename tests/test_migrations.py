@@ -33,7 +33,8 @@ def test_the_migrated_schema_matches_the_models(database_url: str, tmp_path) -> 
         db.engine.dispose()
     # Indexes that only a migration can express (partial, GIN) are written there on purpose.
     missing = [
-        d for d in differences
+        d
+        for d in differences
         if not (d[0] == "remove_index" and d[1].name in _MIGRATION_ONLY_INDEXES)
     ]
     assert missing == []

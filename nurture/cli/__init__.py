@@ -45,24 +45,5 @@ def main() -> None:
     cli(prog_name="nurture")
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,6 +18,8 @@ def demo_command() -> None:
     """Seed demo data (candidates, a 3-step drip, an admin) unless it is there already."""
     from nurture.dev.demo import seed_demo
 
-    result = seed_demo(db.session, current_app.config, runtime.now(), Path(current_app.instance_path))
+    result = seed_demo(
+        db.session, current_app.config, runtime.now(), Path(current_app.instance_path)
+    )
     db.session.commit()
     click.echo(result.summary())

@@ -20,8 +20,12 @@ def dkim_command() -> None:
 @dkim_command.command("generate")
 @click.option("--selector", required=True, help="The selector, e.g. nurture1 (rotate by date).")
 @click.option("--domain", required=True, help="The signing domain: your From address's domain.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the private key [default: <instance>/dkim.pem].")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the private key [default: <instance>/dkim.pem].",
+)
 @click.option("--bits", type=click.IntRange(1024, 4096), default=2048, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing key file.")
 @with_appcontext

@@ -19,14 +19,28 @@ from nurture.extensions import db
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tag", "tags", multiple=True, help="Add this tag to every candidate (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Check every row, print the report, write nothing.")
-@click.option("--map", "overrides", multiple=True, metavar="COLUMN=FIELD",
-              help="Import a column as this field (repeatable); FIELD '' ignores the column.")
-@click.option("--ignore-unknown", is_flag=True,
-              help="Ignore unrecognised columns instead of keeping them as custom attributes.")
+@click.option(
+    "--map",
+    "overrides",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Import a column as this field (repeatable); FIELD '' ignores the column.",
+)
+@click.option(
+    "--ignore-unknown",
+    is_flag=True,
+    help="Ignore unrecognised columns instead of keeping them as custom attributes.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @with_appcontext
-def import_command(file: Path, tags: tuple[str, ...], dry_run: bool, overrides: tuple[str, ...],
-                   ignore_unknown: bool, as_json: bool) -> None:
+def import_command(
+    file: Path,
+    tags: tuple[str, ...],
+    dry_run: bool,
+    overrides: tuple[str, ...],
+    ignore_unknown: bool,
+    as_json: bool,
+) -> None:
     """Import candidates from a CSV file (header line, email column) and print the report."""
     from nurture.core.errors import ValidationError
     from nurture.workflows import imports as import_service
@@ -38,7 +52,10 @@ def import_command(file: Path, tags: tuple[str, ...], dry_run: bool, overrides: 
     try:
         csv_file = import_service.read_csv(data)
         job = import_service.new_job(
-            csv_file, file.name, now, mapping=_overrides(overrides) or None,
+            csv_file,
+            file.name,
+            now,
+            mapping=_overrides(overrides) or None,
             tags=import_service.clean_tags(list(tags)),
             unknown=import_service.IGNORE if ignore_unknown else import_service.ATTRIBUTE,
         )
@@ -49,18 +66,19 @@ def import_command(file: Path, tags: tuple[str, ...], dry_run: bool, overrides: 
     except ValidationError as exc:
         db.session.rollback()
         raise click.ClickException(
-            "; ".join(f"{field}: {problem}" for field, problem in exc.fields.items())
-            or exc.message
+            "; ".join(f"{field}: {problem}" for field, problem in exc.fields.items()) or exc.message
         ) from None
     if not dry_run:
         db.session.add(job)
         db.session.commit()
-        job = import_service.run_import(db.session, job.id, now,
-                                        batch=int(app.config.get("IMPORT_BATCH_SIZE", 500)))
+        job = import_service.run_import(
+            db.session, job.id, now, batch=int(app.config.get("IMPORT_BATCH_SIZE", 500))
+        )
         report = import_service.job_report(job)
     if as_json:
-        click.echo(json.dumps({**report, "mapping": job.mapping, "notes": csv_file.notes},
-                              indent=2))
+        click.echo(
+            json.dumps({**report, "mapping": job.mapping, "notes": csv_file.notes}, indent=2)
+        )
         return
     _print(file.name, csv_file.notes, job.mapping, report, dry_run)
     if report.get("status") == "failed":
@@ -77,8 +95,9 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
     return mapping
 
 
-def _print(name: str, notes: list[str], mapping: dict[str, str], report: dict[str, Any],
-           dry_run: bool) -> None:
+def _print(
+    name: str, notes: list[str], mapping: dict[str, str], report: dict[str, Any], dry_run: bool
+) -> None:
     for note in notes:
         click.echo(f"note: {note}", err=True)
     mapped = ", ".join(f"{c} → {t or '(ignored)'}" for c, t in mapping.items())

@@ -90,8 +90,13 @@ INBOUND_INTERVAL = 60.0
 
 @click.command("inbound")
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
-@click.option("--interval", type=float, default=INBOUND_INTERVAL, show_default=True,
-              help="Seconds between passes.")
+@click.option(
+    "--interval",
+    type=float,
+    default=INBOUND_INTERVAL,
+    show_default=True,
+    help="Seconds between passes.",
+)
 @with_appcontext
 def inbound_command(once: bool, interval: float) -> None:
     """Read replies, bounces and complaints from the configured mailboxes."""

@@ -29,7 +29,7 @@ def decode(data: bytes) -> tuple[str, list[str]]:
     if not data.strip():
         raise file_error("The file is empty.")
     if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8):].decode("utf-8", "replace"), []
+        return data[len(codecs.BOM_UTF8) :].decode("utf-8", "replace"), []
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         # Excel's "Unicode text" export.
         return data.decode("utf-16"), []

@@ -122,8 +122,12 @@ class Enrolment(Base):
         Index("ix_enrolments_candidate", "candidate_id", "status"),
         # At most one active enrolment per candidate and campaign, whatever races.
         Index(
-            "uq_enrolments_active", "campaign_id", "candidate_id", unique=True,
-            postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"),
+            "uq_enrolments_active",
+            "campaign_id",
+            "candidate_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
         ),
     )
 

@@ -78,8 +78,13 @@ class Event(Base):
         Index("ix_events_kind_time", "kind", "created_at"),
         # Stats, segments and scores read human events only.
         Index(
-            "ix_events_human", "kind", "created_at", "message_id", "candidate_id",
-            postgresql_where=text("NOT machine"), sqlite_where=text("machine = 0"),
+            "ix_events_human",
+            "kind",
+            "created_at",
+            "message_id",
+            "candidate_id",
+            postgresql_where=text("NOT machine"),
+            sqlite_where=text("machine = 0"),
         ),
     )
 

@@ -15,7 +15,6 @@ from nurture.extensions import db
 log = logging.getLogger(__name__)
 
 
-
 def read_mailbox(app: Flask, url: str, setting: str = "mailbox") -> Counter[str]:
     """Classify and apply each unseen mail in one mailbox; returns counts by outcome."""
     clock = runtime.clock(app)
@@ -55,5 +54,3 @@ def process_inbound(app: Flask) -> Counter[str]:
     finally:
         db.session.remove()
     return counts
-
-

@@ -92,9 +92,7 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     """Send the messages with these ids (those still queued); returns counts by outcome."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        outcome = send_service(
-            db.session, sender_for(app), runtime.clock(app).now, message_ids
-        )
+        outcome = send_service(db.session, sender_for(app), runtime.clock(app).now, message_ids)
     finally:
         db.session.remove()
     return dict(outcome)

@@ -85,9 +85,7 @@ def tag_entry_campaigns(session: Session, tag: str) -> list[Campaign]:
     )
 
 
-def bulk_tag(
-    session: Session, filters: CandidateFilters, tag: str, now: datetime
-) -> BulkTagResult:
+def bulk_tag(session: Session, filters: CandidateFilters, tag: str, now: datetime) -> BulkTagResult:
     """Tag every candidate the filters match in one INSERT … SELECT, then enrol the newly
     tagged into the active campaigns that start on that tag."""
     name = clean_tag(tag)

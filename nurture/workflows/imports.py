@@ -72,30 +72,66 @@ MULTI_TARGETS = {IGNORE, ATTRIBUTE, "skills", "tags"}
 
 # Header names as people write them, squashed to letters and digits, per target.
 _SYNONYMS: dict[str, tuple[str, ...]] = {
-    "email": ("email", "emailaddress", "mail", "emailid", "candidateemail", "personalemail",
-              "workemail", "contactemail", "courriel"),
+    "email": (
+        "email",
+        "emailaddress",
+        "mail",
+        "emailid",
+        "candidateemail",
+        "personalemail",
+        "workemail",
+        "contactemail",
+        "courriel",
+    ),
     "first_name": ("firstname", "first", "givenname", "forename", "prenom", "vorname"),
     "last_name": ("lastname", "last", "surname", "familyname", "nachname"),
     "full_name": ("name", "fullname", "candidatename", "candidate", "nom"),
     "timezone": ("timezone", "tz", "zone", "timezonename", "timezoneiana"),
     "location": ("location", "city", "place", "basedin", "candidatelocation", "country"),
-    "role": ("role", "position", "jobtitle", "job", "title", "appliedfor", "roleappliedfor",
-             "opening", "requisition", "jobapplied"),
-    "stage": ("stage", "furtheststage", "interviewstage", "stagereached", "laststage",
-              "currentstage"),
-    "rejection_reason": ("rejectionreason", "reason", "rejectedreason", "rejection",
-                         "disqualificationreason", "whyrejected"),
+    "role": (
+        "role",
+        "position",
+        "jobtitle",
+        "job",
+        "title",
+        "appliedfor",
+        "roleappliedfor",
+        "opening",
+        "requisition",
+        "jobapplied",
+    ),
+    "stage": (
+        "stage",
+        "furtheststage",
+        "interviewstage",
+        "stagereached",
+        "laststage",
+        "currentstage",
+    ),
+    "rejection_reason": (
+        "rejectionreason",
+        "reason",
+        "rejectedreason",
+        "rejection",
+        "disqualificationreason",
+        "whyrejected",
+    ),
     "strengths": ("strengths", "interviewstrengths", "strength", "highlights"),
     "skills": ("skills", "skill", "skillset", "technologies", "techstack", "stack"),
     "tags": ("tags", "tag", "labels", "label", "pools", "talentpools", "talentpool"),
     "source": ("source", "candidatesource", "leadsource", "channel", "origin"),
     "recruiter_name": ("recruitername", "recruiter", "owner", "ownername", "recruiterfullname"),
-    "recruiter_email": ("recruiteremail", "recruiteremailaddress", "owneremail",
-                        "recruitermail"),
+    "recruiter_email": ("recruiteremail", "recruiteremailaddress", "owneremail", "recruitermail"),
     "consent_basis": ("consentbasis", "legalbasis", "lawfulbasis", "consent"),
     "consent_source": ("consentsource",),
-    "consent_at": ("consentat", "consentdate", "consentedat", "consenttime", "consentgiven",
-                   "consentgivenat"),
+    "consent_at": (
+        "consentat",
+        "consentdate",
+        "consentedat",
+        "consenttime",
+        "consentgiven",
+        "consentgivenat",
+    ),
 }
 _KNOWN = {alias: target for target, aliases in _SYNONYMS.items() for alias in aliases}
 _LIST_SPLIT = re.compile(r"[;,|\n]")
@@ -154,10 +190,6 @@ class Report:
 # --- reading the upload -------------------------------------------------------------------
 
 
-
-
-
-
 def read_csv(data: bytes) -> CsvFile:
     """Decode an upload and check that it has a header and at least one row."""
     text, notes = decode(data)
@@ -176,8 +208,6 @@ def inspect(text: str, notes: list[str] | None = None) -> CsvFile:
     if delimiter != ",":
         notes.append(f"Columns are separated by a {DELIMITER_NAMES[delimiter]}.")
     return CsvFile(text, delimiter, header, header_line, total, notes)
-
-
 
 
 def _header(text: str, delimiter: str) -> tuple[list[str], int]:
@@ -389,8 +419,15 @@ def create_import(
 ) -> tuple[ImportJob, list[str]]:
     """Check an upload and store it as an import awaiting its mapping; returns (job, notes)."""
     csv_file = read_csv(data)
-    job = new_job(csv_file, filename, now, mapping=mapping, tags=tags, unknown=unknown,
-                  created_by_id=created_by_id)
+    job = new_job(
+        csv_file,
+        filename,
+        now,
+        mapping=mapping,
+        tags=tags,
+        unknown=unknown,
+        created_by_id=created_by_id,
+    )
     session.add(job)
     session.flush()
     return job, csv_file.notes
@@ -430,8 +467,9 @@ def column_samples(job: ImportJob, n: int = 3) -> dict[str, list[str]]:
 # --- rows ---------------------------------------------------------------------------------
 
 
-def _row(line: int, header: list[str], cells: list[str], mapping: dict[str, str],
-         tags: list[str]) -> Row:
+def _row(
+    line: int, header: list[str], cells: list[str], mapping: dict[str, str], tags: list[str]
+) -> Row:
     """Turn one record into candidate data and check it exactly as ``upsert_candidate`` will."""
     row = Row(line=line, data={})
     column_of = {target: column for column, target in reversed(mapping.items())}
@@ -439,10 +477,13 @@ def _row(line: int, header: list[str], cells: list[str], mapping: dict[str, str]
     def fail(column: str, reason: str) -> None:
         row.errors.append({"line": line, "field": column, "reason": reason})
 
-    extra = [c for c in cells[len(header):] if c.strip()]
+    extra = [c for c in cells[len(header) :] if c.strip()]
     if extra:
-        fail("", f"the line has {len(cells)} values but the header has {len(header)} columns "
-                 "(is a value holding the delimiter without quotes?)")
+        fail(
+            "",
+            f"the line has {len(cells)} values but the header has {len(header)} columns "
+            "(is a value holding the delimiter without quotes?)",
+        )
     data = row.data
     row_tags: list[str] = list(tags)
     for column, value in zip(header, cells, strict=False):
@@ -451,8 +492,11 @@ def _row(line: int, header: list[str], cells: list[str], mapping: dict[str, str]
         if not value or target == IGNORE:
             continue  # an empty cell never erases what is stored
         if len(value) > MAX_CELL:
-            fail(column, f"the value is {len(value):,} characters long (at most {MAX_CELL:,}); "
-                         "is a quote left open?")
+            fail(
+                column,
+                f"the value is {len(value):,} characters long (at most {MAX_CELL:,}); "
+                "is a quote left open?",
+            )
             continue
         if target == ATTRIBUTE:
             data.setdefault("attributes", {})[attribute_key(column)] = value
@@ -521,11 +565,14 @@ def iter_rows(job: ImportJob) -> Iterator[Row]:
         row = _row(line, header, cells, mapping, tags)
         if not row.errors and row.email in first_seen:
             column = next((c for c, t in mapping.items() if t == "email"), "email")
-            row.errors.append({
-                "line": line, "field": column,
-                "reason": f"{row.email} is already on line {first_seen[row.email]}; "
-                          "each address is imported once",
-            })
+            row.errors.append(
+                {
+                    "line": line,
+                    "field": column,
+                    "reason": f"{row.email} is already on line {first_seen[row.email]}; "
+                    "each address is imported once",
+                }
+            )
         elif not row.errors:
             first_seen[row.email] = line
         yield row
@@ -548,9 +595,11 @@ def dry_run(session: Session, job: ImportJob, batch: int = 500) -> Report:
     report = Report(dry_run=True)
     for rows in _batches(iter_rows(job), batch):
         good = [r for r in rows if not r.errors]
-        known = set(session.scalars(
-            select(Candidate.email).where(Candidate.email.in_([r.email for r in good]))
-        ))
+        known = set(
+            session.scalars(
+                select(Candidate.email).where(Candidate.email.in_([r.email for r in good]))
+            )
+        )
         report.total_rows += len(rows)
         report.updated += sum(1 for r in good if r.email in known)
         report.created += sum(1 for r in good if r.email not in known)
@@ -636,9 +685,14 @@ def run_import(
         job = session.get(ImportJob, job_id)
         job.status = ImportStatus.FAILED
         job.finished_at = now
-        job.errors = [*job.errors, {"line": None, "field": "",
-                                    "reason": f"the import stopped: {exc.__class__.__name__}: "
-                                              f"{str(exc)[:300]}"}]
+        job.errors = [
+            *job.errors,
+            {
+                "line": None,
+                "field": "",
+                "reason": f"the import stopped: {exc.__class__.__name__}: {str(exc)[:300]}",
+            },
+        ]
         session.commit()
     return job
 
@@ -651,9 +705,7 @@ def claim_stalled(session: Session, now: datetime, after: timedelta) -> list[int
     """
     stale = or_(ImportJob.heartbeat_at.is_(None), ImportJob.heartbeat_at < now - after)
     ids = list(
-        session.scalars(
-            select(ImportJob.id).where(ImportJob.status == ImportStatus.RUNNING, stale)
-        )
+        session.scalars(select(ImportJob.id).where(ImportJob.status == ImportStatus.RUNNING, stale))
     )
     if not ids:
         return []
@@ -673,8 +725,9 @@ def _write(session: Session, rows: list[Row], now: datetime) -> Report:
     # One query for the batch: the stored tags and attributes that an import adds to.
     existing = {
         c.email: c
-        for c in (session.scalars(select(Candidate).where(Candidate.email.in_(good)))
-                  if good else [])
+        for c in (
+            session.scalars(select(Candidate).where(Candidate.email.in_(good))) if good else []
+        )
     }
     saved = []
     for row in rows:
@@ -704,8 +757,16 @@ def _write_one_by_one(session: Session, rows: list[Row], now: datetime) -> Repor
         except Exception as exc:  # noqa: BLE001 - reported on the row, the import goes on
             session.rollback()
             part = Report()
-            _reject(part, [{"line": row.line, "field": "",
-                            "reason": f"could not be saved: {exc.__class__.__name__}"}])
+            _reject(
+                part,
+                [
+                    {
+                        "line": row.line,
+                        "field": "",
+                        "reason": f"could not be saved: {exc.__class__.__name__}",
+                    }
+                ],
+            )
         outcome.created += part.created
         outcome.updated += part.updated
         outcome.rejected_count += part.rejected_count
@@ -723,8 +784,11 @@ def _merged(row: Row, candidate: Candidate | None) -> dict[str, Any]:
     if "attributes" in data:
         data["attributes"] = {**(candidate.attributes or {}), **data["attributes"]}
     if "consent" in data:
-        stored = {"basis": candidate.consent_basis, "source": candidate.consent_source,
-                  "at": candidate.consent_at.isoformat() if candidate.consent_at else None}
+        stored = {
+            "basis": candidate.consent_basis,
+            "source": candidate.consent_source,
+            "at": candidate.consent_at.isoformat() if candidate.consent_at else None,
+        }
         data["consent"] = {**stored, **data["consent"]}
     return data
 
@@ -752,11 +816,18 @@ def progress(session: Session, job_id: int) -> dict[str, Any] | None:
     job = session.scalar(
         select(ImportJob)
         .where(ImportJob.id == job_id)
-        .options(load_only(
-            ImportJob.id, ImportJob.filename, ImportJob.status, ImportJob.total_rows,
-            ImportJob.processed_rows, ImportJob.created_count, ImportJob.updated_count,
-            ImportJob.rejected_count,
-        ))
+        .options(
+            load_only(
+                ImportJob.id,
+                ImportJob.filename,
+                ImportJob.status,
+                ImportJob.total_rows,
+                ImportJob.processed_rows,
+                ImportJob.created_count,
+                ImportJob.updated_count,
+                ImportJob.rejected_count,
+            )
+        )
         .execution_options(populate_existing=True)
     )
     if job is None:
@@ -782,5 +853,3 @@ def job_report(job: ImportJob, with_rejected: bool = True) -> dict[str, Any]:
     if with_rejected:
         report["rejected"] = list(job.errors or [])
     return report
-
-

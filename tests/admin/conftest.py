@@ -17,6 +17,8 @@ from tests.conftest import CHROMIUM_ARGS, chromium_path, make_app  # noqa: F401 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "correct horse battery staple"
+
+
 class LiveServer:
     """The app served by a real HTTP server on 127.0.0.1 in a thread."""
 
@@ -36,13 +38,20 @@ class LiveServer:
 @pytest.fixture
 def live_app(sqlite_url, clock, tmp_path: Path, smtp, redis_url) -> Iterator[Flask]:
     """The app on a fresh database with an admin, an editor and a viewer, and real Redis/SMTP."""
-    app = make_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url,
-                   BASE_URL="http://127.0.0.1:5000", MAILBOX_DIR=str(tmp_path / "mailbox"))
+    app = make_app(
+        sqlite_url,
+        clock,
+        SMTP_URL=smtp.url,
+        REDIS_URL=redis_url,
+        BASE_URL="http://127.0.0.1:5000",
+        MAILBOX_DIR=str(tmp_path / "mailbox"),
+    )
     with app.app_context():
         now = clock.now()
         for role in ("admin", "editor", "viewer"):
-            create_user(db.session, f"{role}@example.com", PASSWORD, role, now,
-                        name=f"{role.title()} User")
+            create_user(
+                db.session, f"{role}@example.com", PASSWORD, role, now, name=f"{role.title()} User"
+            )
         db.session.commit()
         yield app
         close_sender(app)
@@ -61,8 +70,7 @@ def live_server(live_app: Flask) -> Iterator[LiveServer]:
 @pytest.fixture
 def page(browser, live_server: LiveServer):
     """A fresh browser tab (desktop width) pointed at the live server."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                  base_url=live_server.url)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
     page = context.new_page()
     page.set_default_timeout(15000)
     yield page

@@ -51,8 +51,7 @@ def test_next_never_leads_off_site(page) -> None:
 
 def test_a_form_posted_without_its_csrf_token_is_refused(live_app) -> None:
     client = live_app.test_client()
-    answer = client.post("/admin/login", data={"email": "admin@example.com",
-                                                "password": PASSWORD})
+    answer = client.post("/admin/login", data={"email": "admin@example.com", "password": PASSWORD})
     assert answer.status_code == 400
     assert "session" not in answer.headers.get("Set-Cookie", "") or "CSRF" in answer.text
 
@@ -61,8 +60,10 @@ def test_session_cookie_is_httponly_and_samesite(live_app) -> None:
     client = live_app.test_client()
     page = client.get("/admin/login").text
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)[1]
-    answer = client.post("/admin/login", data={"email": "admin@example.com",
-                                                "password": PASSWORD, "csrf_token": token})
+    answer = client.post(
+        "/admin/login",
+        data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": token},
+    )
     assert answer.status_code == 302
     cookie = answer.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie

@@ -37,10 +37,23 @@ def shoot(page, name: str) -> None:
 def seed(app: Flask) -> None:
     """Five in the talent network (one turned newsletters off), one outside it."""
     now = app.extensions["nurture.clock"].now()
-    for name, zone in (("ana", "Europe/Berlin"), ("bo", "America/New_York"),
-                       ("chen", "Asia/Tokyo"), ("dee", ""), ("eli", "Europe/Lisbon")):
-        save_candidate(db.session, {"email": f"{name}@example.org", "first_name": name.title(),
-                                    "timezone": zone, "tags": [TAG]}, now)
+    for name, zone in (
+        ("ana", "Europe/Berlin"),
+        ("bo", "America/New_York"),
+        ("chen", "Asia/Tokyo"),
+        ("dee", ""),
+        ("eli", "Europe/Lisbon"),
+    ):
+        save_candidate(
+            db.session,
+            {
+                "email": f"{name}@example.org",
+                "first_name": name.title(),
+                "timezone": zone,
+                "tags": [TAG],
+            },
+            now,
+        )
     save_candidate(db.session, {"email": "fay@example.org", "tags": ["backend"]}, now)
     db.session.commit()
     eli = db.session.scalar(select(Candidate).where(Candidate.email == "eli@example.org"))
@@ -64,8 +77,9 @@ def field_error(page, selector: str) -> str:
 # --- the journey in a real browser ---------------------------------------------------------------
 
 
-def test_write_check_confirm_and_send_a_broadcast_once_each(page, live_app, live_server, smtp,
-                                                             browser) -> None:
+def test_write_check_confirm_and_send_a_broadcast_once_each(
+    page, live_app, live_server, smtp, browser
+) -> None:
     seed(live_app)
     login(page, "editor")
     page.click("nav >> text=Broadcasts")
@@ -110,8 +124,10 @@ def test_write_check_confirm_and_send_a_broadcast_once_each(page, live_app, live
     page.click("text=Check the audience…")
     page.click("button:has-text('Send to 4 candidates')")
     page.wait_for_url(re.compile(r".*/admin/broadcasts/\d+$"))
-    assert "is going out now: 4 candidates are in its audience" in page.locator(
-        ".flash.success").inner_text()
+    assert (
+        "is going out now: 4 candidates are in its audience"
+        in page.locator(".flash.success").inner_text()
+    )
     campaign = db.session.scalar(select(Campaign))
     assert (campaign.kind, campaign.status, campaign.topic) == ("broadcast", "active", "newsletter")
 
@@ -119,10 +135,15 @@ def test_write_check_confirm_and_send_a_broadcast_once_each(page, live_app, live
     assert send(live_app) == 4
     assert send(live_app) == 0
     recipients = sorted(m.rcpt_tos[0] for m in smtp.messages)
-    assert recipients == ["ana@example.org", "bo@example.org", "chen@example.org",
-                          "dee@example.org"]
-    assert {m.as_email()["Subject"] for m in smtp.messages if m.rcpt_tos == ["ana@example.org"]} \
-        == {"News from Acme, Ana"}
+    assert recipients == [
+        "ana@example.org",
+        "bo@example.org",
+        "chen@example.org",
+        "dee@example.org",
+    ]
+    assert {
+        m.as_email()["Subject"] for m in smtp.messages if m.rcpt_tos == ["ana@example.org"]
+    } == {"News from Acme, Ana"}
 
     page.reload()
     assert page.locator("h1 [data-phase]").inner_text() == "sent"
@@ -140,8 +161,9 @@ def test_write_check_confirm_and_send_a_broadcast_once_each(page, live_app, live
     shoot(page, "broadcasts-list")
 
     # A viewer reads the list and the progress, has no buttons, and cannot post.
-    viewer = browser.new_context(viewport={"width": 390, "height": 900},
-                                 base_url=live_server.url).new_page()
+    viewer = browser.new_context(
+        viewport={"width": 390, "height": 900}, base_url=live_server.url
+    ).new_page()
     login(viewer, "viewer")
     viewer.goto("/admin/broadcasts")
     assert viewer.locator("text=New broadcast").count() == 0
@@ -150,9 +172,19 @@ def test_write_check_confirm_and_send_a_broadcast_once_each(page, live_app, live
     assert viewer.locator("text=Archive…").count() == 0
     token = viewer.locator("input[name=csrf_token]").first.get_attribute("value")
     for action in ("check", "confirm"):
-        answer = viewer.request.post(live_server.url + "/admin/broadcasts/new", form={
-            "csrf_token": token, "name": "Mine", "template": "newsletter", "topic": "newsletter",
-            "audience_kind": "tag", "audience_tag": TAG, "when": "now", "action": action})
+        answer = viewer.request.post(
+            live_server.url + "/admin/broadcasts/new",
+            form={
+                "csrf_token": token,
+                "name": "Mine",
+                "template": "newsletter",
+                "topic": "newsletter",
+                "audience_kind": "tag",
+                "audience_tag": TAG,
+                "when": "now",
+                "action": action,
+            },
+        )
         assert answer.status == 403
     assert viewer.request.get(live_server.url + "/admin/broadcasts/new").status == 403
     viewer.context.close()
@@ -163,9 +195,19 @@ def test_write_check_confirm_and_send_a_broadcast_once_each(page, live_app, live
 
 
 def new_form(token: str, **changes: str) -> dict[str, str]:
-    form = {"csrf_token": token, "name": "Spring update", "template": "newsletter",
-            "subject": "", "topic": "newsletter", "audience_kind": "tag", "audience_tag": TAG,
-            "audience_segment": "", "when": "now", "scheduled_at": "", "action": "confirm"}
+    form = {
+        "csrf_token": token,
+        "name": "Spring update",
+        "template": "newsletter",
+        "subject": "",
+        "topic": "newsletter",
+        "audience_kind": "tag",
+        "audience_tag": TAG,
+        "audience_segment": "",
+        "when": "now",
+        "scheduled_at": "",
+        "action": "confirm",
+    }
     form.update(changes)
     return form
 
@@ -176,13 +218,19 @@ def test_a_local_hour_goes_out_zone_by_zone_once_the_clock_reaches_it(app) -> No
     token = csrf_of(client.get("/admin/broadcasts/new").text)
     clock = app.extensions["nurture.clock"]  # Monday 2026-03-02 09:00 UTC
 
-    checked = client.post("/admin/broadcasts/new", data=new_form(
-        token, when="later", scheduled_at="2026-03-03T10:00", local_time="y", action="check"))
+    checked = client.post(
+        "/admin/broadcasts/new",
+        data=new_form(
+            token, when="later", scheduled_at="2026-03-03T10:00", local_time="y", action="check"
+        ),
+    )
     assert checked.status_code == 200
     assert 'data-impact="audience">4<' in checked.text
     assert "2026-03-03 10:00" in checked.text and count(Campaign) == 0
-    answer = client.post("/admin/broadcasts/new", data=new_form(
-        token, when="later", scheduled_at="2026-03-03T10:00", local_time="y"))
+    answer = client.post(
+        "/admin/broadcasts/new",
+        data=new_form(token, when="later", scheduled_at="2026-03-03T10:00", local_time="y"),
+    )
     assert answer.status_code == 302
     campaign = db.session.scalar(select(Campaign))
     body = campaign_dict(campaign)
@@ -213,16 +261,27 @@ def test_a_time_is_read_in_the_team_zone_and_a_segment_may_be_the_audience(app) 
     seed(app)
     app.config["TEAM_TIMEZONE"] = "Europe/Berlin"
     now = app.extensions["nurture.clock"].now()
-    segment = save_segment(db.session, "Network in Asia",
-                           {"field": "timezone", "op": "starts_with", "value": "Asia/"}, now)
+    segment = save_segment(
+        db.session,
+        "Network in Asia",
+        {"field": "timezone", "op": "starts_with", "value": "Asia/"},
+        now,
+    )
     db.session.commit()
     client = signed_in(app, "editor")
     token = csrf_of(client.get("/admin/broadcasts/new").text)
     assert "Network in Asia" in client.get("/admin/broadcasts/new").text
 
-    answer = client.post("/admin/broadcasts/new", data=new_form(
-        token, audience_kind="segment", audience_segment=str(segment.id), when="later",
-        scheduled_at="2026-03-05T10:00"))
+    answer = client.post(
+        "/admin/broadcasts/new",
+        data=new_form(
+            token,
+            audience_kind="segment",
+            audience_segment=str(segment.id),
+            when="later",
+            scheduled_at="2026-03-05T10:00",
+        ),
+    )
 
     assert answer.status_code == 302
     campaign = db.session.scalar(select(Campaign))
@@ -248,26 +307,41 @@ def test_every_problem_is_named_at_its_field_and_nothing_is_created(app) -> None
         ({"template": "no_such"}, "template", "No template named 'no_such'"),
         ({"topic": "gossip"}, "topic", "Must be one of checkins, newsletter, job_alerts"),
         ({"when": "later", "scheduled_at": "soon"}, "scheduled_at", "An ISO-8601 time"),
-        ({"when": "later", "scheduled_at": "2026-03-02T08:59"}, "scheduled_at",
-         "That time has passed"),
-        ({"when": "later", "scheduled_at": "2026-03-01T20:00", "local_time": "y"},
-         "scheduled_at", "That hour has passed in every time zone"),
+        (
+            {"when": "later", "scheduled_at": "2026-03-02T08:59"},
+            "scheduled_at",
+            "That time has passed",
+        ),
+        (
+            {"when": "later", "scheduled_at": "2026-03-01T20:00", "local_time": "y"},
+            "scheduled_at",
+            "That hour has passed in every time zone",
+        ),
         ({"audience_tag": "nobody-has-it"}, "audience_tag", "Nobody in this audience"),
     ]
     for changes, field, problem in cases:
         answer = client.post("/admin/broadcasts/new", data=new_form(token, **changes))
         assert answer.status_code == 422, changes
         html = answer.get_data(as_text=True)
-        errors = re.findall(r'<label for="([\w-]+)">(?:(?!<label).)*?class="error" role="alert">'
-                            r'([^<]+)', html, re.S)
-        errors = [(f, entities.unescape(e)[:len(problem)]) for f, e in errors]
+        errors = re.findall(
+            r'<label for="([\w-]+)">(?:(?!<label).)*?class="error" role="alert">'
+            r"([^<]+)",
+            html,
+            re.S,
+        )
+        errors = [(f, entities.unescape(e)[: len(problem)]) for f, e in errors]
         assert errors == [(field, problem)], changes
         assert "Nothing was scheduled" in html
     assert count(Campaign) == 0
 
     # A form without its CSRF token is refused before anything happens.
-    assert client.post("/admin/broadcasts/new", data={
-        k: v for k, v in new_form(token).items() if k != "csrf_token"}).status_code == 400
+    assert (
+        client.post(
+            "/admin/broadcasts/new",
+            data={k: v for k, v in new_form(token).items() if k != "csrf_token"},
+        ).status_code
+        == 400
+    )
     assert count(Campaign) == 0
 
 

@@ -48,7 +48,8 @@ def field_error(page, selector: str) -> str:
 
 
 def test_a_send_window_and_entry_filter_built_in_the_admin_are_what_the_api_shows(
-        page, live_app, live_server) -> None:
+    page, live_app, live_server
+) -> None:
     login(page, "editor")
     page.click("nav >> text=Campaigns")
     page.click("text=New drip")
@@ -76,7 +77,8 @@ def test_a_send_window_and_entry_filter_built_in_the_admin_are_what_the_api_show
     assert field_error(page, "#entry_delay_amount") == "A delay cannot be negative"
     assert page.locator(".field.has-error").count() == 2  # nothing else is blamed
     assert page.locator("#entry_reasons").input_value() == (
-        "Position filled, Hired another candidate")  # everything typed stays
+        "Position filled, Hired another candidate"
+    )  # everything typed stays
     assert page.locator("#window_mode-1").is_checked()
     assert count(Campaign) == 0
     shoot(page, "campaign-timing-errors")
@@ -90,15 +92,19 @@ def test_a_send_window_and_entry_filter_built_in_the_admin_are_what_the_api_show
 
     body = api_campaign(live_app, campaign.id)
     assert body["send_window"] == {"days": WEEKDAYS, "start": "09:00", "end": "17:00"}
-    assert body["entry_filter"] == {"rejection_reasons": ["hired another candidate",
-                                                          "position filled"],
-                                    "stages": ["final interview", "onsite"], "delay": "P2D"}
+    assert body["entry_filter"] == {
+        "rejection_reasons": ["hired another candidate", "position filled"],
+        "stages": ["final interview", "onsite"],
+        "delay": "P2D",
+    }
     assert (body["reentry"], body["topic"]) == ("never", "checkins")
     assert body["entry"] == {"ats_event": "candidate.rejected"}
     assert body["exit_on"] == ["hired", "reapplied", "replied", "left_segment"]
 
-    setup = {key: page.locator(f"[data-setup={key}]").inner_text()
-             for key in ("window", "reasons", "stages", "wait", "reentry", "topic")}
+    setup = {
+        key: page.locator(f"[data-setup={key}]").inner_text()
+        for key in ("window", "reasons", "stages", "wait", "reentry", "topic")
+    }
     assert setup["window"].startswith("Mon–Fri, 09:00–17:00")
     assert "in each candidate's time zone" in setup["window"]
     assert setup["reasons"] == "rejected for: hired another candidate, position filled"
@@ -111,8 +117,10 @@ def test_a_send_window_and_entry_filter_built_in_the_admin_are_what_the_api_show
     # The builder shows it all back; saving without a change changes nothing.
     page.click("a:has-text('Edit')")
     assert page.locator("#window_mode-1").is_checked()
-    assert [page.locator(f"input[name=window_days][value={d}]").is_checked()
-            for d in ("mon", "fri", "sat", "sun")] == [True, True, False, False]
+    assert [
+        page.locator(f"input[name=window_days][value={d}]").is_checked()
+        for d in ("mon", "fri", "sat", "sun")
+    ] == [True, True, False, False]
     assert page.locator("#entry_delay_amount").input_value() == "2"
     assert page.locator("#reentry-0").is_checked()
     page.click("text=Save changes")
@@ -130,7 +138,10 @@ def test_a_send_window_and_entry_filter_built_in_the_admin_are_what_the_api_show
     changed = api_campaign(live_app, campaign.id)
     assert changed["exit_on"] == ["hired", "reapplied", "left_segment"]
     assert (changed["send_window"], changed["topic"], changed["reentry"]) == (
-        {}, "newsletter", "after_exit")
+        {},
+        "newsletter",
+        "after_exit",
+    )
     assert changed["entry_filter"] == body["entry_filter"]
     assert page.locator("[data-setup=window]").inner_text() == "Any time"
 
@@ -140,10 +151,20 @@ def test_a_send_window_and_entry_filter_built_in_the_admin_are_what_the_api_show
 
 def timing_form(token: str, **changes: Any) -> dict[str, Any]:
     form: dict[str, Any] = builder_form(
-        token, entry_type="ats_event", entry_tag="", topic="checkins", reentry="after_exit",
-        entry_reasons="position filled", entry_stages="", entry_delay_amount="2",
-        entry_delay_unit="days", window_mode="window", window_days=WEEKDAYS,
-        window_start="09:00", window_end="17:00")
+        token,
+        entry_type="ats_event",
+        entry_tag="",
+        topic="checkins",
+        reentry="after_exit",
+        entry_reasons="position filled",
+        entry_stages="",
+        entry_delay_amount="2",
+        entry_delay_unit="days",
+        window_mode="window",
+        window_days=WEEKDAYS,
+        window_start="09:00",
+        window_end="17:00",
+    )
     for key in [k for k in form if k.startswith("steps-1-")]:
         del form[key]  # one step is enough here
     form.update(changes)
@@ -152,8 +173,9 @@ def timing_form(token: str, **changes: Any) -> dict[str, Any]:
 
 def errors_at(html: str) -> dict[str, str]:
     """Field id → its error, for every field the page marks."""
-    found = re.findall(r'class="field[^"]*has-error[^"]*">(.*?)class="error" role="alert">([^<]+)',
-                       html, re.S)
+    found = re.findall(
+        r'class="field[^"]*has-error[^"]*">(.*?)class="error" role="alert">([^<]+)', html, re.S
+    )
     named = {}
     for inside, problem in found:
         ids = re.findall(r'(?:for|id|name)="([\w-]+)"', inside)
@@ -171,8 +193,11 @@ def test_each_problem_is_named_at_its_field_and_nothing_is_saved(app) -> None:
         ({"topic": "gossip"}, "topic", "Must be one of checkins, newsletter, job_alerts"),
         ({"reentry": "sometimes"}, "reentry-0", "Must be one of never, after_exit, always"),
         ({"entry_delay_amount": "soon"}, "entry_delay_amount", "Enter a whole number of days"),
-        ({"entry_type": "tag", "entry_tag": "pool"}, "entry_reasons",
-         "Only candidates the ATS rejects are filtered this way"),
+        (
+            {"entry_type": "tag", "entry_tag": "pool"},
+            "entry_reasons",
+            "Only candidates the ATS rejects are filtered this way",
+        ),
     ]
     for changes, field, problem in cases:
         answer = client.post("/admin/campaigns/new", data=timing_form(token, **changes))
@@ -183,8 +208,9 @@ def test_each_problem_is_named_at_its_field_and_nothing_is_saved(app) -> None:
     assert count(Campaign) == 0
 
     # The window's fields are not checked while the campaign sends at any time.
-    answer = client.post("/admin/campaigns/new", data=timing_form(
-        token, window_mode="any", window_start="whenever"))
+    answer = client.post(
+        "/admin/campaigns/new", data=timing_form(token, window_mode="any", window_start="whenever")
+    )
     assert answer.status_code == 302
     assert db.session.scalar(select(Campaign)).send_window == {}
 
@@ -192,12 +218,20 @@ def test_each_problem_is_named_at_its_field_and_nothing_is_saved(app) -> None:
 def test_what_the_api_set_round_trips_through_the_builder(app) -> None:
     client = signed_in(app, "editor")
     now = app.extensions["nurture.clock"].now()
-    campaign = campaign_service.create_campaign(db.session, {
-        "name": "Night owls", "entry": {"ats_event": "candidate.rejected"},
-        "send_window": {"start": "22:00", "end": "06:00"}, "topic": "newsletter",
-        "entry_filter": {"stages": ["onsite"], "delay": "PT90M"}, "reentry": "always",
-        "steps": [{"delay": "P1D", "template": "rejection_followup"}],
-    }, template_library(app), now)
+    campaign = campaign_service.create_campaign(
+        db.session,
+        {
+            "name": "Night owls",
+            "entry": {"ats_event": "candidate.rejected"},
+            "send_window": {"start": "22:00", "end": "06:00"},
+            "topic": "newsletter",
+            "entry_filter": {"stages": ["onsite"], "delay": "PT90M"},
+            "reentry": "always",
+            "steps": [{"delay": "P1D", "template": "rejection_followup"}],
+        },
+        template_library(app),
+        now,
+    )
     db.session.commit()
     before = campaign_service.campaign_dict(campaign)
 
@@ -208,12 +242,24 @@ def test_what_the_api_set_round_trips_through_the_builder(app) -> None:
     assert page.count("checked") >= 7
 
     # Posted back as shown: an API delay neither unit fits, every day, a window past midnight.
-    answer = client.post(f"/admin/campaigns/{campaign.id}/edit", data=timing_form(
-        csrf_of(page), name="Night owls", entry_reasons="", entry_stages="onsite",
-        entry_delay_amount="", entry_delay_unit="iso", entry_delay="PT90M",
-        window_days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-        window_start="22:00", window_end="06:00", topic="newsletter", reentry="always",
-        **{"steps-0-id": str(campaign.steps[0].id)}))
+    answer = client.post(
+        f"/admin/campaigns/{campaign.id}/edit",
+        data=timing_form(
+            csrf_of(page),
+            name="Night owls",
+            entry_reasons="",
+            entry_stages="onsite",
+            entry_delay_amount="",
+            entry_delay_unit="iso",
+            entry_delay="PT90M",
+            window_days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            window_start="22:00",
+            window_end="06:00",
+            topic="newsletter",
+            reentry="always",
+            **{"steps-0-id": str(campaign.steps[0].id)},
+        ),
+    )
 
     assert answer.status_code == 302, errors_at(answer.get_data(as_text=True))
     db.session.expire_all()
@@ -221,41 +267,65 @@ def test_what_the_api_set_round_trips_through_the_builder(app) -> None:
     for key in ("send_window", "topic", "entry_filter", "reentry"):
         assert after[key] == before[key], key
     assert 'data-setup="window">Every day, 22:00–06:00' in client.get(
-        f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
+        f"/admin/campaigns/{campaign.id}"
+    ).get_data(as_text=True)
 
 
 def test_only_the_rejections_named_enter_and_they_wait_the_extra_days(app) -> None:
     client = signed_in(app, "editor")
     token = csrf_of(client.get("/admin/campaigns/new").text)
-    assert client.post("/admin/campaigns/new", data=timing_form(
-        token, entry_stages="onsite")).status_code == 302
+    assert (
+        client.post(
+            "/admin/campaigns/new", data=timing_form(token, entry_stages="onsite")
+        ).status_code
+        == 302
+    )
     campaign = db.session.scalar(select(Campaign))
     now = app.extensions["nurture.clock"].now()
     campaign_service.apply_action(db.session, campaign, "activate", now)
     db.session.commit()
 
-    for email, reason, stage in (("ana@example.org", "Position filled", "Onsite"),
-                                 ("bo@example.org", "Position filled", "phone screen"),
-                                 ("chen@example.org", "culture", "onsite")):
-        answer = ats_post(client, {"type": "candidate.rejected", "candidate": {
-            "email": email, "rejection_reason": reason, "stage": stage}})
+    for email, reason, stage in (
+        ("ana@example.org", "Position filled", "Onsite"),
+        ("bo@example.org", "Position filled", "phone screen"),
+        ("chen@example.org", "culture", "onsite"),
+    ):
+        answer = ats_post(
+            client,
+            {
+                "type": "candidate.rejected",
+                "candidate": {"email": email, "rejection_reason": reason, "stage": stage},
+            },
+        )
         assert answer.status_code < 300, answer.json
 
     enrolled = db.session.execute(
-        select(Candidate.email, Enrolment.next_send_at)
-        .join(Enrolment, Enrolment.candidate_id == Candidate.id)).all()
+        select(Candidate.email, Enrolment.next_send_at).join(
+            Enrolment, Enrolment.candidate_id == Candidate.id
+        )
+    ).all()
     # Two days of extra wait, then the first step's own day.
     assert enrolled == [("ana@example.org", now + timedelta(days=3))]
 
 
 def test_a_viewer_cannot_change_the_timing(app) -> None:
     now = app.extensions["nurture.clock"].now()
-    campaign = campaign_service.save_drip(db.session, None, {
-        "name": "Weekdays", "entry": {"ats_event": "candidate.rejected"}, "exit_on": ["hired"],
-        "send_window": {"days": WEEKDAYS, "start": "09:00", "end": "17:00"},
-        "entry_filter": {"stages": ["Onsite"], "delay_amount": "12", "delay_unit": "hours"},
-        "steps": [{"delay_amount": "1", "delay_unit": "days", "template": "rejection_followup"}],
-    }, template_library(app), now)
+    campaign = campaign_service.save_drip(
+        db.session,
+        None,
+        {
+            "name": "Weekdays",
+            "entry": {"ats_event": "candidate.rejected"},
+            "exit_on": ["hired"],
+            "send_window": {"days": WEEKDAYS, "start": "09:00", "end": "17:00"},
+            "entry_filter": {"stages": ["Onsite"], "delay_amount": "12", "delay_unit": "hours"},
+            "steps": [
+                {"delay_amount": "1", "delay_unit": "days", "template": "rejection_followup"}
+            ],
+        },
+        template_library(app),
+        now,
+    )
     db.session.commit()
     assert campaign.entry_filter == {"stages": ["onsite"], "delay": "PT12H"}
     assert (campaign.topic, campaign.reentry) == ("checkins", "after_exit")  # the API's defaults
@@ -265,8 +335,10 @@ def test_a_viewer_cannot_change_the_timing(app) -> None:
     assert 'data-setup="wait">12 hours after entering' in page
     assert f"/admin/campaigns/{campaign.id}/edit" not in page
 
-    answer = viewer.post(f"/admin/campaigns/{campaign.id}/edit", data=timing_form(
-        csrf_of(page), window_mode="any", topic="newsletter"))
+    answer = viewer.post(
+        f"/admin/campaigns/{campaign.id}/edit",
+        data=timing_form(csrf_of(page), window_mode="any", topic="newsletter"),
+    )
 
     assert answer.status_code == 403
     db.session.expire_all()
@@ -277,11 +349,17 @@ def test_a_viewer_cannot_change_the_timing(app) -> None:
 def test_exit_rules_round_trip_through_the_builder(app) -> None:
     client = signed_in(app, "editor")
     now = app.extensions["nurture.clock"].now()
-    campaign = campaign_service.create_campaign(db.session, {
-        "name": "Pool", "entry": {"ats_event": "candidate.rejected"},
-        "exit_on": ["hired", "reapplied", "replied", "left_segment"],
-        "steps": [{"delay": "P1D", "template": "rejection_followup"}],
-    }, template_library(app), now)
+    campaign = campaign_service.create_campaign(
+        db.session,
+        {
+            "name": "Pool",
+            "entry": {"ats_event": "candidate.rejected"},
+            "exit_on": ["hired", "reapplied", "replied", "left_segment"],
+            "steps": [{"delay": "P1D", "template": "rejection_followup"}],
+        },
+        template_library(app),
+        now,
+    )
     db.session.commit()
     page = client.get(f"/admin/campaigns/{campaign.id}/edit").get_data(as_text=True)
     box = re.search(r'<input[^>]*id="exit_left_segment"[^>]*>', page)

@@ -50,12 +50,16 @@ def step_card(page, number: int):
 # --- the journey in a real browser ---------------------------------------------------------------
 
 
-def test_build_activate_send_measure_and_pause_a_drip(page, live_app, live_server, smtp,
-                                                       browser) -> None:
+def test_build_activate_send_measure_and_pause_a_drip(
+    page, live_app, live_server, smtp, browser
+) -> None:
     now = live_app.extensions["nurture.clock"].now()
     for name in ("ana", "bo", "chen"):
-        save_candidate(db.session, {"email": f"{name}@example.org", "first_name": name.title(),
-                                    "tags": [TAG, "backend"]}, now)
+        save_candidate(
+            db.session,
+            {"email": f"{name}@example.org", "first_name": name.title(), "tags": [TAG, "backend"]},
+            now,
+        )
     save_candidate(db.session, {"email": "dee@example.org", "tags": ["frontend"]}, now)
     db.session.commit()
 
@@ -87,9 +91,11 @@ def test_build_activate_send_measure_and_pause_a_drip(page, live_app, live_serve
     # The follow-up should come first: move it up (a plain form post, no JavaScript needed).
     step_card(page, 2).locator("button[value='up:1']").click()
     assert step_card(page, 1).locator("select[name$=template]").input_value() == (
-        "rejection_followup")
+        "rejection_followup"
+    )
     assert step_card(page, 2).locator("select[name$=template]").input_value() == (
-        "talent_network_invite")
+        "talent_network_invite"
+    )
     assert page.input_value("#name") == "Silver medalists: stay in touch"  # kept across moves
     assert step_card(page, 1).locator("select[name$=condition]").count() == 0
     step_card(page, 2).locator("select[name$=condition]").select_option("previous_not_opened")
@@ -99,8 +105,9 @@ def test_build_activate_send_measure_and_pause_a_drip(page, live_app, live_serve
     page.wait_for_url(re.compile(r".*/admin/campaigns/\d+$"))
     assert "saved as a draft" in page.locator(".flash.success").inner_text()
     campaign = db.session.scalar(select(Campaign))
-    assert [(s.position, s.template, s.delay, s.delay_seconds, s.condition)
-            for s in campaign.steps] == [
+    assert [
+        (s.position, s.template, s.delay, s.delay_seconds, s.condition) for s in campaign.steps
+    ] == [
         (0, "rejection_followup", "P0D", 0, ""),
         (1, "talent_network_invite", "P3D", 3 * 86400, "previous_not_opened"),
     ]
@@ -154,8 +161,9 @@ def test_build_activate_send_measure_and_pause_a_drip(page, live_app, live_serve
     shoot(page, "dashboard")
 
     # A viewer reads, sees no buttons that change anything, and is refused when posting anyway.
-    viewer = browser.new_context(viewport={"width": 1280, "height": 900},
-                                 base_url=live_server.url).new_page()
+    viewer = browser.new_context(
+        viewport={"width": 1280, "height": 900}, base_url=live_server.url
+    ).new_page()
     login(viewer, "viewer")
     viewer.goto("/admin/campaigns")
     assert viewer.locator("text=New drip").count() == 0
@@ -163,13 +171,18 @@ def test_build_activate_send_measure_and_pause_a_drip(page, live_app, live_serve
     assert viewer.locator(".page-head .actions").count() == 0
     assert viewer.locator("table.funnel").count() == 1
     token = viewer.locator("input[name=csrf_token]").first.get_attribute("value")
-    for path in (f"/admin/campaigns/{campaign.id}/resume", f"/admin/campaigns/{campaign.id}/edit",
-                 "/admin/campaigns/new"):
-        answer = viewer.request.post(live_server.url + path, form={"csrf_token": token,
-                                                                  "name": "Mine now"})
+    for path in (
+        f"/admin/campaigns/{campaign.id}/resume",
+        f"/admin/campaigns/{campaign.id}/edit",
+        "/admin/campaigns/new",
+    ):
+        answer = viewer.request.post(
+            live_server.url + path, form={"csrf_token": token, "name": "Mine now"}
+        )
         assert answer.status == 403, path
-    assert viewer.request.get(
-        live_server.url + f"/admin/campaigns/{campaign.id}/resume").status == 403
+    assert (
+        viewer.request.get(live_server.url + f"/admin/campaigns/{campaign.id}/resume").status == 403
+    )
     viewer.context.close()
     db.session.refresh(campaign)
     assert campaign.status == "paused" and campaign.name == "Silver medalists: stay in touch"
@@ -184,8 +197,12 @@ DRIP = {
     "sender": {"name": "Acme Talent", "email": "talent@acme.example.com"},
     "steps": [
         {"delay_amount": "0", "delay_unit": "days", "template": "rejection_followup"},
-        {"delay_amount": "12", "delay_unit": "hours", "template": "talent_network_invite",
-         "condition": "previous_not_opened"},
+        {
+            "delay_amount": "12",
+            "delay_unit": "hours",
+            "template": "talent_network_invite",
+            "condition": "previous_not_opened",
+        },
         {"delay_amount": "3", "delay_unit": "days", "template": "checkin_3_months"},
     ],
 }
@@ -202,8 +219,16 @@ def ids_of(campaign: Campaign) -> list[int]:
 
 def as_posted(campaign: Campaign, order: list[int] | None = None) -> dict[str, Any]:
     """The campaign as the builder would post it back, steps in ``order`` (indexes)."""
-    steps = [{"id": s.id, "delay": s.delay, "template": s.template, "subject": s.subject,
-              "condition": s.condition} for s in campaign.steps]
+    steps = [
+        {
+            "id": s.id,
+            "delay": s.delay,
+            "template": s.template,
+            "subject": s.subject,
+            "condition": s.condition,
+        }
+        for s in campaign.steps
+    ]
     steps = [steps[i] for i in (order if order is not None else range(len(steps)))]
     return {**DRIP, "steps": steps}
 
@@ -212,19 +237,27 @@ def test_the_builder_stores_days_hours_exit_rules_and_sender(app) -> None:
     campaign = save(app, DRIP)
 
     assert [(s.delay, s.delay_seconds) for s in campaign.steps] == [
-        ("P0D", 0), ("PT12H", 43200), ("P3D", 259200)]
+        ("P0D", 0),
+        ("PT12H", 43200),
+        ("P3D", 259200),
+    ]
     assert campaign.exit_on == ["hired"]
-    assert (campaign.sender_name, campaign.sender_email) == ("Acme Talent",
-                                                             "talent@acme.example.com")
+    assert (campaign.sender_name, campaign.sender_email) == (
+        "Acme Talent",
+        "talent@acme.example.com",
+    )
     assert campaign.status == "draft" and campaign.kind == "drip"
 
 
-@pytest.mark.parametrize(("amount", "unit", "problem"), [
-    ("-2", "days", "a delay cannot be negative"),
-    ("two", "days", "enter a whole number of days, 0 or more"),
-    ("", "hours", "enter a whole number of hours, 0 or more"),
-    ("1", "weeks", "choose days or hours"),
-])
+@pytest.mark.parametrize(
+    ("amount", "unit", "problem"),
+    [
+        ("-2", "days", "a delay cannot be negative"),
+        ("two", "days", "enter a whole number of days, 0 or more"),
+        ("", "hours", "enter a whole number of hours, 0 or more"),
+        ("1", "weeks", "choose days or hours"),
+    ],
+)
 def test_a_bad_delay_is_reported_at_its_step(app, amount, unit, problem) -> None:
     data = {**DRIP, "steps": [dict(s) for s in DRIP["steps"]]}
     data["steps"][2].update(delay_amount=amount, delay_unit=unit)
@@ -236,17 +269,33 @@ def test_a_bad_delay_is_reported_at_its_step(app, amount, unit, problem) -> None
 
 
 def test_every_problem_is_reported_at_once_and_nothing_is_written(app) -> None:
-    data = {**DRIP, "name": " ", "entry": {"tag": ""},
-            "sender": {"email": "not an address"},
-            "steps": [{"delay_amount": "1", "delay_unit": "days", "template": "",
-                       "condition": "previous_opened"},
-                      {"delay_amount": "1", "delay_unit": "days", "template": "no_such"}]}
+    data = {
+        **DRIP,
+        "name": " ",
+        "entry": {"tag": ""},
+        "sender": {"email": "not an address"},
+        "steps": [
+            {
+                "delay_amount": "1",
+                "delay_unit": "days",
+                "template": "",
+                "condition": "previous_opened",
+            },
+            {"delay_amount": "1", "delay_unit": "days", "template": "no_such"},
+        ],
+    }
 
     with pytest.raises(ValidationError) as caught:
         save(app, data)
 
-    assert set(caught.value.fields) == {"name", "entry.tag", "sender.email", "steps[0].template",
-                                        "steps[0].condition", "steps[1].template"}
+    assert set(caught.value.fields) == {
+        "name",
+        "entry.tag",
+        "sender.email",
+        "steps[0].template",
+        "steps[0].condition",
+        "steps[1].template",
+    }
     assert caught.value.fields["steps[0].template"] == "choose a template"
     db.session.rollback()
     assert (count(Campaign), count(Step)) == (0, 0)
@@ -258,8 +307,16 @@ def test_steps_with_mail_in_their_history_keep_their_place(app) -> None:
     now = app.extensions["nurture.clock"].now()
     person, _ = save_candidate(db.session, {"email": "ana@example.org", "tags": [TAG]}, now)
     campaign_service.apply_action(db.session, campaign, "activate", now)
-    db.session.add(Message(candidate_id=person.id, campaign_id=campaign.id, step_id=first,
-                           state=MessageState.SENT, queued_at=now, sent_at=now))
+    db.session.add(
+        Message(
+            candidate_id=person.id,
+            campaign_id=campaign.id,
+            step_id=first,
+            state=MessageState.SENT,
+            queued_at=now,
+            sent_at=now,
+        )
+    )
     db.session.commit()
 
     # Removing or moving the step that sent mail is refused, field by field, and changes nothing.
@@ -270,15 +327,22 @@ def test_steps_with_mail_in_their_history_keep_their_place(app) -> None:
     with pytest.raises(ValidationError) as moved:
         save(app, as_posted(campaign, [1, 0, 2]), campaign)
     assert moved.value.fields["steps[1].position"] == (
-        "this step already has mail in its history, so it stays step 1")
+        "this step already has mail in its history, so it stays step 1"
+    )
     db.session.rollback()
     assert ids_of(db.session.get(Campaign, campaign.id)) == [first, second, third]
 
     # The other steps may be reordered, edited, removed, and new ones added after.
     data = as_posted(campaign, [0, 2])
     data["steps"][1]["subject"] = "{{ candidate.first_name }}, a quick check-in"
-    data["steps"].append({"delay_amount": "30", "delay_unit": "days",
-                          "template": "talent_network_invite", "condition": "previous_clicked"})
+    data["steps"].append(
+        {
+            "delay_amount": "30",
+            "delay_unit": "days",
+            "template": "talent_network_invite",
+            "condition": "previous_clicked",
+        }
+    )
     save(app, data, campaign)
     db.session.commit()
 
@@ -303,9 +367,16 @@ def test_archiving_ends_enrolments_and_drops_queued_mail(app) -> None:
     assert campaign_service.status_change_impact(db.session, campaign, "activate")["entering"] == 3
     campaign_service.apply_action(db.session, campaign, "activate", now)
     enrolment = db.session.scalar(select(Enrolment))
-    db.session.add(Message(candidate_id=enrolment.candidate_id, campaign_id=campaign.id,
-                           step_id=campaign.steps[0].id, enrolment_id=enrolment.id,
-                           state=MessageState.QUEUED, queued_at=now))
+    db.session.add(
+        Message(
+            candidate_id=enrolment.candidate_id,
+            campaign_id=campaign.id,
+            step_id=campaign.steps[0].id,
+            enrolment_id=enrolment.id,
+            state=MessageState.QUEUED,
+            queued_at=now,
+        )
+    )
     db.session.commit()
 
     impact = campaign_service.status_change_impact(db.session, campaign, "archive")
@@ -315,7 +386,8 @@ def test_archiving_ends_enrolments_and_drops_queued_mail(app) -> None:
 
     assert campaign.status == "archived"
     assert {(e.status, e.exit_reason) for e in db.session.scalars(select(Enrolment))} == {
-        ("exited", "archived")}
+        ("exited", "archived")
+    }
     message = db.session.scalar(select(Message))
     assert (message.state, message.error) == ("skipped", "campaign archived")
     with pytest.raises(Conflict, match="archived campaign cannot be activated"):
@@ -330,8 +402,14 @@ def signed_in(app: Flask, role: str):
     create_user(db.session, f"{role}@example.com", PASSWORD, role, now)
     db.session.commit()
     client = app.test_client()
-    client.post("/admin/login", data={"email": f"{role}@example.com", "password": PASSWORD,
-                                      "csrf_token": csrf_of(client.get("/admin/login").text)})
+    client.post(
+        "/admin/login",
+        data={
+            "email": f"{role}@example.com",
+            "password": PASSWORD,
+            "csrf_token": csrf_of(client.get("/admin/login").text),
+        },
+    )
     return client
 
 
@@ -340,14 +418,29 @@ def csrf_of(html: str) -> str:
 
 
 def builder_form(token: str, **changes: str) -> dict[str, str]:
-    form = {"csrf_token": token, "name": "Nurture", "entry_type": "tag", "entry_tag": TAG,
-            "exit_reapplied": "y", "exit_replied": "y", "sender_mode": "recruiter",
-            "sender_name": "", "sender_email": "",
-            "steps-0-id": "", "steps-0-delay_amount": "1", "steps-0-delay_unit": "days",
-            "steps-0-template": "rejection_followup", "steps-0-subject": "",
-            "steps-1-id": "", "steps-1-delay_amount": "2", "steps-1-delay_unit": "days",
-            "steps-1-template": "checkin_3_months", "steps-1-subject": "",
-            "steps-1-condition": "previous_opened", "action": "save"}
+    form = {
+        "csrf_token": token,
+        "name": "Nurture",
+        "entry_type": "tag",
+        "entry_tag": TAG,
+        "exit_reapplied": "y",
+        "exit_replied": "y",
+        "sender_mode": "recruiter",
+        "sender_name": "",
+        "sender_email": "",
+        "steps-0-id": "",
+        "steps-0-delay_amount": "1",
+        "steps-0-delay_unit": "days",
+        "steps-0-template": "rejection_followup",
+        "steps-0-subject": "",
+        "steps-1-id": "",
+        "steps-1-delay_amount": "2",
+        "steps-1-delay_unit": "days",
+        "steps-1-template": "checkin_3_months",
+        "steps-1-subject": "",
+        "steps-1-condition": "previous_opened",
+        "action": "save",
+    }
     form.update(changes)
     return form
 
@@ -356,12 +449,16 @@ def test_the_builder_page_shows_errors_at_their_fields_with_422(app) -> None:
     client = signed_in(app, "editor")
     token = csrf_of(client.get("/admin/campaigns/new").text)
 
-    answer = client.post("/admin/campaigns/new", data=builder_form(
-        token, name="", **{"steps-1-delay_amount": "soon", "steps-1-template": ""}))
+    answer = client.post(
+        "/admin/campaigns/new",
+        data=builder_form(
+            token, name="", **{"steps-1-delay_amount": "soon", "steps-1-template": ""}
+        ),
+    )
 
     assert answer.status_code == 422
     html = answer.get_data(as_text=True)
-    step_2 = html[html.index('id="step-1"'):]
+    step_2 = html[html.index('id="step-1"') :]
     assert "Enter a whole number of days, 0 or more" in step_2
     assert "Choose a template" in step_2
     assert re.search(r'class="field has-error">\s*<label for="name"', html)
@@ -380,7 +477,8 @@ def test_moving_and_removing_steps_without_javascript_saves_nothing(app) -> None
     assert moved.status_code == 200
     body = moved.get_data(as_text=True)
     assert body.index('value="checkin_3_months" selected') < body.index(
-        'value="rejection_followup" selected')
+        'value="rejection_followup" selected'
+    )
     assert 'id="step-1"' not in removed.get_data(as_text=True)
     assert 'id="step-2"' in added.get_data(as_text=True)
     assert count(Campaign) == 0
@@ -392,8 +490,9 @@ def test_a_status_change_the_campaign_does_not_allow_is_a_clear_error(app) -> No
     db.session.commit()
     token = csrf_of(client.get(f"/admin/campaigns/{campaign.id}").text)
 
-    answer = client.post(f"/admin/campaigns/{campaign.id}/pause", data={"csrf_token": token},
-                         follow_redirects=True)
+    answer = client.post(
+        f"/admin/campaigns/{campaign.id}/pause", data={"csrf_token": token}, follow_redirects=True
+    )
 
     assert "A draft campaign cannot be paused." in answer.get_data(as_text=True)
     db.session.refresh(campaign)
@@ -448,26 +547,48 @@ OWN_HTML = "<p>Hi {{ candidate.first_name }}</p>"
 def test_editing_keeps_what_the_api_set_that_the_builder_does_not_show(app) -> None:
     client = signed_in(app, "editor")
     now = app.extensions["nurture.clock"].now()
-    campaign = campaign_service.create_campaign(db.session, {
-        "name": "From the API", "entry": {"ats_event": "candidate.rejected"},
-        "send_window": {"start": "09:00", "end": "17:00"},
-        "steps": [{"delay": "PT30S", "template": "rejection_followup"},
-                  {"delay": "P1D", "subject": "Hi", "html": OWN_HTML}],
-    }, template_library(app), now)
+    campaign = campaign_service.create_campaign(
+        db.session,
+        {
+            "name": "From the API",
+            "entry": {"ats_event": "candidate.rejected"},
+            "send_window": {"start": "09:00", "end": "17:00"},
+            "steps": [
+                {"delay": "PT30S", "template": "rejection_followup"},
+                {"delay": "P1D", "subject": "Hi", "html": OWN_HTML},
+            ],
+        },
+        template_library(app),
+        now,
+    )
     db.session.commit()
     first, second = ids_of(campaign)
 
     page = client.get(f"/admin/campaigns/{campaign.id}/edit").get_data(as_text=True)
     assert "PT30S (from the API)" in page and "Its own HTML (from the API)" in page
 
-    answer = client.post(f"/admin/campaigns/{campaign.id}/edit", data={
-        "csrf_token": csrf_of(page), "name": "Renamed", "entry_type": "ats_event",
-        "sender_mode": "team", "sender_email": "talent@acme.example.com",
-        "steps-0-id": str(first), "steps-0-delay_unit": "iso", "steps-0-delay": "PT30S",
-        "steps-0-delay_amount": "", "steps-0-template": "rejection_followup",
-        "steps-1-id": str(second), "steps-1-delay_unit": "hours", "steps-1-delay_amount": "6",
-        "steps-1-template": "__own_html__", "steps-1-subject": "Hi",
-        "steps-1-condition": "previous_opened", "action": "save"})
+    answer = client.post(
+        f"/admin/campaigns/{campaign.id}/edit",
+        data={
+            "csrf_token": csrf_of(page),
+            "name": "Renamed",
+            "entry_type": "ats_event",
+            "sender_mode": "team",
+            "sender_email": "talent@acme.example.com",
+            "steps-0-id": str(first),
+            "steps-0-delay_unit": "iso",
+            "steps-0-delay": "PT30S",
+            "steps-0-delay_amount": "",
+            "steps-0-template": "rejection_followup",
+            "steps-1-id": str(second),
+            "steps-1-delay_unit": "hours",
+            "steps-1-delay_amount": "6",
+            "steps-1-template": "__own_html__",
+            "steps-1-subject": "Hi",
+            "steps-1-condition": "previous_opened",
+            "action": "save",
+        },
+    )
 
     assert answer.status_code == 302, answer.get_data(as_text=True)
     db.session.expire_all()
@@ -488,14 +609,21 @@ def test_an_active_campaigns_sent_steps_are_shown_locked(app) -> None:
     now = app.extensions["nurture.clock"].now()
     person, _ = save_candidate(db.session, {"email": "ana@example.org", "tags": [TAG]}, now)
     campaign_service.apply_action(db.session, campaign, "activate", now)
-    db.session.add(Message(candidate_id=person.id, campaign_id=campaign.id,
-                           step_id=campaign.steps[0].id, state=MessageState.SENT,
-                           queued_at=now, sent_at=now))
+    db.session.add(
+        Message(
+            candidate_id=person.id,
+            campaign_id=campaign.id,
+            step_id=campaign.steps[0].id,
+            state=MessageState.SENT,
+            queued_at=now,
+            sent_at=now,
+        )
+    )
     db.session.commit()
 
     page = client.get(f"/admin/campaigns/{campaign.id}/edit").get_data(as_text=True)
 
-    first = page[page.index('id="step-0"'):page.index('id="step-1"')]
+    first = page[page.index('id="step-0"') : page.index('id="step-1"')]
     assert "1 in history · stays here" in first
     assert re.search(r'value="remove:0"[^>]*disabled', first)
     assert "This campaign is <strong>active</strong>" in page

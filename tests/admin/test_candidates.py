@@ -31,10 +31,18 @@ def person(app: Flask, email: str, **fields: Any) -> Candidate:
 def campaign(app: Flask, name: str, tag: str = "", status: str = "active") -> Campaign:
     """A one-step campaign; with ``tag``, candidates enter it by receiving that tag."""
     now = now_of(app)
-    row = Campaign(name=name, kind="drip", status=status, entry_type="tag" if tag else "manual",
-                   entry_value=tag, created_at=now, updated_at=now,
-                   steps=[Step(position=0, delay_seconds=86400, template="check_in",
-                               subject=f"{name}: hello")])
+    row = Campaign(
+        name=name,
+        kind="drip",
+        status=status,
+        entry_type="tag" if tag else "manual",
+        entry_value=tag,
+        created_at=now,
+        updated_at=now,
+        steps=[
+            Step(position=0, delay_seconds=86400, template="check_in", subject=f"{name}: hello")
+        ],
+    )
     db.session.add(row)
     db.session.flush()
     return row
@@ -63,21 +71,39 @@ def network(app: Flask, people: int = 64) -> None:
     roles = ["Backend Engineer", "Product Designer", "Data Scientist", "Engineering Manager"]
     stages = ["screen", "onsite", "final interview"]
     for n in range(people):
-        person(app, f"person{n:02d}@example.org", first_name=f"Person{n:02d}",
-               last_name="Example", role=roles[n % 4], stage=stages[n % 3],
-               source="referral" if n % 5 == 0 else "ats",
-               skills=["python", "go"] if n % 4 == 0 else ["figma"],
-               tags=["backend"] if n % 4 == 0 else ["design"])
-    person(app, "maya.okafor@example.org", first_name="Maya", last_name="Okafor",
-           role="Senior Backend Engineer", stage="final interview", source="ats",
-           skills=["python", "postgresql", "distributed systems"],
-           tags=["silver-medalist", "backend"], timezone="Europe/London",
-           recruiter_name="Jordan Lee", recruiter_email="jordan.lee@example.com",
-           strengths="the clarity of your system-design walkthrough",
-           rejection_reason="another finalist had more on-call experience",
-           consent={"basis": "legitimate_interest", "source": "ats",
-                    "at": "2026-02-27T10:00:00+01:00"},
-           attributes={"notice_period": "1 month", "open_to_relocation": True})
+        person(
+            app,
+            f"person{n:02d}@example.org",
+            first_name=f"Person{n:02d}",
+            last_name="Example",
+            role=roles[n % 4],
+            stage=stages[n % 3],
+            source="referral" if n % 5 == 0 else "ats",
+            skills=["python", "go"] if n % 4 == 0 else ["figma"],
+            tags=["backend"] if n % 4 == 0 else ["design"],
+        )
+    person(
+        app,
+        "maya.okafor@example.org",
+        first_name="Maya",
+        last_name="Okafor",
+        role="Senior Backend Engineer",
+        stage="final interview",
+        source="ats",
+        skills=["python", "postgresql", "distributed systems"],
+        tags=["silver-medalist", "backend"],
+        timezone="Europe/London",
+        recruiter_name="Jordan Lee",
+        recruiter_email="jordan.lee@example.com",
+        strengths="the clarity of your system-design walkthrough",
+        rejection_reason="another finalist had more on-call experience",
+        consent={
+            "basis": "legitimate_interest",
+            "source": "ats",
+            "at": "2026-02-27T10:00:00+01:00",
+        },
+        attributes={"notice_period": "1 month", "open_to_relocation": True},
+    )
     db.session.commit()
 
 
@@ -89,27 +115,61 @@ def timeline_for(app: Flask, candidate: Candidate) -> None:
     """Two mails and what came back from them."""
     now = now_of(app)
     drip = campaign(app, "Silver medalists")
-    first = Message(candidate_id=candidate.id, campaign_id=drip.id, step_id=drip.steps[0].id,
-                    state="sent", subject="Maya, thank you from Acme",
-                    queued_at=now - timedelta(days=3), sent_at=now - timedelta(days=3))
-    second = Message(candidate_id=candidate.id, campaign_id=drip.id, step_id=drip.steps[0].id,
-                     state="failed", subject="Checking in", error="550 mailbox unavailable",
-                     queued_at=now - timedelta(hours=5))
+    first = Message(
+        candidate_id=candidate.id,
+        campaign_id=drip.id,
+        step_id=drip.steps[0].id,
+        state="sent",
+        subject="Maya, thank you from Acme",
+        queued_at=now - timedelta(days=3),
+        sent_at=now - timedelta(days=3),
+    )
+    second = Message(
+        candidate_id=candidate.id,
+        campaign_id=drip.id,
+        step_id=drip.steps[0].id,
+        state="failed",
+        subject="Checking in",
+        error="550 mailbox unavailable",
+        queued_at=now - timedelta(hours=5),
+    )
     db.session.add_all([first, second])
     db.session.flush()
-    db.session.add_all([
-        Event(candidate_id=candidate.id, message_id=first.id, kind="open", machine=True,
-              created_at=now - timedelta(days=3) + timedelta(minutes=1)),
-        Event(candidate_id=candidate.id, message_id=first.id, kind="open",
-              created_at=now - timedelta(days=2)),
-        Event(candidate_id=candidate.id, message_id=first.id, kind="click",
-              url="https://careers.example.com/jobs/42", created_at=now - timedelta(days=2)
-              + timedelta(minutes=3)),
-        Event(candidate_id=candidate.id, message_id=first.id, kind="reply",
-              value="Re: Maya, thank you from Acme", url="mid:reply-1@mail.example.org",
-              created_at=now - timedelta(days=1)),
-        Event(candidate_id=candidate.id, kind="unsubscribe", created_at=now - timedelta(hours=1)),
-    ])
+    db.session.add_all(
+        [
+            Event(
+                candidate_id=candidate.id,
+                message_id=first.id,
+                kind="open",
+                machine=True,
+                created_at=now - timedelta(days=3) + timedelta(minutes=1),
+            ),
+            Event(
+                candidate_id=candidate.id,
+                message_id=first.id,
+                kind="open",
+                created_at=now - timedelta(days=2),
+            ),
+            Event(
+                candidate_id=candidate.id,
+                message_id=first.id,
+                kind="click",
+                url="https://careers.example.com/jobs/42",
+                created_at=now - timedelta(days=2) + timedelta(minutes=3),
+            ),
+            Event(
+                candidate_id=candidate.id,
+                message_id=first.id,
+                kind="reply",
+                value="Re: Maya, thank you from Acme",
+                url="mid:reply-1@mail.example.org",
+                created_at=now - timedelta(days=1),
+            ),
+            Event(
+                candidate_id=candidate.id, kind="unsubscribe", created_at=now - timedelta(hours=1)
+            ),
+        ]
+    )
     # Made here, not through tracking.record_event: bring the engagement summary up to date.
     engagement.rebuild_summary(db.session)
     db.session.commit()
@@ -149,12 +209,10 @@ def test_viewer_searches_filters_sorts_pages_and_exports(page, live_app: Flask) 
     page.select_option("select[name=source]", "referral")
     page.wait_for_url("**source=referral**")
     names = page.locator("table.candidates td.who a.name").all_inner_texts()
-    assert names == ["Person60 Example", "Person40 Example", "Person20 Example",
-                     "Person00 Example"]
+    assert names == ["Person60 Example", "Person40 Example", "Person20 Example", "Person00 Example"]
     page.select_option("select[name=stage]", "onsite")
     page.wait_for_url("**stage=onsite**")
-    assert page.locator("table.candidates td.who a.name").all_inner_texts() == [
-        "Person40 Example"]
+    assert page.locator("table.candidates td.who a.name").all_inner_texts() == ["Person40 Example"]
     # A viewer is offered no bulk tag.
     assert page.locator(".bulk-tag").count() == 0
 
@@ -166,8 +224,7 @@ def test_viewer_searches_filters_sorts_pages_and_exports(page, live_app: Flask) 
     assert first == "Maya Okafor"
     page.click("th >> text=Candidate")
     page.wait_for_url("**dir=desc**")
-    assert page.locator("table.candidates td.who a.name").first.inner_text() == \
-        "Person60 Example"
+    assert page.locator("table.candidates td.who a.name").first.inner_text() == "Person60 Example"
 
     # Export what the filter shows: UTF-8 with a BOM, one row per match.
     with page.expect_download() as download:
@@ -195,9 +252,16 @@ def test_viewer_reads_one_timeline_but_cannot_change_anything(page, live_app: Fl
     page.wait_for_url(f"**/admin/candidates/{candidate.id}")
     assert page.locator("h1").inner_text().startswith("Maya Okafor")
     profile = page.locator("section:has(h2:text('Profile'))").inner_text()
-    for shown in ("Senior Backend Engineer", "final interview", "system-design walkthrough",
-                  "distributed systems", "Jordan Lee", "jordan.lee@example.com", "ats",
-                  "another finalist"):
+    for shown in (
+        "Senior Backend Engineer",
+        "final interview",
+        "system-design walkthrough",
+        "distributed systems",
+        "Jordan Lee",
+        "jordan.lee@example.com",
+        "ats",
+        "another finalist",
+    ):
         assert shown in profile, shown
     consent = page.locator("section:has(h2:text('Consent'))").inner_text()
     assert "legitimate interest" in consent and "2026" in consent
@@ -228,9 +292,13 @@ def test_viewer_reads_one_timeline_but_cannot_change_anything(page, live_app: Fl
     # ...and posting anyway, with a valid CSRF token, is forbidden.
     token = csrf_token(page)
     base = f"/admin/candidates/{candidate.id}"
-    for path, form in [(f"{base}/hire", {}), (f"{base}/tags", {"tag": "x"}),
-                       (f"{base}/erase", {}), (f"{base}/edit", {"first_name": "X"}),
-                       ("/admin/candidates/bulk-tag?q=maya", {"new_tag": "x"})]:
+    for path, form in [
+        (f"{base}/hire", {}),
+        (f"{base}/tags", {"tag": "x"}),
+        (f"{base}/erase", {}),
+        (f"{base}/edit", {"first_name": "X"}),
+        ("/admin/candidates/bulk-tag?q=maya", {"new_tag": "x"}),
+    ]:
         answer = page.request.post(path, form={"csrf_token": token, **form})
         assert answer.status == 403, path
     assert page.request.get(f"{base}/edit").status == 403
@@ -261,8 +329,10 @@ def test_editor_edits_tags_enrols_and_marks_hired(page, live_app: Flask) -> None
     page.click("button:has-text('Save profile')")
     error = page.locator(".field.has-error:has(input[name=timezone]) .error")
     assert "is not an IANA time zone" in error.inner_text()
-    assert "not valid JSON" in page.locator(
-        ".field.has-error:has(textarea[name=attributes]) .error").inner_text()
+    assert (
+        "not valid JSON"
+        in page.locator(".field.has-error:has(textarea[name=attributes]) .error").inner_text()
+    )
     assert page.input_value("input[name=first_name]") == "Maya A."  # what was typed stays
     screenshot(page, "candidates-edit-errors")
     assert fresh(Candidate, candidate.id).first_name == "Maya"
@@ -274,8 +344,11 @@ def test_editor_edits_tags_enrols_and_marks_hired(page, live_app: Flask) -> None
     page.wait_for_url(f"**/admin/candidates/{candidate.id}")
     assert "Profile saved." in page.locator(".flash").inner_text()
     saved = fresh(Candidate, candidate.id)
-    assert (saved.first_name, saved.timezone, saved.skills) == ("Maya A.", "Europe/Paris",
-                                                                ["python", "rust"])
+    assert (saved.first_name, saved.timezone, saved.skills) == (
+        "Maya A.",
+        "Europe/Paris",
+        ["python", "rust"],
+    )
     assert saved.attributes == {"notice_period": "2 weeks"}
 
     # Tag: a tag-entry campaign enrols them; untag.
@@ -288,7 +361,10 @@ def test_editor_edits_tags_enrols_and_marks_hired(page, live_app: Flask) -> None
     page.click("button[aria-label='Remove tag referral']")
     assert "Removed the tag “referral”" in page.locator(".flash").inner_text()
     assert set(fresh(Candidate, candidate.id).tag_names) == {
-        "backend", "backend-pool", "silver-medalist"}
+        "backend",
+        "backend-pool",
+        "silver-medalist",
+    }
     # An empty tag is refused at the field.
     page.click("form.add-tag button")
     assert "type the tag to add" in page.locator("form.add-tag .error").inner_text()
@@ -309,14 +385,23 @@ def test_editor_edits_tags_enrols_and_marks_hired(page, live_app: Flask) -> None
     assert asked and "Mark Maya A. Okafor as hired?" in asked[-1]
     assert "marked hired" in page.locator(".flash").inner_text()
     assert page.locator("h1 .badge").inner_text() == "hired"
-    statuses = {e.status for e in db.session.scalars(
-        select(Enrolment).where(Enrolment.candidate_id == candidate.id).execution_options(
-            populate_existing=True))}
+    statuses = {
+        e.status
+        for e in db.session.scalars(
+            select(Enrolment)
+            .where(Enrolment.candidate_id == candidate.id)
+            .execution_options(populate_existing=True)
+        )
+    }
     assert statuses == {"exited"}
     # Editors cannot erase.
     assert page.locator("button:has-text('Erase')").count() == 0
-    assert page.request.post(f"/admin/candidates/{candidate.id}/erase",
-                             form={"csrf_token": csrf_token(page)}).status == 403
+    assert (
+        page.request.post(
+            f"/admin/candidates/{candidate.id}/erase", form={"csrf_token": csrf_token(page)}
+        ).status
+        == 403
+    )
 
 
 def test_editor_tags_everyone_a_filter_matches(page, live_app: Flask) -> None:
@@ -339,8 +424,9 @@ def test_editor_tags_everyone_a_filter_matches(page, live_app: Flask) -> None:
     assert "4 enrolled in “Backend pool”." in flash
     assert "q=backend" in page.url  # still the same list
     db.session.expire_all()
-    tagged = db.session.scalars(select(Candidate.email).where(
-        Candidate.tags.any(name="backend-pool"))).all()
+    tagged = db.session.scalars(
+        select(Candidate.email).where(Candidate.tags.any(name="backend-pool"))
+    ).all()
     assert len(tagged) == 4 and all("example.org" in e for e in tagged)
     assert db.session.scalar(select(func.count()).where(Enrolment.campaign_id == pool.id)) == 4
     # A blank tag is explained at the field.

@@ -25,8 +25,9 @@ def _candidates() -> int:
 
 
 def _upload(page, name: str, data: bytes, mime: str = "text/csv") -> None:
-    page.set_input_files("input[name=file]",
-                         files=[{"name": name, "mimeType": mime, "buffer": data}])
+    page.set_input_files(
+        "input[name=file]", files=[{"name": name, "mimeType": mime, "buffer": data}]
+    )
     page.click("button:has-text('Upload and map columns')")
 
 
@@ -87,18 +88,24 @@ def test_an_editor_imports_a_csv_with_two_bad_rows(page, live_app: Flask) -> Non
     page.wait_for_url(re.compile(r"/admin/imports/\d+$"))
     expect(page.locator("#progress-label")).to_have_text("Waiting for a worker…")
     # Without JavaScript the page refreshes itself until the import ends.
-    assert page.locator('noscript').count() == 1 and 'http-equiv="refresh"' in page.content()
+    assert page.locator("noscript").count() == 1 and 'http-equiv="refresh"' in page.content()
     progress_url = page.url + "/progress"
     waiting = page.request.get(progress_url).json()
     assert (waiting["status"], waiting["processed_rows"], waiting["total_rows"]) == (
-        "running", 0, 20)
+        "running",
+        0,
+        20,
+    )
     screenshot(page, "imports-progress")
     live_app.config["IMPORT_BATCH_SIZE"] = 5  # four batches, each committed with its progress
     worker = SimpleWorker([get_queue(live_app)], connection=get_redis(live_app))
     assert worker.work(burst=True, with_scheduler=False)
     finished = page.request.get(progress_url).json()
     assert (finished["status"], finished["processed_rows"], finished["percent"]) == (
-        "done", 20, 100)
+        "done",
+        20,
+        100,
+    )
     expect(page.locator("h1")).to_have_text("Import of candidates.csv", timeout=10000)
     expect(page.locator("#progress-label")).to_have_text("Done")
     expect(page.locator("#progress-bar")).to_have_attribute("style", "width: 100%")
@@ -162,13 +169,22 @@ def test_bad_uploads_and_mappings_are_refused_at_their_field(page, live_app: Fla
 def test_a_viewer_cannot_import(page, live_app: Flask) -> None:
     editor = db.session.scalar(select(User).where(User.email == "editor@example.com"))
     job, _ = import_service.create_import(
-        db.session, FIXTURE.read_bytes(), "candidates.csv",
-        live_app.extensions["nurture.clock"].now(), created_by_id=editor.id)
+        db.session,
+        FIXTURE.read_bytes(),
+        "candidates.csv",
+        live_app.extensions["nurture.clock"].now(),
+        created_by_id=editor.id,
+    )
     db.session.commit()
     login(page, "viewer")
     expect(page.locator("nav >> text=Imports")).to_have_count(0)
-    for path in ("/admin/imports", "/admin/imports/new", f"/admin/imports/{job.id}/mapping",
-                 f"/admin/imports/{job.id}/check", f"/admin/imports/{job.id}/progress"):
+    for path in (
+        "/admin/imports",
+        "/admin/imports/new",
+        f"/admin/imports/{job.id}/mapping",
+        f"/admin/imports/{job.id}/check",
+        f"/admin/imports/{job.id}/progress",
+    ):
         assert page.goto(path).status == 403, path
     page.goto("/admin/")
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")

@@ -11,8 +11,14 @@ from nurture.workflows.candidates import save_candidate
 from tests.admin.conftest import login, screenshot
 
 PEOPLE = [
-    ("ana@example.org", "Ana", "Data Engineer", "Berlin, Germany", "final interview",
-     ["python", "sql", "airflow"]),
+    (
+        "ana@example.org",
+        "Ana",
+        "Data Engineer",
+        "Berlin, Germany",
+        "final interview",
+        ["python", "sql", "airflow"],
+    ),
     ("bo@example.org", "Bo", "Backend developer", "Lisbon, Portugal", "onsite", ["python", "sql"]),
     ("chen@example.org", "Chen", "Data analyst", "Munich, Germany", "phone screen", ["sql"]),
     ("dee@example.org", "Dee", "Designer", "Berlin, Germany", "", ["figma"]),
@@ -23,9 +29,19 @@ PEOPLE = [
 def seed(app) -> None:
     now = app.extensions["nurture.clock"].now()
     for email, first, role, location, stage, skills in PEOPLE:
-        save_candidate(db.session, {"email": email, "first_name": first, "last_name": "Example",
-                                    "role": role, "location": location, "stage": stage,
-                                    "skills": skills}, now)
+        save_candidate(
+            db.session,
+            {
+                "email": email,
+                "first_name": first,
+                "last_name": "Example",
+                "role": role,
+                "location": location,
+                "stage": stage,
+                "skills": skills,
+            },
+            now,
+        )
     db.session.commit()
     # Eli turned job alerts off in the preference centre: never proposed, cannot be added.
     eli = db.session.scalar(select(Candidate).where(Candidate.email == "eli@example.org"))
@@ -37,8 +53,9 @@ def rows(page) -> list[str]:
     return page.locator("table.job-review tbody tr:not(.removed) td.who strong").all_inner_texts()
 
 
-def test_create_review_remove_add_and_send_a_job_alert(page, live_app, live_server,
-                                                        browser) -> None:
+def test_create_review_remove_add_and_send_a_job_alert(
+    page, live_app, live_server, browser
+) -> None:
     seed(live_app)
     login(page, "editor")
     page.click("nav >> text=Job alerts")
@@ -49,7 +66,8 @@ def test_create_review_remove_add_and_send_a_job_alert(page, live_app, live_serv
     page.fill("#url", "careers.example.com/jobs/7")
     page.click("text=Find matching candidates")
     assert page.locator(".field:has(#url) .error").inner_text() == (
-        "Must be an http:// or https:// address")
+        "Must be an http:// or https:// address"
+    )
     assert "at least one skill" in page.locator(".field:has(#skills) .error").inner_text()
     assert "remote" in page.locator(".field:has(#location) .error").inner_text()
     assert page.locator("#title").input_value() == "Senior Data Engineer"
@@ -91,20 +109,25 @@ def test_create_review_remove_add_and_send_a_job_alert(page, live_app, live_serv
     assert "goes out to 3 candidates" in page.locator(".flash").inner_text()
     assert page.locator("text=Nobody left to send to").count() == 1
     job = db.session.scalar(select(JobOpening))
-    enrolled = set(db.session.scalars(
-        select(Candidate.email).join(Enrolment, Enrolment.candidate_id == Candidate.id)))
+    enrolled = set(
+        db.session.scalars(
+            select(Candidate.email).join(Enrolment, Enrolment.candidate_id == Candidate.id)
+        )
+    )
     assert enrolled == {"ana@example.org", "chen@example.org", "dee@example.org"}
 
     # Sending again (a double click, a stale tab) enrols nobody twice.
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")
-    again = page.request.post(f"{live_server.url}/admin/jobs/{job.id}/send",
-                              form={"csrf_token": token})
+    again = page.request.post(
+        f"{live_server.url}/admin/jobs/{job.id}/send", form={"csrf_token": token}
+    )
     assert again.ok
     assert db.session.scalar(select(func.count()).select_from(Enrolment)) == 3
 
     # A viewer reads the list with its reasons but has no buttons, and POSTs are refused.
-    viewer = browser.new_context(viewport={"width": 390, "height": 900},
-                                 base_url=live_server.url).new_page()
+    viewer = browser.new_context(
+        viewport={"width": 390, "height": 900}, base_url=live_server.url
+    ).new_page()
     login(viewer, "viewer")
     viewer.goto(f"/admin/jobs/{job.id}")
     assert "3 of 3 skills" in viewer.locator("table.job-review").inner_text()
@@ -112,14 +135,23 @@ def test_create_review_remove_add_and_send_a_job_alert(page, live_app, live_serv
     assert viewer.locator("#new-job").count() == 0
     token = viewer.locator("input[name=csrf_token]").first.get_attribute("value")
     chen = db.session.scalar(select(Candidate.id).where(Candidate.email == "chen@example.org"))
-    for path in (f"/admin/jobs/{job.id}/matches/{chen}/exclude", f"/admin/jobs/{job.id}/send",
-                 f"/admin/jobs/{job.id}/matches", "/admin/jobs"):
-        answer = viewer.request.post(live_server.url + path,
-                                     form={"csrf_token": token, "email": "dee@example.org",
-                                           "title": "x"})
+    for path in (
+        f"/admin/jobs/{job.id}/matches/{chen}/exclude",
+        f"/admin/jobs/{job.id}/send",
+        f"/admin/jobs/{job.id}/matches",
+        "/admin/jobs",
+    ):
+        answer = viewer.request.post(
+            live_server.url + path,
+            form={"csrf_token": token, "email": "dee@example.org", "title": "x"},
+        )
         assert answer.status == 403, path
     viewer.context.close()
     db.session.expire_all()
-    assert db.session.scalar(select(func.count()).select_from(JobMatch)
-                             .where(JobMatch.excluded.is_(True))) == 1
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(JobMatch).where(JobMatch.excluded.is_(True))
+        )
+        == 1
+    )
     assert db.session.scalar(select(func.count()).select_from(JobOpening)) == 1

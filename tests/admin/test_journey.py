@@ -108,8 +108,9 @@ def test_import_preview_build_activate_send_and_watch(page, live_app, live_serve
 
     # 6. Ana opens it on her phone; the funnel moves.
     ana = next(m.as_email() for m in smtp.messages if m.rcpt_tos == ["ana.lima@example.org"])
-    pixel = re.search(r'src="https?://[^/"]+(/o/[^"]+\.gif)"',
-                      ana.get_body(("html",)).get_content())[1]
+    pixel = re.search(
+        r'src="https?://[^/"]+(/o/[^"]+\.gif)"', ana.get_body(("html",)).get_content()
+    )[1]
     live_app.extensions["nurture.clock"].advance(timedelta(minutes=7))  # a person, not a scanner
     assert page.request.get(live_server.url + pixel, headers={"User-Agent": A_PHONE}).ok
     page.goto(campaign_url)

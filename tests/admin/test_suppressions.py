@@ -26,14 +26,17 @@ def signed_in(app, role: str):
     """A plain HTTP client signed in as the fixture user with ``role``."""
     client = app.test_client()
     token = csrf_of(client.get("/admin/login").text)
-    answer = client.post("/admin/login", data={"email": f"{role}@example.com",
-                                               "password": PASSWORD, "csrf_token": token})
+    answer = client.post(
+        "/admin/login",
+        data={"email": f"{role}@example.com", "password": PASSWORD, "csrf_token": token},
+    )
     assert answer.status_code == 302
     return client
 
 
-def test_paste_addresses_read_the_report_and_check_one(page, live_app, live_server,
-                                                       browser) -> None:
+def test_paste_addresses_read_the_report_and_check_one(
+    page, live_app, live_server, browser
+) -> None:
     now = live_app.extensions["nurture.clock"].now()
     save_candidate(db.session, {"email": "ana@example.org", "first_name": "Ana"}, now)
     db.session.commit()
@@ -81,22 +84,26 @@ def test_paste_addresses_read_the_report_and_check_one(page, live_app, live_serv
     assert "@-sign" in page.locator("#check .error").inner_text()
 
     # A form posted without its CSRF token is refused before anything happens.
-    answer = page.request.post(f"{live_server.url}/admin/suppressions",
-                               multipart={"addresses": "cy@example.org", "reason": "manual"})
+    answer = page.request.post(
+        f"{live_server.url}/admin/suppressions",
+        multipart={"addresses": "cy@example.org", "reason": "manual"},
+    )
     assert answer.status == 400
     assert suppressed() == 2
 
     # A viewer checks addresses but has no form to add them, and a POST is refused.
-    viewer = browser.new_context(viewport={"width": 390, "height": 900},
-                                 base_url=live_server.url).new_page()
+    viewer = browser.new_context(
+        viewport={"width": 390, "height": 900}, base_url=live_server.url
+    ).new_page()
     login(viewer, "viewer")
     viewer.goto("/admin/suppressions?email=ana%40example.org")
     assert "Suppressed since" in viewer.locator(".check-result").inner_text()
     assert viewer.locator("#add").count() == 0
     token = viewer.locator("input[name=csrf_token]").first.get_attribute("value")
-    answer = viewer.request.post(f"{live_server.url}/admin/suppressions",
-                                 form={"csrf_token": token, "addresses": "cy@example.org",
-                                       "reason": "manual"})
+    answer = viewer.request.post(
+        f"{live_server.url}/admin/suppressions",
+        form={"csrf_token": token, "addresses": "cy@example.org", "reason": "manual"},
+    )
     assert answer.status == 403
     viewer.context.close()
     assert suppressed() == 2
@@ -106,27 +113,50 @@ def test_a_csv_export_is_read_and_mistakes_are_shown_at_their_fields(live_app) -
     client = signed_in(live_app, "editor")
     token = csrf_of(client.get("/admin/suppressions").text)
     export = b"Name,Email,Date\nAna,ana@example.org,2025-01-02\nBo,bo@,2025-01-03\n"
-    answer = client.post("/admin/suppressions", content_type="multipart/form-data", data={
-        "csrf_token": token, "reason": "unsubscribed", "addresses": "",
-        "file": (io.BytesIO(export), "gem-unsubscribes.csv")})
+    answer = client.post(
+        "/admin/suppressions",
+        content_type="multipart/form-data",
+        data={
+            "csrf_token": token,
+            "reason": "unsubscribed",
+            "addresses": "",
+            "file": (io.BytesIO(export), "gem-unsubscribes.csv"),
+        },
+    )
     assert answer.status_code == 200
     assert re.search(r"Added 1 address <span[^>]*>· reason: unsubscribed", answer.text)
     assert "read from the column “Email”" in answer.text
     assert re.search(r'<td class="num">3</td>\s*<td><code>bo@</code>', answer.text)
     assert suppressed() == 1
 
-    both = client.post("/admin/suppressions", content_type="multipart/form-data", data={
-        "csrf_token": token, "reason": "manual", "addresses": "cy@example.org",
-        "file": (io.BytesIO(export), "export.csv")})
+    both = client.post(
+        "/admin/suppressions",
+        content_type="multipart/form-data",
+        data={
+            "csrf_token": token,
+            "reason": "manual",
+            "addresses": "cy@example.org",
+            "file": (io.BytesIO(export), "export.csv"),
+        },
+    )
     assert both.status_code == 400 and "not both" in both.text
-    empty = client.post("/admin/suppressions", data={"csrf_token": token, "reason": "manual",
-                                                     "addresses": " \n "})
+    empty = client.post(
+        "/admin/suppressions", data={"csrf_token": token, "reason": "manual", "addresses": " \n "}
+    )
     assert empty.status_code == 400 and "Paste at least one address" in empty.text
-    no_column = client.post("/admin/suppressions", content_type="multipart/form-data", data={
-        "csrf_token": token, "reason": "manual", "file": (io.BytesIO(b"a,b\n1,2\n"), "x.csv")})
+    no_column = client.post(
+        "/admin/suppressions",
+        content_type="multipart/form-data",
+        data={
+            "csrf_token": token,
+            "reason": "manual",
+            "file": (io.BytesIO(b"a,b\n1,2\n"), "x.csv"),
+        },
+    )
     assert no_column.status_code == 422 and "No column of this file" in no_column.text
-    bad_reason = client.post("/admin/suppressions", data={"csrf_token": token,
-                                                          "reason": "erased",
-                                                          "addresses": "cy@example.org"})
+    bad_reason = client.post(
+        "/admin/suppressions",
+        data={"csrf_token": token, "reason": "erased", "addresses": "cy@example.org"},
+    )
     assert bad_reason.status_code == 400
     assert suppressed() == 1

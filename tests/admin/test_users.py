@@ -36,16 +36,24 @@ def test_admin_adds_a_user_issues_and_revokes_a_token(page, live_app) -> None:
 
     client = live_app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
-    assert client.post("/api/v1/candidates", json={"email": "a@example.org"},
-                       headers=headers).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/candidates", json={"email": "a@example.org"}, headers=headers
+        ).status_code
+        == 201
+    )
     # Reloading the page does not show the token again.
     page.goto("/admin/users")
     assert page.locator("[data-token]").count() == 0
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("tr:has-text('Greenhouse webhook') >> text=Revoke")
     page.wait_for_selector(".flash")
-    assert client.post("/api/v1/candidates", json={"email": "b@example.org"},
-                       headers=headers).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/candidates", json={"email": "b@example.org"}, headers=headers
+        ).status_code
+        == 401
+    )
 
 
 def test_the_last_admin_cannot_lock_themselves_out(page) -> None:

@@ -250,14 +250,24 @@ def test_after_a_reapplication_a_new_rejection_enrols_again(client, auth) -> Non
 
 
 def test_a_reapplication_ends_only_drips_whose_exit_rules_say_so(client, auth) -> None:
-    leaves = client.post("/api/v1/campaigns", headers=auth, json={
-        "name": "leaves", "entry": {"ats_event": "candidate.rejected"},
-        "steps": [{"delay": "P1D", "template": "checkin_3_months"}],
-    }).json["id"]
-    stays = client.post("/api/v1/campaigns", headers=auth, json={
-        "name": "stays", "entry": {"ats_event": "candidate.rejected"},
-        "steps": [{"delay": "P1D", "template": "checkin_3_months"}],
-    }).json["id"]
+    leaves = client.post(
+        "/api/v1/campaigns",
+        headers=auth,
+        json={
+            "name": "leaves",
+            "entry": {"ats_event": "candidate.rejected"},
+            "steps": [{"delay": "P1D", "template": "checkin_3_months"}],
+        },
+    ).json["id"]
+    stays = client.post(
+        "/api/v1/campaigns",
+        headers=auth,
+        json={
+            "name": "stays",
+            "entry": {"ats_event": "candidate.rejected"},
+            "steps": [{"delay": "P1D", "template": "checkin_3_months"}],
+        },
+    ).json["id"]
     for campaign_id in (leaves, stays):
         client.post(f"/api/v1/campaigns/{campaign_id}/activate", headers=auth)
     db.session.get(Campaign, stays).exit_on = ["hired"]

@@ -52,8 +52,13 @@ def test_a_dry_run_reports_the_bad_rows_and_writes_nothing(app: Flask, client) -
 
 def test_an_import_lands_the_good_rows_and_reports_the_bad_ones(app: Flask, client) -> None:
     editor = auth_headers(app, "editor")
-    answer = _post(client, editor, FIXTURE.read_bytes(), tags="Spring-2026, talent",
-                   mapping=json.dumps({"LinkedIn": "", "Team": "tags"}))
+    answer = _post(
+        client,
+        editor,
+        FIXTURE.read_bytes(),
+        tags="Spring-2026, talent",
+        mapping=json.dumps({"LinkedIn": "", "Team": "tags"}),
+    )
     assert answer.status_code == 200, answer.json
     report = answer.json
     assert report["status"] == "done" and report["dry_run"] is False
@@ -102,8 +107,9 @@ def test_bad_requests_get_json_errors_with_the_field(app: Flask, client) -> None
     assert "file" in _error(_post(client, editor, b"a@example.org,Ana\n"), 422)["fields"]
     bad_json = _post(client, editor, FIXTURE.read_bytes(), mapping="{not json")
     assert "mapping" in _error(bad_json, 422)["fields"]
-    unknown_field = _post(client, editor, FIXTURE.read_bytes(),
-                          mapping=json.dumps({"Team": "shoe_size"}))
+    unknown_field = _post(
+        client, editor, FIXTURE.read_bytes(), mapping=json.dumps({"Team": "shoe_size"})
+    )
     assert "mapping.Team" in _error(unknown_field, 422)["fields"]
     no_email = _post(client, editor, FIXTURE.read_bytes(), mapping=json.dumps({"E-mail": ""}))
     assert "map one column to Email" in _error(no_email, 422)["fields"]["mapping"]

@@ -13,8 +13,10 @@ URL = "/api/v1/suppressions"
 def test_add_check_and_count(app: Flask, client) -> None:
     """An editor adds a list; a viewer checks addresses and reads the counts."""
     editor, viewer = auth_headers(app, "editor"), auth_headers(app, "viewer")
-    body = {"emails": ["ana@example.org", "not-an-email", "Bo@Example.org", "ana@example.org"],
-            "reason": "bounced"}
+    body = {
+        "emails": ["ana@example.org", "not-an-email", "Bo@Example.org", "ana@example.org"],
+        "reason": "bounced",
+    }
     answer = client.post(URL, json=body, headers=editor)
     assert answer.status_code == 200, answer.json
     report = answer.json

@@ -101,8 +101,12 @@ def render_as_sent(
     unsubscribe_url = TOKENS.unsubscribe_url(person.id, message_id)
     preferences_url = TOKENS.preferences_url(person.id, message_id)
     context = build_context(
-        person, drip, SETTINGS, unsubscribe_url=unsubscribe_url,
-        preferences_url=preferences_url, job=JOB,
+        person,
+        drip,
+        SETTINGS,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+        job=JOB,
     )
     mail = library.get(name).render(context)
     html = instrument(mail.html, TOKENS, message_id, keep=(f"{BASE_URL}/u/", f"{BASE_URL}/p/"))

@@ -29,7 +29,8 @@ OPTIONS = [
     "--cf=use_bayes 0",  # an untrained Bayes database says nothing; a receiver's is its own
     "--cf=add_header all Score _SCORE_",  # rounded: only a cross-check of the rules' sum
     "--cf=add_header all Rules _TESTSSCORES(,)_",
-    "-D", "dns",  # its debug line shows that DNS was never available
+    "-D",
+    "dns",  # its debug line shows that DNS was never available
 ]
 
 
@@ -118,5 +119,7 @@ def test_a_starter_scores_at_most_two(
 def test_no_network_test_ran(verdicts: dict[tuple[str, str], Verdict]) -> None:
     for verdict in verdicts.values():
         assert "DNS not available" in verdict.debug
-        assert not any(rule.startswith(("URIBL", "RCVD_IN_", "RAZOR", "PYZOR", "DKIM_VALID"))
-                       for rule in verdict.rules)
+        assert not any(
+            rule.startswith(("URIBL", "RCVD_IN_", "RAZOR", "PYZOR", "DKIM_VALID"))
+            for rule in verdict.rules
+        )

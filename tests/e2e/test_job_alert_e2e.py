@@ -64,9 +64,17 @@ def test_a_job_alert_reaches_only_reviewed_matching_opted_in_candidates(
     editor = auth_headers(system, "editor")
     ids = {}
     for email, (skills, extra) in PEOPLE.items():
-        answer = client.post("/api/v1/candidates", headers=editor,
-                             json={"email": email, "first_name": email[:3].title(),
-                                   "skills": skills, "location": "Berlin", **extra})
+        answer = client.post(
+            "/api/v1/candidates",
+            headers=editor,
+            json={
+                "email": email,
+                "first_name": email[:3].title(),
+                "skills": skills,
+                "location": "Berlin",
+                **extra,
+            },
+        )
         ids[email] = answer.json["id"]
     turn_off_job_alerts(system, "opted-out@example.org")
     hired = {"type": "candidate.hired", "candidate": {"email": "hired@example.org"}}
@@ -78,16 +86,23 @@ def test_a_job_alert_reaches_only_reviewed_matching_opted_in_candidates(
     assert created.json["match_count"] == 3
     listing = client.get(f"/api/v1/jobs/{job}/matches", headers=editor).json
     assert [item["email"] for item in listing["items"]] == [
-        "fit@example.org", "removed@example.org", "changes-mind@example.org"]
+        "fit@example.org",
+        "removed@example.org",
+        "changes-mind@example.org",
+    ]
     assert listing["items"][0]["reasons"][:2] == [
-        "3 of 3 skills: airflow, python, sql", "role: Data Engineer (data)"]
+        "3 of 3 skills: airflow, python, sql",
+        "role: Data Engineer (data)",
+    ]
 
     # The recruiter removes one person, then approves; nothing goes out before approval.
     work(system)
     assert smtp.messages == []
     removed = ids["removed@example.org"]
-    assert client.post(f"/api/v1/jobs/{job}/matches/{removed}/exclude",
-                       headers=editor).json == {"candidate_id": removed, "excluded": True}
+    assert client.post(f"/api/v1/jobs/{job}/matches/{removed}/exclude", headers=editor).json == {
+        "candidate_id": removed,
+        "excluded": True,
+    }
     approved = client.post(f"/api/v1/jobs/{job}/approve", headers=editor)
     assert approved.status_code == 200 and approved.json["enrolled"] == 2
 
@@ -102,7 +117,8 @@ def test_a_job_alert_reaches_only_reviewed_matching_opted_in_candidates(
     assert JOB["url"] in text and "Own the pipelines" in text
     assert "Staff Data Engineer" in mail.get_body(("html",)).get_content()
     skipped = db.session.scalar(
-        select(Message).where(Message.candidate_id == ids["changes-mind@example.org"]))
+        select(Message).where(Message.candidate_id == ids["changes-mind@example.org"])
+    )
     assert skipped is not None and skipped.state == MessageState.SKIPPED
 
     # Approving twice sends once.
@@ -118,17 +134,20 @@ def test_a_job_alert_reaches_only_reviewed_matching_opted_in_candidates(
 def test_job_api_errors_are_json_and_name_the_field(system: Flask) -> None:
     client = system.test_client()
     editor, viewer = auth_headers(system, "editor"), auth_headers(system, "viewer")
-    bad = client.post("/api/v1/jobs", json={**JOB, "url": "not a link", "title": ""},
-                      headers=editor)
+    bad = client.post(
+        "/api/v1/jobs", json={**JOB, "url": "not a link", "title": ""}, headers=editor
+    )
     assert bad.status_code == 422
     assert set(bad.json["error"]["fields"]) == {"url", "title"}
     assert client.post("/api/v1/jobs", json=JOB, headers=viewer).status_code == 403
     assert client.post("/api/v1/jobs", json=JOB).status_code == 401
     assert client.get("/api/v1/jobs/999/matches", headers=viewer).status_code == 404
     job = client.post("/api/v1/jobs", json=JOB, headers=editor).json["id"]
-    assert client.post(f"/api/v1/jobs/{job}/matches/12345/exclude",
-                       headers=editor).status_code == 404
+    assert (
+        client.post(f"/api/v1/jobs/{job}/matches/12345/exclude", headers=editor).status_code == 404
+    )
     assert client.post(f"/api/v1/jobs/{job}/approve", headers=viewer).status_code == 403
-    unknown = client.post(f"/api/v1/jobs/{job}/matches", json={"email": "x@example.org"},
-                          headers=editor)
+    unknown = client.post(
+        f"/api/v1/jobs/{job}/matches", json={"email": "x@example.org"}, headers=editor
+    )
     assert unknown.status_code == 422 and "email" in unknown.json["error"]["fields"]

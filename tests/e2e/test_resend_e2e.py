@@ -82,7 +82,9 @@ def test_a_non_opener_gets_the_resend_and_an_opener_does_not(
     tick_and_work(system)
     mails = received(smtp)
     assert [len(mails[a]) for a in ("ana@example.org", "bo@example.org", "cy@example.org")] == [
-        1, 2, 2
+        1,
+        2,
+        2,
     ]
     assert mails["bo@example.org"][1]["Subject"] == (
         "In case you missed it: join our talent network"
@@ -90,11 +92,14 @@ def test_a_non_opener_gets_the_resend_and_an_opener_does_not(
     # Ana's step is skipped with the reason, not left waiting; nobody is mailed twice later.
     db.session.expire_all()
     ana_messages = db.session.scalars(
-        select(Message).join(Candidate).where(Candidate.email == "ana@example.org")
+        select(Message)
+        .join(Candidate)
+        .where(Candidate.email == "ana@example.org")
         .order_by(Message.id)
     ).all()
     assert [(m.state, m.error) for m in ana_messages] == [
-        ("sent", ""), ("skipped", "condition previous_not_opened not met")
+        ("sent", ""),
+        ("skipped", "condition previous_not_opened not met"),
     ]
     clock.advance(timedelta(days=7))
     tick_and_work(system)

@@ -47,48 +47,78 @@ def app(database_url, clock) -> Iterator[Flask]:
 
 def candidate(status: str = "active") -> Candidate:
     n = next(_n)
-    person = Candidate(email=f"c{n}@example.org", first_name=f"C{n}", status=status,
-                       created_at=NOW, updated_at=NOW)
+    person = Candidate(
+        email=f"c{n}@example.org", first_name=f"C{n}", status=status, created_at=NOW, updated_at=NOW
+    )
     db.session.add(person)
     db.session.flush()
     return person
 
 
-def campaign(status: str = "active", *, age: timedelta = timedelta(days=30),
-             updated: timedelta | None = None, steps: int = 1) -> Campaign:
+def campaign(
+    status: str = "active",
+    *,
+    age: timedelta = timedelta(days=30),
+    updated: timedelta | None = None,
+    steps: int = 1,
+) -> Campaign:
     n = next(_n)
     drip = Campaign(
-        name=f"Campaign {n}", status=status, created_at=NOW - age,
+        name=f"Campaign {n}",
+        status=status,
+        created_at=NOW - age,
         updated_at=NOW - (updated if updated is not None else age),
-        steps=[Step(position=i, delay="P1D", delay_seconds=86400, template="rejection_followup")
-               for i in range(steps)],
+        steps=[
+            Step(position=i, delay="P1D", delay_seconds=86400, template="rejection_followup")
+            for i in range(steps)
+        ],
     )
     db.session.add(drip)
     db.session.flush()
     return drip
 
 
-def message(drip: Campaign, person: Candidate, state: str = "sent",
-            sent_at: datetime | None = NOW, step: int = 0) -> Message:
-    mail = Message(candidate_id=person.id, campaign_id=drip.id, step_id=drip.steps[step].id,
-                   state=state, queued_at=(sent_at or NOW) - timedelta(minutes=1),
-                   sent_at=sent_at if state == "sent" else None)
+def message(
+    drip: Campaign,
+    person: Candidate,
+    state: str = "sent",
+    sent_at: datetime | None = NOW,
+    step: int = 0,
+) -> Message:
+    mail = Message(
+        candidate_id=person.id,
+        campaign_id=drip.id,
+        step_id=drip.steps[step].id,
+        state=state,
+        queued_at=(sent_at or NOW) - timedelta(minutes=1),
+        sent_at=sent_at if state == "sent" else None,
+    )
     db.session.add(mail)
     db.session.flush()
     return mail
 
 
 def event(mail: Message, kind: str, at: datetime, machine: bool = False) -> Event:
-    hit = Event(message_id=mail.id, candidate_id=mail.candidate_id, kind=kind, machine=machine,
-                created_at=at)
+    hit = Event(
+        message_id=mail.id,
+        candidate_id=mail.candidate_id,
+        kind=kind,
+        machine=machine,
+        created_at=at,
+    )
     db.session.add(hit)
     db.session.flush()
     return hit
 
 
 def enrol(drip: Campaign, person: Candidate, status: str = "active") -> Enrolment:
-    row = Enrolment(candidate_id=person.id, campaign_id=drip.id, status=status, created_at=NOW,
-                    next_send_at=NOW if status == "active" else None)
+    row = Enrolment(
+        candidate_id=person.id,
+        campaign_id=drip.id,
+        status=status,
+        created_at=NOW,
+        next_send_at=NOW if status == "active" else None,
+    )
     db.session.add(row)
     db.session.flush()
     return row
@@ -106,15 +136,27 @@ def test_network_health_counts_statuses_engagement_and_recent_sends(app) -> None
     # a: two human opens (one candidate); b: only a privacy proxy; c: a click just inside
     # 30 days; d: an open just outside; e: a click after "now" (a clock skew) is not counted.
     event(message(drip, a), EventKind.OPEN, NOW - timedelta(days=1))
-    event(message(drip, a, step=0, sent_at=NOW - timedelta(days=2)), EventKind.OPEN,
-          NOW - timedelta(hours=1))
+    event(
+        message(drip, a, step=0, sent_at=NOW - timedelta(days=2)),
+        EventKind.OPEN,
+        NOW - timedelta(hours=1),
+    )
     event(message(drip, b), EventKind.OPEN, NOW - timedelta(days=1), machine=True)
-    event(message(drip, c, sent_at=NOW - timedelta(days=8)), EventKind.CLICK,
-          NOW - timedelta(days=30) + timedelta(seconds=1))
-    event(message(drip, d, sent_at=NOW - timedelta(days=40)), EventKind.OPEN,
-          NOW - timedelta(days=30) - timedelta(seconds=1))
-    event(message(drip, e, sent_at=NOW - timedelta(days=7)), EventKind.CLICK,
-          NOW + timedelta(seconds=1))
+    event(
+        message(drip, c, sent_at=NOW - timedelta(days=8)),
+        EventKind.CLICK,
+        NOW - timedelta(days=30) + timedelta(seconds=1),
+    )
+    event(
+        message(drip, d, sent_at=NOW - timedelta(days=40)),
+        EventKind.OPEN,
+        NOW - timedelta(days=30) - timedelta(seconds=1),
+    )
+    event(
+        message(drip, e, sent_at=NOW - timedelta(days=7)),
+        EventKind.CLICK,
+        NOW + timedelta(seconds=1),
+    )
     message(drip, e, state="failed", sent_at=None)
     message(drip, d, state="queued", sent_at=None)
     db.session.commit()
@@ -135,9 +177,11 @@ def test_network_health_counts_statuses_engagement_and_recent_sends(app) -> None
 def test_daily_series_puts_each_hit_on_its_utc_day_and_skips_machines(app) -> None:
     drip, other = campaign(), campaign()
     a, b, c = candidate(), candidate(), candidate()
-    feb28, mar1, mar2 = (datetime(2026, 2, 28, tzinfo=NOW.tzinfo),
-                         datetime(2026, 3, 1, tzinfo=NOW.tzinfo),
-                         datetime(2026, 3, 2, tzinfo=NOW.tzinfo))
+    feb28, mar1, mar2 = (
+        datetime(2026, 2, 28, tzinfo=NOW.tzinfo),
+        datetime(2026, 3, 1, tzinfo=NOW.tzinfo),
+        datetime(2026, 3, 2, tzinfo=NOW.tzinfo),
+    )
     message(drip, a, sent_at=feb28 - timedelta(seconds=1))  # the day before the window
     first = message(drip, a, sent_at=feb28)  # the window's first instant
     message(drip, b, sent_at=mar1 + timedelta(hours=23, minutes=59, seconds=59))
@@ -194,9 +238,17 @@ def test_campaign_overview_counts_steps_enrolments_and_a_weeks_sends(app) -> Non
     drafts = campaign_overview(db.session, NOW, status="draft")
 
     assert {k: rows[drip.id][k] for k in ("steps", "enrolled", "active", "sent_7d")} == {
-        "steps": 3, "enrolled": 3, "active": 1, "sent_7d": 1}
+        "steps": 3,
+        "enrolled": 3,
+        "active": 1,
+        "sent_7d": 1,
+    }
     assert {k: rows[quiet.id][k] for k in ("steps", "enrolled", "active", "sent_7d")} == {
-        "steps": 1, "enrolled": 0, "active": 0, "sent_7d": 0}
+        "steps": 1,
+        "enrolled": 0,
+        "active": 0,
+        "sent_7d": 0,
+    }
     assert [row["campaign"].id for row in drafts] == [quiet.id]
 
 
@@ -209,9 +261,11 @@ def test_campaigns_needing_attention_and_why(app) -> None:
     bouncing = campaign()  # 2 bounces of 20 sent: 10 %
     fine = campaign()  # 1 unsubscribe of 20 sent: 5 %, not above the threshold
     small = campaign()  # 5 bounces of 19 sent: too few sent to judge
-    for drip, sent, bad, kind in ((bouncing, 20, 2, EventKind.BOUNCE),
-                                  (fine, 20, 1, EventKind.UNSUBSCRIBE),
-                                  (small, 19, 5, EventKind.BOUNCE)):
+    for drip, sent, bad, kind in (
+        (bouncing, 20, 2, EventKind.BOUNCE),
+        (fine, 20, 1, EventKind.UNSUBSCRIBE),
+        (small, 19, 5, EventKind.BOUNCE),
+    ):
         for n in range(sent):
             mail = message(drip, candidate(), sent_at=NOW - timedelta(days=1))
             if n < bad:

@@ -112,9 +112,11 @@ def test_a_broadcast_to_a_segment_of_500_sends_500_mails_once_each(
     assert run_tick(system).created == 0
     work(system)
     assert len(smtp.messages) == 500
-    progress = system.test_client().get(
-        f"/api/v1/broadcasts/{answer.json['id']}", headers=auth_headers(system, "viewer")
-    ).json["progress"]
+    progress = (
+        system.test_client()
+        .get(f"/api/v1/broadcasts/{answer.json['id']}", headers=auth_headers(system, "viewer"))
+        .json["progress"]
+    )
     assert progress["messages"]["sent"] == 500 and progress["total"] == 500
     assert progress["sent_at"] is not None and progress["waiting_audience"] is None
     # Each enrolment is complete once its one mail went out.
@@ -197,8 +199,10 @@ def test_at_local_time_each_zone_gets_it_at_its_own_hour(sqlite_system: Flask, c
         (datetime(2026, 3, 10, 0, 0), ["Asia/Tokyo"]),
         (datetime(2026, 3, 10, 8, 59), ["Asia/Tokyo"]),
         (datetime(2026, 3, 10, 9, 0), ["", "Asia/Tokyo", "Bad/Zone", "Europe/London"]),
-        (datetime(2026, 3, 10, 13, 0), ["", "America/New_York", "Asia/Tokyo", "Bad/Zone",
-                                        "Europe/London"]),
+        (
+            datetime(2026, 3, 10, 13, 0),
+            ["", "America/New_York", "Asia/Tokyo", "Bad/Zone", "Europe/London"],
+        ),
     ]:
         clock.set(hour.replace(tzinfo=UTC))
         run_tick(sqlite_system)
@@ -243,7 +247,8 @@ def test_bad_broadcasts_are_422_naming_the_field(sqlite_system: Flask, body, fie
     answer = broadcast(sqlite_system, **body)
     if "audience" not in body:
         answer = sqlite_system.test_client().post(
-            "/api/v1/broadcasts", json={"name": "x", "template": "newsletter"},
+            "/api/v1/broadcasts",
+            json={"name": "x", "template": "newsletter"},
             headers=auth_headers(sqlite_system, "editor"),
         )
     assert answer.status_code == 422, answer.json

@@ -37,8 +37,9 @@ F = CandidateFilters
 @pytest.fixture
 def both(database_url: str, clock) -> Any:
     """The app on SQLite, then on PostgreSQL (for the SQL that differs between them)."""
-    app = make_app(database_url, clock, REDIS_URL="redis://127.0.0.1:1/0",
-                   SMTP_URL="smtp://127.0.0.1:1")
+    app = make_app(
+        database_url, clock, REDIS_URL="redis://127.0.0.1:1/0", SMTP_URL="smtp://127.0.0.1:1"
+    )
     with app.app_context():
         yield app
         close_sender(app)
@@ -63,35 +64,72 @@ def person(app: Flask, email: str, **fields: Any) -> Candidate:
     return candidate
 
 
-SERVICE_FIELDS = {"first_name", "last_name", "role", "stage", "skills", "tags", "source",
-                  "timezone", "recruiter_email"}
+SERVICE_FIELDS = {
+    "first_name",
+    "last_name",
+    "role",
+    "stage",
+    "skills",
+    "tags",
+    "source",
+    "timezone",
+    "recruiter_email",
+}
 
 
 def campaign(name: str, tag: str = "", status: str = "active", steps: int = 1) -> Campaign:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    row = Campaign(name=name, kind="drip", status=status, entry_type="tag" if tag else "manual",
-                   entry_value=tag, created_at=now, updated_at=now,
-                   steps=[Step(position=n, delay_seconds=3600, template="check_in",
-                               subject=f"{name} {n + 1}") for n in range(steps)])
+    row = Campaign(
+        name=name,
+        kind="drip",
+        status=status,
+        entry_type="tag" if tag else "manual",
+        entry_value=tag,
+        created_at=now,
+        updated_at=now,
+        steps=[
+            Step(position=n, delay_seconds=3600, template="check_in", subject=f"{name} {n + 1}")
+            for n in range(steps)
+        ],
+    )
     db.session.add(row)
     db.session.flush()
     return row
 
 
-def message(candidate: Candidate, camp: Campaign, at: datetime, state: str = "sent",
-            subject: str = "Hello") -> Message:
-    row = Message(candidate_id=candidate.id, campaign_id=camp.id, step_id=camp.steps[0].id,
-                  state=state, subject=subject, queued_at=at,
-                  sent_at=at if state == "sent" else None)
+def message(
+    candidate: Candidate, camp: Campaign, at: datetime, state: str = "sent", subject: str = "Hello"
+) -> Message:
+    row = Message(
+        candidate_id=candidate.id,
+        campaign_id=camp.id,
+        step_id=camp.steps[0].id,
+        state=state,
+        subject=subject,
+        queued_at=at,
+        sent_at=at if state == "sent" else None,
+    )
     db.session.add(row)
     db.session.flush()
     return row
 
 
-def event(candidate: Candidate, kind: str, at: datetime, msg: Message | None = None,
-          machine: bool = False, url: str = "") -> Event:
-    row = Event(candidate_id=candidate.id, message_id=msg.id if msg else None, kind=kind,
-                machine=machine, url=url, created_at=at)
+def event(
+    candidate: Candidate,
+    kind: str,
+    at: datetime,
+    msg: Message | None = None,
+    machine: bool = False,
+    url: str = "",
+) -> Event:
+    row = Event(
+        candidate_id=candidate.id,
+        message_id=msg.id if msg else None,
+        kind=kind,
+        machine=machine,
+        url=url,
+        created_at=at,
+    )
     db.session.add(row)
     db.session.flush()
     return row
@@ -106,10 +144,19 @@ def emails(app: Flask, filters: CandidateFilters, **kw: Any) -> list[str]:
 
 
 def test_options_are_parsed_and_bad_ones_reported_at_their_name() -> None:
-    filters = F.from_args({"q": "  maya   python ", "tag": " Backend", "status": "active",
-                           "sort": "name", "dir": "desc", "page": "3"})
-    assert filters == F(q="maya python", tag="backend", status="active", sort="name",
-                        direction="desc", page=3)
+    filters = F.from_args(
+        {
+            "q": "  maya   python ",
+            "tag": " Backend",
+            "status": "active",
+            "sort": "name",
+            "dir": "desc",
+            "page": "3",
+        }
+    )
+    assert filters == F(
+        q="maya python", tag="backend", status="active", sort="name", direction="desc", page=3
+    )
     assert F.from_args(filters.to_args()) == filters
     assert F().to_args() == {}
     assert F(sort="name", direction="asc").to_args() == {"sort": "name"}  # asc: its default
@@ -121,8 +168,16 @@ def test_options_are_parsed_and_bad_ones_reported_at_their_name() -> None:
     assert F(sort="name", direction="asc").sort_args("name")["dir"] == "desc"
 
     with pytest.raises(ValidationError) as bad:
-        F.from_args({"status": "asleep", "sort": "shoe_size", "engagement": "x", "page": "0",
-                     "dir": "up", "q": "x" * 201})
+        F.from_args(
+            {
+                "status": "asleep",
+                "sort": "shoe_size",
+                "engagement": "x",
+                "page": "0",
+                "dir": "up",
+                "q": "x" * 201,
+            }
+        )
     assert set(bad.value.fields) == {"status", "sort", "engagement", "page", "dir", "q"}
     assert "asleep" in bad.value.fields["status"]
     with pytest.raises(ValidationError):
@@ -133,12 +188,23 @@ def test_options_are_parsed_and_bad_ones_reported_at_their_name() -> None:
 
 
 def test_search_matches_name_email_role_and_skills_in_any_case(both: Flask) -> None:
-    person(both, "maya@example.org", first_name="Maya", last_name="Okafor",
-           role="Backend Engineer", skills=["python", "postgresql"])
-    person(both, "jonas@example.org", first_name="Jonas", last_name="Lindqvist",
-           role="Product Designer", skills=["figma"])
-    person(both, "kenji.okafor@corp.example", first_name="Kenji", role="SRE",
-           skills=["go"])
+    person(
+        both,
+        "maya@example.org",
+        first_name="Maya",
+        last_name="Okafor",
+        role="Backend Engineer",
+        skills=["python", "postgresql"],
+    )
+    person(
+        both,
+        "jonas@example.org",
+        first_name="Jonas",
+        last_name="Lindqvist",
+        role="Product Designer",
+        skills=["figma"],
+    )
+    person(both, "kenji.okafor@corp.example", first_name="Kenji", role="SRE", skills=["go"])
     person(both, "under_score@example.org", first_name="100%", role="Data")
 
     def found(q: str) -> set[str]:
@@ -159,8 +225,14 @@ def test_search_matches_name_email_role_and_skills_in_any_case(both: Flask) -> N
 def test_filters_by_tag_status_stage_and_source(app: Flask) -> None:
     person(app, "a@example.org", tags=["backend", "silver"], stage="onsite", source="ats")
     person(app, "b@example.org", tags=["backend"], stage="screen", source="referral")
-    person(app, "c@example.org", tags=["design"], stage="onsite", source="referral",
-           status="unsubscribed")
+    person(
+        app,
+        "c@example.org",
+        tags=["design"],
+        stage="onsite",
+        source="referral",
+        status="unsubscribed",
+    )
 
     def found(**kw: Any) -> set[str]:
         return {e[0] for e in emails(app, F(**kw))}
@@ -179,8 +251,9 @@ def test_filters_by_tag_status_stage_and_source(app: Flask) -> None:
 def test_engagement_filters_ignore_machine_opens(app: Flask) -> None:
     now = now_of(app)
     drip = campaign("Drip")
-    recent, old, proxy, silent = (person(app, f"{n}@example.org")
-                                  for n in ("recent", "old", "proxy", "silent"))
+    recent, old, proxy, silent = (
+        person(app, f"{n}@example.org") for n in ("recent", "old", "proxy", "silent")
+    )
     for who in (recent, old, proxy, silent):
         message(who, drip, now - timedelta(days=90))
     event(recent, "click", now - timedelta(days=2), url="https://example.com/job")
@@ -205,13 +278,25 @@ def test_each_sort_in_both_directions(both: Flask, clock) -> None:
     app = both
     now = now_of(app)
     drip = campaign("Drip")
-    rows = [("zoe@example.org", "Zoë", "Adams", 10.0), ("ana@example.org", "ana", "Lima", 75.5),
-            ("nobody@example.org", "", "", 40.0), ("bo@example.org", "Bo", "Chen", 5.0)]
+    rows = [
+        ("zoe@example.org", "Zoë", "Adams", 10.0),
+        ("ana@example.org", "ana", "Lima", 75.5),
+        ("nobody@example.org", "", "", 40.0),
+        ("bo@example.org", "Bo", "Chen", 5.0),
+    ]
     made = []
     for email, first, last, score in rows:
         clock.advance(timedelta(minutes=1))
-        made.append(person(app, email, first_name=first, last_name=last,
-                           engagement_score=score, created_at=clock.now()))
+        made.append(
+            person(
+                app,
+                email,
+                first_name=first,
+                last_name=last,
+                engagement_score=score,
+                created_at=clock.now(),
+            )
+        )
     msg = message(made[0], drip, now)
     event(made[0], "open", now - timedelta(days=400), msg)  # Zoë: over a year ago
     event(made[3], "click", now - timedelta(days=3), msg)  # Bo: lately
@@ -235,7 +320,11 @@ def test_each_sort_in_both_directions(both: Flask, clock) -> None:
     assert order("activity", "asc") == ["zoe", "ana", "bo", "nobody"]
     result = search.page(db.session, F(sort="activity"), now)
     assert [r.last_activity for r in result.rows] == [
-        now - timedelta(days=3), now - timedelta(days=100), now - timedelta(days=400), None]
+        now - timedelta(days=3),
+        now - timedelta(days=100),
+        now - timedelta(days=400),
+        None,
+    ]
     # A reply is activity too: Zoë wrote back an hour ago.
     event(made[0], "reply", now - timedelta(hours=1), msg)
     engagement.rebuild_summary(db.session)
@@ -268,8 +357,9 @@ def test_pages_know_their_neighbours_and_count_no_further_than_asked(app: Flask)
     assert search.count_matching(db.session, F(stage="screen"), now, None) == (7, False)
 
 
-def test_big_tables_cache_the_stage_and_source_menus_for_a_while(app: Flask, clock,
-                                                                  monkeypatch) -> None:
+def test_big_tables_cache_the_stage_and_source_menus_for_a_while(
+    app: Flask, clock, monkeypatch
+) -> None:
     monkeypatch.setattr(search, "FACETS_FRESH_BELOW", 1)
     monkeypatch.setattr(search, "_facet_cache", {})
     person(app, "a@example.org", stage="screen")
@@ -309,8 +399,10 @@ def test_bulk_tag_tags_every_match_in_sql_and_enrols_the_newly_tagged(both: Flas
     assert set(db.session.get(Candidate, hired.id).tag_names) == {"backend-pool"}
     assert set(emails(both, F(tag="keep"))) == {f"dev{n}@example.org" for n in range(5)}
     enrolled = db.session.scalar(
-        select(func.count()).where(Enrolment.campaign_id == pool.id,
-                                   Enrolment.status == EnrolmentStatus.ACTIVE))
+        select(func.count()).where(
+            Enrolment.campaign_id == pool.id, Enrolment.status == EnrolmentStatus.ACTIVE
+        )
+    )
     assert enrolled == 6  # the hired candidate is not mailed
     # Again: nothing new to tag, nobody enrolled twice.
     again = candidate_actions.bulk_tag(db.session, F(q="backend"), "backend-pool", now)
@@ -327,24 +419,40 @@ def test_bulk_tag_tags_every_match_in_sql_and_enrols_the_newly_tagged(both: Flas
 
 
 def read_csv(app: Flask, filters: CandidateFilters, chunk: int = 1000) -> tuple[str, list]:
-    text = "".join(search.csv_lines(search.export_rows(db.session, filters, now_of(app),
-                                                       chunk=chunk)))
+    text = "".join(
+        search.csv_lines(search.export_rows(db.session, filters, now_of(app), chunk=chunk))
+    )
     return text, list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
 
 
 def test_export_neutralises_formulas_and_starts_with_a_bom(app: Flask) -> None:
-    evil = person(app, "evil@example.org", first_name='=HYPERLINK("http://evil.example","click")',
-                  last_name="+1+1", role="-2", stage="@SUM(A1)",
-                  skills=["=cmd|' /c calc'!a0"], tags=["normal"])
+    evil = person(
+        app,
+        "evil@example.org",
+        first_name='=HYPERLINK("http://evil.example","click")',
+        last_name="+1+1",
+        role="-2",
+        stage="@SUM(A1)",
+        skills=["=cmd|' /c calc'!a0"],
+        tags=["normal"],
+    )
     evil.source = "\tx"  # the candidates service trims; an import from elsewhere might not
-    person(app, "fine@example.org", first_name="Zoë", last_name="Nguyễn", role="a=b",
-           tags=["b", "a"], skills=["go", "python"], engagement_score=-1.5)
+    person(
+        app,
+        "fine@example.org",
+        first_name="Zoë",
+        last_name="Nguyễn",
+        role="a=b",
+        tags=["b", "a"],
+        skills=["go", "python"],
+        engagement_score=-1.5,
+    )
     text, rows = read_csv(app, F())
     assert text.startswith("\ufeffemail,first_name,")
     assert rows[0] == search.EXPORT_COLUMNS
     by_email = {row[0]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
     evil = by_email["evil@example.org"]
-    assert evil["first_name"] == "'=HYPERLINK(\"http://evil.example\",\"click\")"
+    assert evil["first_name"] == '\'=HYPERLINK("http://evil.example","click")'
     assert evil["last_name"] == "'+1+1" and evil["role"] == "'-2"
     assert evil["stage"] == "'@SUM(A1)" and evil["source"] == "'\tx"
     assert evil["skills"] == "'=cmd|' /c calc'!a0"
@@ -382,14 +490,23 @@ def test_timeline_has_every_message_and_event_in_time_order(both: Flask) -> None
     event(who, "unsubscribe", now)
     items = search.timeline(db.session, who.id).items
     assert [(i.source, i.kind) for i in items] == [
-        ("message", "sent"), ("event", "open"), ("event", "open"), ("event", "click"),
-        ("event", "reply"), ("message", "failed"), ("event", "unsubscribe")]
+        ("message", "sent"),
+        ("event", "open"),
+        ("event", "open"),
+        ("event", "click"),
+        ("event", "reply"),
+        ("message", "failed"),
+        ("event", "unsubscribe"),
+    ]
     assert items[0].subject == "Thank you, Maya" and items[0].campaign == "Silver medalists"
     assert items[1].machine and not items[2].machine
     assert items[3].link == "https://example.com/j" and items[3].subject == "Thank you, Maya"
     # A reply keeps where it came from (a mid: URL), which is no link to follow.
-    assert (items[4].value, items[4].url, items[4].link) == ("Re: Thank you, Maya",
-                                                             "mid:abc@mail", "")
+    assert (items[4].value, items[4].url, items[4].link) == (
+        "Re: Thank you, Maya",
+        "mid:abc@mail",
+        "",
+    )
     assert items[6].subject == "" and items[0].at == now - timedelta(days=3)
 
     latest = search.timeline(db.session, who.id, limit=2)
@@ -436,12 +553,22 @@ def test_tags_added_by_hand_enrol_and_can_be_removed(app: Flask) -> None:
 
 def test_profile_edits_go_through_the_service_and_all_or_nothing(app: Flask) -> None:
     now = now_of(app)
-    who = person(app, "a@example.org", first_name="Ana", timezone="Europe/Lisbon",
-                 recruiter_email="jo@example.com")
+    who = person(
+        app,
+        "a@example.org",
+        first_name="Ana",
+        timezone="Europe/Lisbon",
+        recruiter_email="jo@example.com",
+    )
     db.session.commit()
     values = search.profile_values(who)
-    values.update(first_name="Ana Maria", timezone="Mars/Olympus", consent_at="yesterday",
-                  attributes="{not json", recruiter_email="not an address")
+    values.update(
+        first_name="Ana Maria",
+        timezone="Mars/Olympus",
+        consent_at="yesterday",
+        attributes="{not json",
+        recruiter_email="not an address",
+    )
     with pytest.raises(ValidationError) as bad:
         candidate_actions.update_profile(db.session, who, values, now)
     db.session.rollback()
@@ -449,9 +576,14 @@ def test_profile_edits_go_through_the_service_and_all_or_nothing(app: Flask) -> 
     db.session.refresh(who)
     assert (who.first_name, who.timezone) == ("Ana", "Europe/Lisbon")  # nothing half-saved
 
-    values.update(timezone="Europe/Paris", consent_at="2026-02-27T10:00:00+01:00",
-                  attributes='{"notice": "1 month"}', recruiter_email="", skills="Go, python",
-                  consent_basis="consent")
+    values.update(
+        timezone="Europe/Paris",
+        consent_at="2026-02-27T10:00:00+01:00",
+        attributes='{"notice": "1 month"}',
+        recruiter_email="",
+        skills="Go, python",
+        consent_basis="consent",
+    )
     candidate_actions.update_profile(db.session, who, values, now)
     db.session.commit()
     assert (who.first_name, who.timezone, who.recruiter_email) == ("Ana Maria", "Europe/Paris", "")

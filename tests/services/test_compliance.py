@@ -53,9 +53,17 @@ def test_settings_can_be_passed_outside_an_app(app, clock) -> None:
         name="c", status="draft", steps=[Step(position=0, template="rejection_followup")]
     )
     with pytest.raises(Conflict, match="postal address"):
-        set_status(db.session, campaign, "active", clock.now(), settings={
-            "COMPANY_NAME": "Acme", "SENDER_EMAIL": "t@example.com", "POSTAL_ADDRESS": "",
-        })
+        set_status(
+            db.session,
+            campaign,
+            "active",
+            clock.now(),
+            settings={
+                "COMPANY_NAME": "Acme",
+                "SENDER_EMAIL": "t@example.com",
+                "POSTAL_ADDRESS": "",
+            },
+        )
 
 
 def test_missing_settings() -> None:

@@ -41,8 +41,17 @@ from tests.conftest import ats_post, auth_headers, make_app, require
 
 SELECTOR, DOMAIN = "nurture1", "acme.example.com"
 REQUIRED = {
-    b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-unsubscribe",
-    b"list-unsubscribe-post", b"list-id", b"mime-version", b"content-type",
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-id",
+    b"mime-version",
+    b"content-type",
 }
 
 
@@ -181,8 +190,10 @@ def test_openssl_signs_not_dkimpys_pure_python_rsa(
     for before, after in (
         (b"Subject: Thank you", b"Subject: Thank you!"),
         (b"From: Jordan Lee", b"From: Jordan Lea"),
-        (b"List-Unsubscribe: <https://nurture.example.com/u/token-one>",
-         b"List-Unsubscribe: <https://nurture.example.com/u/token-One>"),
+        (
+            b"List-Unsubscribe: <https://nurture.example.com/u/token-one>",
+            b"List-Unsubscribe: <https://nurture.example.com/u/token-One>",
+        ),
     ):
         assert before in signed, before
         assert not dkim.verify(signed.replace(before, after, 1), dnsfunc=lookup), before
@@ -249,8 +260,9 @@ def test_the_key_comes_from_an_env_value_or_a_file(key: tuple[str, str], tmp_pat
         signer = DkimSigner.from_config({**base, **settings})
         assert signer is not None and signer.public_b64 == key[1]
     with pytest.raises(DkimError, match="not both"):
-        DkimSigner.from_config({**base, "DKIM_PRIVATE_KEY": key[0],
-                                "DKIM_PRIVATE_KEY_FILE": str(path)})
+        DkimSigner.from_config(
+            {**base, "DKIM_PRIVATE_KEY": key[0], "DKIM_PRIVATE_KEY_FILE": str(path)}
+        )
     with pytest.raises(DkimError, match="cannot read"):
         DkimSigner.from_config({**base, "DKIM_PRIVATE_KEY_FILE": str(tmp_path / "missing.pem")})
 
@@ -263,8 +275,7 @@ def test_unusable_keys_and_names_are_refused(key: tuple[str, str]) -> None:
     ed = ed25519.Ed25519PrivateKey.generate()
     pkcs8 = serialization.PrivateFormat.PKCS8
     with pytest.raises(DkimError, match="not an RSA key"):
-        parse_key(ed.private_bytes(serialization.Encoding.PEM, pkcs8,
-                                   serialization.NoEncryption()))
+        parse_key(ed.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption()))
     rsa_key = serialization.load_pem_private_key(key[0].encode(), None)
     for layout in (pkcs8, serialization.PrivateFormat.TraditionalOpenSSL):
         locked = rsa_key.private_bytes(
@@ -275,7 +286,9 @@ def test_unusable_keys_and_names_are_refused(key: tuple[str, str]) -> None:
     require(shutil.which("openssl") is not None, "openssl")  # cryptography makes no 512-bit keys
     weak = subprocess.run(
         ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:512"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     with pytest.raises(DkimError, match="512 bits"):
         parse_key(weak)
@@ -292,14 +305,22 @@ def test_the_key_never_shows_in_a_repr(signer: DkimSigner) -> None:
 
 
 @pytest.fixture
-def dkim_app(sqlite_url: str, clock, smtp: SmtpCapture, redis_url: str, tmp_path: Path,
-             key: tuple[str, str]):
+def dkim_app(
+    sqlite_url: str, clock, smtp: SmtpCapture, redis_url: str, tmp_path: Path, key: tuple[str, str]
+):
     """An app that signs with ``key``, sending to the real SMTP server."""
     path = tmp_path / "dkim.pem"
     path.write_text(key[0])
-    app = make_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url,
-                   SENDER_EMAIL=f"talent@{DOMAIN}", DKIM_SELECTOR=SELECTOR, DKIM_DOMAIN=DOMAIN,
-                   DKIM_PRIVATE_KEY_FILE=str(path))
+    app = make_app(
+        sqlite_url,
+        clock,
+        SMTP_URL=smtp.url,
+        REDIS_URL=redis_url,
+        SENDER_EMAIL=f"talent@{DOMAIN}",
+        DKIM_SELECTOR=SELECTOR,
+        DKIM_DOMAIN=DOMAIN,
+        DKIM_PRIVATE_KEY_FILE=str(path),
+    )
     with app.app_context():
         yield app
         close_sender(app)
@@ -319,8 +340,13 @@ def test_mail_sent_through_smtp_verifies_against_the_published_key(
     }
     campaign = client.post("/api/v1/campaigns", json=drip, headers=headers).json["id"]
     client.post(f"/api/v1/campaigns/{campaign}/activate", headers=headers)
-    person = {"email": "maya@example.org", "first_name": "Maya", "role": "Backend Engineer",
-              "strengths": "Clear thinking.\nGood questions.", "recruiter_email": f"jo@{DOMAIN}"}
+    person = {
+        "email": "maya@example.org",
+        "first_name": "Maya",
+        "role": "Backend Engineer",
+        "strengths": "Clear thinking.\nGood questions.",
+        "recruiter_email": f"jo@{DOMAIN}",
+    }
     assert ats_post(client, {"type": "candidate.rejected", "candidate": person}).status_code == 200
     create_due_messages(db.session, dkim_app.extensions["nurture.clock"].now())
     ids = list(db.session.scalars(select(Message.id)))
@@ -357,16 +383,18 @@ def test_the_cli_generates_a_key_and_prints_a_record_dkim_accepts(
 ) -> None:
     out = tmp_path / "keys" / "dkim.pem"
     runner = app.test_cli_runner()
-    made = runner.invoke(args=["dkim", "generate", "--selector", SELECTOR, "--domain", DOMAIN,
-                               "--out", str(out)])
+    made = runner.invoke(
+        args=["dkim", "generate", "--selector", SELECTOR, "--domain", DOMAIN, "--out", str(out)]
+    )
     assert made.exit_code == 0, made.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert f"NURTURE_DKIM_PRIVATE_KEY_FILE={out}" in made.output
     assert f"NURTURE_DKIM_SELECTOR={SELECTOR}" in made.output
     generated = next(line.strip() for line in made.output.splitlines() if "._domainkey." in line)
 
-    again = runner.invoke(args=["dkim", "generate", "--selector", SELECTOR, "--domain", DOMAIN,
-                                "--out", str(out)])
+    again = runner.invoke(
+        args=["dkim", "generate", "--selector", SELECTOR, "--domain", DOMAIN, "--out", str(out)]
+    )
     assert again.exit_code != 0 and "exists" in again.output
 
     assert runner.invoke(args=["dkim", "record"]).exit_code != 0  # not configured yet

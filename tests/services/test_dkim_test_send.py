@@ -39,33 +39,54 @@ def published(record: str) -> Callable[..., bytes]:
     return lookup
 
 
-def editor_app(sqlite_url: str, clock, smtp: SmtpCapture, redis_url: str,
-               **dkim_settings: str) -> AbstractContextManager[Flask]:
+def editor_app(
+    sqlite_url: str, clock, smtp: SmtpCapture, redis_url: str, **dkim_settings: str
+) -> AbstractContextManager[Flask]:
     """The app sending to the real SMTP server, with these ``DKIM_*`` settings."""
-    return running_app(sqlite_url, clock, SMTP_URL=smtp.url, REDIS_URL=redis_url,
-                       SENDER_EMAIL=f"talent@{DOMAIN}", **dkim_settings)
+    return running_app(
+        sqlite_url,
+        clock,
+        SMTP_URL=smtp.url,
+        REDIS_URL=redis_url,
+        SENDER_EMAIL=f"talent@{DOMAIN}",
+        **dkim_settings,
+    )
 
 
 @pytest.fixture
-def signing_app(sqlite_url: str, clock, smtp: SmtpCapture, redis_url: str, tmp_path: Path,
-                key: tuple[str, str]) -> Iterator[Flask]:
+def signing_app(
+    sqlite_url: str, clock, smtp: SmtpCapture, redis_url: str, tmp_path: Path, key: tuple[str, str]
+) -> Iterator[Flask]:
     """An app whose campaign mail is signed with ``key``, sending to the real SMTP server."""
     path = tmp_path / "dkim.pem"
     path.write_text(key[0])
-    with editor_app(sqlite_url, clock, smtp, redis_url, DKIM_SELECTOR=SELECTOR,
-                    DKIM_DOMAIN=DOMAIN, DKIM_PRIVATE_KEY_FILE=str(path)) as app:
+    with editor_app(
+        sqlite_url,
+        clock,
+        smtp,
+        redis_url,
+        DKIM_SELECTOR=SELECTOR,
+        DKIM_DOMAIN=DOMAIN,
+        DKIM_PRIVATE_KEY_FILE=str(path),
+    ) as app:
         yield app
 
 
 def signed_in(app: Flask) -> FlaskClient:
     """A test client signed in through the login form as an editor."""
-    create_user(db.session, "editor@example.com", PASSWORD, "editor",
-                app.extensions["nurture.clock"].now())
+    create_user(
+        db.session, "editor@example.com", PASSWORD, "editor", app.extensions["nurture.clock"].now()
+    )
     db.session.commit()
     client = app.test_client()
-    answer = client.post("/admin/login", data={"email": "editor@example.com",
-                                               "password": PASSWORD,
-                                               "csrf_token": csrf_of(client, "/admin/login")})
+    answer = client.post(
+        "/admin/login",
+        data={
+            "email": "editor@example.com",
+            "password": PASSWORD,
+            "csrf_token": csrf_of(client, "/admin/login"),
+        },
+    )
     assert answer.status_code == 302
     return client
 
@@ -77,8 +98,10 @@ def csrf_of(client: FlaskClient, path: str) -> str:
 def send_a_test(client: FlaskClient, to: str = "me@example.com"):
     """Press "Send a test" on the starter's page, as an editor would."""
     token = csrf_of(client, f"/admin/templates/starter/{STARTER}")
-    return client.post(f"/admin/templates/starter/{STARTER}/test",
-                       data={"csrf_token": token, "to": to, "candidate": ""})
+    return client.post(
+        f"/admin/templates/starter/{STARTER}/test",
+        data={"csrf_token": token, "to": to, "candidate": ""},
+    )
 
 
 def test_a_test_send_carries_a_dkim_signature_that_verifies(
@@ -95,8 +118,10 @@ def test_a_test_send_carries_a_dkim_signature_that_verifies(
     assert message["Subject"].startswith("[Test] ") and message["X-Nurture-Test"]
     tags = re.sub(rb"\s+", b"", received.data.split(b"\r\n\r\n", 1)[0])
     assert b"d=" + DOMAIN.encode() + b";" in tags and b"s=" + SELECTOR.encode() + b";" in tags
-    for before, after in ((b"Subject: [Test] ", b"Subject: [Tested] "),
-                          (b"List-Unsubscribe: <", b"List-Unsubscribe: <x")):
+    for before, after in (
+        (b"Subject: [Test] ", b"Subject: [Tested] "),
+        (b"List-Unsubscribe: <", b"List-Unsubscribe: <x"),
+    ):
         assert before in received.data, before
         assert not dkim.verify(received.data.replace(before, after, 1), dnsfunc=lookup), before
 
@@ -120,8 +145,15 @@ def test_an_unusable_dkim_key_stops_the_test_send(
     sqlite_url: str, clock, smtp: SmtpCapture, redis_url: str, tmp_path: Path
 ) -> None:
     missing = tmp_path / "no-such-key.pem"
-    with editor_app(sqlite_url, clock, smtp, redis_url, DKIM_SELECTOR=SELECTOR,
-                    DKIM_DOMAIN=DOMAIN, DKIM_PRIVATE_KEY_FILE=str(missing)) as app:
+    with editor_app(
+        sqlite_url,
+        clock,
+        smtp,
+        redis_url,
+        DKIM_SELECTOR=SELECTOR,
+        DKIM_DOMAIN=DOMAIN,
+        DKIM_PRIVATE_KEY_FILE=str(missing),
+    ) as app:
         answer = send_a_test(signed_in(app))
         assert answer.status_code == 500
         assert "DKIM is set up but unusable" in answer.text and str(missing) in answer.text

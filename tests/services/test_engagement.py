@@ -104,8 +104,10 @@ def test_summary_follows_human_events(app_on: Flask, clock: FileClock) -> None:
 
 def _scores(now: datetime) -> dict[str, float]:
     db.session.expire_all()
-    return {c.email: engagement.score(c.engagement_points, now)
-            for c in db.session.scalars(select(Candidate))}
+    return {
+        c.email: engagement.score(c.engagement_points, now)
+        for c in db.session.scalars(select(Candidate))
+    }
 
 
 def test_scores_decay_with_a_30_day_half_life(app_on: Flask, clock: FileClock) -> None:
@@ -141,7 +143,7 @@ def test_scores_decay_with_a_30_day_half_life(app_on: Flask, clock: FileClock) -
     scores = _scores(now)
     assert scores["ana@example.org"] == pytest.approx(1 + 3 * 0.5, rel=1e-6)
     assert scores["bo@example.org"] == pytest.approx(5 * 0.25, rel=1e-6)
-    assert scores["cy@example.org"] == pytest.approx(0.5 ** 13, rel=1e-6)
+    assert scores["cy@example.org"] == pytest.approx(0.5**13, rel=1e-6)
     assert scores["di@example.org"] == 0
     # A month on, every score has halved, and nothing was written.
     halved = _scores(now + timedelta(days=30))

@@ -154,9 +154,10 @@ def test_bad_timing_fields_are_422_naming_the_field(system: Flask, fields: dict,
 
 
 def test_entry_filters_are_stored_clean() -> None:
-    assert parse_entry_filter(
-        {"rejection_reasons": [" Skills ", "skills"], "delay": "p1d"}
-    ) == {"rejection_reasons": ["skills"], "delay": "P1D"}
+    assert parse_entry_filter({"rejection_reasons": [" Skills ", "skills"], "delay": "p1d"}) == {
+        "rejection_reasons": ["skills"],
+        "delay": "P1D",
+    }
     with pytest.raises(ValidationError):
         parse_entry_filter(["skills"])
 
@@ -231,7 +232,7 @@ def test_segment_entry_happens_when_candidates_change(system: Flask, smtp: SmtpC
 def test_segment_entry_on_the_scheduler_pass_catches_what_time_changes(
     system: Flask, smtp: SmtpCapture, clock
 ) -> None:
-    """"Added more than 7 days ago" changes with nobody saving anything: the periodic pass sees
+    """ "Added more than 7 days ago" changes with nobody saving anything: the periodic pass sees
     it (every minute), and the next send pass mails the newcomer."""
     settled = segment(
         "Settled", {"all": [{"field": "created_at", "op": "older_than_days", "value": 7}]}

@@ -57,9 +57,25 @@ def _run(app: Flask, job: ImportJob, batch: int = 500) -> ImportJob:
 
 
 def test_mapping_is_proposed_from_the_header_names() -> None:
-    header = ["E-mail", "Email Address (2)", "First Name", "surname", "Skills", "Tags",
-              "Timezone", "Stage", "Role", "Rejection reason", "Strengths", "Source",
-              "Recruiter email", "Recruiter name", "Location", "Consent date", "Shoe size"]
+    header = [
+        "E-mail",
+        "Email Address (2)",
+        "First Name",
+        "surname",
+        "Skills",
+        "Tags",
+        "Timezone",
+        "Stage",
+        "Role",
+        "Rejection reason",
+        "Strengths",
+        "Source",
+        "Recruiter email",
+        "Recruiter name",
+        "Location",
+        "Consent date",
+        "Shoe size",
+    ]
     mapping = service.propose_mapping(header)
     assert mapping == {
         "E-mail": "email",
@@ -81,11 +97,15 @@ def test_mapping_is_proposed_from_the_header_names() -> None:
         "Shoe size": "attribute",
     }
     assert service.propose_mapping(["Email Address", "Shoe size"], unknown="") == {
-        "Email Address": "email", "Shoe size": ""}
+        "Email Address": "email",
+        "Shoe size": "",
+    }
     assert service.propose_mapping(["Name", "Email"])["Name"] == "full_name"
     assert service.propose_mapping(["Recruiter's e-mail", "Mailing address", "Email"]) == {
-        "Recruiter's e-mail": "recruiter_email", "Mailing address": "attribute",
-        "Email": "email"}
+        "Recruiter's e-mail": "recruiter_email",
+        "Mailing address": "attribute",
+        "Email": "email",
+    }
 
 
 def test_a_bad_mapping_is_refused_with_the_column() -> None:
@@ -118,9 +138,11 @@ def test_windows_1252_and_latin1_are_read_with_a_note() -> None:
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
 def test_the_delimiter_is_sniffed(delimiter: str) -> None:
     # Semicolons and commas inside values must not fool it.
-    rows = [["email", "first_name", "skills", "strengths"],
-            ["a@example.org", "Ana", "python; go", '"calm, careful"'],
-            ["b@example.org", "Ben", "sql; spark", "clear, kind"]]
+    rows = [
+        ["email", "first_name", "skills", "strengths"],
+        ["a@example.org", "Ana", "python; go", '"calm, careful"'],
+        ["b@example.org", "Ben", "sql; spark", "clear, kind"],
+    ]
     if delimiter == ",":
         rows = [[c.replace('"', "") for c in r] for r in rows]
         rows[2][3] = '"clear, kind"'
@@ -144,8 +166,9 @@ def test_the_delimiter_is_sniffed(delimiter: str) -> None:
         ((",".join(f"c{i}" for i in range(300)) + "\n1\n").encode(), "at most 200"),
     ],
 )
-def test_uploads_that_cannot_be_imported_are_refused_with_a_reason(data: bytes,
-                                                                   message: str) -> None:
+def test_uploads_that_cannot_be_imported_are_refused_with_a_reason(
+    data: bytes, message: str
+) -> None:
     with pytest.raises(ValidationError) as caught:
         service.read_csv(data)
     assert message in caught.value.fields["file"]
@@ -167,10 +190,13 @@ def test_preview_shows_the_first_rows_as_mapped(app: Flask) -> None:
     assert ana["email"] == "ana.lima@example.org"
     assert ana["skills"] == ["go", "kubernetes", "python"]
     assert ana["tags"] == ["spring-2026"]
-    assert ana["attributes"] == {"team": "Platform",
-                                 "linkedin": "https://www.linkedin.com/in/analima"}
-    assert rows[4].errors == [{"line": 6, "field": "E-mail",
-                               "reason": "There must be something after the @-sign."}]
+    assert ana["attributes"] == {
+        "team": "Platform",
+        "linkedin": "https://www.linkedin.com/in/analima",
+    }
+    assert rows[4].errors == [
+        {"line": 6, "field": "E-mail", "reason": "There must be something after the @-sign."}
+    ]
 
 
 def test_the_dry_run_reports_exactly_the_bad_rows_and_writes_nothing(app: Flask) -> None:
@@ -179,7 +205,11 @@ def test_the_dry_run_reports_exactly_the_bad_rows_and_writes_nothing(app: Flask)
     assert {(e["line"], e["field"]) for e in report.rejected} == set(BAD_LINES.items())
     assert "IANA time zone" in report.rejected[1]["reason"]
     assert (report.total_rows, report.created, report.updated, report.rejected_count) == (
-        20, 18, 0, 2)
+        20,
+        18,
+        0,
+        2,
+    )
     assert _candidates() == 0
     db.session.refresh(job)
     assert job.status == ImportStatus.UPLOADED and job.processed_rows == 0
@@ -199,7 +229,11 @@ def test_good_rows_land_and_bad_rows_are_reported(app: Flask) -> None:
     job = _run(app, _job(app, FIXTURE.read_bytes(), tags=["spring-2026"]))
     assert job.status == ImportStatus.DONE and job.finished_at == _now(app)
     assert (job.processed_rows, job.created_count, job.updated_count, job.rejected_count) == (
-        20, 18, 0, 2)
+        20,
+        18,
+        0,
+        2,
+    )
     assert [(e["line"], e["field"]) for e in job.errors] == list(BAD_LINES.items())
     assert _candidates() == 18
     chloe = db.session.scalar(select(Candidate).where(Candidate.email == "chloe.martin@example.fr"))
@@ -212,9 +246,17 @@ def test_good_rows_land_and_bad_rows_are_reported(app: Flask) -> None:
 
 
 def test_an_import_adds_tags_and_attributes_and_never_erases(app: Flask) -> None:
-    upsert_candidate(db.session, {"email": "ana.lima@example.org", "first_name": "Ana",
-                                  "role": "Staff Engineer", "tags": ["backend"],
-                                  "attributes": {"github": "analima"}}, _now(app))
+    upsert_candidate(
+        db.session,
+        {
+            "email": "ana.lima@example.org",
+            "first_name": "Ana",
+            "role": "Staff Engineer",
+            "tags": ["backend"],
+            "attributes": {"github": "analima"},
+        },
+        _now(app),
+    )
     db.session.commit()
     data = b"email,role,pool,team\nana.lima@example.org,,silver,Platform\n"
     job = _run(app, _job(app, data, mapping={"pool": "tags"}))
@@ -226,25 +268,31 @@ def test_an_import_adds_tags_and_attributes_and_never_erases(app: Flask) -> None
 
 
 def test_repeated_addresses_in_the_file_are_reported(app: Flask) -> None:
-    data = (b"email,first_name\nana@example.org,Ana\nben@example.org,Ben\n"
-            b"ANA@Example.org,Ana again\nben@example.org,Ben again\n")
+    data = (
+        b"email,first_name\nana@example.org,Ana\nben@example.org,Ben\n"
+        b"ANA@Example.org,Ana again\nben@example.org,Ben again\n"
+    )
     job = _job(app, data)
     report = service.dry_run(db.session, job)
     assert [(e["line"], e["field"]) for e in report.rejected] == [(4, "email"), (5, "email")]
     assert "already on line 2" in report.rejected[0]["reason"]
     job = _run(app, job)
     assert (job.created_count, job.rejected_count) == (2, 2)
-    assert db.session.scalar(select(Candidate.first_name).where(
-        Candidate.email == "ana@example.org")) == "Ana"
+    assert (
+        db.session.scalar(select(Candidate.first_name).where(Candidate.email == "ana@example.org"))
+        == "Ana"
+    )
 
 
 def test_a_huge_cell_and_too_many_values_are_rejected_on_their_line(app: Flask) -> None:
-    data = ("email,first_name,strengths\n"
-            "ana@example.org,Ana,calm\n"
-            f'ben@example.org,Ben,"{"x" * 200_000}"\n'  # over the csv module's field limit
-            f"cleo@example.org,Cleo,{'y' * 20_000}\n"
-            "dan@example.org,Dan,kind,extra,values\n"
-            "eve@example.org,Eve,\n").encode()
+    data = (
+        "email,first_name,strengths\n"
+        "ana@example.org,Ana,calm\n"
+        f'ben@example.org,Ben,"{"x" * 200_000}"\n'  # over the csv module's field limit
+        f"cleo@example.org,Cleo,{'y' * 20_000}\n"
+        "dan@example.org,Dan,kind,extra,values\n"
+        "eve@example.org,Eve,\n"
+    ).encode()
     job = _job(app, data)
     report = service.dry_run(db.session, job)
     by_line = {e["line"]: e for e in report.rejected}
@@ -264,15 +312,22 @@ def test_progress_is_committed_after_each_batch(app: Flask, monkeypatch) -> None
     def spy(session, rows, now):
         # Read through another connection: only committed progress is visible there.
         with db.engine.connect() as conn:
-            seen.append(tuple(conn.execute(text(
-                "SELECT status, processed_rows, created_count FROM import_jobs WHERE id = :id"
-            ), {"id": job.id}).one()))
+            seen.append(
+                tuple(
+                    conn.execute(
+                        text(
+                            "SELECT status, processed_rows, created_count FROM import_jobs"
+                            " WHERE id = :id"
+                        ),
+                        {"id": job.id},
+                    ).one()
+                )
+            )
         return write(session, rows, now)
 
     monkeypatch.setattr(service, "_write", spy)
     job = _run(app, job, batch=6)
-    assert seen == [("running", 0, 0), ("running", 6, 5), ("running", 12, 11),
-                    ("running", 18, 16)]
+    assert seen == [("running", 0, 0), ("running", 6, 5), ("running", 12, 11), ("running", 18, 16)]
     assert (job.processed_rows, job.created_count, job.rejected_count) == (20, 18, 2)
 
 
@@ -284,7 +339,11 @@ def test_a_stopped_import_resumes_after_its_last_batch(app: Flask) -> None:
     db.session.commit()
     job = service.run_import(db.session, job.id, _now(app), batch=6)
     assert (job.status, job.processed_rows, job.created_count, job.rejected_count) == (
-        "done", 20, 18, 2)
+        "done",
+        20,
+        18,
+        2,
+    )
     assert _candidates() == 7  # only lines 14-21 were written by this run (line 14 is bad)
     again = service.run_import(db.session, job.id, _now(app))
     assert again.created_count == 18 and _candidates() == 7
@@ -339,7 +398,10 @@ def test_an_import_whose_worker_died_is_handed_to_a_worker_again(
         db.session.expire_all()
         done = db.session.get(ImportJob, job_id)
         assert (done.status, done.processed_rows, done.created_count, done.rejected_count) == (
-            "done", 20, 18, 2
+            "done",
+            20,
+            18,
+            2,
         )
         assert _candidates() == 18
 
@@ -385,8 +447,11 @@ def test_a_suppressed_address_stays_unmailable(app: Flask) -> None:
     status = dict(db.session.execute(select(Candidate.email, Candidate.status)).all())
     assert status["ana.lima@example.org"] == CandidateStatus.UNSUBSCRIBED
     assert status["ben.okafor@example.com"] == CandidateStatus.BOUNCED
-    enrolled = set(db.session.scalars(
-        select(Candidate.email).join(Enrolment).where(Enrolment.campaign_id == campaign.id)))
+    enrolled = set(
+        db.session.scalars(
+            select(Candidate.email).join(Enrolment).where(Enrolment.campaign_id == campaign.id)
+        )
+    )
     assert "ana.lima@example.org" not in enrolled and "ben.okafor@example.com" not in enrolled
     assert len(enrolled) == 16
 
@@ -399,10 +464,17 @@ def test_a_tag_entry_campaign_enrols_imported_tagged_candidates(app: Flask) -> N
     db.session.commit()
     job = _job(app, FIXTURE.read_bytes(), mapping={"Team": "tags"})
     _run(app, job)
-    enrolled = set(db.session.scalars(
-        select(Candidate.email).join(Enrolment).where(Enrolment.campaign_id == campaign.id)))
-    assert enrolled == {"dmitri.volkov@example.net", "fatima.zahra@example.com",
-                        "pedro.alves@example.pt", "siobhan.kelly@example.ie"}
+    enrolled = set(
+        db.session.scalars(
+            select(Candidate.email).join(Enrolment).where(Enrolment.campaign_id == campaign.id)
+        )
+    )
+    assert enrolled == {
+        "dmitri.volkov@example.net",
+        "fatima.zahra@example.com",
+        "pedro.alves@example.pt",
+        "siobhan.kelly@example.ie",
+    }
 
 
 def test_the_rq_job_runs_the_import_and_is_safe_to_deliver_twice(app: Flask) -> None:
@@ -422,8 +494,9 @@ def test_the_command_line_prints_the_report(app: Flask) -> None:
     assert "would create 18, would update 0, rejected 2" in checked.output
     assert "line 6  E-mail: There must be something after the @-sign." in checked.output
     assert _candidates() == 0
-    done = runner.invoke(args=["import", str(FIXTURE), "--tag", "Spring-2026",
-                               "--map", "LinkedIn="])
+    done = runner.invoke(
+        args=["import", str(FIXTURE), "--tag", "Spring-2026", "--map", "LinkedIn="]
+    )
     assert done.exit_code == 0, done.output
     assert "created 18, updated 0, rejected 2" in done.output
     assert "line 14  Timezone:" in done.output
@@ -434,37 +507,62 @@ def test_the_command_line_prints_the_report(app: Flask) -> None:
 
 
 def test_the_import_on_every_database(database_url: str, clock) -> None:
-    app = make_app(database_url, clock, REDIS_URL="redis://127.0.0.1:1/0",
-                   SMTP_URL="smtp://127.0.0.1:1")
+    app = make_app(
+        database_url, clock, REDIS_URL="redis://127.0.0.1:1/0", SMTP_URL="smtp://127.0.0.1:1"
+    )
     with app.app_context():
         try:
             campaign = _tag_campaign("platform", _now(app))
-            upsert_candidate(db.session, {"email": "ana.lima@example.org", "tags": ["alumni"],
-                                          "attributes": {"github": "analima"}}, _now(app))
+            upsert_candidate(
+                db.session,
+                {
+                    "email": "ana.lima@example.org",
+                    "tags": ["alumni"],
+                    "attributes": {"github": "analima"},
+                },
+                _now(app),
+            )
             db.session.commit()
             job = _job(app, FIXTURE.read_bytes(), mapping={"Team": "tags"}, tags=["spring"])
             assert service.dry_run(db.session, job).as_dict()["updated"] == 1
             job = _run(app, job, batch=7)
             assert (job.status, job.created_count, job.updated_count, job.rejected_count) == (
-                "done", 17, 1, 2)
+                "done",
+                17,
+                1,
+                2,
+            )
             assert [e["line"] for e in job.errors] == [6, 14]
-            ana = db.session.scalar(select(Candidate).where(
-                Candidate.email == "ana.lima@example.org"))
+            ana = db.session.scalar(
+                select(Candidate).where(Candidate.email == "ana.lima@example.org")
+            )
             assert ana.tag_names == ["alumni", "platform", "spring"]
             assert ana.attributes["github"] == "analima"
-            assert db.session.scalar(select(func.count()).select_from(Enrolment).where(
-                Enrolment.campaign_id == campaign.id)) == 5
+            assert (
+                db.session.scalar(
+                    select(func.count())
+                    .select_from(Enrolment)
+                    .where(Enrolment.campaign_id == campaign.id)
+                )
+                == 5
+            )
         finally:
             db.session.remove()
             db.engine.dispose()
 
 
 def _tag_campaign(tag: str, now) -> Campaign:
-    campaign = Campaign(name=f"{tag} drip", status=CampaignStatus.ACTIVE,
-                        entry_type=EntryType.TAG, entry_value=tag, created_at=now,
-                        updated_at=now,
-                        steps=[Step(position=0, delay_seconds=3600, delay="PT1H",
-                                    template="talent_network_invite")])
+    campaign = Campaign(
+        name=f"{tag} drip",
+        status=CampaignStatus.ACTIVE,
+        entry_type=EntryType.TAG,
+        entry_value=tag,
+        created_at=now,
+        updated_at=now,
+        steps=[
+            Step(position=0, delay_seconds=3600, delay="PT1H", template="talent_network_invite")
+        ],
+    )
     db.session.add(campaign)
     db.session.flush()
     return campaign

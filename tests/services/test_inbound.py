@@ -232,9 +232,11 @@ def test_a_hard_bounce_suppresses_ends_the_drip_and_counts_in_stats(
     campaign = db.session.get(Campaign, message.campaign_id)
     step1 = campaign_service.campaign_stats(db.session, campaign)[0]
     assert (step1["sent"], step1["bounced"]) == (1, 1)
-    timeline = inbound_app.test_client().get(
-        f"/api/v1/candidates/{candidate.id}", headers=auth_headers(inbound_app, "viewer")
-    ).json["timeline"]
+    timeline = (
+        inbound_app.test_client()
+        .get(f"/api/v1/candidates/{candidate.id}", headers=auth_headers(inbound_app, "viewer"))
+        .json["timeline"]
+    )
     assert "bounce" in [item["type"] for item in timeline]
 
     before = snapshot()
@@ -353,9 +355,7 @@ def test_a_maildir_is_read_like_a_mailbox(
     database_url, clock, smtp: SmtpCapture, tmp_path: Path
 ) -> None:
     maildir = tmp_path / "inbound"
-    app = make_app(
-        database_url, clock, SMTP_URL=smtp.url, INBOUND_IMAP_URL=f"maildir://{maildir}"
-    )
+    app = make_app(database_url, clock, SMTP_URL=smtp.url, INBOUND_IMAP_URL=f"maildir://{maildir}")
     with app.app_context():
         try:
             message = start_drip(app)
@@ -451,6 +451,9 @@ def test_the_webhook_rejects_bad_reports_whole(inbound_app: Flask) -> None:
 def test_the_webhook_is_off_without_a_secret(app: Flask) -> None:
     answer = post(app, {"type": "bounce", "email": "a@b.example"})
     assert answer.status_code == 503
-    assert db.session.scalar(
-        select(func.count()).where(Suppression.email_hash == email_hash("a@b.example"))
-    ) == 0
+    assert (
+        db.session.scalar(
+            select(func.count()).where(Suppression.email_hash == email_hash("a@b.example"))
+        )
+        == 0
+    )

@@ -48,13 +48,32 @@ def session(database_url, clock):
 
 def person(email: str, now: datetime, **fields: Any) -> dict[str, Any]:
     """A candidates row with defaults for what a test does not care about."""
-    row = {"email": email, "first_name": email.split("@")[0].title(), "last_name": "",
-           "timezone": "", "location": "", "role": "", "stage": "", "rejection_reason": "",
-           "strengths": "", "skills": [], "source": "", "recruiter_name": "",
-           "recruiter_email": "", "consent_basis": "", "consent_source": "", "attributes": {},
-           "status": CandidateStatus.ACTIVE.value, "engagement_score": 0.0, "topics": {},
-           "paused_until": None, "tracking_opt_out": False, "soft_bounces": 0,
-           "created_at": now, "updated_at": now}
+    row = {
+        "email": email,
+        "first_name": email.split("@")[0].title(),
+        "last_name": "",
+        "timezone": "",
+        "location": "",
+        "role": "",
+        "stage": "",
+        "rejection_reason": "",
+        "strengths": "",
+        "skills": [],
+        "source": "",
+        "recruiter_name": "",
+        "recruiter_email": "",
+        "consent_basis": "",
+        "consent_source": "",
+        "attributes": {},
+        "status": CandidateStatus.ACTIVE.value,
+        "engagement_score": 0.0,
+        "topics": {},
+        "paused_until": None,
+        "tracking_opt_out": False,
+        "soft_bounces": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
     row.update(fields)
     return row
 
@@ -62,20 +81,26 @@ def person(email: str, now: datetime, **fields: Any) -> dict[str, Any]:
 def add(session, now: datetime, *rows: dict[str, Any]) -> dict[str, int]:
     """Insert the rows; ``engagement_score`` is the score wanted at ``now``, stored as points."""
     stored = [
-        {**{k: v for k, v in row.items() if k != "engagement_score"},
-         "engagement_points": row["engagement_score"] * growth(now)}
+        {
+            **{k: v for k, v in row.items() if k != "engagement_score"},
+            "engagement_points": row["engagement_score"] * growth(now),
+        }
         for row in rows
     ]
     session.execute(insert(Candidate), stored)
     session.flush()
     emails = [r["email"] for r in rows]
-    return dict(session.execute(select(Candidate.email, Candidate.id)
-                                .where(Candidate.email.in_(emails))).all())
+    return dict(
+        session.execute(
+            select(Candidate.email, Candidate.id).where(Candidate.email.in_(emails))
+        ).all()
+    )
 
 
 def listed(session, job) -> dict[str, JobMatch]:
     rows = session.execute(
-        select(Candidate.email, JobMatch).join(JobMatch, JobMatch.candidate_id == Candidate.id)
+        select(Candidate.email, JobMatch)
+        .join(JobMatch, JobMatch.candidate_id == Candidate.id)
         .where(JobMatch.job_id == job.id)
     ).all()
     return {email: match for email, match in rows}
@@ -85,8 +110,14 @@ def listed(session, job) -> dict[str, JobMatch]:
 
 
 def test_bad_fields_are_named_and_nothing_is_stored(session, clock) -> None:
-    bad = {"title": " ", "url": "javascript:alert(1)", "skills": "", "location": "",
-           "remote": "perhaps", "summary": 3}
+    bad = {
+        "title": " ",
+        "url": "javascript:alert(1)",
+        "skills": "",
+        "location": "",
+        "remote": "perhaps",
+        "summary": 3,
+    }
     with pytest.raises(ValidationError) as caught:
         job_service.create_job(session, bad, clock.now())
     assert set(caught.value.fields) == {"title", "url", "skills", "remote", "summary"}
@@ -108,17 +139,45 @@ def test_bad_fields_are_named_and_nothing_is_stored(session, clock) -> None:
 def test_ranked_by_skills_then_role_place_and_stage_with_reasons(session, clock) -> None:
     now = clock.now()
     add(
-        session, now,
-        person("ana@example.org", now, skills=["airflow", "python", "sql"],
-               role="Data Engineer", location="Berlin, Germany", stage="Final interview"),
-        person("bo@example.org", now, skills=["airflow", "python", "sql"],
-               role="Backend developer", location="Lisbon, Portugal"),
-        person("chen@example.org", now, skills=["python"], role="Data analyst",
-               location="Munich, Germany"),
-        person("dee@example.org", now, skills=["python", "spark", "sql", "airflow"],
-               role="ML engineer", location="Paris, France", stage="phone screen"),
-        person("eve@example.org", now, skills=["figma", "sketch"], role="Data designer",
-               location="Berlin"),
+        session,
+        now,
+        person(
+            "ana@example.org",
+            now,
+            skills=["airflow", "python", "sql"],
+            role="Data Engineer",
+            location="Berlin, Germany",
+            stage="Final interview",
+        ),
+        person(
+            "bo@example.org",
+            now,
+            skills=["airflow", "python", "sql"],
+            role="Backend developer",
+            location="Lisbon, Portugal",
+        ),
+        person(
+            "chen@example.org",
+            now,
+            skills=["python"],
+            role="Data analyst",
+            location="Munich, Germany",
+        ),
+        person(
+            "dee@example.org",
+            now,
+            skills=["python", "spark", "sql", "airflow"],
+            role="ML engineer",
+            location="Paris, France",
+            stage="phone screen",
+        ),
+        person(
+            "eve@example.org",
+            now,
+            skills=["figma", "sketch"],
+            role="Data designer",
+            location="Berlin",
+        ),
     )
     job, count = job_service.open_job(session, JOB, now)
     assert count == 4  # eve shares no skill
@@ -133,20 +192,26 @@ def test_ranked_by_skills_then_role_place_and_stage_with_reasons(session, clock)
         "reached final interview",
     ]
     assert matches["chen@example.org"].reasons == [
-        "1 of 4 skills: python", "role: Data analyst (data)", "same region: Germany",
+        "1 of 4 skills: python",
+        "role: Data analyst (data)",
+        "same region: Germany",
     ]
     assert matches["bo@example.org"].reasons == ["3 of 4 skills: airflow, python, sql"]
     assert matches["dee@example.org"].reasons == [
-        "4 of 4 skills: airflow, python, spark, sql", "role: ML engineer (data)",
+        "4 of 4 skills: airflow, python, spark, sql",
+        "role: ML engineer (data)",
     ]
     assert matches["ana@example.org"].score == pytest.approx(45 + 15 + 15 + 5)
 
 
 def test_a_remote_job_counts_everyone_as_near(session, clock) -> None:
     now = clock.now()
-    add(session, now,
+    add(
+        session,
+        now,
         person("far@example.org", now, skills=["sql"], location="Lima, Peru"),
-        person("near@example.org", now, skills=["sql"], location="Berlin"))
+        person("near@example.org", now, skills=["sql"], location="Berlin"),
+    )
     job, _ = job_service.open_job(session, {**JOB, "remote": True}, now)
     matches = listed(session, job)
     assert matches["far@example.org"].reasons[-1] == "remote role (lives in Lima, Peru)"
@@ -158,13 +223,18 @@ def test_people_who_may_not_get_it_are_never_proposed(session, clock) -> None:
     now = clock.now()
     skills = ["python"]
     ids = add(
-        session, now,
+        session,
+        now,
         person("ok@example.org", now, skills=skills),
         person("said-yes@example.org", now, skills=skills, topics={"job_alerts": True}),
         person("no-newsletter@example.org", now, skills=skills, topics={"newsletter": False}),
         person("pause-over@example.org", now, skills=skills, paused_until=now - timedelta(days=1)),
-        person("opted-out@example.org", now, skills=skills,
-               topics={"job_alerts": False, "newsletter": True}),
+        person(
+            "opted-out@example.org",
+            now,
+            skills=skills,
+            topics={"job_alerts": False, "newsletter": True},
+        ),
         person("paused@example.org", now, skills=skills, paused_until=now + timedelta(days=60)),
         person("unsub@example.org", now, skills=skills, status=CandidateStatus.UNSUBSCRIBED.value),
         person("hired@example.org", now, skills=skills, status=CandidateStatus.HIRED.value),
@@ -175,7 +245,9 @@ def test_people_who_may_not_get_it_are_never_proposed(session, clock) -> None:
     session.flush()
     job, _ = job_service.open_job(session, JOB, now)
     assert set(listed(session, job)) == {
-        "ok@example.org", "said-yes@example.org", "no-newsletter@example.org",
+        "ok@example.org",
+        "said-yes@example.org",
+        "no-newsletter@example.org",
         "pause-over@example.org",
     }
     # Adding one of them by hand is refused, naming the field.
@@ -194,9 +266,12 @@ def _oracle(job: Any, people: list[dict[str, Any]], now: datetime) -> dict[str, 
     out = {}
     for p in people:
         shared = [s for s in wanted if s in p["skills"]]
-        ok = (p["status"] == "active" and shared
-              and (p["paused_until"] is None or p["paused_until"] <= now)
-              and p["topics"].get("job_alerts") is not False)
+        ok = (
+            p["status"] == "active"
+            and shared
+            and (p["paused_until"] is None or p["paused_until"] <= now)
+            and p["topics"].get("job_alerts") is not False
+        )
         if not ok:
             continue
         score = len(shared) * 60.0 / len(wanted)
@@ -228,17 +303,24 @@ def test_generated_people_match_a_plain_python_evaluation(session, clock) -> Non
     stages = ["", "phone screen", "technical interview", "onsite", "final interview", "offer"]
     people = []
     for n in range(400):
-        people.append(person(
-            f"p{n}@example.org", now,
-            skills=sorted(rng.sample(pool, rng.randint(0, 4))),
-            role=rng.choice(roles), location=rng.choice(places), stage=rng.choice(stages),
-            engagement_score=rng.choice([0.0, 0.0, 2.5, 10.0, 40.0, -1.0]),
-            status=rng.choice(["active"] * 6 + ["unsubscribed", "hired", "bounced"]),
-            topics=rng.choice([{}, {}, {"job_alerts": True}, {"job_alerts": False},
-                               {"newsletter": False}]),
-            paused_until=rng.choice([None, None, None, now + timedelta(days=9),
-                                     now - timedelta(days=9)]),
-        ))
+        people.append(
+            person(
+                f"p{n}@example.org",
+                now,
+                skills=sorted(rng.sample(pool, rng.randint(0, 4))),
+                role=rng.choice(roles),
+                location=rng.choice(places),
+                stage=rng.choice(stages),
+                engagement_score=rng.choice([0.0, 0.0, 2.5, 10.0, 40.0, -1.0]),
+                status=rng.choice(["active"] * 6 + ["unsubscribed", "hired", "bounced"]),
+                topics=rng.choice(
+                    [{}, {}, {"job_alerts": True}, {"job_alerts": False}, {"newsletter": False}]
+                ),
+                paused_until=rng.choice(
+                    [None, None, None, now + timedelta(days=9), now - timedelta(days=9)]
+                ),
+            )
+        )
     add(session, now, *people)
     job = job_service.create_job(session, JOB, now)
     expected = _oracle(job, people, now)
@@ -270,7 +352,11 @@ def test_approval_enrols_the_reviewed_list_once(session, clock) -> None:
     assert job_service.approve(session, job, now) == 3
     campaign = session.get(Campaign, job.campaign_id)
     assert (campaign.kind, campaign.topic, campaign.status, campaign.entry_type) == (
-        "job_alert", "job_alerts", CampaignStatus.ACTIVE, "manual")
+        "job_alert",
+        "job_alerts",
+        CampaignStatus.ACTIVE,
+        "manual",
+    )
     assert [s.template for s in campaign.steps] == ["job_alert"]
     enrolled = set(session.scalars(select(Enrolment.candidate_id)))
     assert enrolled == {ids[f"c{n}@example.org"] for n in (2, 3, 4)}
@@ -283,14 +369,23 @@ def test_approval_enrols_the_reviewed_list_once(session, clock) -> None:
     assert job_service.approve(session, job, now) == 1
     assert session.scalar(select(func.count()).select_from(Enrolment)) == 4
     summary = job_service.summary(session, job, now)
-    assert summary | {"sent": 0} == {"matches": 5, "excluded": 0, "pending": 0,
-                                     "enrolled": 4, "sent": 0}
+    assert summary | {"sent": 0} == {
+        "matches": 5,
+        "excluded": 0,
+        "pending": 0,
+        "enrolled": 4,
+        "sent": 0,
+    }
 
 
 def test_removing_someone_after_approval_ends_their_pending_mail(session, clock) -> None:
     now = clock.now()
-    ids = add(session, now, person("a@example.org", now, skills=["sql"]),
-              person("b@example.org", now, skills=["sql"]))
+    ids = add(
+        session,
+        now,
+        person("a@example.org", now, skills=["sql"]),
+        person("b@example.org", now, skills=["sql"]),
+    )
     job, _ = job_service.open_job(session, JOB, now)
     job_service.approve(session, job, now)
     job_service.set_excluded(session, job, ids["a@example.org"], True, now)
@@ -306,7 +401,8 @@ def test_a_job_alert_mail_sees_the_job(session, clock) -> None:
     job_service.approve(session, job, now)
     campaign = session.get(Campaign, job.campaign_id)
     assert job_service.job_context(session, campaign) == {
-        "title": "Senior Data Engineer", "location": "Berlin, Germany or remote",
+        "title": "Senior Data Engineer",
+        "location": "Berlin, Germany or remote",
         "url": "https://careers.example.com/jobs/42",
         "summary": "Build the pipelines behind our matching.",
     }

@@ -50,9 +50,15 @@ def test_a_well_formed_multipart_alternative() -> None:
 
 
 def test_utf8_headers_and_bodies_round_trip() -> None:
-    message = parse(build(from_name="Zoë Ångström", subject="Merci, Chén — à bientôt 🙂",
-                          text="Grüße aus Köln\n", html="<p>Straße</p>",
-                          list_id="Équipe <campaign-2.nurture.example.com>"))
+    message = parse(
+        build(
+            from_name="Zoë Ångström",
+            subject="Merci, Chén — à bientôt 🙂",
+            text="Grüße aus Köln\n",
+            html="<p>Straße</p>",
+            list_id="Équipe <campaign-2.nurture.example.com>",
+        )
+    )
     assert message["From"].addresses[0].display_name == "Zoë Ångström"
     assert str(message["Subject"]) == "Merci, Chén — à bientôt 🙂"
     assert "Équipe" in str(message["List-Id"])
@@ -70,8 +76,11 @@ def test_no_line_reaches_998_octets_even_for_huge_html() -> None:
 
 
 def test_header_injection_is_impossible() -> None:
-    data = build(subject="Hello\r\nBcc: victim@example.org", from_name="Eve\nBcc: x@example.org",
-                 list_id="List\r\nX-Evil: 1 <c.example.com>")
+    data = build(
+        subject="Hello\r\nBcc: victim@example.org",
+        from_name="Eve\nBcc: x@example.org",
+        list_id="List\r\nX-Evil: 1 <c.example.com>",
+    )
     message = parse(data)
     assert message["Bcc"] is None and message["X-Evil"] is None
     assert "Bcc: victim@example.org" in str(message["Subject"])

@@ -86,14 +86,22 @@ def test_rating_summary_counts_people_and_leaves_machines_out(app, clock) -> Non
         db.session.add(person)
         db.session.flush()
         message = Message(
-            candidate_id=person.id, campaign_id=campaign.id, step_id=campaign.steps[0].id,
+            candidate_id=person.id,
+            campaign_id=campaign.id,
+            step_id=campaign.steps[0].id,
             queued_at=now,
         )
         db.session.add(message)
         db.session.flush()
         db.session.add(
-            Event(message_id=message.id, candidate_id=person.id, kind=EventKind.RATING,
-                  value=value, machine=machine, created_at=now)
+            Event(
+                message_id=message.id,
+                candidate_id=person.id,
+                kind=EventKind.RATING,
+                value=value,
+                machine=machine,
+                created_at=now,
+            )
         )
     db.session.commit()
 
@@ -111,12 +119,14 @@ def test_the_readme_rating_snippet_passes_the_template_checks(app) -> None:
     )[:2]
     html = (
         '{% extends "layout.html" %}\n{% block preheader %}A quick question.{% endblock %}\n'
-        "{% block content %}\n<p>Hi {{ candidate.first_name }},</p>\n" + html_snippet
+        "{% block content %}\n<p>Hi {{ candidate.first_name }},</p>\n"
+        + html_snippet
         + "{% endblock %}\n"
     )
     text = (
         '{% extends "layout.txt" %}\n{% block content -%}\nHi {{ candidate.first_name }},\n\n'
-        + text_snippet + "{%- endblock %}\n"
+        + text_snippet
+        + "{%- endblock %}\n"
     )
     settings = MailSettings.from_config(app.config)
     source = template_service.clean_source(html, text, "How was your interview?")
@@ -126,7 +136,11 @@ def test_the_readme_rating_snippet_passes_the_template_checks(app) -> None:
     campaign = Campaign(name="c", sender_is_recruiter=True, sender_name="", sender_email="")
     mail = compiled.render(
         build_context(
-            candidate, campaign, settings, unsubscribe_url="u", preferences_url="p",
+            candidate,
+            campaign,
+            settings,
+            unsubscribe_url="u",
+            preferences_url="p",
             rating_urls=tokens.rating_urls(7),
         )
     )

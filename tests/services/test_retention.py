@@ -129,7 +129,9 @@ def test_the_retention_journey(mail_app, clock, smtp) -> None:
     assert db.session.get(Candidate, eve).email.endswith("@erased.invalid")
     ana_now = db.session.get(Candidate, ana)
     assert (ana_now.status, ana_now.email, ana_now.consent_source) == (
-        "active", "ana@example.org", "re-consent mail",
+        "active",
+        "ana@example.org",
+        "re-consent mail",
     )
     assert status_of(bo) == "active"
 

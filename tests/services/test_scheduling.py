@@ -161,7 +161,9 @@ def test_housekeeping_runs_once_per_interval_by_the_injected_clock(system: Flask
     assert run_periodic(system, state) == []
     clock.advance(timedelta(hours=1))
     assert run_periodic(system, state) == [
-        "segment entries and exits", "inbound mail", "stalled imports"
+        "segment entries and exits",
+        "inbound mail",
+        "stalled imports",
     ]
     clock.advance(timedelta(days=1))
     assert "retention" in run_periodic(system, state)

@@ -29,9 +29,7 @@ def test_mailbox_of_folds_tags_everywhere_and_dots_only_at_gmail() -> None:
 
 
 def test_fold_domains_come_as_a_list_or_comma_separated_text() -> None:
-    assert fold_domains({"SUPPRESSION_FOLD_DOMAINS": " Gmail.com, googlemail.com ,"}) == set(
-        GMAIL
-    )
+    assert fold_domains({"SUPPRESSION_FOLD_DOMAINS": " Gmail.com, googlemail.com ,"}) == set(GMAIL)
     assert fold_domains({"SUPPRESSION_FOLD_DOMAINS": ["gmail.com"]}) == {"gmail.com"}
     assert fold_domains({}) == frozenset()
 
@@ -59,8 +57,10 @@ def _drip(app: Flask) -> int:
     }
     created = client.post("/api/v1/campaigns", json=body, headers=headers)
     assert created.status_code == 201, created.json
-    assert client.post(f"/api/v1/campaigns/{created.json['id']}/activate",
-                       headers=headers).status_code == 200
+    assert (
+        client.post(f"/api/v1/campaigns/{created.json['id']}/activate", headers=headers).status_code
+        == 200
+    )
     return created.json["id"]
 
 
@@ -103,9 +103,9 @@ def test_a_suppressed_tagged_address_stops_the_plain_one_too(
     db.session.commit()
     assert suppression_reason(db.session, "ana@gmail.com") == "complained"
     assert suppression_reason(db.session, "ana+other@googlemail.com") == "complained"
-    assert suppressed_among(
-        db.session, ["ana@gmail.com", "bo@gmail.com", "ana.x@gmail.com"]
-    ) == {"ana@gmail.com"}
+    assert suppressed_among(db.session, ["ana@gmail.com", "bo@gmail.com", "ana.x@gmail.com"]) == {
+        "ana@gmail.com"
+    }
     _drip(folding)
     assert _reject_and_send(folding, smtp, "ana@gmail.com", "bo@gmail.com") == ["bo@gmail.com"]
 
@@ -134,8 +134,13 @@ def test_job_alert_proposals_leave_out_folded_suppressions(folding: Flask) -> No
     db.session.commit()
     job = job_service.create_job(
         db.session,
-        {"title": "Data Engineer", "role_family": "data", "skills": ["Python"],
-         "location": "Remote", "url": "https://careers.example.com/jobs/7"},
+        {
+            "title": "Data Engineer",
+            "role_family": "data",
+            "skills": ["Python"],
+            "location": "Remote",
+            "url": "https://careers.example.com/jobs/7",
+        },
         now,
     )
     proposed = [p.candidate_id for p in job_service.find_matches(db.session, job, now)]

@@ -29,8 +29,13 @@ def system(sqlite_url, clock, smtp: SmtpCapture, redis_url):
 
 @pytest.fixture
 def folding(sqlite_url, clock):
-    with running_app(sqlite_url, clock, SUPPRESSION_FOLD_DOMAINS=["gmail.com", "googlemail.com"],
-                     REDIS_URL="redis://127.0.0.1:1/0", SMTP_URL="smtp://127.0.0.1:1") as app:
+    with running_app(
+        sqlite_url,
+        clock,
+        SUPPRESSION_FOLD_DOMAINS=["gmail.com", "googlemail.com"],
+        REDIS_URL="redis://127.0.0.1:1/0",
+        SMTP_URL="smtp://127.0.0.1:1",
+    ) as app:
         yield app
 
 
@@ -62,16 +67,20 @@ def test_good_lines_land_and_bad_ones_are_named_with_line_and_reason(app: Flask)
         assert suppression_reason(db.session, email) == "bounced"
     answer = report.as_dict()
     assert answer["rejected_count"] == 2 and answer["received"] == 6
-    assert answer["rejected"][0] == {"line": 3, "value": "not-an-email",
-                                     "reason": report.rejected[0].reason}
+    assert answer["rejected"][0] == {
+        "line": 3,
+        "value": "not-an-email",
+        "reason": report.rejected[0].reason,
+    }
 
 
 def test_adding_again_is_idempotent_and_keeps_the_first_reason(app: Flask, clock) -> None:
     first = service.add_addresses(db.session, ["ana@example.org"], "unsubscribed", now_of(app))
     db.session.commit()
     clock.advance(timedelta(days=1))
-    again = service.add_addresses(db.session, ["ana@example.org", "bo@example.org"], "bounced",
-                                  now_of(app))
+    again = service.add_addresses(
+        db.session, ["ana@example.org", "bo@example.org"], "bounced", now_of(app)
+    )
     db.session.commit()
     assert (first.added, again.added, again.already) == (1, 1, 1)
     assert rows() == 2
@@ -108,8 +117,7 @@ def test_lookup_counts_and_folding(folding: Flask) -> None:
     report = service.add_addresses(db.session, "ana+x@gmail.com", "bounced", now)
     assert (report.added, report.already) == (0, 1)
     assert service.counts(db.session) == {
-        "by_reason": {"unsubscribed": 0, "bounced": 0, "complained": 1, "manual": 2,
-                      "erased": 1},
+        "by_reason": {"unsubscribed": 0, "bounced": 0, "complained": 1, "manual": 2, "erased": 1},
         "total": 4,
     }
 
@@ -120,7 +128,7 @@ def test_a_csv_export_uses_its_first_column_of_addresses(app: Flask) -> None:
         "Ana,ana@example.org,rita@corp.example,2025-01-02\n"
         "Bo,,rita@corp.example,2025-01-03\n"
         "Cy,cy@,rita@corp.example,2025-01-04\n"
-        "Dee,\"dee@example.net\",rita@corp.example,2025-01-05\n"
+        'Dee,"dee@example.net",rita@corp.example,2025-01-05\n'
     ).encode("cp1252")
     report = service.add_csv(db.session, data, "unsubscribed", now_of(app))
     db.session.commit()
@@ -139,8 +147,10 @@ def _drip(app: Flask) -> int:
     body = {
         "name": "Follow-up",
         "entry": {"ats_event": "candidate.rejected"},
-        "steps": [{"delay": "PT0S", "template": "rejection_followup"},
-                  {"delay": "P3D", "template": "checkin_3_months"}],
+        "steps": [
+            {"delay": "PT0S", "template": "rejection_followup"},
+            {"delay": "P3D", "template": "checkin_3_months"},
+        ],
     }
     created = client.post("/api/v1/campaigns", json=body, headers=headers)
     assert created.status_code == 201, created.json
@@ -150,8 +160,10 @@ def _drip(app: Flask) -> int:
 
 
 def _reject(app: Flask, email: str) -> None:
-    answer = ats_post(app.test_client(), {"type": "candidate.rejected",
-                                          "candidate": {"email": email, "first_name": "Ana"}})
+    answer = ats_post(
+        app.test_client(),
+        {"type": "candidate.rejected", "candidate": {"email": email, "first_name": "Ana"}},
+    )
     assert answer.status_code == 200, answer.json
 
 
@@ -193,9 +205,16 @@ def test_an_enrolled_candidate_is_stopped_and_never_mailed_again(
     _send_due(system)
     assert _recipients(smtp) == ["bo@example.org"]
     assert db.session.scalar(select(Candidate.status).where(Candidate.id == ana_id)) == (
-        "unsubscribed")
-    assert db.session.scalar(select(func.count()).select_from(Enrolment).where(
-        Enrolment.candidate_id == ana_id, Enrolment.status == "active")) == 0
+        "unsubscribed"
+    )
+    assert (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Enrolment)
+            .where(Enrolment.candidate_id == ana_id, Enrolment.status == "active")
+        )
+        == 0
+    )
 
 
 def test_a_complaint_outranks_an_unsubscribe_and_erased_candidates_are_left_alone(
@@ -205,11 +224,12 @@ def test_a_complaint_outranks_an_unsubscribe_and_erased_candidates_are_left_alon
     headers = auth_headers(app, "editor")
     client = app.test_client()
     for email in ("ana@example.org", "bo@example.org"):
-        assert client.post("/api/v1/candidates", json={"email": email},
-                           headers=headers).status_code == 201
+        assert (
+            client.post("/api/v1/candidates", json={"email": email}, headers=headers).status_code
+            == 201
+        )
     service.add_addresses(db.session, "ana@example.org", "unsubscribed", now)
-    report = service.add_addresses(db.session, "ana@example.org\nbo@example.org", "complained",
-                                   now)
+    report = service.add_addresses(db.session, "ana@example.org\nbo@example.org", "complained", now)
     db.session.commit()
     statuses = dict(db.session.execute(select(Candidate.email, Candidate.status)).all())
     assert statuses == {"ana@example.org": "complained", "bo@example.org": "complained"}

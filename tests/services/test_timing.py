@@ -198,9 +198,9 @@ def test_pause_cap_and_window_combine() -> None:
     assert when == utc(2026, 1, 12, 9, 0)
     # Paused until Wednesday 20:00: the window then opens on Thursday.
     paused = utc(2026, 1, 14, 20, 0)
-    assert earliest_send(
-        friday, window=WEEKDAYS, tz=ZoneInfo("UTC"), paused_until=paused
-    ) == utc(2026, 1, 15, 9, 0)
+    assert earliest_send(friday, window=WEEKDAYS, tz=ZoneInfo("UTC"), paused_until=paused) == utc(
+        2026, 1, 15, 9, 0
+    )
     # A pause in the past changes nothing.
     past = utc(2026, 1, 1)
     assert earliest_send(friday, window={}, tz=ZoneInfo("UTC"), paused_until=past) == friday

@@ -49,9 +49,7 @@ def find_bindir() -> Path | None:
         if out and _has_binaries(Path(out)):
             return Path(out)
     # Debian keeps server binaries off PATH; prefer the newest installed major version.
-    for candidate in sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True
-    ):
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True):
         if _has_binaries(Path(candidate)):
             return Path(candidate)
     return None

@@ -66,9 +66,16 @@ def test_the_page_shows_topics_pause_privacy_and_unsubscribe_and_changes_nothing
     assert answer.status_code == 200
     page = answer.get_data(as_text=True)
     assert "ana@example.org" in page
-    for text in ("Check-ins", "newsletter", "Job alerts", "Pause everything for 3 months",
-                 "Don't track", "Download my data", "Delete all my data",
-                 "Unsubscribe from everything"):
+    for text in (
+        "Check-ins",
+        "newsletter",
+        "Job alerts",
+        "Pause everything for 3 months",
+        "Don't track",
+        "Download my data",
+        "Delete all my data",
+        "Unsubscribe from everything",
+    ):
         assert text in page
     assert page.count('type="checkbox" name=') == 4  # three topics, tracking
     assert page.count(" checked") == 3  # missing keys mean subscribed; tracking is on
@@ -197,7 +204,9 @@ def test_download_returns_their_data_and_nobody_elses(app, client, auth, clock) 
     assert data["profile"]["email"] == "ana@example.org"
     assert data["profile"]["first_name"] == "Ana"
     assert data["profile"]["preferences"]["topics"] == {
-        "checkins": True, "newsletter": True, "job_alerts": True,
+        "checkins": True,
+        "newsletter": True,
+        "job_alerts": True,
     }
     assert [m["id"] for m in data["messages"]] == [ana.message_id]
     assert [(e["kind"], e["message_id"]) for e in data["events"]] == [("open", ana.message_id)]
@@ -250,8 +259,11 @@ def test_a_rating_link_records_one_answer_and_a_later_one_replaces_it(client, se
     assert (summary.count, summary.average, summary.distribution[2]) == (1, 2.0, 1)
     # The campaign's stats show it too.
     stats = client.get(f"/api/v1/campaigns/{sent.campaign_id}/stats", headers=auth).json
-    assert stats["ratings"] == {"count": 1, "average": 2.0,
-                                "distribution": {"1": 0, "2": 1, "3": 0, "4": 0, "5": 0}}
+    assert stats["ratings"] == {
+        "count": 1,
+        "average": 2.0,
+        "distribution": {"1": 0, "2": 1, "3": 0, "4": 0, "5": 0},
+    }
 
 
 def test_link_scanners_do_not_rate(client, sent) -> None:
@@ -321,9 +333,9 @@ def send_to(app, people: dict[str, bool]) -> None:
     tokens = Tokens.from_config(app.config)
     for email, opt_out in people.items():
         person = {"email": email, "first_name": email[:3].title()}
-        candidate_id = ats_post(
-            client, {"type": "candidate.rejected", "candidate": person}
-        ).json["candidate_id"]
+        candidate_id = ats_post(client, {"type": "candidate.rejected", "candidate": person}).json[
+            "candidate_id"
+        ]
         if opt_out:
             path = tokens.preferences_url(candidate_id, None).removeprefix(tokens.base_url)
             assert post(client, path, "tracking", opt_out="on").status_code == 303

@@ -34,32 +34,6 @@ TEXT_FIELDS = {
 }
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def validate_candidate(data: dict[str, Any]) -> dict[str, Any]:
     """Check every field but the email, collecting all problems; returns the clean values."""
     errors: dict[str, str] = {}
@@ -138,9 +112,7 @@ def upsert_candidate(
     candidate = session.scalar(select(Candidate).where(Candidate.email == email))
     created = candidate is None
     if candidate is None:
-        candidate = Candidate(
-            email=email, created_at=now, updated_at=now, skills=[], attributes={}
-        )
+        candidate = Candidate(email=email, created_at=now, updated_at=now, skills=[], attributes={})
         reason = suppression_reason(session, email)
         if reason:
             # A re-import of a suppressed address never makes it mailable again.
@@ -194,5 +166,3 @@ def mark_hired(session: Session, candidate: Candidate, now: datetime) -> None:
     candidate.status = CandidateStatus.HIRED
     candidate.updated_at = now
     end_enrolments(session, candidate, "hired", now)
-
-

@@ -462,12 +462,6 @@ def clean_tag(value: Any) -> str:
     return name
 
 
-
-
-
-
-
-
 def neutralise(value: str) -> str:
     """Make a cell inert in spreadsheet programs: a leading formula character gets a quote."""
     return "'" + value if value.startswith(FORMULA_STARTS) else value
@@ -663,12 +657,6 @@ def active_campaigns(session: Session) -> list[Campaign]:
     )
 
 
-
-
-
-
-
-
 # Profile form fields: the service's field names, so its errors land at the same names.
 PROFILE_FIELDS = (
     "first_name", "last_name", "timezone", "location", "role", "stage", "rejection_reason",
@@ -690,5 +678,3 @@ def profile_values(candidate: Candidate) -> dict[str, str]:
         else ""
     )
     return values
-
-

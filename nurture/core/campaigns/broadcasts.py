@@ -166,8 +166,18 @@ def run_broadcasts(session: Session, now: datetime, team_zone: str = "UTC") -> i
 
 
 BROADCAST_FIELDS = (
-    "name", "audience", "template", "html", "text", "subject", "scheduled_at", "local_time",
-    "topic", "sender", "send_window", "activate",
+    "name",
+    "audience",
+    "template",
+    "html",
+    "text",
+    "subject",
+    "scheduled_at",
+    "local_time",
+    "topic",
+    "sender",
+    "send_window",
+    "activate",
 )
 
 
@@ -177,9 +187,7 @@ def create_broadcast(
     """Validate and store a broadcast; activated (scheduled) unless ``"activate": false``."""
     unknown = sorted(set(data) - set(BROADCAST_FIELDS))
     if unknown:
-        raise ValidationError(
-            "unknown fields", {key: "not a broadcast field" for key in unknown}
-        )
+        raise ValidationError("unknown fields", {key: "not a broadcast field" for key in unknown})
     body: dict[str, Any] = {
         "name": data.get("name"),
         "kind": CampaignKind.BROADCAST,

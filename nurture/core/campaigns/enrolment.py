@@ -71,8 +71,6 @@ def enrol(
     return enrolment
 
 
-
-
 def _tag_entrants(campaign: Campaign):  # noqa: ANN202 - a select of candidate ids
     """Active candidates with the campaign's entry tag and no active enrolment in it."""
     already = select(Enrolment.candidate_id).where(
@@ -118,8 +116,15 @@ def enrol_all(
     result = session.execute(
         insert(Enrolment)
         .from_select(
-            ["candidate_id", "campaign_id", "next_position", "next_send_at", "status",
-             "exit_reason", "created_at"],
+            [
+                "candidate_id",
+                "campaign_id",
+                "next_position",
+                "next_send_at",
+                "status",
+                "exit_reason",
+                "created_at",
+            ],
             rows,
         )
         # SQLAlchemy 2.1 reports INSERT … SELECT row counts only when asked to keep them.
@@ -148,8 +153,19 @@ def queue_messages(session: Session, rows: Select, now: datetime) -> int:
     result = session.execute(
         dialect.insert(Message)
         .from_select(
-            ["candidate_id", "campaign_id", "step_id", "enrolment_id", "state", "attempts",
-             "error", "message_id", "to_address", "subject", "queued_at"],
+            [
+                "candidate_id",
+                "campaign_id",
+                "step_id",
+                "enrolment_id",
+                "state",
+                "attempts",
+                "error",
+                "message_id",
+                "to_address",
+                "subject",
+                "queued_at",
+            ],
             values,
         )
         .on_conflict_do_nothing()
@@ -162,9 +178,7 @@ def enrol_tag_entrants(session: Session, campaign: Campaign, now: datetime) -> i
     """Enrol everyone who carries the campaign's entry tag, in one INSERT … SELECT."""
     if campaign.entry_type != EntryType.TAG or not campaign.steps:
         return 0
-    return enrol_all(
-        session, campaign.id, _tag_entrants(campaign), now, first_due(campaign, now)
-    )
+    return enrol_all(session, campaign.id, _tag_entrants(campaign), now, first_due(campaign, now))
 
 
 def on_tags_added(session: Session, candidate: Candidate, names: list[str], now: datetime) -> int:
@@ -179,7 +193,3 @@ def on_tags_added(session: Session, candidate: Candidate, names: list[str], now:
         )
     ).all()
     return sum(1 for c in campaigns if enrol(session, candidate, c, now) is not None)
-
-
-
-

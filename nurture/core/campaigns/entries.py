@@ -35,18 +35,6 @@ Only = Collection[int] | Select | None
 # --- entry filters and re-entry (pure) ---------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 # --- the periodic pass -------------------------------------------------------------------------
 
 
@@ -96,9 +84,7 @@ def _exit(session: Session, where: list[ColumnElement[bool]], reason: str, now: 
     result = session.execute(
         update(Enrolment)
         .where(Enrolment.status == EnrolmentStatus.ACTIVE, *where)
-        .values(
-            status=EnrolmentStatus.EXITED, exit_reason=reason, next_send_at=None, ended_at=now
-        )
+        .values(status=EnrolmentStatus.EXITED, exit_reason=reason, next_send_at=None, ended_at=now)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount or 0
@@ -160,9 +146,7 @@ def segment_campaigns(session: Session) -> list[Campaign]:
     )
 
 
-def check_segments(
-    session: Session, now: datetime, only: Only = None
-) -> dict[str, int]:
+def check_segments(session: Session, now: datetime, only: Only = None) -> dict[str, int]:
     """Segment entries and left-segment exits, for ``only`` these candidates or for everyone.
 
     Called with the ids of candidates that just changed (saved through the API or an ATS event,

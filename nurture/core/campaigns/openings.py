@@ -281,9 +281,7 @@ def _score_columns(
     positive = case((engaged > 0, engaged), else_=0.0)
     engagement = ENGAGEMENT_POINTS * positive / (positive + 10.0)  # saturates: 10 → half
     overlap = _overlap(session, skills)
-    total = (
-        cast(overlap, Float) * (SKILLS_POINTS / len(skills)) + role + place + stage + engagement
-    )
+    total = cast(overlap, Float) * (SKILLS_POINTS / len(skills)) + role + place + stage + engagement
     return {
         "overlap": overlap, "role": role, "place": place, "stage": stage, "engagement": engaged,
         "score": total,
@@ -338,8 +336,9 @@ def find_matches(
     session: Session, job: JobOpening, now: datetime, limit: int = 500
 ) -> list[Proposal]:
     """Past candidates who share a skill with the job and may be mailed, best first."""
-    query = _ranked(session, job, [_shares_a_skill(session, list(job.skills)),
-                                   eligible(session, now)], now)
+    query = _ranked(
+        session, job, [_shares_a_skill(session, list(job.skills)), eligible(session, now)], now
+    )
     proposals: list[Proposal] = []
     offset = 0
     while len(proposals) < limit:
@@ -366,8 +365,14 @@ def save_matches(
     session.execute(
         insert(JobMatch),
         [
-            {"job_id": job.id, "candidate_id": p.candidate_id, "score": p.score,
-             "reasons": p.reasons, "excluded": False, "created_at": now}
+            {
+                "job_id": job.id,
+                "candidate_id": p.candidate_id,
+                "score": p.score,
+                "reasons": p.reasons,
+                "excluded": False,
+                "created_at": now,
+            }
             for p in proposals
         ],
     )
@@ -409,8 +414,12 @@ def set_excluded(
                 Enrolment.candidate_id == candidate_id,
                 Enrolment.status == EnrolmentStatus.ACTIVE,
             )
-            .values(status=EnrolmentStatus.EXITED, exit_reason="removed from job alert",
-                    next_send_at=None, ended_at=now)
+            .values(
+                status=EnrolmentStatus.EXITED,
+                exit_reason="removed from job alert",
+                next_send_at=None,
+                ended_at=now,
+            )
         )
     return match
 
@@ -428,8 +437,10 @@ def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) 
     if not allowed or suppressed_among(session, [row.email]):
         raise ValidationError(
             "this candidate cannot get job alerts",
-            {"email": "this candidate cannot be mailed job alerts (opted out, paused, "
-                      "unsubscribed, hired or suppressed)"},
+            {
+                "email": "this candidate cannot be mailed job alerts (opted out, paused, "
+                "unsubscribed, hired or suppressed)"
+            },
         )
     match = session.scalar(
         select(JobMatch).where(JobMatch.job_id == job.id, JobMatch.candidate_id == row.id)
@@ -437,9 +448,14 @@ def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) 
     if match is not None:
         match.excluded = False
         return match
-    match = JobMatch(job_id=job.id, candidate_id=row.id, score=round(float(row.score), 1),
-                     reasons=[*_reasons(job, row), "added by a recruiter"], excluded=False,
-                     created_at=now)
+    match = JobMatch(
+        job_id=job.id,
+        candidate_id=row.id,
+        score=round(float(row.score), 1),
+        reasons=[*_reasons(job, row), "added by a recruiter"],
+        excluded=False,
+        created_at=now,
+    )
     session.add(match)
     session.flush()
     return match
@@ -506,20 +522,29 @@ def summary(session: Session, job: JobOpening, now: datetime) -> dict[str, Any]:
     """Counts for the review page and the API: proposed, removed, to send, enrolled, sent."""
     counts = dict(
         session.execute(
-            select(JobMatch.excluded, func.count()).where(JobMatch.job_id == job.id)
+            select(JobMatch.excluded, func.count())
+            .where(JobMatch.job_id == job.id)
             .group_by(JobMatch.excluded)
         ).all()
     )
     enrolled = sent = 0
     if job.campaign_id is not None:
-        enrolled = session.scalar(
-            select(func.count()).select_from(Enrolment)
-            .where(Enrolment.campaign_id == job.campaign_id)
-        ) or 0
-        sent = session.scalar(
-            select(func.count()).select_from(Message)
-            .where(Message.campaign_id == job.campaign_id, Message.state == MessageState.SENT)
-        ) or 0
+        enrolled = (
+            session.scalar(
+                select(func.count())
+                .select_from(Enrolment)
+                .where(Enrolment.campaign_id == job.campaign_id)
+            )
+            or 0
+        )
+        sent = (
+            session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.campaign_id == job.campaign_id, Message.state == MessageState.SENT)
+            )
+            or 0
+        )
     return {
         "matches": counts.get(False, 0) + counts.get(True, 0),
         "excluded": counts.get(True, 0),

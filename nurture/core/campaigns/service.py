@@ -550,7 +550,11 @@ def save_drip(
         clean.setdefault("reentry", "after_exit")
         clean.setdefault("topic", "checkins")
         campaign = Campaign(
-            **clean, **extra, status=CampaignStatus.DRAFT, created_at=now, updated_at=now,
+            **clean,
+            **extra,
+            status=CampaignStatus.DRAFT,
+            created_at=now,
+            updated_at=now,
             steps=steps,
         )
         session.add(campaign)

@@ -41,7 +41,6 @@ def require_sender_identity(config: Mapping[str, Any]) -> None:
         )
 
 
-
 def extra_headers(campaign: Campaign) -> dict[str, str]:
     """Headers a campaign's mail carries besides the usual ones (``Precedence: bulk`` on bulk)."""
     if campaign.kind in BULK_KINDS:

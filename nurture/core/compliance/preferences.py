@@ -186,11 +186,3 @@ def erase_self(session: Session, candidate: Candidate, now: datetime) -> None:
 
 
 # --- candidate-experience ratings --------------------------------------------------------------
-
-
-
-
-
-
-
-

@@ -310,9 +310,7 @@ def lookup(session: Session, email: str) -> Lookup | None:
 def counts(session: Session) -> dict[str, Any]:
     """How many addresses are suppressed, by reason and in total."""
     found = dict(
-        session.execute(
-            select(Suppression.reason, func.count()).group_by(Suppression.reason)
-        ).all()
+        session.execute(select(Suppression.reason, func.count()).group_by(Suppression.reason)).all()
     )
     by_reason = {reason: found.pop(reason, 0) for reason in COUNT_ORDER}
     by_reason.update(sorted(found.items()))

@@ -218,14 +218,16 @@ class TemplateLibrary:
         self.compilations += 1
         html_template = self._parse(self._html_env, inlined, "html")
         text_template = self._parse(self._text_env, text, "text") if text else None
-        variables = frozenset().union(*(
-            meta.find_undeclared_variables(env.parse(source))
-            for env, source in (
-                (self._text_env, subject_source),
-                (self._html_env, inlined),
-                (self._text_env, text or ""),
+        variables = frozenset().union(
+            *(
+                meta.find_undeclared_variables(env.parse(source))
+                for env, source in (
+                    (self._text_env, subject_source),
+                    (self._html_env, inlined),
+                    (self._text_env, text or ""),
+                )
             )
-        ))
+        )
         return CompiledTemplate(
             key=key, subject=subject, html=html_template, text=text_template, variables=variables
         )

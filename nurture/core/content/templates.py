@@ -89,8 +89,6 @@ _SUBJECT_BLOCK = re.compile(r"{%-?\s*block\s+subject\s*-?%}(.*?){%-?\s*endblock"
 _README_ROW = re.compile(r"^\|\s*`([\w-]+)`\s*\|\s*(.+?)\s*\|\s*$", re.MULTILINE)
 
 
-
-
 @dataclass(frozen=True)
 class TemplateInfo:
     """One row of the template list: a starter file or one of the team's templates."""
@@ -697,8 +695,6 @@ def subject_warning(mail: RenderedMail) -> str:
             f"inboxes cut it after about {SUBJECT_LENGTH}."
         )
     return ""
-
-
 
 
 def flatten_keys(context: Mapping[str, Any], prefix: str = "") -> Iterator[str]:

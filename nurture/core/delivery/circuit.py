@@ -53,8 +53,6 @@ class MemoryStore:
         return True
 
 
-
-
 @dataclass
 class BreakerStatus:
     """The open breaker as the dashboard shows it."""

@@ -27,17 +27,40 @@ MAX_BITS = 4096
 # Signed whenever present; SpamAssassin, Gmail and Yahoo look at the List-* headers in particular.
 SIGNED = frozenset(
     {
-        b"from", b"sender", b"reply-to", b"to", b"cc", b"subject", b"date", b"message-id",
-        b"in-reply-to", b"references", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post",
-        b"precedence", b"feedback-id", b"mime-version", b"content-type",
+        b"from",
+        b"sender",
+        b"reply-to",
+        b"to",
+        b"cc",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"in-reply-to",
+        b"references",
+        b"list-id",
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+        b"precedence",
+        b"feedback-id",
+        b"mime-version",
+        b"content-type",
         b"content-transfer-encoding",
     }
 )
 # Named once more than they occur ("oversigned"), so a relay or a replayer cannot add a second
 # From, Subject or List-Unsubscribe, nor one the message did not have, without breaking it.
 OVERSIGNED = (
-    b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-unsubscribe",
-    b"list-unsubscribe-post", b"list-id", b"mime-version", b"content-type",
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-id",
+    b"mime-version",
+    b"content-type",
 )
 
 _LABELS = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*")
@@ -86,8 +109,10 @@ class DkimSigner:
                 )
                 if not value
             ]
-            log.warning("DKIM is only partly configured (%s not set); mail goes out unsigned",
-                        ", ".join(missing))
+            log.warning(
+                "DKIM is only partly configured (%s not set); mail goes out unsigned",
+                ", ".join(missing),
+            )
             return None
         if pem and path:
             raise DkimError(
@@ -125,9 +150,7 @@ class DkimSigner:
         present = [name.lower() for name, _ in headers if name.lower() in SIGNED]
         return self._signature(headers, body, present + list(OVERSIGNED)) + message
 
-    def _signature(
-        self, headers: list[list[bytes]], body: bytes, include: list[bytes]
-    ) -> bytes:
+    def _signature(self, headers: list[list[bytes]], body: bytes, include: list[bytes]) -> bytes:
         """The ``DKIM-Signature`` header line (rsa-sha256, relaxed/relaxed) for the message."""
         # dkimpy's DKIM.gen_header, with the RSA done by OpenSSL (through cryptography) instead
         # of dkimpy's pure-Python pow(); test_dkim.py verifies the result with dkim.verify.
@@ -159,8 +182,9 @@ class DkimSigner:
         )
         signature = self._key.sign(digest.digest(), _PADDING, _PREHASHED)
         fields[-1] = (b"b", base64.b64encode(signature))
-        return _HEADER + b": " + dkim.fold(_join(fields) + _CRLF, namelen=len(_HEADER),
-                                           linesep=_CRLF)
+        return (
+            _HEADER + b": " + dkim.fold(_join(fields) + _CRLF, namelen=len(_HEADER), linesep=_CRLF)
+        )
 
 
 def parse_key(private_pem: str | bytes) -> rsa.RSAPrivateKey:
@@ -214,7 +238,7 @@ def dns_record(selector: str, domain: str, public_b64: str) -> str:
     """``<selector>._domainkey.<domain> TXT "..." "..."``, in strings of at most 255 characters."""
     value = txt_value(public_b64)
     # One TXT character-string holds 255 octets; receivers join the strings back together.
-    strings = " ".join(f'"{value[i:i + 255]}"' for i in range(0, len(value), 255))
+    strings = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
     return f"{selector}._domainkey.{domain} TXT {strings}"
 
 

@@ -49,8 +49,6 @@ class TokenBucket:
         return (1.0 - self._tokens) / self.rate
 
 
-
-
 class RateLimiter:
     """The relay's budget and each recipient domain's; unlimited where no rate is set.
 
@@ -94,5 +92,3 @@ class RateLimiter:
             return
         while (wait := self.relay.take()) > 0:
             self._sleep(min(wait, self.max_wait))
-
-

@@ -79,9 +79,7 @@ def create_due_messages(session: Session, now: datetime, batch_size: int = 5000)
             .execution_options(preserve_rowcount=True)
         )
         completed += max(finished.rowcount or 0, 0)
-        session.execute(
-            update(Enrolment).where(Enrolment.id.in_(due)).values(next_send_at=None)
-        )
+        session.execute(update(Enrolment).where(Enrolment.id.in_(due)).values(next_send_at=None))
         session.commit()
     return created, completed
 

@@ -247,9 +247,7 @@ def load_batch(session: Session, message_ids: list[int], timing: Timing, now: da
         candidates=candidates,
         enrolments=by_id(Enrolment, [m.enrolment_id for m in messages if m.enrolment_id]),
         campaigns=campaigns,
-        suppressed=addresses.suppressed_among(
-            session, [c.email for c in candidates.values()]
-        ),
+        suppressed=addresses.suppressed_among(session, [c.email for c in candidates.values()]),
         sent=sent,
         steps={step.id: step for step in steps},
     )

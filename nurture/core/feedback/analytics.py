@@ -65,7 +65,9 @@ def network_health(session: Session, now: datetime) -> dict[str, int]:
         )
     )
     sent_7d = session.scalar(
-        select(func.count()).select_from(Message).where(
+        select(func.count())
+        .select_from(Message)
+        .where(
             Message.state == MessageState.SENT,
             Message.sent_at >= now - timedelta(days=7),
             Message.sent_at <= now,
@@ -216,9 +218,7 @@ def campaigns_needing_attention(
     live = select(Campaign.id).where(Campaign.status != CampaignStatus.ARCHIVED)
     campaigns = {
         c.id: c
-        for c in session.scalars(
-            select(Campaign).where(Campaign.status != CampaignStatus.ARCHIVED)
-        )
+        for c in session.scalars(select(Campaign).where(Campaign.status != CampaignStatus.ARCHIVED))
     }
     found: list[Attention] = []
 
@@ -236,8 +236,9 @@ def campaigns_needing_attention(
         .group_by(Message.campaign_id)
     )
     for campaign_id, count in failures:
-        note(campaign_id, f"{plural(count, 'message')} failed in the last {failure_days} days",
-             "bad")
+        note(
+            campaign_id, f"{plural(count, 'message')} failed in the last {failure_days} days", "bad"
+        )
 
     sent = dict(
         session.execute(
@@ -259,8 +260,11 @@ def campaigns_needing_attention(
         total = sent.get(campaign_id, 0)
         if total >= min_sent and count / total > max_rate:
             what = "bounce" if kind == EventKind.BOUNCE else "unsubscribe"
-            note(campaign_id, f"{what} rate {100 * count / total:.1f}% ({count} of {total} sent)",
-                 "bad")
+            note(
+                campaign_id,
+                f"{what} rate {100 * count / total:.1f}% ({count} of {total} sent)",
+                "bad",
+            )
 
     waiting = session.execute(
         select(Enrolment.campaign_id, func.count())
@@ -269,8 +273,11 @@ def campaigns_needing_attention(
         .group_by(Enrolment.campaign_id)
     )
     for campaign_id, count in waiting:
-        note(campaign_id, f"paused with {plural(count, 'candidate')} waiting for their next mail",
-             "warn")
+        note(
+            campaign_id,
+            f"paused with {plural(count, 'candidate')} waiting for their next mail",
+            "warn",
+        )
 
     recent = select(Message.campaign_id).where(
         Message.state == MessageState.SENT, Message.sent_at >= now - timedelta(days=idle_days)
@@ -298,4 +305,3 @@ def campaigns_needing_attention(
 
     order = {"bad": 0, "warn": 1}
     return sorted(found, key=lambda a: (order[a.severity], a.name.lower(), a.campaign_id))
-

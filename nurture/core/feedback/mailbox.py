@@ -122,9 +122,7 @@ def unseen(
     try:
 
         def messages() -> Iterator[Fetched]:
-            fetched = client.fetch(
-                AND(seen=False), mark_seen=False, limit=limit, bulk=FETCH_BULK
-            )
+            fetched = client.fetch(AND(seen=False), mark_seen=False, limit=limit, bulk=FETCH_BULK)
             for message in fetched:
                 if message.uid:
                     yield Fetched(message.uid, message.raw)  # type: ignore[attr-defined]

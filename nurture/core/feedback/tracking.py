@@ -19,12 +19,6 @@ from nurture.models import Candidate, CandidateStatus, Event, EventKind, Message
 _HREF = re.compile(r'href="(https?://[^"]+)"', re.IGNORECASE)
 
 
-
-
-
-
-
-
 def instrument(
     html: str,
     tokens: Tokens,

@@ -24,7 +24,6 @@ _TRUE = {"1", "true", "yes", "on"}
 _RESERVED = {"file", "tags", "mapping", "unknown"}
 
 
-
 def _mapping() -> dict[str, str] | None:
     raw = request.form.get("mapping")
     if not raw:
@@ -77,8 +76,13 @@ def import_candidates():
     try:
         csv_file = import_service.read_csv(upload.stream.read(csvfiles.MAX_BYTES + 1))
         job = import_service.new_job(
-            csv_file, upload.filename or "upload.csv", runtime.now(), mapping=_mapping(),
-            tags=_tags(), unknown=_unknown(), created_by_id=g.api_user.id,
+            csv_file,
+            upload.filename or "upload.csv",
+            runtime.now(),
+            mapping=_mapping(),
+            tags=_tags(),
+            unknown=_unknown(),
+            created_by_id=g.api_user.id,
         )
         if dry_run:
             # The job is never added to the session: a dry run writes nothing at all.
@@ -102,7 +106,10 @@ def import_candidates():
         body["status_url"] = url_for("api.get_import", import_id=job.id)
         return jsonify({**body, **extra}), 202
     job = import_service.run_import(
-        db.session, job.id, runtime.now(), batch=int(current_app.config.get("IMPORT_BATCH_SIZE", 500))
+        db.session,
+        job.id,
+        runtime.now(),
+        batch=int(current_app.config.get("IMPORT_BATCH_SIZE", 500)),
     )
     return jsonify({**import_service.job_report(job), **extra, "dry_run": False})
 

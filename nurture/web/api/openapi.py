@@ -57,25 +57,44 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op("A candidate with enrolments and timeline", params=["id"]),
                 "delete": _op("Erase a candidate", params=["id"]),
             },
-            "/candidates/import": {"post": {
-                **_op("Import candidates from a CSV file (202 and a status URL when large)"),
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "type": "object", "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"},
-                                   "mapping": string, "tags": string,
-                                   "dry_run": {"type": "boolean"},
-                                   "unknown": {"enum": ["attribute", "ignore"]}}}}}},
-            }},
+            "/candidates/import": {
+                "post": {
+                    **_op("Import candidates from a CSV file (202 and a status URL when large)"),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["file"],
+                                    "properties": {
+                                        "file": {"type": "string", "format": "binary"},
+                                        "mapping": string,
+                                        "tags": string,
+                                        "dry_run": {"type": "boolean"},
+                                        "unknown": {"enum": ["attribute", "ignore"]},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                }
+            },
             "/imports/{id}": {"get": _op("Progress and report of an import", params=["id"])},
             "/campaigns": {"post": _op("Create a campaign", "201", "CampaignIn")},
             "/campaigns/{id}": {"get": _op("A campaign", params=["id"])},
             "/campaigns/{id}/activate": {"post": _op("Activate a campaign", params=["id"])},
             "/campaigns/{id}/pause": {"post": _op("Pause a campaign", params=["id"])},
             "/campaigns/{id}/stats": {"get": _op("Per-step statistics", params=["id"])},
-            "/bounces": {"post": _op("Bounces and complaints reported over HTTP, signed in "
-                                     "X-Nurture-Signature", auth=False)},
-            "/broadcasts": {"post": _op("Create (and schedule) a broadcast to a segment or tag",
-                                        "201")},
+            "/bounces": {
+                "post": _op(
+                    "Bounces and complaints reported over HTTP, signed in X-Nurture-Signature",
+                    auth=False,
+                )
+            },
+            "/broadcasts": {
+                "post": _op("Create (and schedule) a broadcast to a segment or tag", "201")
+            },
             "/broadcasts/{id}": {"get": _op("A broadcast and its progress", params=["id"])},
             "/jobs": {"post": _op("Create a job opening and propose matching candidates", "201")},
             "/jobs/{id}": {"get": _op("A job opening and its match counts", params=["id"])},
@@ -84,11 +103,14 @@ def openapi_document() -> dict[str, Any]:
                 "post": _op("Add a candidate to the review list by email", params=["id"]),
             },
             "/jobs/{id}/matches/{candidate_id}/exclude": {
-                "post": _op("Remove a candidate from the alert", params=["id", "candidate_id"])},
+                "post": _op("Remove a candidate from the alert", params=["id", "candidate_id"])
+            },
             "/jobs/{id}/matches/{candidate_id}/include": {
-                "post": _op("Put a removed candidate back", params=["id", "candidate_id"])},
-            "/jobs/{id}/approve": {"post": _op("Send the alert to the reviewed matches",
-                                               params=["id"])},
+                "post": _op("Put a removed candidate back", params=["id", "candidate_id"])
+            },
+            "/jobs/{id}/approve": {
+                "post": _op("Send the alert to the reviewed matches", params=["id"])
+            },
             "/segments": {"post": _op("Create a segment from rules", "201")},
             "/segments/preview": {"post": _op("Count and sample for rules, unsaved")},
             "/segments/{id}": {"get": _op("A segment", params=["id"])},
@@ -96,15 +118,25 @@ def openapi_document() -> dict[str, Any]:
             "/segments/{id}/members": {"get": _op("A page of a segment's members", params=["id"])},
             "/suppressions": {
                 "get": _op("Suppressed addresses counted by reason (stored as hashes only)"),
-                "post": _op("Suppress addresses (an import from another tool); answers a report "
-                            "of added, already suppressed and rejected lines",
-                            body="SuppressionsIn"),
+                "post": _op(
+                    "Suppress addresses (an import from another tool); answers a report "
+                    "of added, already suppressed and rejected lines",
+                    body="SuppressionsIn",
+                ),
             },
-            "/suppressions/check": {"get": {
-                **_op("Whether an address is suppressed, why and since when"),
-                "parameters": [{"name": "email", "in": "query", "required": True,
-                                "schema": {"type": "string", "format": "email"}}],
-            }},
+            "/suppressions/check": {
+                "get": {
+                    **_op("Whether an address is suppressed, why and since when"),
+                    "parameters": [
+                        {
+                            "name": "email",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "format": "email"},
+                        }
+                    ],
+                }
+            },
             "/ats/events": {
                 "post": _op(
                     "An ATS event, signed in X-Nurture-Signature", body="AtsEvent", auth=False
@@ -222,8 +254,10 @@ def openapi_document() -> dict[str, Any]:
                     "required": ["emails"],
                     "properties": {
                         "emails": {"type": "array", "minItems": 1, "items": string},
-                        "reason": {"enum": ["unsubscribed", "bounced", "complained", "manual"],
-                                   "default": "manual"},
+                        "reason": {
+                            "enum": ["unsubscribed", "bounced", "complained", "manual"],
+                            "default": "manual",
+                        },
                     },
                 },
                 "AtsEvent": {

@@ -44,7 +44,9 @@ def create_job():
 def get_job(job_id: int):
     """A job opening with the counts of its review."""
     job = _job_or_404(job_id)
-    return jsonify({**job_service.job_dict(job), **job_service.summary(db.session, job, runtime.now())})
+    return jsonify(
+        {**job_service.job_dict(job), **job_service.summary(db.session, job, runtime.now())}
+    )
 
 
 @bp.get("/jobs/<int:job_id>/matches")

@@ -20,7 +20,6 @@ MAX_LIMIT = 500
 SAMPLE = 10
 
 
-
 def _segment_or_404(segment_id: int) -> Segment:
     try:
         return segment_service.get_segment(db.session, segment_id)

@@ -28,7 +28,6 @@ bp = Blueprint("api", __name__)
 csrf.exempt(bp)  # bearer tokens and HMAC signatures, never cookies
 
 
-
 def _json_body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -222,12 +221,17 @@ def campaign_stats(campaign_id: int):
     """Per step: unique candidates sent, opened, clicked, unsubscribed, bounced, failed."""
     campaign = _campaign_or_404(campaign_id)
     ratings = rating_summary(db.session, campaign.id)
-    return jsonify({
-        "campaign_id": campaign.id,
-        "steps": campaign_service.campaign_stats(db.session, campaign),
-        "ratings": {"count": ratings.count, "average": ratings.average,
-                    "distribution": {str(k): v for k, v in ratings.distribution.items()}},
-    })
+    return jsonify(
+        {
+            "campaign_id": campaign.id,
+            "steps": campaign_service.campaign_stats(db.session, campaign),
+            "ratings": {
+                "count": ratings.count,
+                "average": ratings.average,
+                "distribution": {str(k): v for k, v in ratings.distribution.items()},
+            },
+        }
+    )
 
 
 @bp.post("/ats/events")

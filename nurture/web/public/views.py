@@ -48,7 +48,6 @@ def _tokens() -> Tokens:
     return Tokens.from_config(current_app.config)
 
 
-
 def _user_agent() -> str:
     return request.headers.get("User-Agent", "")
 

@@ -41,7 +41,6 @@ _FORM_FIELDS = {
 }
 
 
-
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
@@ -197,8 +196,11 @@ def _view(campaign: Campaign, now: datetime, segment_names: dict[int, str]) -> S
         phase = "scheduled"
     else:
         phase = "sending"
-    expected = progress["total"] if sent_at is not None else max(
-        progress["total"] + (progress["waiting_audience"] or 0), 1)
+    expected = (
+        progress["total"]
+        if sent_at is not None
+        else max(progress["total"] + (progress["waiting_audience"] or 0), 1)
+    )
     audience_kind, audience = _audience_label(campaign, segment_names)
     return SimpleNamespace(
         campaign=campaign,
@@ -235,10 +237,15 @@ def broadcasts():
     now, names = runtime.now(), _segment_names()
     first = (page - 1) * PER_PAGE
     pager = SimpleNamespace(
-        summary=(f"{first + 1}–{first + len(campaigns)} of {total}" if campaigns
-                 else f"{total} broadcasts"),
+        summary=(
+            f"{first + 1}–{first + len(campaigns)} of {total}"
+            if campaigns
+            else f"{total} broadcasts"
+        ),
         prev_url=url_for("admin.broadcasts.broadcasts", page=page - 1) if page > 1 else None,
-        next_url=url_for("admin.broadcasts.broadcasts", page=page + 1) if first + PER_PAGE < total else None,
+        next_url=url_for("admin.broadcasts.broadcasts", page=page + 1)
+        if first + PER_PAGE < total
+        else None,
     )
     return render_template(
         "admin/broadcasts/list.html",
@@ -271,12 +278,14 @@ def broadcast_new():
         return _render_form(form, _place_errors(form, exc.fields), 422)
     if action != "confirm":
         return render_template(
-            "admin/broadcasts/confirm.html", form=form, check=check,
-            audience=_audience_typed(form), topics=TOPIC_LABELS,
+            "admin/broadcasts/confirm.html",
+            form=form,
+            check=check,
+            audience=_audience_typed(form),
+            topics=TOPIC_LABELS,
         )
     db.session.commit()
-    people = (f"{check['audience']} candidates are" if check["audience"] != 1
-              else "1 candidate is")
+    people = f"{check['audience']} candidates are" if check["audience"] != 1 else "1 candidate is"
     if campaign.scheduled_at is None:
         flash(f"“{campaign.name}” is going out now: {people} in its audience.", "success")
     else:
@@ -307,7 +316,10 @@ def broadcast(broadcast_id: int):
         states=STATES,
         topics=TOPIC_LABELS,
         # A broadcast that has gone out has nothing left to pause.
-        actions=[a for a in ("pause", "resume", "archive")
-                 if not campaign_service.action_problem(campaign, a)
-                 and not (a == "pause" and row.phase == "sent")],
+        actions=[
+            a
+            for a in ("pause", "resume", "archive")
+            if not campaign_service.action_problem(campaign, a)
+            and not (a == "pause" and row.phase == "sent")
+        ],
     )

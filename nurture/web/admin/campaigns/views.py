@@ -76,8 +76,15 @@ REENTRY_LABELS = {
     "after_exit": "Yes, once their earlier run has ended",
     "always": "Yes, every time: a new entry restarts the drip",
 }
-DAY_NAMES = {"mon": "Mon", "tue": "Tue", "wed": "Wed", "thu": "Thu", "fri": "Fri",
-             "sat": "Sat", "sun": "Sun"}
+DAY_NAMES = {
+    "mon": "Mon",
+    "tue": "Tue",
+    "wed": "Wed",
+    "thu": "Thu",
+    "fri": "Fri",
+    "sat": "Sat",
+    "sun": "Sun",
+}
 _STEP_FIELDS = {"html": "template", "text": "template"}
 DONE = {
     "activate": "is active",
@@ -85,7 +92,6 @@ DONE = {
     "pause": "is paused",
     "archive": "is archived",
 }
-
 
 
 class CampaignForm(FlaskForm):
@@ -175,8 +181,15 @@ def _candidate_url(candidate_id: int) -> str | None:
 
 
 def _blank_step() -> dict[str, Any]:
-    return {"id": None, "delay_amount": "3", "delay_unit": "days", "delay": "", "template": "",
-            "subject": "", "condition": ""}
+    return {
+        "id": None,
+        "delay_amount": "3",
+        "delay_unit": "days",
+        "delay": "",
+        "template": "",
+        "subject": "",
+        "condition": "",
+    }
 
 
 def _steps_of(campaign: Campaign) -> list[dict[str, Any]]:
@@ -186,9 +199,17 @@ def _steps_of(campaign: Campaign) -> list[dict[str, Any]]:
         parts = campaign_service.delay_parts(step.delay_seconds)
         amount, unit = parts if parts else ("", "iso")
         template = step.template or (campaign_service.OWN_HTML if step.html else "")
-        steps.append({"id": step.id, "delay_amount": str(amount), "delay_unit": unit,
-                      "delay": step.delay if unit == "iso" else "", "template": template,
-                      "subject": step.subject, "condition": step.condition})
+        steps.append(
+            {
+                "id": step.id,
+                "delay_amount": str(amount),
+                "delay_unit": unit,
+                "delay": step.delay if unit == "iso" else "",
+                "template": template,
+                "subject": step.subject,
+                "condition": step.condition,
+            }
+        )
     return steps
 
 
@@ -251,8 +272,11 @@ def _payload(
             *(["replied"] if form.exit_replied.data else []),
             *(["left_segment"] if form.exit_left_segment.data else []),
         ],
-        "sender": {"name": form.sender_name.data, "email": form.sender_email.data,
-                   "use_recruiter": form.sender_mode.data == "recruiter"},
+        "sender": {
+            "name": form.sender_name.data,
+            "email": form.sender_email.data,
+            "use_recruiter": form.sender_mode.data == "recruiter",
+        },
         "steps": [
             {**step, "condition": step["condition"] if index else ""}
             for index, step in enumerate(steps)
@@ -431,22 +455,27 @@ def _builder(campaign: Campaign | None):
         form = _form(campaign)
         steps = [_blank_step()]
         if campaign is not None:
-            form = _form(campaign, {
-                "name": campaign.name,
-                "description": campaign.description,
-                "entry_type": campaign.entry_type,
-                "entry_tag": campaign.entry_value if campaign.entry_type == EntryType.TAG else "",
-                "exit_reapplied": "reapplied" in campaign.exit_on,
-                "exit_replied": "replied" in campaign.exit_on,
-                "exit_left_segment": "left_segment" in campaign.exit_on,
-                "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
-                "sender_name": campaign.sender_name,
-                "sender_email": campaign.sender_email,
-                "topic": campaign.topic,
-                "reentry": campaign.reentry,
-                **_window_form(campaign.send_window or {}),
-                **_entry_filter_form(campaign.entry_filter or {}),
-            })
+            form = _form(
+                campaign,
+                {
+                    "name": campaign.name,
+                    "description": campaign.description,
+                    "entry_type": campaign.entry_type,
+                    "entry_tag": campaign.entry_value
+                    if campaign.entry_type == EntryType.TAG
+                    else "",
+                    "exit_reapplied": "reapplied" in campaign.exit_on,
+                    "exit_replied": "replied" in campaign.exit_on,
+                    "exit_left_segment": "left_segment" in campaign.exit_on,
+                    "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
+                    "sender_name": campaign.sender_name,
+                    "sender_email": campaign.sender_email,
+                    "topic": campaign.topic,
+                    "reentry": campaign.reentry,
+                    **_window_form(campaign.send_window or {}),
+                    **_entry_filter_form(campaign.entry_filter or {}),
+                },
+            )
             steps = _steps_of(campaign)
         return _render_builder(campaign, form, steps)
 
@@ -461,7 +490,10 @@ def _builder(campaign: Campaign | None):
         return _render_builder(campaign, form, steps, status=400)
     try:
         saved = campaign_service.save_drip(
-            db.session, campaign, _payload(campaign, form, steps), template_library(current_app),
+            db.session,
+            campaign,
+            _payload(campaign, form, steps),
+            template_library(current_app),
             runtime.now(),
         )
     except ValidationError as exc:
@@ -473,8 +505,7 @@ def _builder(campaign: Campaign | None):
         flash(_sentence(str(exc)) + ".", "error")
         return redirect(url_for("admin.campaigns.campaigns"))
     db.session.commit()
-    flash(f"“{saved.name}” saved." if campaign else f"“{saved.name}” saved as a draft.",
-          "success")
+    flash(f"“{saved.name}” saved." if campaign else f"“{saved.name}” saved as a draft.", "success")
     return redirect(url_for("admin.campaigns.campaign", campaign_id=saved.id))
 
 
@@ -518,12 +549,21 @@ def campaign(campaign_id: int):
     enrolments, total = campaign_service.enrolments_page(db.session, campaign, page, PER_PAGE)
     first = (page - 1) * PER_PAGE
     pager = SimpleNamespace(
-        summary=(f"{first + 1}–{first + len(enrolments)} of {total}" if enrolments
-                 else f"{total} enrolments"),
-        prev_url=url_for("admin.campaigns.campaign", campaign_id=campaign.id, page=page - 1,
-                         _anchor="enrolments") if page > 1 else None,
-        next_url=url_for("admin.campaigns.campaign", campaign_id=campaign.id, page=page + 1,
-                         _anchor="enrolments") if first + PER_PAGE < total else None,
+        summary=(
+            f"{first + 1}–{first + len(enrolments)} of {total}"
+            if enrolments
+            else f"{total} enrolments"
+        ),
+        prev_url=url_for(
+            "admin.campaigns.campaign", campaign_id=campaign.id, page=page - 1, _anchor="enrolments"
+        )
+        if page > 1
+        else None,
+        next_url=url_for(
+            "admin.campaigns.campaign", campaign_id=campaign.id, page=page + 1, _anchor="enrolments"
+        )
+        if first + PER_PAGE < total
+        else None,
     )
     funnel_chart = {
         "type": "bar",
@@ -546,8 +586,9 @@ def campaign(campaign_id: int):
         enrolments=enrolments,
         pager=pager,
         candidate_url=_candidate_url,
-        actions=[a for a in campaign_service.ACTIONS
-                 if not campaign_service.action_problem(campaign, a)],
+        actions=[
+            a for a in campaign_service.ACTIONS if not campaign_service.action_problem(campaign, a)
+        ],
         window=window_text(campaign.send_window),
         topics=TOPIC_LABELS,
         reentry=REENTRY_LABELS,

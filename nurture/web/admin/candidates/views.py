@@ -35,7 +35,6 @@ bp = Blueprint("candidates", __name__, template_folder="templates")
 TIMELINE_STEP = 200
 
 
-
 class CandidateForm(FlaskForm):
     """A candidate's profile; the candidates service validates it, errors land at the fields."""
 
@@ -126,7 +125,10 @@ def _render_list(
 ):
     """The list page for ``filters`` (no rows when the filters themselves are bad)."""
     result = None if errors else search.page(db.session, filters, runtime.now())
-    sorts = {key: url_for("admin.candidates.candidates", **filters.sort_args(key)) for key in search.SORTS}
+    sorts = {
+        key: url_for("admin.candidates.candidates", **filters.sort_args(key))
+        for key in search.SORTS
+    }
     return (
         render_template(
             "admin/candidates/list.html",
@@ -289,7 +291,9 @@ def candidate_tag_add(candidate_id: int):
     if not form.validate_on_submit():
         return _render_detail(candidate, tag_form=form, status=400)
     try:
-        added, entered = candidate_actions.add_tags(db.session, candidate, form.tag.data or "", runtime.now())
+        added, entered = candidate_actions.add_tags(
+            db.session, candidate, form.tag.data or "", runtime.now()
+        )
     except ValidationError as exc:
         db.session.rollback()
         form.tag.errors = [exc.fields.get("tag", exc.message)]
@@ -356,8 +360,9 @@ def candidate_hire(candidate_id: int):
         return closed
     candidate_service.mark_hired(db.session, candidate, runtime.now())
     db.session.commit()
-    flash(f"{candidate.full_name or candidate.email} is marked hired; their drips stopped.",
-          "success")
+    flash(
+        f"{candidate.full_name or candidate.email} is marked hired; their drips stopped.", "success"
+    )
     return redirect(url_for("admin.candidates.candidate", candidate_id=candidate.id))
 
 
@@ -370,6 +375,9 @@ def candidate_erase(candidate_id: int):
         return closed
     erasure.erase(db.session, candidate, runtime.now())
     db.session.commit()
-    flash("Erased: personal data removed; the address is kept only as a hash so it is never "
-          "mailed again.", "success")
+    flash(
+        "Erased: personal data removed; the address is kept only as a hash so it is never "
+        "mailed again.",
+        "success",
+    )
     return redirect(url_for("admin.candidates.candidate", candidate_id=candidate.id))

@@ -48,7 +48,6 @@ class TemplateForm(FlaskForm):
     to = EmailField("Send a test to")
 
 
-
 def _settings() -> MailSettings:
     """The sender and footer settings real mail uses."""
     return MailSettings.from_config(current_app.config)
@@ -254,7 +253,11 @@ def _handle_post(template: EmailTemplate | None):
     db.session.commit()
     flash(f"Saved {saved.name}." + _live_note(saved.name), "success")
     return redirect(
-        url_for("admin.email_templates.edit_template", template_id=saved.id, candidate=form.candidate.data or None)
+        url_for(
+            "admin.email_templates.edit_template",
+            template_id=saved.id,
+            candidate=form.candidate.data or None,
+        )
     )
 
 
@@ -284,7 +287,13 @@ def _test_send(
     try:
         compiled, _ = _render(source, candidate)
         mail = proofs.send_test(
-            db.session, _transport(), _settings(), compiled, candidate, form.to.data, runtime.now(),
+            db.session,
+            _transport(),
+            _settings(),
+            compiled,
+            candidate,
+            form.to.data,
+            runtime.now(),
             dkim=dkim_signer(current_app._get_current_object()),
         )
     except ValidationError as exc:
@@ -303,7 +312,11 @@ def _test_send(
     )
     if starter is not None:
         return redirect(
-            url_for("admin.email_templates.starter_template", name=starter, candidate=form.candidate.data or None)
+            url_for(
+                "admin.email_templates.starter_template",
+                name=starter,
+                candidate=form.candidate.data or None,
+            )
         )
     return _editor_page(form, **page)  # the editor may hold unsaved changes: keep them
 

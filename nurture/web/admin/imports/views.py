@@ -63,22 +63,25 @@ class ConfirmForm(FlaskForm):
     """A button that changes something: only its CSRF token."""
 
 
-def mapping_form(header: list[str], mapping: dict[str, str], tags: list[str],
-                 formdata: Any = None) -> FlaskForm:
+def mapping_form(
+    header: list[str], mapping: dict[str, str], tags: list[str], formdata: Any = None
+) -> FlaskForm:
     """A form with one select per CSV column (pre-filled from ``mapping``) and the tags."""
 
     class MappingForm(FlaskForm):
         tags = StringField("Tags to add to every candidate", validators=[Length(max=1000)])
 
     for index, column in enumerate(header):
-        setattr(MappingForm, f"col{index}",
-                SelectField(column, choices=TARGET_CHOICES, default=mapping.get(column, "")))
+        setattr(
+            MappingForm,
+            f"col{index}",
+            SelectField(column, choices=TARGET_CHOICES, default=mapping.get(column, "")),
+        )
     form = MappingForm(formdata=formdata)
     if formdata is None:
         form.tags.data = ", ".join(tags)
     form.columns = [(column, form[f"col{index}"]) for index, column in enumerate(header)]
     return form
-
 
 
 def _sentence(text: str) -> str:
@@ -98,8 +101,9 @@ def _job_or_404(import_id: int, with_content: bool = True) -> ImportJob:
 @role_required(Role.EDITOR)
 def imports():
     """Past imports with their status and counts."""
-    return render_template("admin/imports/index.html",
-                           jobs=import_service.recent_imports(db.session))
+    return render_template(
+        "admin/imports/index.html", jobs=import_service.recent_imports(db.session)
+    )
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -116,8 +120,12 @@ def import_upload():
     data = upload.stream.read(csvfiles.MAX_BYTES + 1)
     try:
         job, notes = import_service.create_import(
-            db.session, data, upload.filename or "upload.csv", runtime.now(),
-            created_by_id=current_user.id, unknown=form.unknown.data,
+            db.session,
+            data,
+            upload.filename or "upload.csv",
+            runtime.now(),
+            created_by_id=current_user.id,
+            unknown=form.unknown.data,
         )
     except ValidationError as exc:
         db.session.rollback()
@@ -162,8 +170,9 @@ def import_mapping(import_id: int):
     return redirect(url_for("admin.imports.import_mapping", import_id=job.id))
 
 
-def _mapping_page(job: ImportJob, form: FlaskForm, source: ImportJob, error: str | None = None,
-                  status: int = 200):
+def _mapping_page(
+    job: ImportJob, form: FlaskForm, source: ImportJob, error: str | None = None, status: int = 200
+):
     """Render the mapping page with the preview of ``source`` (the job or an unsaved draft)."""
     rows = import_service.preview(source, 5)
     chosen = {select.data for _, select in form.columns} - {import_service.IGNORE}
@@ -195,8 +204,7 @@ def import_check(import_id: int):
     except ValidationError as exc:
         flash(_sentence(next(iter(exc.fields.values()), exc.message)), "error")
         return redirect(url_for("admin.imports.import_mapping", import_id=job.id))
-    return render_template("admin/imports/check.html", job=job, report=report,
-                           form=ConfirmForm())
+    return render_template("admin/imports/check.html", job=job, report=report, form=ConfirmForm())
 
 
 @bp.post("/<int:import_id>/start")
@@ -219,8 +227,11 @@ def import_start(import_id: int):
         current_app.logger.exception("could not enqueue import %s", job.id)
         job.status = ImportStatus.UPLOADED
         db.session.commit()
-        flash("The job queue cannot be reached (is Redis running?). Nothing was imported; "
-              "try again in a moment.", "error")
+        flash(
+            "The job queue cannot be reached (is Redis running?). Nothing was imported; "
+            "try again in a moment.",
+            "error",
+        )
         return redirect(url_for("admin.imports.import_check", import_id=job.id))
     return redirect(url_for("admin.imports.import_detail", import_id=job.id))
 
@@ -232,10 +243,17 @@ def import_detail(import_id: int):
     job = _job_or_404(import_id, with_content=False)
     if job.status == ImportStatus.UPLOADED:
         return redirect(url_for("admin.imports.import_mapping", import_id=job.id))
-    candidates_url = (url_for("admin.candidates.candidates")
-                      if "admin.candidates.candidates" in current_app.view_functions else None)
-    return render_template("admin/imports/detail.html", job=job, candidates_url=candidates_url,
-                           report=import_service.job_report(job))
+    candidates_url = (
+        url_for("admin.candidates.candidates")
+        if "admin.candidates.candidates" in current_app.view_functions
+        else None
+    )
+    return render_template(
+        "admin/imports/detail.html",
+        job=job,
+        candidates_url=candidates_url,
+        report=import_service.job_report(job),
+    )
 
 
 @bp.get("/<int:import_id>/progress")

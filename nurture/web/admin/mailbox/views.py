@@ -33,13 +33,15 @@ def mailbox_list():
     items = []
     if box is not None:
         for key, message in box.iteritems():
-            items.append({
-                "key": key,
-                "subject": str(message.get("Subject", "")),
-                "to": message.get("To", ""),
-                "from": message.get("From", ""),
-                "delivered": message.get_date(),  # when the capture stored it
-            })
+            items.append(
+                {
+                    "key": key,
+                    "subject": str(message.get("Subject", "")),
+                    "to": message.get("To", ""),
+                    "from": message.get("From", ""),
+                    "delivered": message.get_date(),  # when the capture stored it
+                }
+            )
     items.sort(key=lambda item: item["delivered"], reverse=True)
     return render_template("admin/mailbox.html", items=items[:200], configured=box is not None)
 

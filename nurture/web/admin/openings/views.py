@@ -82,8 +82,10 @@ def job_create():
     form = JobForm()
     if not form.validate():
         return _render_list(form, 400)
-    data: dict[str, Any] = {name: getattr(form, name).data for name in
-                            ("title", "role_family", "skills", "location", "url", "summary")}
+    data: dict[str, Any] = {
+        name: getattr(form, name).data
+        for name in ("title", "role_family", "skills", "location", "url", "summary")
+    }
     data["remote"] = bool(form.remote.data)
     try:
         job, count = job_service.open_job(db.session, data, runtime.now())
@@ -94,8 +96,9 @@ def job_create():
                 getattr(form, name).errors = [_sentence(problem)]
         return _render_list(form, 422)
     db.session.commit()
-    flash(f"“{job.title}” created: {count} candidate{'s' if count != 1 else ''} to review.",
-          "success")
+    flash(
+        f"“{job.title}” created: {count} candidate{'s' if count != 1 else ''} to review.", "success"
+    )
     return redirect(url_for("admin.openings.job", job_id=job.id))
 
 
@@ -166,8 +169,9 @@ def job_send(job_id: int):
         return redirect(url_for("admin.openings.job", job_id=job.id))
     db.session.commit()
     if enrolled:
-        flash(f"The alert goes out to {enrolled} candidate{'s' if enrolled != 1 else ''}.",
-              "success")
+        flash(
+            f"The alert goes out to {enrolled} candidate{'s' if enrolled != 1 else ''}.", "success"
+        )
     else:
         flash("Nobody new to send to: everyone on the list already has this alert.", "info")
     return redirect(url_for("admin.openings.job", job_id=job.id))

@@ -75,7 +75,6 @@ class Builder:
     general: list[str] = field(default_factory=list)
 
 
-
 def _number(text: str) -> Any:
     """An int or float when the text is one, else the text (validation names the problem)."""
     text = text.strip()

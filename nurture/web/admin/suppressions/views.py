@@ -53,22 +53,22 @@ class CheckForm(FlaskForm):
     email = StringField("Email address")
 
 
-
 def _sentence(text: str) -> str:
     """A service message as a sentence: capital first letter, final full stop."""
     text = text.strip()
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
-def _render(add_form: AddForm, report: suppression_service.Report | None = None,
-            status: int = 200):
+def _render(add_form: AddForm, report: suppression_service.Report | None = None, status: int = 200):
     check_form = CheckForm(request.args)
     checked = None
     email = (check_form.email.data or "").strip()
     if email:
         try:
-            checked = {"email": normalise_email(email),
-                       "found": suppression_service.lookup(db.session, email)}
+            checked = {
+                "email": normalise_email(email),
+                "found": suppression_service.lookup(db.session, email),
+            }
         except ValidationError as exc:
             check_form.email.errors = [_sentence(p) for p in exc.fields.values()] or [exc.message]
     return render_template(

@@ -48,9 +48,12 @@ class NewTokenForm(FlaskForm):
     name = StringField("What is it for?", validators=[DataRequired(), Length(max=200)])
 
 
-
-def _page(new_user: NewUserForm | None = None, new_token: NewTokenForm | None = None,
-          token: str | None = None, status: int = 200):
+def _page(
+    new_user: NewUserForm | None = None,
+    new_token: NewTokenForm | None = None,
+    token: str | None = None,
+    status: int = 200,
+):
     users = db.session.scalars(select(User).order_by(User.email)).all()
     tokens = db.session.scalars(select(ApiToken).order_by(ApiToken.created_at.desc())).all()
     new_token = new_token or NewTokenForm(prefix="token")
@@ -85,7 +88,11 @@ def create_user():
         return _page(new_user=form, status=400)
     try:
         user = user_service.create_user(
-            db.session, form.email.data, form.password.data, form.role.data, runtime.now(),
+            db.session,
+            form.email.data,
+            form.password.data,
+            form.role.data,
+            runtime.now(),
             name=form.name.data or "",
         )
     except ValidationError as exc:
@@ -148,4 +155,3 @@ def revoke_token(token_id: int):
     if token is not None:
         flash(f"Revoked the token “{token.name}”. Anything using it now gets 401.", "success")
     return redirect(url_for("admin.users.users"))
-
