@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -110,11 +111,11 @@ def wait_until(
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 
 
-def last_crash(lines: list[str]) -> list[str]:
-    """The log's last chain of tracebacks: per traceback, its deepest frames and its exception.
+def traceback_chains(lines: list[str]) -> list[list[str]]:
+    """Each chain of tracebacks in a log, summed up: per traceback its deepest frames, its error.
 
-    Of each traceback, the innermost frame in nurture's own code (when there is one) and the
-    innermost frame of all are shown, then the exception line.
+    Of each traceback the innermost frame in nurture's own code (when there is one) and the
+    innermost frame of all are kept, then the exception line.
     """
     blocks: list[tuple[int, int]] = []  # (the "Traceback" line, the exception line)
     at = 0
@@ -126,26 +127,32 @@ def last_crash(lines: list[str]) -> list[str]:
             blocks.append((at, end))
             at = end
         at += 1
-    if not blocks:
-        return []
-    chain = [blocks[-1]]
-    for earlier in reversed(blocks[:-1]):
-        between = [line for line in lines[earlier[1] + 1 : chain[0][0]] if line.strip()]
-        if len(between) != 1 or not between[0].startswith(_CHAINED):
-            break
-        chain.insert(0, earlier)
-    out = []
-    for start, end in chain:
-        frames = [line.strip() for line in lines[start:end] if line.strip().startswith("File ")]
-        ours = [f for f in frames if "/nurture/" in f and "site-packages" not in f]
-        for frame in dict.fromkeys(ours[-1:] + frames[-1:]):
-            out.append(f"at {frame}")
-        out.append(lines[end])
-    return out
+    chains: list[list[tuple[int, int]]] = []
+    for block in blocks:
+        if chains:
+            between = [line for line in lines[chains[-1][-1][1] + 1 : block[0]] if line.strip()]
+            if len(between) == 1 and between[0].startswith(_CHAINED):
+                chains[-1].append(block)
+                continue
+        chains.append([block])
+    summaries = []
+    for chain in chains:
+        summary = []
+        for start, end in chain:
+            frames = [line.strip() for line in lines[start:end] if line.strip().startswith("File")]
+            ours = [f for f in frames if "/nurture/" in f and "site-packages" not in f]
+            summary += [f"at {frame}" for frame in dict.fromkeys(ours[-1:] + frames[-1:])]
+            summary.append(lines[end])
+        summaries.append(summary)
+    return summaries
 
 
-def tail(path: Path, lines: int = 10, width: int = 300) -> str:
-    """A log's last traceback chain (summed up) and its last ``lines``, indented."""
+# RQ's INFO lines for every job: the tail of a worker's log is more telling without them.
+_ROUTINE = re.compile(r"Job OK|result is kept|Successfully completed|: nurture: nurture\.tasks\.")
+
+
+def tail(path: Path, lines: int = 10, width: int = 300, chains: int = 4) -> str:
+    """A log's distinct traceback chains (summed up) and its last ``lines``, indented."""
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
@@ -154,11 +161,14 @@ def tail(path: Path, lines: int = 10, width: int = 300) -> str:
     def cut(line: str) -> str:
         return "      " + (line if len(line) <= width else line[:width] + " …")
 
-    out = []
-    crash = last_crash(text)
-    if crash:
-        out += ["    last traceback chain (innermost frames, exception):", *map(cut, crash)]
-    out += [f"    last {lines} lines:", *map(cut, text[-lines:] or ["(log is empty)"])]
+    out = [f"    log: {path}"]
+    distinct = list(dict.fromkeys(tuple(chain) for chain in traceback_chains(text)))
+    for number, chain in enumerate(distinct[-chains:], 1):
+        out += [f"    traceback chain {number} of {len(distinct)} (innermost frames, errors):"]
+        out += map(cut, chain)
+    kept = [line for line in text if not _ROUTINE.search(line)]
+    out += [f"    last {lines} lines (RQ's per-job lines left out):"]
+    out += map(cut, kept[-lines:] or ["(nothing)"])
     return "\n".join(out)
 
 
@@ -179,7 +189,7 @@ class Process:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # so that stop() can signal its whole group
+                start_new_session=True,  # its own group, which stop_all() signals
                 preexec_fn=die_with_parent(),
             )
 
@@ -205,22 +215,32 @@ class Process:
             os.kill(self.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the group, SIGKILL it after ``timeout``; safe to call twice."""
-        if self.alive:
-            self._signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self._signal_group(signal.SIGKILL)  # whatever the leader left behind
-        self.popen.wait()
+        stop_all([self], timeout)
 
-    def _signal_group(self, signum: int) -> None:
+    def signal_group(self, signum: int) -> None:
+        """Send ``signum`` to the process's group, while the process is not reaped."""
         try:
             os.killpg(self.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def stop_all(processes: Iterable[Process], timeout: float = 5.0) -> None:
+    """SIGTERM every group at once, wait up to ``timeout`` in all, then SIGKILL what is left."""
+    processes = list(processes)
+    for process in processes:
+        if process.alive:
+            process.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.popen.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            # Not reaped yet, so its pid (the group's id) cannot have been reused.
+            process.signal_group(signal.SIGKILL)
+            process.popen.wait()
 
 
 def _env_value(value: Any) -> str:
@@ -624,8 +644,7 @@ class World:
 
     def close(self) -> None:
         """Stop every process and server, then the app; safe after a failure anywhere."""
-        for process in self.processes:
-            process.stop()
+        stop_all(self.processes)
         self.sink.stop()
         self.redis.stop()
         if self._context is not None:

@@ -55,9 +55,11 @@ class Recorder:
             held = self.control / "held"
             held.with_suffix(".tmp").write_text(f"{','.join(envelope.rcpt_tos)}\t{port}\n")
             held.with_suffix(".tmp").replace(held)
-            while hold.exists():
-                await asyncio.sleep(0.01)
-            self.holding = False
+            try:
+                while hold.exists():
+                    await asyncio.sleep(0.01)
+            finally:  # also when the sender's connection died meanwhile (the task is cancelled)
+                self.holding = False
         return "250 2.0.0 OK logged"
 
 
