@@ -26,8 +26,9 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from flask import Flask
 from flask_migrate import upgrade
@@ -655,7 +656,7 @@ class World:
             self._context.pop()
             self._context = None
 
-    def now(self):  # noqa: ANN201 - the app clock's datetime
+    def now(self) -> datetime:
         """The app's clock (the system's)."""
         assert self.app is not None
         return self.app.extensions["nurture.clock"].now()
@@ -753,8 +754,25 @@ class World:
     def wait_received(self, fraction: float, timeout: float = 60.0) -> int:
         """Wait until the sink has ``fraction`` of the audience's mail; returns the count."""
         target = max(1, int(self.n * fraction))
-        return wait_until(lambda: (count := self.sink.count()) >= target and count, timeout,
-                          f"{target} mails at the sink", give_up=self._no_worker)  # fmt: skip
+        try:
+            return wait_until(lambda: (count := self.sink.count()) >= target and count, timeout,
+                              f"{target} mails at the sink", give_up=self._no_worker)  # fmt: skip
+        except TimeoutError as exc:
+            self.abort(str(exc))
+
+    def wait_held(self) -> int:
+        """The client port of the mail whose 250 the sink holds back (see ``SmtpSink.hold``)."""
+        try:
+            return self.sink.wait_held()[1]
+        except TimeoutError as exc:
+            self.abort(str(exc))
+
+    def abort(self, why: str) -> NoReturn:
+        """Fail the scenario before its end, with the report of where it got to."""
+        seconds = time.monotonic() - (self.activated_at or time.monotonic())
+        outcome = self._outcome(seconds, f"the scenario could not go on: {why}", 1.0)
+        outcome.problems.append(why)
+        raise AssertionError(outcome.report())
 
     def elapse(self, seconds: float) -> None:
         """Let a fault last ``seconds`` (its duration, not a synchronisation)."""

@@ -36,23 +36,25 @@ DUPLICATES_PER_KILLED_WORKER = 1
 
 
 def test_no_fault(world: World) -> None:
+    """The baseline: one scheduler, two workers, nothing goes wrong."""
     world.start()
     world.activate()
     world.settle().check()
 
 
 def test_sigkill_of_a_worker(world: World) -> None:
+    """A worker SIGKILLed mid-SMTP-conversation; a supervisor starts another."""
     world.start()
     world.activate()
     world.wait_received(FAULT_AT)
     world.sink.hold()  # the next mail's 250 waits: its worker is mid-conversation
-    _, client_port = world.sink.wait_held()
-    world.replace(world.sender_of(client_port))  # SIGKILL, and a new worker in its place
+    world.replace(world.sender_of(world.wait_held()))  # SIGKILL, and a new worker in its place
     world.sink.release()
     world.settle().check(duplicates_allowed=DUPLICATES_PER_KILLED_WORKER)
 
 
 def test_redis_killed_and_restarted_empty(world: World) -> None:
+    """Redis SIGKILLed, down a few seconds, back empty on the same port: wait it out, requeue."""
     world.start()
     world.activate()
     world.wait_received(FAULT_AT)
@@ -63,6 +65,7 @@ def test_redis_killed_and_restarted_empty(world: World) -> None:
 
 
 def test_postgresql_restarted(world: World) -> None:
+    """PostgreSQL restarted with a fast shutdown: every session dropped mid-batch."""
     world.start()
     world.activate()
     world.wait_received(FAULT_AT)
@@ -71,6 +74,7 @@ def test_postgresql_restarted(world: World) -> None:
 
 
 def test_smtp_server_down_for_a_while(world: World) -> None:
+    """The relay goes away for a few seconds and comes back on the same port."""
     world.start()
     world.activate()
     world.wait_received(FAULT_AT)
@@ -93,12 +97,14 @@ def test_pause_and_resume_twice(world: World) -> None:
 
 
 def test_two_schedulers_and_four_workers(world: World) -> None:
+    """Several schedulers and workers at once: the row claims keep each mail to one sender."""
     world.start(schedulers=2, workers=4)
     world.activate()
     world.settle().check()
 
 
 def test_sigkill_of_the_scheduler(world: World) -> None:
+    """The scheduler SIGKILLed mid-run; a supervisor starts another."""
     world.start()
     world.activate()
     world.wait_received(FAULT_AT)
@@ -108,6 +114,7 @@ def test_sigkill_of_the_scheduler(world: World) -> None:
 
 
 def test_redis_flushall(world: World) -> None:
+    """FLUSHALL: every job id gone; the requeue timer finds the rows again."""
     world.start()
     world.activate()
     world.wait_received(FAULT_AT)
