@@ -39,12 +39,12 @@ from sqlalchemy.exc import DBAPIError
 
 from nurture import create_app
 from nurture.config import Config
-from nurture.embedded import die_with_parent, find_redis_server, free_port
+from nurture.core.campaigns.broadcasts import create_broadcast
+from nurture.core.campaigns.service import set_status
+from nurture.dev.embedded import die_with_parent, find_redis_server, free_port
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Message, MessageState, Tag
 from nurture.models.candidates import candidate_tags
-from nurture.services.broadcasts import create_broadcast
-from nurture.services.campaigns import set_status
 from nurture.tasks.sending import close_sender, template_library
 from tests.support.postgres import PostgresCluster
 
