@@ -1,0 +1,1 @@
+"""Admin users, their roles, passwords, login throttling and API tokens."""

@@ -1,0 +1,1 @@
+"""Who nurture mails: candidates, finding them, segments (rules compiled to SQL), engagement."""

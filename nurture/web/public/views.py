@@ -19,6 +19,7 @@ from flask import (
 
 from nurture import runtime
 from nurture.core.compliance import preferences as preference_service
+from nurture.core.compliance import unsubscribe as unsubscribe_service
 from nurture.core.feedback import ratings
 from nurture.core.feedback import tracking as tracking_service
 from nurture.core.tokens import BadToken, Tokens
@@ -80,7 +81,7 @@ def click(token: str):
 
 def _target(token: str):
     try:
-        return tracking_service.unsubscribe_target(db.session, _tokens(), token)
+        return unsubscribe_service.unsubscribe_target(db.session, _tokens(), token)
     except BadToken:
         abort(404)
 
@@ -104,7 +105,7 @@ def unsubscribe_page(token: str):
 def unsubscribe(token: str):
     """Unsubscribe at once: the RFC 8058 one-click POST, or the confirmation page's button."""
     candidate, message = _target(token)
-    tracking_service.unsubscribe(db.session, candidate, message, runtime.now())
+    unsubscribe_service.unsubscribe(db.session, candidate, message, runtime.now())
     db.session.commit()
     if request.form.get("List-Unsubscribe") == "One-Click":
         return Response("unsubscribed\n", mimetype="text/plain")

@@ -1,4 +1,4 @@
-"""Admin pages"""
+"""Admin sign-in and sign-out."""
 
 from nurture.web.admin.auth.views import bp
 

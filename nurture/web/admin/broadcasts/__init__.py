@@ -1,4 +1,4 @@
-"""broadcasts"""
+"""Admin: broadcasts (newsletters) — the list, a new one checked and confirmed, progress."""
 
 from nurture.web.admin.broadcasts.views import bp
 

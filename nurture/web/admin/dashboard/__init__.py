@@ -1,4 +1,4 @@
-"""Admin page"""
+"""Admin: the dashboard."""
 
 from nurture.web.admin.dashboard.views import bp
 

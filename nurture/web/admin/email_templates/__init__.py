@@ -1,4 +1,4 @@
-"""email_templates"""
+"""Admin: the template library, the editor with live preview, and test sends."""
 
 from nurture.web.admin.email_templates.views import bp
 

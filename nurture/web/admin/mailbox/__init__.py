@@ -1,4 +1,4 @@
-"""Admin pages"""
+"""Admin: the mail the local SMTP capture caught."""
 
 from nurture.web.admin.mailbox.views import bp
 

@@ -1,4 +1,4 @@
-"""openings"""
+"""Admin: job openings, the ranked review list of matching candidates, and the alert."""
 
 from nurture.web.admin.openings.views import bp
 

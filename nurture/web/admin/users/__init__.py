@@ -1,4 +1,4 @@
-"""users"""
+"""Admin: users, roles and API tokens (admins only)."""
 
 from nurture.web.admin.users.views import bp
 
