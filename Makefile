@@ -31,11 +31,14 @@ run: install $(SECRET) $(ATS)
 	NURTURE_ATS_SECRET="$${NURTURE_ATS_SECRET:-$$(cat $(ATS))}" \
 	$(BIN)/nurture up
 
-test: install system-deps
+test: install system-deps lint
 	$(BIN)/python -m pytest
 
+# The habits, quickly: formatting, lint, the layers (mypy joins once the tree is clean).
 lint: install
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python bench/render.py
