@@ -85,18 +85,18 @@ PENDING = text("SELECT count(*) FROM messages WHERE campaign_id = :c AND state I
 MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>]+>)", re.M | re.I)
 # The pipeline's stages in the profile as (label, file, function); they overlap (cumulative).
 STAGES = [
-    ("claim (one UPDATE per batch)", "services/sending.py", "claim"),
-    ("load_batch (rows, suppression, cap)", "services/sending.py", "load_batch"),
+    ("claim (one UPDATE per batch)", "core/delivery/sending.py", "claim"),
+    ("load_batch (rows, suppression, cap)", "core/delivery/sending.py", "load_batch"),
     ("session.get (row loads)", "orm/session.py", "get"),
-    ("deferred_until (window, cap)", "services/sending.py", "deferred_until"),
-    ("Tokens.sign (every signed URL)", "services/tracking.py", "sign"),
-    ("render (cached template)", "services/rendering.py", "render"),
-    ("instrument (links, pixel)", "services/tracking.py", "instrument"),
-    ("build_mime", "services/mail.py", "build_mime"),
-    ("SmtpTransport.send", "services/smtp.py", "send"),
-    ("advance (next step)", "services/sending.py", "advance"),
+    ("deferred_until (window, cap)", "core/delivery/sending.py", "deferred_until"),
+    ("Tokens.sign (every signed URL)", "core/tokens.py", "sign"),
+    ("render (cached template)", "core/content/rendering.py", "render"),
+    ("instrument (links, pixel)", "core/feedback/tracking.py", "instrument"),
+    ("build_mime", "core/content/mime.py", "build_mime"),
+    ("SmtpTransport.send", "core/delivery/smtp.py", "send"),
+    ("advance (next step)", "core/delivery/sending.py", "advance"),
     ("Session.commit (per message)", "orm/session.py", "commit"),
-    ("send_one (one message, no commit)", "services/sending.py", "send_one"),
+    ("send_one (one message, no commit)", "core/delivery/sending.py", "send_one"),
 ]  # fmt: skip
 
 

@@ -119,13 +119,13 @@ SETUP = re.compile(r"^(sync|gthread):(\d+)(?:x(\d+))?$")
 # The views' stages in the profile as (label, file, function); they overlap (cumulative).
 STAGES = [
     ("Flask wsgi_app (the whole request)", "flask/app.py", "wsgi_app"),
-    ("Tokens.load (itsdangerous)", "services/tracking.py", "load"),
+    ("Tokens.load (itsdangerous)", "core/feedback/tracking.py", "load"),
     ("Session.get (the message row)", "orm/session.py", "get"),
     ("pool checkout (with pre-ping)", "pool/base.py", "_checkout"),
     ("pre-ping (SELECT 1)", "engine/default.py", "_do_ping_w_event"),
-    ("record_event", "services/tracking.py", "record_event"),
-    ("looks_like_machine (regex)", "services/tracking.py", "looks_like_machine"),
-    ("note_engagement (UPDATE, autoflush)", "services/engagement.py", "note_engagement"),
+    ("record_event", "core/feedback/tracking.py", "record_event"),
+    ("looks_like_machine (regex)", "core/feedback/tracking.py", "looks_like_machine"),
+    ("note_engagement (UPDATE, autoflush)", "core/audience/engagement.py", "note_engagement"),
     ("Session._flush (INSERT event)", "orm/session.py", "_flush"),
     ("Session.commit", "orm/session.py", "commit"),
     ("session teardown (remove)", "orm/scoping.py", "remove"),

@@ -76,7 +76,7 @@ class Candidate(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default=CandidateStatus.ACTIVE)
     # Each human open, click and reply's weight grown to a fixed epoch; the score at any moment
-    # is derived from it (nurture.services.engagement.score), so nothing stored has to decay.
+    # is derived from it (nurture.core.audience.engagement.score), so nothing stored has to decay.
     engagement_points: Mapped[float] = mapped_column(default=0.0)
     # Engagement summarised per candidate (human opens/clicks only), so segments need no scan.
     last_opened_at: Mapped[datetime | None]

@@ -1,6 +1,6 @@
 """The suppression list as operators see it: bring addresses in, look one up, count by reason.
 
-Addresses are stored only as hashes (nurture.services.candidates.suppress), so the list can be
+Addresses are stored only as hashes (nurture.core.compliance.suppressions.suppress), so the list can be
 fed and queried address by address but never shown or exported.
 """
 

@@ -124,7 +124,7 @@ def unsubscribe(token: str):
 # The page is reached from mail, with no login and no session: the signed token in the URL is the
 # authority, as for unsubscribing. A session CSRF token cannot work without a session, so each
 # form carries its own: a signed, timestamped value bound to this URL token and this action
-# (services/preferences.form_token). A page on another site that got hold of the URL (a forwarded
+# (core/compliance/preferences.form_token). A page on another site that got hold of the URL (a forwarded
 # mail, a Referer) cannot submit a change blind: it must send a value only our page hands out,
 # for that action, within a day. Browsers that say a POST is cross-site (Sec-Fetch-Site) are
 # refused outright. The RFC 8058 one-click POST on /u/ keeps working without any of this: mail
