@@ -57,6 +57,7 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import smtplib  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -426,6 +427,25 @@ def start_workers(
     return workers
 
 
+def stop_workers(workers: list[subprocess.Popen], logdir: Path, wait: float = 30) -> None:
+    """SIGTERM, as an operator stops them; one still there after ``wait`` s is said and aborted.
+
+    Workers run with PYTHONFAULTHANDLER=1, so SIGABRT writes where it hung to its log.
+    """
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + wait
+    for index, worker in enumerate(workers):
+        try:
+            worker.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            worker.send_signal(signal.SIGABRT)
+            worker.wait(15)
+            tail = (logdir / f"worker{index}.log").read_text(errors="replace")[-3000:]
+            print(f"\n   worker {index + 1} (pid {worker.pid}) was still running {wait:g} s after "
+                  f"SIGTERM (load average {load()}); SIGABRT; its log ends:\n{tail}")  # fmt: skip
+
+
 def cpu_row(label: str, used: list[float], elapsed: list[float], n: int) -> None:
     """CPU seconds, µs per mail and share of two cores, each run's, as median (min-max)."""
     share = statistics.median(u / (2 * e) * 100 for u, e in zip(used, elapsed, strict=True))
@@ -597,13 +617,12 @@ def run(args: argparse.Namespace, url: str, postgres: Any, stack: ExitStack, tmp
     due_s = bench_due(app, due_id, due_n, args.runs, postgres)
     make_due(due_id, due=False)  # its queued messages must not go out in part 2
     env = dict(os.environ) | {f"NURTURE_{key}": value for key, value in settings.items()}
+    env["PYTHONFAULTHANDLER"] = "1"  # a worker that will not stop says where it hangs
     workers = start_workers(app, env, tmp, args.workers)
     try:
         found = bench_pipeline(app, send_id, send_n, args.runs, sink, workers, postgres, samples)
     finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait(15)
+        stop_workers(workers, tmp)
     make_due(send_id, due=False)
     bench_profile(profile_id, args.profile_out)
     close_sender(app)
