@@ -25,6 +25,7 @@ from nurture.core.feedback import tracking as tracking_service
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
 from nurture.models import Candidate, CandidateStatus
+from nurture.observability.metrics import metrics
 from nurture.workflows import retention as retention_service
 
 bp = Blueprint("tracking", __name__, template_folder="templates")
@@ -55,6 +56,20 @@ def _user_agent() -> str:
 
 def _company() -> str:
     return current_app.config["COMPANY_NAME"]
+
+
+# The tracking endpoints counted in nurture_tracking_hits_total, by kind.
+_HIT_KINDS = {"tracking.open_pixel": "open", "tracking.click": "click"}
+
+
+@bp.after_request
+def _count_hit(response: Response) -> Response:
+    """Count opens and clicks for /metrics (a bad token counts as rejected)."""
+    kind = _HIT_KINDS.get(request.endpoint or "")
+    if kind is not None:
+        outcome = "recorded" if response.status_code < 400 else "rejected"
+        metrics().tracking_hits.labels(kind, outcome).inc()
+    return response
 
 
 @bp.get("/o/<token>.gif")
