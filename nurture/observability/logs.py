@@ -102,11 +102,11 @@ class _KeepAtoms(logging.Filter):
 
 
 def _static(process: str) -> Processor:
-    pid = os.getpid()
-
     def add(logger: Any, method: str, event_dict: EventDict) -> EventDict:
+        record = event_dict.get("_record")
         event_dict.setdefault("process", process)
-        event_dict.setdefault("pid", pid)
+        # The record's pid: a formatter made in gunicorn's master also formats for its workers.
+        event_dict.setdefault("pid", record.process if record is not None else os.getpid())
         return event_dict
 
     return add
@@ -154,7 +154,11 @@ def formatter(process: str, fmt: str = "json") -> logging.Formatter:
     renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(default=str, ensure_ascii=False)
-        final: list[Processor] = [structlog.processors.EventRenamer("message"), renderer]
+        final: list[Processor] = [
+            structlog.processors.EventRenamer("message"),
+            _first_the_usual,
+            renderer,
+        ]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False, pad_event_to=30)
         final = [renderer]
@@ -167,6 +171,16 @@ def formatter(process: str, fmt: str = "json") -> logging.Formatter:
             *final,
         ],
     )
+
+
+_FIRST = ("timestamp", "level", "process", "message", "logger", "pid")
+
+
+def _first_the_usual(logger: Any, method: str, event_dict: EventDict) -> EventDict:
+    """The fields every line has come first, so people can read the JSON too."""
+    ordered = {key: event_dict.pop(key) for key in _FIRST if key in event_dict}
+    ordered.update(event_dict)
+    return ordered
 
 
 def chosen_format(stream: TextIO, environ: MutableMapping[str, str] | None = None) -> str:
@@ -198,6 +212,8 @@ def configure(process: str, *, stream: TextIO | None = None, fmt: str | None = N
     # SQLAlchemy logs statements with their parameters (addresses, names) at INFO when echo is
     # on; nothing here turns echo on, and WARNING keeps a stray engine setting from doing it.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # Alembic announces its plugins whenever Flask-Migrate loads it: not news to an operator.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.captureWarnings(True)
     structlog.configure(
         processors=[

@@ -7,6 +7,7 @@ down or blackholed makes a page say so instead of hanging or failing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,6 +27,8 @@ from nurture.tasks.telemetry import LAST_PASS_KEY, PassRecord
 
 # Seconds a look at Redis may take before the page says Redis does not answer.
 TIMEOUT = 2.0
+# "module.SomeError: what happened", as a traceback's last word.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Timeout)\b")
 
 
 @dataclass(frozen=True)
@@ -187,8 +190,11 @@ def _exc_string(job: Job) -> str:
 
 
 def _last_line(exc_info: str | None) -> str:
+    """The line that names the exception (not SQLAlchemy's link to its docs after it)."""
     lines = [line.strip() for line in (exc_info or "").strip().splitlines() if line.strip()]
-    return scrub_text(lines[-1])[:300] if lines else ""
+    named = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    chosen = named[-1] if named else (lines[-1] if lines else "")
+    return scrub_text(chosen)[:300]
 
 
 def _short(exc: Exception) -> str:

@@ -247,7 +247,8 @@ def timed_pass(redis: Redis, now: Callable[[], datetime], run: Callable[[], Any]
     created, enqueued = getattr(result, "created", 0), getattr(result, "enqueued", 0)
     _remember(redis, PassRecord(now(), seconds, True, created=created, enqueued=enqueued))
     if created or enqueued:
-        extra = {"created": created, "enqueued": enqueued, "duration_ms": round(seconds * 1e3, 1)}
+        took = round(seconds * 1e3, 1)
+        extra = {"new_messages": created, "enqueued": enqueued, "duration_ms": took}
         scheduler_log.info("scheduler pass", extra=extra)
     return result
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask
 
 from nurture.runtime import FileClock
+from tests.admin.conftest import live_app, live_server, page  # noqa: F401 - browser fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

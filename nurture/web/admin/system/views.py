@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
@@ -38,6 +38,8 @@ def system():
     return render_template(
         "admin/system/index.html",
         now=now,
+        # RQ stamps workers and jobs with the wall clock, not the app's (injected) one.
+        wall_now=datetime.now(UTC),
         queue=queue,
         rq=monitoring.snapshot(app, failed_limit=SHOWN_FAILED),
         ready=readiness(app).report(),
