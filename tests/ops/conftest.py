@@ -48,13 +48,19 @@ class Process:
     """A nurture process started as an operator would, its output kept in a log file."""
 
     def __init__(
-        self, args: list[str], env: dict[str, str], log: Path, *, shell: bool = False
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        *,
+        shell: bool = False,
+        cwd: Path = ROOT,
     ) -> None:
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 args if not shell else args[0],
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
