@@ -95,12 +95,15 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     job = get_current_job()
     recorder = BatchRecorder(job.id if job is not None else None)
+    sender = sender_for(app)
     try:
         outcome = send_service(
-            db.session, sender_for(app), runtime.clock(app).now, message_ids, observe=recorder
+            db.session, sender, runtime.clock(app).now, message_ids, observe=recorder
         )
     finally:
         db.session.remove()
+        if isinstance(sender.transport, InstrumentedTransport):
+            sender.transport.flush_metrics()
     recorder.finish(outcome, list(message_ids))
     return dict(outcome)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -60,6 +61,8 @@ def _company() -> str:
 
 # The tracking endpoints counted in nurture_tracking_hits_total, by kind.
 _HIT_KINDS = {"tracking.open_pixel": "open", "tracking.click": "click"}
+# Their counters by (kind, outcome), looked up once per process rather than once per hit.
+_HITS: dict[tuple[str, str], Any] = {}
 
 
 @bp.after_request
@@ -68,7 +71,10 @@ def _count_hit(response: Response) -> Response:
     kind = _HIT_KINDS.get(request.endpoint or "")
     if kind is not None:
         outcome = "recorded" if response.status_code < 400 else "rejected"
-        metrics().tracking_hits.labels(kind, outcome).inc()
+        child = _HITS.get((kind, outcome))
+        if child is None:
+            child = _HITS[kind, outcome] = metrics().tracking_hits.labels(kind, outcome)
+        child.inc()
     return response
 
 
