@@ -4,11 +4,15 @@ Settings come from the environment, so the systemd unit, the Procfile and a shel
 
 - ``NURTURE_BIND`` (e.g. ``0.0.0.0:8000``), else ``127.0.0.1:$NURTURE_PORT`` (or ``$PORT``,
   as Procfile runners set it), else ``127.0.0.1:8000``: behind a TLS proxy on the same host.
-- ``NURTURE_WEB_WORKERS``: sync worker processes; default one per core. bench/tracking.py
-  measured sync workers ahead of gthread on 2 cores (tracking is CPU-bound: ~1.9 ms a hit).
+- ``NURTURE_WEB_WORKERS``: worker processes; default one per core. On 2 cores shared with
+  PostgreSQL bench/tracking.py measured 2 sync workers at 737 hits/s (488-966), 4 at 438: a hit
+  is ~1.5 ms of CPU, so processes beyond the cores only contend.
+- ``NURTURE_WEB_THREADS``: threads per worker (gthread); default 1 (sync). 2 x 4 threads
+  measured the same throughput (784 hits/s, 666-962) with a lower p99 (47 ms against 106 ms):
+  worth it when clients are slow and the proxy does not buffer.
 - ``NURTURE_ACCESS_LOG=1``: gunicorn's access log, as JSON lines without query strings or
   link tokens. Off by default: the TLS proxy keeps one, and a line per hit at full speed
-  (~900 hits/s on 2 cores) is more than journald keeps (it drops past ~330 lines a second).
+  (~750-900 hits/s on 2 cores) is more than journald keeps (it drops past ~330 lines a second).
 - ``PROMETHEUS_MULTIPROC_DIR``: where the workers count for ``/metrics`` (the systemd unit sets
   it). Unset, a private one is made here, so a scrape still sees every worker's counts.
 """
@@ -33,7 +37,8 @@ from nurture.observability import metrics as _metrics  # noqa: E402
 _port = os.environ.get("NURTURE_PORT") or os.environ.get("PORT") or "8000"
 bind = os.environ.get("NURTURE_BIND") or f"127.0.0.1:{_port}"
 workers = int(os.environ.get("NURTURE_WEB_WORKERS") or multiprocessing.cpu_count())
-worker_class = "sync"
+threads = int(os.environ.get("NURTURE_WEB_THREADS") or 1)
+worker_class = "gthread" if threads > 1 else "sync"
 # A request that takes longer is stuck (tracking hits take milliseconds, imports run in RQ).
 timeout = 30
 graceful_timeout = 20
