@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import smtplib
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from nurture import create_app
 from nurture.config import TestConfig
 from nurture.dev.embedded import EmbeddedRedis, SmtpCapture, free_port
 from nurture.extensions import db
+from nurture.web.ops.readiness import describe
 from tests.conftest import require, running_app
 from tests.support import postgres as pg
 
@@ -180,3 +182,26 @@ def test_readyz_and_healthz_need_no_login_and_are_json(app) -> None:
         answer = app.test_client().get(path)
         assert answer.content_type == "application/json"
         json.loads(answer.get_data(as_text=True))
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        # smtplib turns a greeting that never came into a "disconnection": still a timeout.
+        (smtplib.SMTPServerDisconnected("Connection unexpectedly closed: timed out"), "timed out"),
+        (
+            smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
+            "the relay closed the connection",
+        ),
+        (smtplib.SMTPResponseException(421, b"busy"), "the relay answered 421"),
+        (ConnectionRefusedError(111, "Connection refused"), "connection refused"),
+        (
+            OSError("Error 111 connecting to 10.1.2.3:6379. Connection refused."),
+            "connection refused",
+        ),
+        (TimeoutError("timed out"), "timed out"),
+        (RuntimeError("password authentication failed for user nurture"), "authentication failed"),
+    ],
+)
+def test_failures_are_named_without_hosts_or_credentials(error, said) -> None:
+    assert describe(error) == said

@@ -178,11 +178,12 @@ def describe(exc: BaseException) -> str:
     """A failure in a few words, without the host, port or credentials behind it."""
     if isinstance(exc, ValueError) and "NURTURE_" in str(exc):
         return str(exc)
+    text_ = f"{type(exc).__name__} {exc}".lower()
     if isinstance(exc, smtplib.SMTPResponseException):
         return f"the relay answered {exc.smtp_code}"
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
+    # smtplib reports a greeting that never came as a disconnection "…: timed out".
+    if isinstance(exc, smtplib.SMTPServerDisconnected) and "timed out" not in text_:
         return "the relay closed the connection"
-    text_ = f"{type(exc).__name__} {exc}".lower()
     for needle, said in (
         ("timed out", "timed out"),
         ("timeout", "timed out"),

@@ -88,7 +88,7 @@ def duration(seconds: float) -> str:
     """Seconds as ``0.4 s``, ``12 s``, ``4 min``, ``2 h`` or ``3 days``."""
     seconds = max(seconds, 0.0)
     if seconds < 10:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.0f} s" if seconds == int(seconds) else f"{seconds:.1f} s"
     for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size * (2 if unit == "days" else 1):
             return f"{seconds / size:.0f} {unit}"
