@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from nurture.config import INSTANCE_DIR, Config
+from nurture.config import INSTANCE_DIR, Config, ConfigError
 from nurture.core import settings as core_settings
 
 
@@ -33,8 +33,10 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
 
     from nurture.web.admin import bp as admin_bp
     from nurture.web.api import bp as api_bp
+    from nurture.web.ops import bp as ops_bp
     from nurture.web.public import bp as tracking_bp
 
+    app.register_blueprint(ops_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(tracking_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
@@ -58,7 +60,7 @@ def _finish_config(app: Flask) -> None:
     from nurture.runtime import clock_from_setting
 
     if not app.config.get("SECRET_KEY"):
-        raise RuntimeError(
+        raise ConfigError(
             "NURTURE_SECRET_KEY is not set: export a long random value "
             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')"
         )
@@ -69,6 +71,8 @@ def _finish_config(app: Flask) -> None:
         options["connect_args"] = {"timeout": 30, **options.get("connect_args", {})}
     else:
         options.setdefault("pool_pre_ping", True)
+    # A database error's message must not carry candidates' addresses and names into logs.
+    options.setdefault("hide_parameters", True)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config.setdefault("ATS_SECRET", None)
     app.extensions["nurture.clock"] = clock_from_setting(str(app.config["CLOCK"]))

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong: the message names the variable and how to fix it."""
+
+
 INSTANCE_DIR = Path(os.environ.get("NURTURE_INSTANCE_PATH", Path.cwd() / "instance")).resolve()
 
 
@@ -90,6 +95,19 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    # GET /metrics: the bearer token Prometheus must send. Unset: no token, but only clients
+    # from METRICS_ALLOW are answered.
+    METRICS_TOKEN: str | None = None
+    # Client networks /metrics answers without a token: CIDRs, or "private" (loopback and the
+    # private ranges). Requests that came through a proxy (X-Forwarded-For) never count as such.
+    METRICS_ALLOW: list | str = ["private"]
+    # Where a scrape reads every process's counters; unset: $PROMETHEUS_MULTIPROC_DIR, which
+    # web, workers and scheduler on this machine must share (see deploy/).
+    METRICS_DIR: str | None = None
+    # GET /readyz: seconds each check (database, Redis, SMTP) may take, and how long an answer
+    # is reused so a storm of probes cannot hammer the relay.
+    READY_TIMEOUT = 2.0
+    READY_CACHE_SECONDS = 5.0
 
 
 class TestConfig(Config):

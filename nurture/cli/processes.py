@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 
@@ -11,6 +12,8 @@ from flask.cli import with_appcontext
 
 from nurture import create_app
 from nurture.tasks.inbound import process_inbound
+
+log = logging.getLogger("nurture.scheduler")
 
 
 @click.command("scheduler")
@@ -32,13 +35,13 @@ def scheduler_command(once: bool) -> None:
     housekeeping: dict = {}
     while True:
         try:
-            result = run_tick(app)
+            run_tick(app)  # logs what the pass did
             for name in run_periodic(app, housekeeping):
                 app.logger.debug("scheduler: ran %s", name)
-            if result.created or result.enqueued:
-                click.echo(f"scheduler: {result.created} new messages, {result.enqueued} enqueued")
         except Exception as exc:  # noqa: BLE001 - a down Redis or DB must not end the loop
-            click.echo(f"scheduler: pass failed: {exc}", err=True)
+            log.error(
+                "scheduler pass failed", extra={"error": type(exc).__name__, "detail": str(exc)}
+            )
             if once:
                 raise
         if once or stopping:
@@ -59,7 +62,7 @@ def worker_command(burst: bool) -> None:
 
 @click.command("web")
 @click.option("--host", default="127.0.0.1")
-@click.option("--port", default=5000, type=int)
+@click.option("--port", default=5000, type=int, envvar="NURTURE_PORT", show_default=True)
 def web_command(host: str, port: int) -> None:
     """Serve the admin, API and tracking paths (use gunicorn wsgi:app in production)."""
     from werkzeug.serving import run_simple
@@ -75,7 +78,7 @@ def web_command(host: str, port: int) -> None:
 
 @click.command("up")
 @click.option("--host", default="127.0.0.1")
-@click.option("--port", default=5000, type=int)
+@click.option("--port", default=5000, type=int, envvar="NURTURE_PORT", show_default=True)
 @click.option("--demo/--no-demo", default=True, help="Seed demo data on an empty database.")
 def up_command(host: str, port: int, demo: bool) -> None:
     """Start everything: migrations, embedded Redis and SMTP capture, web, worker, scheduler."""

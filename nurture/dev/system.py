@@ -8,6 +8,7 @@ web app, a worker and the scheduler as child processes, and stops all of it on C
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,8 @@ class System:
         env = dict(os.environ)
         env.setdefault("NURTURE_BASE_URL", f"http://{self.host}:{self.port}")
         env["NURTURE_INSTANCE_PATH"] = str(self.instance)
+        # Web, worker and scheduler count into one directory, so /metrics shows all of them.
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.instance / "metrics"))
         if self.redis is not None:
             env["NURTURE_REDIS_URL"] = self.redis.url
         if self.smtp is not None:
@@ -50,7 +53,14 @@ class System:
 
     def run(self) -> None:
         """Start everything, print where to look, and wait for Ctrl-C."""
+        if not os.environ.get("NURTURE_SECRET_KEY"):
+            raise click.ClickException(
+                "NURTURE_SECRET_KEY is not set (make run creates one in instance/secret_key)"
+            )
         self.instance.mkdir(parents=True, exist_ok=True)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Counters of an earlier run are not this run's: start from zero.
+            shutil.rmtree(self.instance / "metrics", ignore_errors=True)
         if not os.environ.get("NURTURE_REDIS_URL"):
             self.redis = EmbeddedRedis(self.instance / "redis")
             click.echo(f"  embedded Redis on {self.redis.start()}")

@@ -13,9 +13,10 @@ from nurture import runtime
 from nurture.core.campaigns.entries import run_entries
 from nurture.core.delivery.scheduling import TickResult, tick
 from nurture.extensions import db
-from nurture.tasks import enqueue_send
+from nurture.tasks import enqueue_send, get_redis
 from nurture.tasks.imports import enqueue_import
 from nurture.tasks.inbound import process_inbound
+from nurture.tasks.telemetry import timed_pass
 from nurture.workflows.imports import claim_stalled
 from nurture.workflows.retention import RetentionPolicy, retention_pass
 
@@ -25,16 +26,21 @@ log = logging.getLogger(__name__)
 def run_tick(app: Flask) -> TickResult:
     """Create due messages and enqueue every message that needs a job."""
     config = app.config
+    clock = runtime.clock(app)
     try:
-        return tick(
-            db.session,
-            runtime.clock(app).now(),
-            lambda batches: enqueue_send(batches, app),
-            batch_size=config["SCHEDULER_BATCH_SIZE"],
-            send_batch_size=config["SEND_BATCH_SIZE"],
-            requeue_after=timedelta(seconds=config["REQUEUE_AFTER_SECONDS"]),
-            stuck_after=timedelta(seconds=config["STUCK_AFTER_SECONDS"]),
-            team_zone=config.get("TEAM_TIMEZONE") or "UTC",
+        return timed_pass(
+            get_redis(app),
+            clock.now,
+            lambda: tick(
+                db.session,
+                clock.now(),
+                lambda batches: enqueue_send(batches, app),
+                batch_size=config["SCHEDULER_BATCH_SIZE"],
+                send_batch_size=config["SEND_BATCH_SIZE"],
+                requeue_after=timedelta(seconds=config["REQUEUE_AFTER_SECONDS"]),
+                stuck_after=timedelta(seconds=config["STUCK_AFTER_SECONDS"]),
+                team_zone=config.get("TEAM_TIMEZONE") or "UTC",
+            ),
         )
     finally:
         db.session.remove()

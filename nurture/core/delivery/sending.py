@@ -410,9 +410,16 @@ def send_one(
 
 
 def send_messages(
-    session: Session, sender: Sender, now: Callable[[], datetime], message_ids: Iterable[int]
+    session: Session,
+    sender: Sender,
+    now: Callable[[], datetime],
+    message_ids: Iterable[int],
+    observe: Callable[[Batch, Message, str], None] | None = None,
 ) -> Counter[str]:
-    """Claim and send a batch of messages over one SMTP connection; returns counts by outcome."""
+    """Claim and send a batch of messages over one SMTP connection; returns counts by outcome.
+
+    ``observe`` hears each message's outcome once it is committed (metrics and logs).
+    """
     outcome: Counter[str] = Counter()
     sender.step_templates.clear()  # a new batch sees edited templates
     sender.breaker.sync()  # another worker may have paused the relay
@@ -435,7 +442,10 @@ def send_messages(
                 rest = [m.id for m in batch.messages[index:]]
                 outcome["deferred"] += _release(session, rest, paused)
                 break
-            outcome[_send_and_record(session, sender, batch, message, now())] += 1
+            state = _send_and_record(session, sender, batch, message, now())
+            outcome[state] += 1
+            if observe is not None:
+                observe(batch, message, state)
     finally:
         session.expire_on_commit = expire_on_commit
         session.expire_all()  # what the caller reads next comes from the database

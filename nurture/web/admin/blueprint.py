@@ -22,6 +22,7 @@ from nurture.web.admin import (
     openings,
     segments,
     suppressions,
+    system,
     users,
 )
 
@@ -41,6 +42,7 @@ for feature, prefix in (
     (imports, "/imports"),
     (suppressions, "/suppressions"),
     (mailbox, "/mailbox"),
+    (system, "/system"),
     (users, ""),
 ):
     bp.register_blueprint(feature.bp, url_prefix=prefix)
@@ -58,6 +60,7 @@ NAV = [
     ("admin.suppressions.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),
     ("admin.mailbox.mailbox_list", "Mailbox", "/admin/mailbox", Role.VIEWER),
     ("admin.users.users", "Users & tokens", "/admin/users", Role.ADMIN),
+    ("admin.system.system", "System", "/admin/system", Role.ADMIN),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -25,6 +26,7 @@ from nurture.workflows.ats import handle_ats_event
 from nurture.workflows.candidates import save_candidate
 
 bp = Blueprint("api", __name__)
+log = logging.getLogger(__name__)
 csrf.exempt(bp)  # bearer tokens and HMAC signatures, never cookies
 
 
@@ -244,8 +246,12 @@ def ats_event():
     given = request.headers.get("X-Nurture-Signature", "")
     if not hmac.compare_digest(expected, given):
         raise ApiError(401, "bad_signature", "X-Nurture-Signature does not match the body")
-    result = handle_ats_event(db.session, _json_body(), runtime.now())
+    payload = _json_body()
+    result = handle_ats_event(db.session, payload, runtime.now())
     db.session.commit()
+    ids = {"candidate_id": result["candidate_id"]}
+    ids["campaign_ids"] = result.get("enrolled_campaign_ids", [])
+    log.info("ats event", extra={"event_type": payload.get("type"), **ids})
     return jsonify(result), 200
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -25,6 +26,7 @@ from nurture.core.feedback import tracking as tracking_service
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
 from nurture.models import Candidate, CandidateStatus
+from nurture.observability.metrics import metrics
 from nurture.workflows import retention as retention_service
 
 bp = Blueprint("tracking", __name__, template_folder="templates")
@@ -55,6 +57,25 @@ def _user_agent() -> str:
 
 def _company() -> str:
     return current_app.config["COMPANY_NAME"]
+
+
+# The tracking endpoints counted in nurture_tracking_hits_total, by kind.
+_HIT_KINDS = {"tracking.open_pixel": "open", "tracking.click": "click"}
+# Their counters by (kind, outcome), looked up once per process rather than once per hit.
+_HITS: dict[tuple[str, str], Any] = {}
+
+
+@bp.after_request
+def _count_hit(response: Response) -> Response:
+    """Count opens and clicks for /metrics (a bad token counts as rejected)."""
+    kind = _HIT_KINDS.get(request.endpoint or "")
+    if kind is not None:
+        outcome = "recorded" if response.status_code < 400 else "rejected"
+        child = _HITS.get((kind, outcome))
+        if child is None:
+            child = _HITS[kind, outcome] = metrics().tracking_hits.labels(kind, outcome)
+        child.inc()
+    return response
 
 
 @bp.get("/o/<token>.gif")
@@ -124,11 +145,11 @@ def unsubscribe(token: str):
 # The page is reached from mail, with no login and no session: the signed token in the URL is the
 # authority, as for unsubscribing. A session CSRF token cannot work without a session, so each
 # form carries its own: a signed, timestamped value bound to this URL token and this action
-# (core/compliance/preferences.form_token). A page on another site that got hold of the URL (a forwarded
-# mail, a Referer) cannot submit a change blind: it must send a value only our page hands out,
-# for that action, within a day. Browsers that say a POST is cross-site (Sec-Fetch-Site) are
-# refused outright. The RFC 8058 one-click POST on /u/ keeps working without any of this: mail
-# providers send it without a page.
+# (core/compliance/preferences.form_token). A page on another site that got hold of the URL
+# (a forwarded mail, a Referer) cannot submit a change blind: it must send a value only our page
+# hands out, for that action, within a day. Browsers that say a POST is cross-site
+# (Sec-Fetch-Site) are refused outright. The RFC 8058 one-click POST on /u/ keeps working without
+# any of this: mail providers send it without a page.
 
 
 def _form_tokens(token: str) -> dict[str, str]:
