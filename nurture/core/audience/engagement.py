@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,6 +132,54 @@ def note_engagement(session: Session, candidate_id: int, kind: str, when: dateti
     loaded = session.identity_map.get(identity_key(Candidate, candidate_id))
     if loaded is not None:
         session.expire(loaded, ["engagement_points", _LAST[kind]])
+
+
+def _summary_many() -> Update:
+    """One candidate's open and click summary and points, for ``note_engagements``.
+
+    Each ``last_*`` moves forward only, as in ``_summary_update``; a NULL bind (no such event
+    for that candidate in the batch) leaves the column as it is: ``x < NULL`` is not true.
+    """
+    table = Candidate.__table__
+    values: dict[Any, Any] = {}
+    for kind in (EventKind.OPEN.value, EventKind.CLICK.value):
+        column = table.c[_LAST[kind]]
+        when = bindparam(kind, type_=column.type)
+        values[column] = case((or_(column.is_(None), column < when), when), else_=column)
+    values[table.c.engagement_points] = table.c.engagement_points + bindparam("points")
+    return table.update().where(table.c.id == bindparam("candidate_id")).values(values)
+
+
+_SUMMARY_MANY = _summary_many()
+
+
+def note_engagements(session: Session, hits: Iterable[tuple[int, str, datetime]]) -> None:
+    """Count many human opens and clicks, as ``note_engagement`` counts each.
+
+    ``hits`` are (candidate id, kind, when). One UPDATE per candidate (its latest open and
+    click, the sum of their points), sent as one executemany, in candidate order so that two
+    processes recording at once lock the rows in the same order and cannot deadlock.
+    """
+    summary: dict[int, dict[str, Any]] = {}
+    for candidate_id, kind, when in hits:
+        if kind not in (EventKind.OPEN.value, EventKind.CLICK.value):
+            note_engagement(session, candidate_id, kind, when)
+            continue
+        row = summary.setdefault(
+            candidate_id,
+            {"candidate_id": candidate_id, EventKind.OPEN.value: None,
+             EventKind.CLICK.value: None, "points": 0.0},
+        )  # fmt: skip
+        if row[kind] is None or row[kind] < when:
+            row[kind] = when
+        row["points"] += WEIGHTS[kind] * growth(when)
+    if not summary:
+        return
+    session.execute(_SUMMARY_MANY, [summary[key] for key in sorted(summary)])
+    for candidate_id in summary:
+        loaded = session.identity_map.get(identity_key(Candidate, candidate_id))
+        if loaded is not None:
+            session.expire(loaded, ["engagement_points", *_LAST.values()])
 
 
 class _age_days(FunctionElement[float]):  # noqa: N801 - used like a SQL function

@@ -1,8 +1,10 @@
-"""Short public paths reached from mail; every token is signed, a forged one changes nothing."""
+"""Short public paths reached from mail; every token is signed, a forged one changes nothing.
+
+The open pixel and the click redirect are served ahead of Flask, by ``hits.py``.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 
@@ -21,7 +23,6 @@ from nurture import runtime
 from nurture.core.compliance import preferences as preference_service
 from nurture.core.compliance import unsubscribe as unsubscribe_service
 from nurture.core.feedback import ratings
-from nurture.core.feedback import tracking as tracking_service
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
 from nurture.models import Candidate, CandidateStatus
@@ -32,8 +33,6 @@ bp = Blueprint("tracking", __name__, template_folder="templates")
 # in the URL is the authority, so there is nothing for a session CSRF token to protect. The
 # preference forms carry their own token instead (see _form_guard).
 csrf.exempt(bp)
-
-PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 # What the preference page says after each change (?done=<key>); nothing else is echoed.
 DONE = {
@@ -55,28 +54,6 @@ def _user_agent() -> str:
 
 def _company() -> str:
     return current_app.config["COMPANY_NAME"]
-
-
-@bp.get("/o/<token>.gif")
-def open_pixel(token: str):
-    """Record an open and answer with a transparent pixel."""
-    try:
-        tracking_service.open_message(db.session, _tokens(), token, _user_agent(), runtime.now())
-    except BadToken:
-        abort(404)
-    db.session.commit()
-    return Response(PIXEL, mimetype="image/gif", headers={"Cache-Control": "no-store, private"})
-
-
-@bp.get("/c/<token>")
-def click(token: str):
-    """Record a click and redirect to the link the message contained."""
-    try:
-        url = tracking_service.click(db.session, _tokens(), token, _user_agent(), runtime.now())
-    except BadToken:
-        abort(404)
-    db.session.commit()
-    return redirect(url, code=302)
 
 
 def _target(token: str):
