@@ -158,8 +158,10 @@ def click_hit(tokens: Tokens, token: str, user_agent: str, now: datetime) -> Hit
     return Hit(EventKind.CLICK, message_id, now, user_agent, url)
 
 
-_TRACKED = select(Message.id, Message.candidate_id, Message.sent_at).where(
-    Message.id.in_(bindparam("message_ids", expanding=True))
+# Table columns, not the mapped class's: plain rows, no ORM loading on the hottest path.
+_MESSAGES = Message.__table__
+_TRACKED = select(_MESSAGES.c.id, _MESSAGES.c.candidate_id, _MESSAGES.c.sent_at).where(
+    _MESSAGES.c.id.in_(bindparam("message_ids", expanding=True))
 )
 
 

@@ -104,6 +104,9 @@ class GroupCommitter:
         self._lock = threading.Lock()  # guards the thread's start and stop, and hit states
         self._queue: SimpleQueue[_Pending] = SimpleQueue()
         self._thread: threading.Thread | None = None
+        # The committer thread's own connection (a thread-local: a committer that stops
+        # when idle closes its own while its successor opens another).
+        self._local = threading.local()
 
     # --- the request side -----------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class GroupCommitter:
 
     def _run(self) -> None:
         """Take what is waiting, commit it, wake its threads; stop after a quiet minute."""
+        self._local.connection = None
         while True:
             try:
                 first = self._queue.get(timeout=self.idle_seconds)
@@ -144,7 +148,7 @@ class GroupCommitter:
                 with self._lock:
                     if self._queue.empty():
                         self._thread = None
-                        return
+                        break
                 continue
             batch = [first]
             while len(batch) < self.max_batch:
@@ -165,6 +169,8 @@ class GroupCommitter:
                 for pending in batch:
                     if pending.done.locked():
                         pending.finish(Outcome.NOT_RECORDED)
+        if self._local.connection is not None:  # quiet for a while: give it back
+            self._local.connection.close()
 
     def _commit(self, batch: list[_Pending], session: Session | None = None) -> None:
         """One transaction for the batch, retried while the database is away, then finish it."""
@@ -198,6 +204,16 @@ class GroupCommitter:
             )
 
     def _transaction(self, hits: list[Hit], session: Session | None) -> list[bool | None]:
+        held = getattr(self._local, "connection", False)
+        if session is None and held is not False:
+            # The committer keeps its connection from batch to batch: no pool checkout and
+            # no pre-ping round trip each time. One the database dropped is replaced.
+            if held is None or held.invalidated:
+                if held is not None:
+                    held.close()
+                held = self._local.connection = self.engine.connect()
+            with Session(bind=held) as own, own.begin():
+                return self.recorder(own, hits)
         if session is None:
             with Session(self.engine) as own, own.begin():
                 return self.recorder(own, hits)
