@@ -207,13 +207,17 @@ class GroupCommitter:
         held = getattr(self._local, "connection", False)
         if session is None and held is not False:
             # The committer keeps its connection from batch to batch: no pool checkout and
-            # no pre-ping round trip each time. One the database dropped is replaced.
-            if held is None or held.invalidated:
-                if held is not None:
-                    held.close()
+            # no pre-ping round trip each time.
+            if held is None:
                 held = self._local.connection = self.engine.connect()
-            with Session(bind=held) as own, own.begin():
-                return self.recorder(own, hits)
+            try:
+                with Session(bind=held) as own, own.begin():
+                    return self.recorder(own, hits)
+            except BaseException:
+                # Whatever broke, the next try starts on a fresh connection.
+                self._local.connection = None
+                held.close()
+                raise
         if session is None:
             with Session(self.engine) as own, own.begin():
                 return self.recorder(own, hits)
