@@ -2,7 +2,7 @@
 
 Run it from the repository root:
 
-    .venv/bin/python bench/tracking.py           # 3 worker setups, 3 runs of 10 s each
+    .venv/bin/python bench/tracking.py           # 3 worker setups, 3 runs of 10 s each (+ ceiling)
     .venv/bin/python bench/tracking.py --quick   # 1 run of 3 s each: well under a minute
     .venv/bin/python bench/tracking.py --setups sync:2 gthread:2x8 --seconds 20 --runs 5
 
@@ -14,27 +14,35 @@ no hit counts as a scanner's: those come within seconds of delivery). Each messa
 through ``services.tracking.instrument``, as sending does, and the open pixel and the click links
 it gets (three per mail, the click token carrying the target URL) are the URLs loaded.
 
-Then, for each worker setup (``sync:2`` is ``gunicorn -k sync -w 2``, ``gthread:2x4`` is
-``-k gthread -w 2 --threads 4``): ``gunicorn wsgi:app`` from the repository root on 127.0.0.1,
-configured by ``NURTURE_*`` variables only (``NURTURE_REDIS_URL`` points nowhere: tracking does
-not use Redis). Once it answers, a warm-up, then ``--runs`` timed runs of ``--seconds`` each from
+Then, for each worker setup (``conf`` is ``gunicorn.conf.py`` as it stands, the command line
+to deploy; ``sync:2`` is ``gunicorn -k sync -w 2``, ``gthread:2x4`` is ``-k gthread -w 2
+--threads 4``): ``gunicorn wsgi:app`` from the repository root on 127.0.0.1, configured by
+``NURTURE_*`` variables only (``NURTURE_REDIS_URL`` points nowhere: tracking does not use
+Redis), and beside it the ceiling: ``gunicorn bench.ceiling:app`` with the same setup, a WSGI
+app that answers the pixel's bytes or a redirect at once (no database, no token). Once it
+answers, a warm-up, then ``--runs`` timed runs of ``--seconds`` each from
 ``--processes`` load-generator processes holding ``--connections`` keep-alive ``http.client``
 connections in all (closed loop: each sends its next request when the answer came; gunicorn's
 sync workers close the connection after each answer, so those reconnect). Requests are 70 %
 opens and 30 % clicks over all the messages, each with a mail client's or browser's User-Agent.
 
-For each run: hits per second, latency p50 / p99, answers other than 2xx/3xx and connection
-errors, redirects to a URL the mail did not contain; then "none lost": the open and click rows
-the run added to ``events`` against the successful hits the generator saw, by kind. The CPU each
-part used (gunicorn master and workers, PostgreSQL from /proc; the generator measures itself;
-the rest of the machine, idle and stolen time from /proc/stat) shows where the two cores went.
+Each timed run of the app is followed by one of the ceiling with the same generator, and the
+load average is printed before and after the pair. For each run: hits per second, the
+ceiling's, their ratio, latency p50 / p95 / p99, answers other than 2xx/3xx and connection
+errors, redirects to a URL the mail did not contain, answers served but marked
+``X-Nurture-Recorded: no`` (the database did not take the hit in time), hits per transaction
+(PostgreSQL's commit counter: how much group commit gathered); then "none lost": the open and
+click rows the run added to ``events`` against the hits the generator saw answered as recorded,
+by kind. The CPU each part used (gunicorn master and workers, PostgreSQL from /proc; the
+generator measures itself; the rest of the machine, idle and stolen time from /proc/stat) shows
+where the two cores went.
 The machine is shared: the load average and a pure-Python reference loop are printed at the
 start and the end, to tell a slow machine from a slow change.
 
-Last, the views' own cost: hits through the same app in this process (Flask's test client, no
-gunicorn), one timed pass and one under cProfile (stages per hit, round trips per hit, top 15
-functions by cumulative time). Figures are the median of ``--runs`` runs with the min-max. The
-script exits 0 either way.
+Last, a hit's own cost: hits through the same app in this process (Flask's test client, no
+gunicorn, a transaction per hit so the profile sees the database work), one timed pass and one
+under cProfile (stages per hit, round trips per hit, top 15 functions by cumulative time).
+Figures are the median of ``--runs`` runs with the min-max. The script exits 0 either way.
 """
 
 from __future__ import annotations
@@ -679,9 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--setups",
         nargs="+",
-        default=["sync:2", "sync:4", "gthread:2x4"],
-        metavar="KIND:WORKERS[xTHREADS]",
-        help="gunicorn worker setups (default: sync:2 sync:4 gthread:2x4)",
+        default=["conf", "gthread:2x8", "sync:2"],
+        metavar="conf|KIND:WORKERS[xTHREADS]",
+        help="gunicorn worker setups (default: conf gthread:2x8 sync:2)",
     )
     parser.add_argument("--candidates", type=int, help="candidates (default 5,000; quick 2,000)")
     parser.add_argument("--runs", type=int, help="timed runs per setup (default 3; quick 1)")
@@ -707,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup = min(args.warmup, 1.0)
     bad = [setup for setup in args.setups if not SETUP.match(setup)]
     if bad:
-        parser.error(f"setups look like sync:2 or gthread:2x4, not {' '.join(bad)}")
+        parser.error(f"setups look like conf, sync:2 or gthread:2x4, not {' '.join(bad)}")
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
           f"{platform.system()} {platform.release()}; load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; a reference loop of pure Python "
