@@ -97,6 +97,15 @@ def get(port: int, path: str, user_agent: str) -> tuple[int, dict[str, str]]:
         conn.close()
 
 
+def close(app: Flask) -> None:
+    """Stop the app's committer (and its connection) and its pool, before its database goes."""
+    hits = app.wsgi_app
+    assert isinstance(hits, TrackingHits)
+    hits.close()
+    db.session.remove()
+    db.engine.dispose()
+
+
 def committer_of(app: Flask) -> GroupCommitter:
     """The committer behind the app's /o/ and /c/ paths."""
     hits = app.wsgi_app
@@ -154,8 +163,7 @@ def app_on(database_url: str, clock: FileClock) -> Iterator[Flask]:
     app = make_app(database_url, clock)
     with app.app_context():
         yield app
-        db.session.remove()
-        db.engine.dispose()
+        close(app)
 
 
 def jobs_for(tokens: Tokens, messages: list[Message] | list[int], rounds: int
@@ -296,6 +304,7 @@ def test_each_answer_waits_for_the_commit_of_its_hit(app_on: Flask, clock) -> No
         thread.join(30)
     assert outcomes == [Outcome.HUMAN] * 9
     assert batches == [1, 8]
+    committer.close()
     db.session.rollback()
     assert db.session.scalar(select(text("count(*)")).select_from(Event)) == 9
 
@@ -374,8 +383,7 @@ def test_an_outage_serves_pixel_and_redirect_unrecorded_and_loses_no_answered_hi
         answered = [a["agent"] for a in answers if acknowledged(a)]
         assert answered, "no hit was recorded after the outage"
         assert all(stored[agent] == 1 for agent in answered)
-        db.session.remove()
-        db.engine.dispose()
+        close(app)
 
 
 def test_the_committer_survives_a_database_restart(
@@ -413,8 +421,7 @@ def test_the_committer_survives_a_database_restart(
         # The committer retried through the restart (well under TRACKING_COMMIT_TIMEOUT): every
         # hit of the run was recorded, none merely served.
         assert [a for a in answers if not acknowledged(a)] == []
-        db.session.remove()
-        db.engine.dispose()
+        close(app)
 
 
 # --- the answers, served ahead of Flask -----------------------------------------------------

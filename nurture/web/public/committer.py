@@ -102,7 +102,7 @@ class GroupCommitter:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._lock = threading.Lock()  # guards the thread's start and stop, and hit states
-        self._queue: SimpleQueue[_Pending] = SimpleQueue()
+        self._queue: SimpleQueue[_Pending | None] = SimpleQueue()  # None: stop
         self._thread: threading.Thread | None = None
         # The committer thread's own connection (a thread-local: a committer that stops
         # when idle closes its own while its successor opens another).
@@ -136,12 +136,23 @@ class GroupCommitter:
         log.warning("tracking hit not recorded: no commit within %.1f s", self.timeout)
         return Outcome.NOT_RECORDED
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the committer thread once the hits queued so far are committed, and close its
+        connection (a test's database is about to go; a server just exits)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout)
+
     # --- the committer thread -------------------------------------------------------------
 
     def _run(self) -> None:
         """Take what is waiting, commit it, wake its threads; stop after a quiet minute."""
         self._local.connection = None
-        while True:
+        stop = False
+        while not stop:
             try:
                 first = self._queue.get(timeout=self.idle_seconds)
             except Empty:
@@ -150,12 +161,18 @@ class GroupCommitter:
                         self._thread = None
                         break
                 continue
+            if first is None:
+                break
             batch = [first]
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except Empty:
                     break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
             with self._lock:
                 batch = [pending for pending in batch if pending.state == _WAITING]
                 for pending in batch:

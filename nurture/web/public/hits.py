@@ -114,6 +114,12 @@ class TrackingHits:
                 )
             return self._committer
 
+    def close(self) -> None:
+        """Stop this process's committer (it starts again on the next hit)."""
+        with self._made:
+            if self._committer is not None:
+                self._committer.close()
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/o/") and path.endswith(".gif"):
