@@ -202,7 +202,9 @@ def record_hits(session: Session, hits: Sequence[Hit]) -> list[bool | None]:
             _TRACKED, {"message_ids": sorted({hit.message_id for hit in hits})}
         )
     }
-    rows, human, outcome = [], [], []
+    rows: list[dict[str, Any]] = []
+    human: list[tuple[int, str, datetime]] = []
+    outcome: list[bool | None] = []
     for hit in hits:
         message = found.get(hit.message_id)
         if message is None:

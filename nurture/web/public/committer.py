@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from queue import Empty, SimpleQueue
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -150,7 +150,7 @@ class GroupCommitter:
 
     def _run(self) -> None:
         """Take what is waiting, commit it, wake its threads; stop after a quiet minute."""
-        self._local.connection = None
+        self._local.is_committer, self._local.connection = True, None
         stop = False
         while not stop:
             try:
@@ -221,8 +221,8 @@ class GroupCommitter:
             )
 
     def _transaction(self, hits: list[Hit], session: Session | None) -> list[bool | None]:
-        held = getattr(self._local, "connection", False)
-        if session is None and held is not False:
+        if session is None and getattr(self._local, "is_committer", False):
+            held: Connection | None = self._local.connection
             # The committer keeps its connection from batch to batch: no pool checkout and
             # no pre-ping round trip each time.
             if held is None:

@@ -144,7 +144,7 @@ class TrackingHits:
         # A request made inside this app's context (the test client of a test that holds one)
         # joins that context's session and commits it, as Flask's own views would; a request
         # from a server thread has no context and goes through the committer.
-        in_context = has_app_context() and current_app._get_current_object() is self.app
+        in_context = has_app_context() and current_app._get_current_object() is self.app  # type: ignore[attr-defined]
         outcome = self.committer.record(hit, db.session() if in_context else None)
         count_hit(kind, outcome.value)
         if outcome is Outcome.NO_MESSAGE:
