@@ -4,12 +4,16 @@ Settings come from the environment, so the systemd unit, the Procfile and a shel
 
 - ``NURTURE_BIND`` (e.g. ``0.0.0.0:8000``), else ``127.0.0.1:$NURTURE_PORT`` (or ``$PORT``,
   as Procfile runners set it), else ``127.0.0.1:8000``: behind a TLS proxy on the same host.
-- ``NURTURE_WEB_WORKERS``: worker processes; default one per core. On 2 cores shared with
-  PostgreSQL bench/tracking.py measured 2 sync workers at 737 hits/s (488-966), 4 at 438: a hit
-  is ~1.5 ms of CPU, so processes beyond the cores only contend.
-- ``NURTURE_WEB_THREADS``: threads per worker (gthread); default 1 (sync). 2 x 4 threads
-  measured the same throughput (784 hits/s, 666-962) with a lower p99 (47 ms against 106 ms):
-  worth it when clients are slow and the proxy does not buffer.
+- ``NURTURE_WEB_THREADS``: threads per worker, default 16 (gthread). Threads let the opens and
+  clicks arriving together in one process share one transaction (group commit,
+  ``nurture/web/public/committer.py``) and keep the proxy's keep-alive connections open; a sync
+  worker answers one request at a time, so every hit pays its own COMMIT. A thread waits on its
+  hit's commit (a few ms) while the others take the next requests.
+- ``NURTURE_WEB_WORKERS``: worker processes, default one per 2 cores (at least one). On 2 cores
+  shared with PostgreSQL and the load generator, bench/tracking.py measured one process of 16
+  threads at 1,724 hits/s (about 8 hits per transaction, ~0.5 ms of server CPU per hit), two of
+  8 at 1,538 (~2.5 hits per transaction, ~0.8 ms), two sync workers at 1,133: more processes
+  split the batches. Give it more once PostgreSQL has cores of its own.
 - ``NURTURE_ACCESS_LOG=1``: gunicorn's access log, as JSON lines without query strings or
   link tokens. Off by default: the TLS proxy keeps one, and a line per hit at full speed
   (~750-900 hits/s on 2 cores) is more than journald keeps (it drops past ~330 lines a second).
@@ -36,9 +40,11 @@ from nurture.observability import metrics as _metrics  # noqa: E402
 
 _port = os.environ.get("NURTURE_PORT") or os.environ.get("PORT") or "8000"
 bind = os.environ.get("NURTURE_BIND") or f"127.0.0.1:{_port}"
-workers = int(os.environ.get("NURTURE_WEB_WORKERS") or multiprocessing.cpu_count())
-threads = int(os.environ.get("NURTURE_WEB_THREADS") or 1)
+workers = int(os.environ.get("NURTURE_WEB_WORKERS") or max(1, multiprocessing.cpu_count() // 2))
+threads = int(os.environ.get("NURTURE_WEB_THREADS") or 16)
 worker_class = "gthread" if threads > 1 else "sync"
+# Seconds an idle keep-alive connection stays open (the proxy in front reuses it).
+keepalive = 5
 # A request that takes longer is stuck (tracking hits take milliseconds, imports run in RQ).
 timeout = 30
 graceful_timeout = 20

@@ -31,6 +31,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     csrf.init_app(app)
     tasks.init_app(app)
 
+    from nurture.web import public
     from nurture.web.admin import bp as admin_bp
     from nurture.web.api import bp as api_bp
     from nurture.web.ops import bp as ops_bp
@@ -40,6 +41,7 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(tracking_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    public.init_app(app)  # the open pixel and click redirect, ahead of Flask
 
     from nurture import cli
 

@@ -78,6 +78,12 @@ class Config:
     STUCK_AFTER_SECONDS = 600
     # Open-tracking pixel in every mail; false = no pixel for anyone (clicks are still tracked).
     OPEN_TRACKING = True
+    # Opens and clicks arriving together in one web process share one transaction (group
+    # commit); each answer still waits for its hit's COMMIT. false = a transaction per hit.
+    TRACKING_GROUP_COMMIT = True
+    # Seconds a hit waits for its commit (retried meanwhile if the database is away) before the
+    # pixel or redirect is served anyway, unrecorded (marked "X-Nurture-Recorded: no").
+    TRACKING_COMMIT_TIMEOUT = 2.0
     # Months without human engagement or update before a candidate is asked to re-consent.
     RETENTION_MONTHS = 24
     # Days after the re-consent mail before a candidate who did not confirm is anonymised.

@@ -64,7 +64,7 @@ def worker_command(burst: bool) -> None:
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int, envvar="NURTURE_PORT", show_default=True)
 def web_command(host: str, port: int) -> None:
-    """Serve the admin, API and tracking paths (use gunicorn wsgi:app in production)."""
+    """Serve the admin, API and tracking paths (production: gunicorn -c deploy/gunicorn.conf.py)."""
     from werkzeug.serving import run_simple
 
     run_simple(

@@ -97,7 +97,8 @@ def metrics() -> Metrics:
         ),
         tracking_hits=Counter(
             "nurture_tracking_hits",
-            "Open-pixel and click hits, by kind and whether the token was good",
+            "Open-pixel and click hits by kind and outcome: human, machine, not recorded, "
+            "no message, bad token",
             ["kind", "outcome"],
         ),
         scheduler_pass_seconds=Histogram(
@@ -112,7 +113,7 @@ def metrics() -> Metrics:
     # Known series start at zero, so a dashboard shows 0 rather than "no data".
     made.mails.labels("sent", "accepted")
     for kind in ("open", "click"):
-        made.tracking_hits.labels(kind, "recorded")
+        made.tracking_hits.labels(kind, "human")
     return made
 
 

@@ -69,12 +69,12 @@ def test_metrics_names_every_series_operators_alert_on(sqlite_url, clock, redis_
 def test_tracking_hits_are_counted_by_kind_and_outcome(app) -> None:
     client = app.test_client()
     before = scrape(client)
-    rejected = ("nurture_tracking_hits_total", (("kind", "open"), ("outcome", "rejected")))
+    rejected = ("nurture_tracking_hits_total", (("kind", "open"), ("outcome", "bad token")))
     assert client.get("/o/not-a-token.gif").status_code == 404
     assert client.get("/c/not-a-token").status_code == 404
     after = scrape(client)
     assert after[rejected] == before.get(rejected, 0) + 1
-    click = ("nurture_tracking_hits_total", (("kind", "click"), ("outcome", "rejected")))
+    click = ("nurture_tracking_hits_total", (("kind", "click"), ("outcome", "bad token")))
     assert after[click] == before.get(click, 0) + 1
 
 

@@ -1,11 +1,12 @@
-"""Short public paths reached from mail; every token is signed, a forged one changes nothing."""
+"""Short public paths reached from mail; every token is signed, a forged one changes nothing.
+
+The open pixel and the click redirect are served ahead of Flask, by ``hits.py``.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
-from typing import Any
 
 from flask import (
     Blueprint,
@@ -22,11 +23,9 @@ from nurture import runtime
 from nurture.core.compliance import preferences as preference_service
 from nurture.core.compliance import unsubscribe as unsubscribe_service
 from nurture.core.feedback import ratings
-from nurture.core.feedback import tracking as tracking_service
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
 from nurture.models import Candidate, CandidateStatus
-from nurture.observability.metrics import metrics
 from nurture.workflows import retention as retention_service
 
 bp = Blueprint("tracking", __name__, template_folder="templates")
@@ -34,8 +33,6 @@ bp = Blueprint("tracking", __name__, template_folder="templates")
 # in the URL is the authority, so there is nothing for a session CSRF token to protect. The
 # preference forms carry their own token instead (see _form_guard).
 csrf.exempt(bp)
-
-PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 # What the preference page says after each change (?done=<key>); nothing else is echoed.
 DONE = {
@@ -57,47 +54,6 @@ def _user_agent() -> str:
 
 def _company() -> str:
     return current_app.config["COMPANY_NAME"]
-
-
-# The tracking endpoints counted in nurture_tracking_hits_total, by kind.
-_HIT_KINDS = {"tracking.open_pixel": "open", "tracking.click": "click"}
-# Their counters by (kind, outcome), looked up once per process rather than once per hit.
-_HITS: dict[tuple[str, str], Any] = {}
-
-
-@bp.after_request
-def _count_hit(response: Response) -> Response:
-    """Count opens and clicks for /metrics (a bad token counts as rejected)."""
-    kind = _HIT_KINDS.get(request.endpoint or "")
-    if kind is not None:
-        outcome = "recorded" if response.status_code < 400 else "rejected"
-        child = _HITS.get((kind, outcome))
-        if child is None:
-            child = _HITS[kind, outcome] = metrics().tracking_hits.labels(kind, outcome)
-        child.inc()
-    return response
-
-
-@bp.get("/o/<token>.gif")
-def open_pixel(token: str):
-    """Record an open and answer with a transparent pixel."""
-    try:
-        tracking_service.open_message(db.session, _tokens(), token, _user_agent(), runtime.now())
-    except BadToken:
-        abort(404)
-    db.session.commit()
-    return Response(PIXEL, mimetype="image/gif", headers={"Cache-Control": "no-store, private"})
-
-
-@bp.get("/c/<token>")
-def click(token: str):
-    """Record a click and redirect to the link the message contained."""
-    try:
-        url = tracking_service.click(db.session, _tokens(), token, _user_agent(), runtime.now())
-    except BadToken:
-        abort(404)
-    db.session.commit()
-    return redirect(url, code=302)
 
 
 def _target(token: str):
