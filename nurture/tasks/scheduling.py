@@ -16,6 +16,7 @@ from nurture.extensions import db
 from nurture.tasks import enqueue_send
 from nurture.tasks.imports import enqueue_import
 from nurture.tasks.inbound import process_inbound
+from nurture.tasks.webhooks import schedule_webhooks
 from nurture.workflows.imports import claim_stalled
 from nurture.workflows.retention import RetentionPolicy, retention_pass
 
@@ -73,11 +74,17 @@ def _stalled_imports(app: Flask, now: datetime) -> object:
     return ids
 
 
+def _webhooks(app: Flask, now: datetime) -> object:
+    return schedule_webhooks(app, now)
+
+
 # The one list of periodic jobs besides the send pass itself.
 PERIODIC = [
     Periodic("segment entries and exits", timedelta(minutes=1), _entries),
     Periodic("inbound mail", timedelta(minutes=1), _inbound),
     Periodic("stalled imports", timedelta(minutes=1), _stalled_imports),
+    # Every pass: a retry is due to the second its backoff says, not to the next minute.
+    Periodic("webhook deliveries", timedelta(0), _webhooks),
     Periodic("retention", timedelta(days=1), _retention),
 ]
 
