@@ -16,9 +16,13 @@ from nurture.models.referrals import Referral
 from nurture.models.replies import Reply
 
 
-def erase(session: Session, candidate: Candidate, now: datetime) -> None:
-    """Remove personal data, keeping the address only as a suppression hash."""
-    if candidate.status != CandidateStatus.ERASED:
+def erase(session: Session, candidate: Candidate, now: datetime, *, notify: bool = True) -> None:
+    """Remove personal data, keeping the address only as a suppression hash.
+
+    ``notify=False`` keeps the ATS out of it: someone it never heard of (a referral who did not
+    say yes) needs no erasure there.
+    """
+    if notify and candidate.status != CandidateStatus.ERASED:
         # Told before the address goes: the ATS finds the person by it (the log drops it later).
         emit(session, "candidate.erased", now, candidate=candidate)
     suppress(session, candidate.email, "erased", now)
