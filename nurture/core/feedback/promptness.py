@@ -20,7 +20,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Float
 
@@ -318,26 +318,31 @@ def waiting(
         seconds_between(now_value, rejections.c.received_at) > target * 3600,
     )
     total = session.scalar(select(func.count()).select_from(rejections).where(overdue)) or 0
+    # Their enrolment from this rejection, and its latest mail (aliases: the outer query joins
+    # the same tables, which would otherwise swallow the subqueries' FROM).
+    enrolled, queued = aliased(Enrolment), aliased(Message)
     enrolment = (
-        select(Enrolment.id)
+        select(enrolled.id)
         .where(
-            Enrolment.candidate_id == rejections.c.candidate_id,
-            Enrolment.campaign_id == rejections.c.campaign_id,
-            Enrolment.created_at >= rejections.c.received_at,
+            enrolled.candidate_id == rejections.c.candidate_id,
+            enrolled.campaign_id == rejections.c.campaign_id,
+            enrolled.created_at >= rejections.c.received_at,
         )
-        .order_by(Enrolment.id)
+        .order_by(enrolled.id)
         .limit(1)
+        .correlate(rejections)
         .scalar_subquery()
     )
     latest_message = (
-        select(Message.id)
+        select(queued.id)
         .where(
-            Message.candidate_id == rejections.c.candidate_id,
-            Message.campaign_id == rejections.c.campaign_id,
-            Message.queued_at >= rejections.c.received_at,
+            queued.candidate_id == rejections.c.candidate_id,
+            queued.campaign_id == rejections.c.campaign_id,
+            queued.queued_at >= rejections.c.received_at,
         )
-        .order_by(Message.id.desc())
+        .order_by(queued.id.desc())
         .limit(1)
+        .correlate(rejections)
         .scalar_subquery()
     )
     page = session.execute(
