@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.core.webhooks.events import configured_endpoint, redacted
@@ -234,6 +234,6 @@ def log_query(filters: LogFilter):  # noqa: ANN201 - a select of deliveries, new
         conditions.append(WebhookDelivery.endpoint_id == filters.endpoint_id)
     return (
         select(WebhookDelivery)
-        .where(and_(*conditions))
+        .where(*conditions)
         .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
     )
