@@ -279,17 +279,10 @@ def forward_mime(
     msg.set_content(text)
     msg.add_alternative(body_html, subtype="html")
     if reply.raw:
+        # The mail as they sent it, attachments and all (message/rfc822).
         original = email.message_from_bytes(reply.raw, policy=email.policy.default)
-        msg.make_mixed()
-        msg.attach(_rfc822(original))
+        msg.add_attachment(original, filename="reply.eml")
     return msg.as_bytes()
-
-
-def _rfc822(original: email.message.Message) -> EmailMessage:
-    part = EmailMessage(policy=email.policy.SMTP)
-    part.set_content(original)
-    part.replace_header("Content-Disposition", 'attachment; filename="reply.eml"')
-    return part
 
 
 # --- the inbox -------------------------------------------------------------------------------
