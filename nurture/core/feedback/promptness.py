@@ -207,7 +207,7 @@ def _grouped(session: Session, rejections, key, now: datetime, target: float) ->
 
     def rank(percent: int) -> ColumnElement[Any]:
         # Nearest rank: ceil(p × n) with integers only, the same on both databases.
-        return func.max(case((ranked.c.rn == (percent * ranked.c.n + 99) / 100, ranked.c.wait)))
+        return func.max(case((ranked.c.rn == (percent * ranked.c.n + 99) // 100, ranked.c.wait)))
 
     rows = session.execute(
         select(
