@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, render_template, request
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
 from nurture import runtime
@@ -81,8 +82,8 @@ def _page(form: LinkForm, link: str = "", status: int = 200):
 
 def _link_form() -> LinkForm:
     form = LinkForm()
-    form.opening_id.choices = [("", "Any role (they choose)")] + [
-        (str(o.id), o.title) for o in open_openings(db.session, runtime.now())
+    form.opening_id.choices = [SelectChoice("", "Any role (they choose)")] + [
+        SelectChoice(str(o.id), o.title) for o in open_openings(db.session, runtime.now())
     ]
     return form
 

@@ -8,6 +8,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, SelectMultipleField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from nurture import runtime
@@ -30,7 +31,7 @@ class EndpointForm(FlaskForm):
     description = StringField("Description")
     events = SelectMultipleField(
         "Events",
-        choices=list(EVENT_TYPES.items()),
+        choices=[SelectChoice(name, meaning) for name, meaning in EVENT_TYPES.items()],
         option_widget=CheckboxInput(),
         widget=ListWidget(prefix_label=False),
     )
