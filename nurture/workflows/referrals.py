@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from nurture.core import addresses
@@ -42,6 +42,9 @@ CONSENT_CAMPAIGN = ("Referral consent request", "referral_consent")
 THANKS_CAMPAIGN = ("Referral thank-you", "referral_thanks")
 CONSENT_GIVEN = "given"
 CONSENT_REQUESTED = "requested"
+# Recommendations one referrer may make per day: each may send a mail to someone we never met,
+# so a leaked link must not become a way to mail strangers in bulk.
+DAILY_LIMIT = 10
 RELATION_LENGTH = 100
 NOTE_LENGTH = 2000
 
@@ -169,6 +172,17 @@ def refer(
     write to them: the page says thank you either way, so it reveals nothing about anyone.
     """
     form = validate_referral(data, referrer)
+    today = session.scalar(
+        select(func.count())
+        .select_from(Referral)
+        .where(Referral.referrer_id == referrer.id, Referral.created_at > now - timedelta(days=1))
+    )
+    if (today or 0) >= DAILY_LIMIT:
+        raise ValidationError(
+            "too many recommendations today",
+            {"email": f"you have recommended {DAILY_LIMIT} people today, thank you! "
+                      "Please come back tomorrow for more."},
+        )  # fmt: skip
     if opening is None and form.opening_id is not None:
         opening = session.get(JobOpening, form.opening_id)
         if opening is None:

@@ -264,3 +264,21 @@ def test_a_referral_link_by_api_is_checked(app: Flask) -> None:
         "/api/v1/referrals/links", json={"candidate_id": 1}, headers=viewer
     ).status_code == 403  # fmt: skip
     assert client.get("/api/v1/referrals?state=lost", headers=viewer).status_code == 422
+
+
+def test_one_referrer_may_recommend_ten_people_a_day(app: Flask, clock) -> None:
+    from nurture.core.errors import ValidationError
+    from nurture.workflows.candidates import save_candidate
+    from nurture.workflows.referrals import DAILY_LIMIT, refer
+
+    ana, _ = save_candidate(db.session, {"email": "ana@example.org"}, clock.now())
+    for n in range(DAILY_LIMIT):
+        person = {"email": f"p{n}@example.org", "first_name": "P", "consent": "given"}
+        refer(db.session, ana, None, None, person, clock.now())
+    with pytest.raises(ValidationError) as refused:
+        refer(db.session, ana, None, None, {"email": "q@example.org", "first_name": "Q",
+                                             "consent": "given"}, clock.now())  # fmt: skip
+    assert "come back tomorrow" in refused.value.fields["email"]
+    clock.advance(timedelta(days=1, seconds=1))
+    refer(db.session, ana, None, None, {"email": "q@example.org", "first_name": "Q",
+                                         "consent": "given"}, clock.now())  # fmt: skip
