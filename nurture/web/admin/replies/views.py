@@ -31,17 +31,6 @@ def candidate_replies(candidate_id: int) -> list[Reply]:
     )
 
 
-@bp.app_template_global()
-def open_replies() -> int:
-    """How many replies wait for someone (the navigation shows it)."""
-    return (
-        db.session.scalar(
-            select(func.count()).select_from(Reply).where(Reply.state == ReplyState.OPEN)
-        )
-        or 0
-    )
-
-
 @bp.get("")
 @role_required(Role.VIEWER)
 def replies():
