@@ -52,6 +52,26 @@ class Config:
     DKIM_PRIVATE_KEY_FILE: str | None = None
     # Shared secret of the ATS webhook (HMAC-SHA256 over the raw body).
     ATS_SECRET: str | None = None
+    # Outbound webhooks to the ATS (candidate.referred, .replied, .unsubscribed, .erased, .rated):
+    # a URL that receives signed POSTs, and its secret (else ATS_SECRET signs them). More
+    # endpoints can be added in the admin (Webhooks).
+    ATS_WEBHOOK_URL: str | None = None
+    ATS_WEBHOOK_SECRET: str | None = None
+    # Tries per delivery, the first retry after this many seconds (doubling, at most 6 hours),
+    # and how long one POST may take.
+    WEBHOOK_MAX_ATTEMPTS = 12
+    WEBHOOK_RETRY_BASE_SECONDS = 30
+    WEBHOOK_TIMEOUT_SECONDS = 10
+    # Replies go to the candidate's recruiter; without one, to this team address (else nobody:
+    # they wait in the admin's Replies inbox).
+    REPLY_TEAM_ADDRESS: str | None = None
+    # Tries to forward a reply before giving up (the reply stays in the inbox either way).
+    REPLY_FORWARD_MAX_ATTEMPTS = 8
+    # Rejection promptness: hours within which a rejected candidate should have our first mail
+    # (the admin can change it on the Promptness page).
+    REJECTION_TARGET_HOURS = 48
+    # Days a referred person has to confirm they want to hear from us before their details go.
+    REFERRAL_CONSENT_DAYS = 30
     # Where candidates' replies arrive: imaps://user:pass@host:993/INBOX, imap://…, or maildir:///path.
     INBOUND_IMAP_URL: str | None = None
     # Where bounces and complaints arrive (the Return-Path mailbox); same forms as above.

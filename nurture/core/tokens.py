@@ -70,6 +70,17 @@ class Tokens:
         # The same authority as the preference page (the candidate's own mail link).
         return f"{self.base_url}/k/{self.sign('unsubscribe', [candidate_id, message_id])}"
 
+    def referral_url(
+        self, candidate_id: int, opening_id: int | None, message_id: int | None
+    ) -> str:
+        """The "know someone for this opening?" page of one candidate (and the mail it was in)."""
+        payload = [candidate_id, opening_id or 0, message_id or 0]
+        return f"{self.base_url}/f/{self.sign('referral', payload)}"
+
+    def referral_consent_url(self, candidate_id: int) -> str:
+        """The page where someone who was recommended to us says yes (or no) to hearing from us."""
+        return f"{self.base_url}/f/consent/{self.sign('referral-consent', candidate_id)}"
+
     @classmethod
     def from_config(cls, config: Any) -> Tokens:
         """Tokens for an app's ``SECRET_KEY``, ``BASE_URL`` and ``OPEN_TRACKING`` settings."""

@@ -87,6 +87,8 @@ class Candidate(Base):
     paused_until: Mapped[datetime | None]
     tracking_opt_out: Mapped[bool] = mapped_column(default=False)
     soft_bounces: Mapped[int] = mapped_column(default=0)
+    # Who recommended them (source "referral"); the referral itself is in ``referrals``.
+    referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

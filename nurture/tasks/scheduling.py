@@ -17,7 +17,9 @@ from nurture.tasks import enqueue_send, get_redis
 from nurture.tasks.imports import enqueue_import
 from nurture.tasks.inbound import process_inbound
 from nurture.tasks.telemetry import timed_pass
+from nurture.tasks.webhooks import schedule_webhooks
 from nurture.workflows.imports import claim_stalled
+from nurture.workflows.referrals import referral_pass
 from nurture.workflows.retention import RetentionPolicy, retention_pass
 
 log = logging.getLogger(__name__)
@@ -79,11 +81,22 @@ def _stalled_imports(app: Flask, now: datetime) -> object:
     return ids
 
 
+def _webhooks(app: Flask, now: datetime) -> object:
+    return schedule_webhooks(app, now)
+
+
+def _referrals(app: Flask, now: datetime) -> object:
+    return referral_pass(db.session, now, int(app.config["REFERRAL_CONSENT_DAYS"]))
+
+
 # The one list of periodic jobs besides the send pass itself.
 PERIODIC = [
     Periodic("segment entries and exits", timedelta(minutes=1), _entries),
     Periodic("inbound mail", timedelta(minutes=1), _inbound),
     Periodic("stalled imports", timedelta(minutes=1), _stalled_imports),
+    # Every pass: a retry is due to the second its backoff says, not to the next minute.
+    Periodic("webhook deliveries", timedelta(seconds=1), _webhooks),
+    Periodic("referrals", timedelta(minutes=10), _referrals),
     Periodic("retention", timedelta(days=1), _retention),
 ]
 

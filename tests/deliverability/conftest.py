@@ -107,9 +107,18 @@ def render_as_sent(
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
         job=JOB,
+        # As the sender fills it for a referral mail (the names come from the referral row).
+        referral={
+            "url": TOKENS.referral_url(person.id, None, message_id),
+            "opening": JOB["title"],
+            "referrer_name": "Ana Lima",
+            "referred_name": "Ben",
+            "consent_url": TOKENS.referral_consent_url(person.id),
+        },
     )
     mail = library.get(name).render(context)
-    html = instrument(mail.html, TOKENS, message_id, keep=(f"{BASE_URL}/u/", f"{BASE_URL}/p/"))
+    keep = (f"{BASE_URL}/u/", f"{BASE_URL}/p/", f"{BASE_URL}/f/consent/")
+    html = instrument(mail.html, TOKENS, message_id, keep=keep)
     from_name, from_email = recruiter_of(person, drip, SETTINGS)
     wire = build_mime(
         from_name=from_name,

@@ -15,6 +15,9 @@ STARTERS = [
     "job_alert",
     "newsletter",
     "reconsent",
+    "referral_ask",
+    "referral_consent",
+    "referral_thanks",
     "rejection_followup",
     "talent_network_invite",
 ]
@@ -56,6 +59,13 @@ def context(**candidate: str) -> dict:
         },
         "unsubscribe_url": "https://nurture.test/u/abc",
         "preferences_url": "https://nurture.test/p/abc",
+        "referral": {
+            "url": "https://nurture.test/f/abc",
+            "opening": "Staff Engineer",
+            "referrer_name": "Ana Lima",
+            "referred_name": "Ben",
+            "consent_url": "https://nurture.test/f/consent/abc",
+        },
     }
 
 

@@ -164,6 +164,8 @@ def test_housekeeping_runs_once_per_interval_by_the_injected_clock(system: Flask
         "segment entries and exits",
         "inbound mail",
         "stalled imports",
+        "webhook deliveries",
+        "referrals",
     ]
     clock.advance(timedelta(days=1))
     assert "retention" in run_periodic(system, state)

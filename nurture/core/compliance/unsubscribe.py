@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from nurture.core.audience import candidates as candidate_service
 from nurture.core.compliance import suppressions
 from nurture.core.tokens import BadToken, Tokens
+from nurture.core.webhooks.events import emit
 from nurture.models.candidates import Candidate, CandidateStatus
 from nurture.models.messages import Event, EventKind, Message
 
@@ -48,4 +49,6 @@ def unsubscribe(
             created_at=now,
         )
         session.add(event)
+        emit(session, "candidate.unsubscribed", now, candidate=candidate,
+             data={"message_id": message.id if message else None})  # fmt: skip
     return not already

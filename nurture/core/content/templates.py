@@ -65,6 +65,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "preferences_url": ("Email preference page", "the layouts put it in the footer"),
     "rating_urls": ("Five one-click answers, 1 to 5", "rating_urls[0] … rating_urls[4]"),
     "reconsent_url": ("“Keep me in the talent network” page", "the reconsent starter uses it"),
+    "referral.url": ("Their “know someone for this role?” page", "signed per candidate and mail"),
+    "referral.opening": ("The opening a referral is for", "“one of our open roles” if none"),
+    "referral.referrer_name": ("Who recommended them", "referral mails only; may be empty"),
+    "referral.referred_name": ("Who they recommended", "referral thank-you only; may be empty"),
+    "referral.consent_url": ("“Yes, keep me posted” page", "the referral_consent starter uses it"),
 }
 # Objects that are not values themselves, e.g. "candidate" in {{ candidate.first_name }}.
 _OBJECTS = {path.rsplit(".", 1)[0] for path in VARIABLES if "." in path}
@@ -677,6 +682,14 @@ def preview_context(
         unsubscribe_url=tokens.unsubscribe_url(candidate_id, None),
         preferences_url=tokens.preferences_url(candidate_id, None),
         job=sample_job(settings),
+        # Sample names: the referral mails name real people only when they are sent.
+        referral={
+            "url": tokens.referral_url(candidate_id, None, None),
+            "opening": sample_job(settings)["title"],
+            "referrer_name": "Ana Lima",
+            "referred_name": "Ben",
+            "consent_url": tokens.referral_consent_url(candidate_id),
+        },
     )
 
 

@@ -26,6 +26,7 @@ from nurture.core.delivery.dkim import DkimSigner
 from nurture.core.delivery.ratelimit import RateLimiter
 from nurture.core.delivery.smtp import Failure, SmtpTransport, backoff, classify
 from nurture.core.feedback import inbound
+from nurture.core.feedback.referrals import opening_of, referral_context
 from nurture.core.feedback.tracking import instrument
 from nurture.core.tokens import Tokens
 from nurture.models import (
@@ -203,12 +204,19 @@ class Batch:
     # Every step of the batch's campaigns by id: the next step is at hand too.
     steps: dict[int, Step]
     jobs: dict[int, dict[str, str] | None] = field(default_factory=dict)
+    openings: dict[int, tuple[int, str] | None] = field(default_factory=dict)
 
     def job(self, session: Session, campaign: Campaign) -> dict[str, str] | None:
         """The job a job-alert campaign's mails show, looked up once per batch."""
         if campaign.id not in self.jobs:
             self.jobs[campaign.id] = job_context(session, campaign)
         return self.jobs[campaign.id]
+
+    def opening(self, session: Session, campaign: Campaign) -> tuple[int, str] | None:
+        """The (id, title) of the opening a job alert's referral links name, once per batch."""
+        if campaign.id not in self.openings:
+            self.openings[campaign.id] = opening_of(session, campaign)
+        return self.openings[campaign.id]
 
     def following(self, step: Step) -> Step | None:
         """The step after ``step`` in its campaign, or None for the last."""
@@ -364,6 +372,18 @@ def send_one(
             if "reconsent_url" in compiled.variables
             else ""
         ),
+        referral=(
+            referral_context(
+                session,
+                tokens,
+                candidate,
+                message.id,
+                message.enrolment_id,
+                batch.opening(session, campaign),
+            )  # fmt: skip
+            if "referral" in compiled.variables
+            else None
+        ),
     )
     mail = compiled.render(context)
     # Own links (unsubscribe, preferences, rating, re-consent) go direct, never via /c/;
@@ -372,7 +392,7 @@ def send_one(
         mail.html,
         tokens,
         message.id,
-        keep=tuple(f"{tokens.base_url}/{path}/" for path in ("u", "p", "r", "k")),
+        keep=tuple(f"{tokens.base_url}/{path}/" for path in ("u", "p", "r", "k", "f/consent")),
         track_opens=tokens.open_tracking and not candidate.tracking_opt_out,
         track_clicks=not candidate.tracking_opt_out,
     )

@@ -6,6 +6,7 @@ from typing import Any
 
 from nurture.core.campaigns.entry_rules import REENTRY
 from nurture.core.campaigns.service import EXIT_ON, TOPICS
+from nurture.core.webhooks.events import EVENT_TYPES
 from nurture.models.campaigns import DEFAULT_EXIT_ON
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -137,6 +138,52 @@ def openapi_document() -> dict[str, Any]:
                     ],
                 }
             },
+            # --- issue 14: referrals, outbound webhooks, replies, rejection promptness ---------
+            "/referrals": {"get": _op("The latest referrals (?state=)")},
+            "/referrals/links": {
+                "post": _op("A candidate's signed referral page URL", body="ReferralLinkIn")
+            },
+            "/referrals/stats": {
+                "get": _op("Referrals per campaign, per referrer and hires from referrals (?days=)")
+            },
+            "/webhooks/endpoints": {
+                "get": _op("Outbound webhook endpoints and their delivery counts (admin)"),
+                "post": _op(
+                    "Register an endpoint; the answer holds its secret, once", "201", "EndpointIn"
+                ),
+            },
+            "/webhooks/endpoints/{id}": {
+                "patch": _op("Change an endpoint", body="EndpointIn", params=["id"]),
+                "delete": _op("Remove an endpoint and its log", params=["id"]),
+            },
+            "/webhooks/endpoints/{id}/test": {
+                "post": _op("Queue a signed webhook.test event to it", "202", params=["id"])
+            },
+            "/webhooks/deliveries": {
+                "get": _op("The delivery log, newest first (?state=&event_type=&endpoint_id=)")
+            },
+            "/webhooks/deliveries/{id}/retry": {
+                "post": _op("Try a pending or failed delivery again now", params=["id"])
+            },
+            "/replies": {"get": _op("The replies inbox (?state=open|handled|all)")},
+            "/replies/{id}": {"get": _op("A reply with its text and conversation", params=["id"])},
+            "/replies/{id}/handled": {"post": _op("Mark a reply handled", params=["id"])},
+            "/replies/{id}/reopen": {"post": _op("Open a handled reply again", params=["id"])},
+            "/promptness": {
+                "get": _op(
+                    "Time from rejection to first mail (p50/p95 overall, per campaign, per "
+                    "recruiter) and the rejected candidates waiting past the target (?days=)"
+                )
+            },
+            "/promptness/target": {
+                "put": _op("Set the rejection-promptness target in hours", body="TargetIn")
+            },
+            "/metrics": {
+                "get": {
+                    **_op("Prometheus metrics: rejection promptness and candidates waiting"),
+                    "responses": {"200": {"description": "OK", "content": {"text/plain": {}}}},
+                }
+            },
             "/ats/events": {
                 "post": _op(
                     "An ATS event, signed in X-Nurture-Signature", body="AtsEvent", auth=False
@@ -258,6 +305,42 @@ def openapi_document() -> dict[str, Any]:
                             "enum": ["unsubscribed", "bounced", "complained", "manual"],
                             "default": "manual",
                         },
+                    },
+                },
+                "ReferralLinkIn": {
+                    "type": "object",
+                    "required": ["candidate_id"],
+                    "properties": {
+                        "candidate_id": {"type": "integer"},
+                        "opening_id": {"type": ["integer", "null"]},
+                    },
+                },
+                "EndpointIn": {
+                    "type": "object",
+                    "required": ["url"],
+                    "properties": {
+                        "url": {"type": "string", "format": "uri"},
+                        "secret": {"type": "string", "minLength": 16, "maxLength": 200},
+                        "events": {"type": "array", "items": {"enum": list(EVENT_TYPES)}},
+                        "description": {"type": "string", "maxLength": 200},
+                        "active": {"type": "boolean"},
+                    },
+                },
+                "TargetIn": {
+                    "type": "object",
+                    "required": ["hours"],
+                    "properties": {"hours": {"type": "number", "minimum": 1, "maximum": 720}},
+                },
+                "WebhookEvent": {
+                    "description": "The body of an outbound webhook POST, signed with "
+                    "X-Nurture-Signature: sha256=<hex HMAC-SHA256 of the raw body>.",
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "type": {"enum": list(EVENT_TYPES)},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "candidate": {"type": "object"},
+                        "data": {"type": "object"},
                     },
                 },
                 "AtsEvent": {

@@ -12,6 +12,7 @@ from nurture.models import Role
 from nurture.tasks import get_redis
 from nurture.tasks.stores import RedisStore
 from nurture.web.admin.access import role_required
+from nurture.web.admin.promptness.views import dashboard_panel
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 
@@ -29,6 +30,7 @@ def dashboard():
         active=analytics.campaign_overview(db.session, now, "active"),
         # The SMTP circuit breaker's pause, when the relay keeps failing (None otherwise).
         relay_pause=read_status(RedisStore(get_redis())),
+        promptness=dashboard_panel(),
         series_chart={
             "type": "line",
             "labels": [day["day"] for day in series],
