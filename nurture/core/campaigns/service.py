@@ -17,6 +17,7 @@ from nurture.core.campaigns.enrolment import count_tag_entrants, enrol_tag_entra
 from nurture.core.campaigns.entry_rules import REENTRY, parse_entry_filter
 from nurture.core.campaigns.timing import parse_schedule, parse_window
 from nurture.core.compliance.identity import require_sender_identity
+from nurture.core.content import templates as template_service
 from nurture.core.content.rendering import TemplateLibrary
 from nurture.core.errors import Conflict, ValidationError
 from nurture.models import (
@@ -97,14 +98,16 @@ def _steps(data: Any, library: TemplateLibrary, errors: dict[str, str]) -> list[
         if bool(step.template) == bool(step.html):
             errors[f"{where}.template"] = "give either a template name or html"
         else:
-            try:
-                if step.template:
-                    library.get(step.template, subject=step.subject)
-                else:
-                    library.compile(step.html, step.text or None, subject=step.subject)
-            except ValidationError as exc:
-                for field, problem in exc.fields.items():
-                    errors[f"{where}.{field}"] = problem
+            problems = template_service.step_problems(
+                library,
+                template_service.trial_settings(core_settings.current()),
+                template=step.template,
+                subject=step.subject,
+                html=step.html,
+                text=step.text,
+            )
+            for field, problem in problems.items():
+                errors[f"{where}.{field}"] = problem
         steps.append(step)
     return steps
 
