@@ -16,7 +16,7 @@ from nurture.models.messages import Event, EventKind, Message, MessageState
 from nurture.models.openings import JobMatch, JobOpening
 from nurture.models.segments import Segment
 from nurture.models.templates import EmailTemplate
-from nurture.models.users import ApiToken, Role, User
+from nurture.models.users import ApiToken, LoginThrottle, Role, User
 
 __all__ = [
     "ApiToken",
@@ -36,6 +36,7 @@ __all__ = [
     "ImportStatus",
     "JobMatch",
     "JobOpening",
+    "LoginThrottle",
     "Message",
     "MessageState",
     "Role",

@@ -9,6 +9,7 @@ from typing import Any
 from flask import abort, redirect, request, url_for
 from flask_login import current_user
 
+from nurture.core.accounts.users import user_for_session
 from nurture.extensions import db, login_manager
 from nurture.models import User
 
@@ -17,7 +18,8 @@ login_manager.login_view = "admin.auth.login"
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    """The user of a session cookie, unless it was revoked (sign-out, new password, deactivated)."""
+    return user_for_session(db.session, user_id)
 
 
 def role_required(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
