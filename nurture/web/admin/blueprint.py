@@ -56,7 +56,7 @@ NAV = [
     ("admin.email_templates.templates", "Templates", "/admin/templates", Role.VIEWER),
     ("admin.imports.imports", "Imports", "/admin/imports", Role.EDITOR),
     ("admin.suppressions.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),
-    ("admin.mailbox.mailbox_list", "Mailbox", "/admin/mailbox", Role.VIEWER),
+    ("admin.mailbox.mailbox_list", "Mailbox", "/admin/mailbox", Role.EDITOR),
     ("admin.users.users", "Users & tokens", "/admin/users", Role.ADMIN),
 ]
 
