@@ -18,9 +18,22 @@ PASSWORD = "correct horse battery staple"
 ROLES = ("viewer", "editor", "admin")
 
 
+class FreshClient(FlaskClient):
+    """A test client whose every request gets its own app context, as in production.
+
+    The ``app`` fixture keeps one app context pushed, and a request inside it would share ``g``
+    with the requests before it (Flask-WTF keeps the CSRF token there, for one).
+    """
+
+    def open(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def people(app: Flask) -> dict[str, str]:
     """A user of each role (``<role>@example.com``); answers each one's API token by role."""
+    app.test_client_class = FreshClient
     now = app.extensions["nurture.clock"].now()
     tokens = {}
     for role in ROLES:
