@@ -9,24 +9,49 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, abort, g, request
 from werkzeug.routing import IntegerConverter
 from werkzeug.serving import WSGIRequestHandler
 
-# Ids are INTEGER columns (32-bit on PostgreSQL): a larger number can name no row, so the URL
-# does not match (404) instead of reaching the database as an overflow (500).
-MAX_ID = 2**31 - 1
+from nurture.models.base import MAX_ID
+
+# Ids are INTEGER columns: a larger number can name no row, so the URL does not match (404)
+# instead of reaching the database as an overflow (500).
 
 # The short public paths of candidates' mail; their tokens are in the URL.
 PUBLIC_PREFIXES = ("/o/", "/c/", "/u/", "/p/", "/r/", "/k/")
 
 
 class BoundedIntConverter(IntegerConverter):
-    """``<int:…>`` in every route: 0 to ``MAX_ID`` unless the route says otherwise."""
+    """``<int:…>`` in every route: 0 to ``MAX_ID`` unless the route says otherwise.
+
+    The bound is in the pattern too, not only checked after matching: Werkzeug answers a path
+    that matches a route's pattern with another method 405, and a number no row can have
+    names no resource (404), whatever the method.
+    """
 
     def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
+        bounded = "max" not in kwargs and len(args) < 3 and not kwargs.get("signed")
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
+        if bounded:
+            self.regex = up_to(MAX_ID)
+
+
+def up_to(limit: int) -> str:
+    """A regular expression for the whole numbers from 0 to ``limit`` (leading zeros aside)."""
+    digits = str(limit)
+    options = [rf"\d{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for position, digit in enumerate(digits):
+        lowest = 1 if position == 0 and len(digits) > 1 else 0
+        if int(digit) > lowest:
+            rest = len(digits) - position - 1
+            options.append(
+                f"{digits[:position]}[{lowest}-{int(digit) - 1}]"
+                + (rf"\d{{{rest}}}" if rest else "")
+            )
+    options.append(digits)
+    return "(?:" + "|".join(options) + ")"
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -102,6 +127,14 @@ def _headers(app: Flask, response: Response) -> Response:
     return response
 
 
+def _refuse_big_bodies() -> None:
+    """A body announced over the limit is refused before any view, login or CSRF check reads
+    it (Flask would refuse it too, but only once something reads the body)."""
+    limit = request.max_content_length
+    if limit is not None and (request.content_length or 0) > limit:
+        abort(413)
+
+
 def init_app(app: Flask) -> None:
     """Headers, limits, bounded ids and cookie flags for ``app``; call before blueprints."""
     app.url_map.converters["int"] = BoundedIntConverter
@@ -122,4 +155,5 @@ def init_app(app: Flask) -> None:
         # Client addresses (login throttling) and the scheme come from the proxies' headers.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+    app.before_request(_refuse_big_bodies)
     app.after_request(lambda response: _headers(app, response))

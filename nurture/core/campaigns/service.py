@@ -36,6 +36,7 @@ from nurture.models import (
     Segment,
     Step,
 )
+from nurture.models.base import MAX_ID
 
 ATS_EVENTS = ("candidate.rejected",)
 CONDITIONS = ("", "previous_opened", "previous_not_opened", "previous_clicked")
@@ -219,7 +220,9 @@ def create_campaign(
     clean.setdefault("topic", KIND_TOPIC.get(clean["kind"], "checkins"))
     segment = clean["entry_value"].removeprefix(f"{EntryType.SEGMENT}:")
     if (clean["entry_type"] == EntryType.SEGMENT or segment != clean["entry_value"]) and (
-        not segment.isdigit() or session.get(Segment, int(segment)) is None
+        not segment.isdigit()
+        or int(segment[:12]) > MAX_ID
+        or session.get(Segment, int(segment)) is None
     ):
         raise ValidationError(
             "the campaign is not valid", {"entry.segment_id": f"no segment {segment}"}
