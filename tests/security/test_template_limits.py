@@ -18,7 +18,7 @@ from nurture.core.content.rendering import RenderError, TemplateLibrary
 from nurture.core.content.sandbox import MAX_LOOP_ITERATIONS, MAX_OUTPUT
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
-from nurture.models import EmailTemplate, Message
+from nurture.models import Campaign, EmailTemplate, Message
 from nurture.tasks.scheduling import run_tick
 from tests.conftest import ats_post, running_app
 from tests.security.conftest import as_user, csrf_of
@@ -170,6 +170,33 @@ def test_an_unknown_variable_is_refused_on_save_with_its_name_and_line(app: Flas
     assert "line 2: unknown variable candidate.nickname" in text
     assert "candidate.first_name, candidate.last_name" in text  # the known ones are listed
     assert db.session.scalar(select(EmailTemplate)) is None
+
+
+def test_the_campaign_builder_refuses_a_step_subject_naming_an_unknown_variable(
+    app: Flask, people
+) -> None:
+    client = as_user(app, "editor")
+    token = csrf_of(client.get("/admin/campaigns/new").text)
+    form = {
+        "csrf_token": token,
+        "name": "Thanks",
+        "entry_type": "tag",
+        "entry_tag": "silver",
+        "sender_mode": "recruiter",
+        "steps-0-id": "",
+        "steps-0-delay_amount": "0",
+        "steps-0-delay_unit": "days",
+        "steps-0-template": "rejection_followup",
+        "steps-0-subject": "Thank you, {{ first_name }}",
+        "action": "save",
+    }
+    answer = client.post("/admin/campaigns/new", data=form)
+    assert answer.status_code == 422
+    text = answer.text.replace("&#34;", '"')
+    assert "unknown variable first_name (did you mean candidate.first_name" in text
+    assert db.session.scalar(select(Campaign)) is None
+    form["steps-0-subject"] = "Thank you, {{ candidate.first_name }}"
+    assert client.post("/admin/campaigns/new", data=form).status_code == 302
 
 
 # --- the API -----------------------------------------------------------------------------------
