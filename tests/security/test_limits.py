@@ -47,7 +47,7 @@ def test_a_50_mb_webhook_body_is_refused_at_once_unread(app: Flask, path: str) -
             server, path, FIFTY_MB, b"{" * 1024, headers=f"X-Nurture-Signature: {signature}\r\n"
         )
         assert status.startswith("HTTP/1.1 413"), status
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 5
     finally:
         server.stop()
 
