@@ -129,3 +129,25 @@ def test_the_largest_id_still_reaches_the_view(csrf_off: Flask, people) -> None:
     assert answer.status_code == 404 and answer.json["error"]["message"] == f"no campaign {MAX_ID}"
     page = as_user(csrf_off, "viewer").get(f"/admin/candidates/{MAX_ID}")
     assert page.status_code == 404
+
+
+def test_huge_numbers_in_query_strings_are_no_500(app: Flask, people) -> None:
+    drip = {"name": "D", "steps": [{"template": "rejection_followup"}]}
+    bearer = {"Authorization": f"Bearer {people['admin']}"}
+    campaign = app.test_client().post("/api/v1/campaigns", json=drip, headers=bearer).json["id"]
+    admin = as_user(app, "admin")
+    big = "9" * 30
+    for path in (
+        f"/admin/campaigns/{campaign}?page={big}",
+        f"/admin/broadcasts?page={big}",
+        f"/admin/campaigns?page={big}",
+        f"/admin/candidates?page={big}",
+        f"/admin/candidates?show={big}",
+        f"/admin/candidates?score_min={big}",
+        f"/admin/jobs?page={big}",
+        f"/admin/imports?page={big}",
+        f"/admin/suppressions?page={big}",
+    ):
+        assert admin.get(path).status_code in (200, 400), path
+    for path in (f"/api/v1/segments?limit={big}", f"/api/v1/segments?after={big}"):
+        assert app.test_client().get(path, headers=bearer).status_code in (200, 422), path
