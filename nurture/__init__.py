@@ -24,6 +24,9 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
 
     from nurture import tasks
     from nurture.extensions import csrf, db, login_manager, migrate
+    from nurture.web import security
+
+    security.init_app(app)  # before the blueprints: their <int:…> routes use its converter
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)

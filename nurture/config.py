@@ -117,6 +117,17 @@ class Config:
     # Where the local SMTP capture keeps mail (a maildir), shown in the admin's mailbox.
     MAILBOX_DIR: str | None = None
     TEMPLATES_DIR = str(Path(__file__).resolve().parent.parent / "templates" / "emails")
+    # Largest request body accepted, in bytes (413 beyond): room for a 20 MB CSV import.
+    MAX_CONTENT_LENGTH = 25 * 1024 * 1024
+    # Largest form field other than a file (a template's HTML is at most 500,000 characters).
+    MAX_FORM_MEMORY_SIZE = 4 * 1024 * 1024
+    # Largest body the unauthenticated webhooks (ATS, bounces) read and check the signature of.
+    WEBHOOK_MAX_CONTENT_LENGTH = 1024 * 1024
+    # Reverse proxies in front that set X-Forwarded-For/-Proto/-Host (0: trust none of them);
+    # sign-in throttling counts per client address, so behind a proxy this must be set.
+    PROXY_HOPS = 0
+    # Strict-Transport-Security max-age, sent when BASE_URL is https.
+    HSTS_MAX_AGE = 31536000
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None

@@ -67,12 +67,15 @@ def web_command(host: str, port: int) -> None:
     """Serve the admin, API and tracking paths (production: gunicorn -c deploy/gunicorn.conf.py)."""
     from werkzeug.serving import run_simple
 
+    from nurture.web.security import QuietRequestHandler
+
     run_simple(
         host,
         port,
         current_app._get_current_object(),
         threaded=True,  # type: ignore[attr-defined]
         use_reloader=False,
+        request_handler=QuietRequestHandler,
     )
 
 

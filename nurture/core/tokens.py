@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer
 
 
 class BadToken(Exception):
@@ -38,7 +38,7 @@ class Tokens:
         """The payload of a token we signed, or BadToken."""
         try:
             return self._serializer(purpose).loads(token)
-        except BadSignature:
+        except BadData:  # a bad signature, or (never without our key) a payload we cannot read
             raise BadToken(purpose) from None
 
     def open_url(self, message_id: int) -> str:

@@ -20,7 +20,7 @@ from nurture.models.replies import ForwardState, Reply, ReplyState
 from nurture.models.segments import Segment
 from nurture.models.settings import TeamSetting
 from nurture.models.templates import EmailTemplate
-from nurture.models.users import ApiToken, Role, User
+from nurture.models.users import ApiToken, LoginThrottle, Role, User
 from nurture.models.webhooks import DeliveryState, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "ImportStatus",
     "JobMatch",
     "JobOpening",
+    "LoginThrottle",
     "Message",
     "MessageState",
     "Referral",

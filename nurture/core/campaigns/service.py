@@ -17,6 +17,7 @@ from nurture.core.campaigns.enrolment import count_tag_entrants, enrol_tag_entra
 from nurture.core.campaigns.entry_rules import REENTRY, parse_entry_filter
 from nurture.core.campaigns.timing import parse_schedule, parse_window
 from nurture.core.compliance.identity import require_sender_identity
+from nurture.core.content import templates as template_service
 from nurture.core.content.rendering import TemplateLibrary
 from nurture.core.errors import Conflict, ValidationError
 from nurture.models import (
@@ -35,6 +36,7 @@ from nurture.models import (
     Segment,
     Step,
 )
+from nurture.models.base import MAX_ID
 
 ATS_EVENTS = ("candidate.rejected",)
 CONDITIONS = ("", "previous_opened", "previous_not_opened", "previous_clicked")
@@ -97,14 +99,16 @@ def _steps(data: Any, library: TemplateLibrary, errors: dict[str, str]) -> list[
         if bool(step.template) == bool(step.html):
             errors[f"{where}.template"] = "give either a template name or html"
         else:
-            try:
-                if step.template:
-                    library.get(step.template, subject=step.subject)
-                else:
-                    library.compile(step.html, step.text or None, subject=step.subject)
-            except ValidationError as exc:
-                for field, problem in exc.fields.items():
-                    errors[f"{where}.{field}"] = problem
+            problems = template_service.step_problems(
+                library,
+                template_service.trial_settings(core_settings.current()),
+                template=step.template,
+                subject=step.subject,
+                html=step.html,
+                text=step.text,
+            )
+            for field, problem in problems.items():
+                errors[f"{where}.{field}"] = problem
         steps.append(step)
     return steps
 
@@ -216,7 +220,9 @@ def create_campaign(
     clean.setdefault("topic", KIND_TOPIC.get(clean["kind"], "checkins"))
     segment = clean["entry_value"].removeprefix(f"{EntryType.SEGMENT}:")
     if (clean["entry_type"] == EntryType.SEGMENT or segment != clean["entry_value"]) and (
-        not segment.isdigit() or session.get(Segment, int(segment)) is None
+        not segment.isdigit()
+        or int(segment[:12]) > MAX_ID
+        or session.get(Segment, int(segment)) is None
     ):
         raise ValidationError(
             "the campaign is not valid", {"entry.segment_id": f"no segment {segment}"}

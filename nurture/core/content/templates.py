@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import jinja2
 from jinja2 import meta, nodes
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +22,13 @@ from sqlalchemy.orm import Session, scoped_session
 
 from nurture.core.content.mime import MailSettings
 from nurture.core.content.personalisation import FALLBACKS, build_context
-from nurture.core.content.rendering import CompiledTemplate, RenderedMail, Sources, TemplateLibrary
+from nurture.core.content.rendering import (
+    CompiledTemplate,
+    RenderedMail,
+    RenderError,
+    Sources,
+    TemplateLibrary,
+)
 from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.core.tokens import Tokens
 from nurture.models import (
@@ -314,7 +319,11 @@ def _did_you_mean(unknown: str) -> str:
         if path.rpartition(".")[0] == parent
     }
     close = difflib.get_close_matches(last, siblings, n=1, cutoff=0.75)
-    return f" (did you mean {siblings[close[0]]}?)" if close else ""
+    if close:
+        return f" (did you mean {siblings[close[0]]}?)"
+    # {{ first_name }} for {{ candidate.first_name }}: the name is right, its object missing.
+    nested = [path for path in VARIABLES if path.endswith(f".{unknown}")]
+    return f" (did you mean {' or '.join(nested)}?)" if nested and not parent else ""
 
 
 def unknown_variables(tree: nodes.Template) -> str:
@@ -430,24 +439,74 @@ def compile_checked(
     return compiled
 
 
-def _trial_render(compiled: CompiledTemplate, settings: MailSettings, source: Source) -> None:
-    """Render once for the sample candidate; what fails here would fail every send."""
-    context = preview_context(settings, None, sample_candidate())
-    parts: list[tuple[str, jinja2.Template | None]] = [
-        ("subject" if source.subject else "html", compiled.subject),
-        ("html", compiled.html),
-        ("text", compiled.text),
-    ]
+def step_problems(
+    library: TemplateLibrary,
+    settings: MailSettings,
+    *,
+    template: str = "",
+    subject: str = "",
+    html: str = "",
+    text: str = "",
+) -> dict[str, str]:
+    """What is wrong with a campaign step's content, by field; {} when it can be sent.
+
+    A step names a template (and may give its own subject) or carries its own HTML. The parts
+    written here are checked as a saved template's are: syntax on the author's line, variables
+    that exist, and a trial render for the sample candidate within the sandbox's limits.
+    """
     errors: dict[str, str] = {}
-    for field, template in parts:
-        if template is None or field in errors:
+    for field, part, is_text in (
+        ("subject", subject, True),
+        ("html", html, False),
+        ("text", text, True),
+    ):
+        if not part.strip():
             continue
         try:
-            template.render(context)
-        except Exception as exc:  # noqa: BLE001 - an author's template can raise anything
-            errors[field] = f"cannot be rendered: {exc}"
+            problem = unknown_variables(library.check(part, field, text=is_text))
+        except ValidationError as exc:
+            errors.update(exc.fields)
+            continue
+        if problem:
+            errors[field] = problem
     if errors:
-        raise ValidationError("the template cannot be rendered", errors)
+        return errors
+    try:
+        if template:
+            compiled = library.get(template, subject=subject)
+        else:
+            compiled = library.compile(html, text or None, subject=subject)
+        _trial_render(compiled, settings, Source(html=html, text=text, subject=subject))
+    except ValidationError as exc:
+        errors.update(exc.fields)
+    return errors
+
+
+def trial_settings(config: Mapping[str, Any]) -> MailSettings:
+    """The deployment's mail settings for a trial render, with stand-ins for what is not set."""
+    stand_ins = {
+        "COMPANY_NAME": "Example",
+        "POSTAL_ADDRESS": "1 Example Street",
+        "CAREERS_URL": "https://careers.example.com",
+        "TALENT_NETWORK_URL": "https://careers.example.com/network",
+        "SENDER_NAME": "Example Talent",
+        "SENDER_EMAIL": "talent@example.com",
+        "LIST_ID_DOMAIN": "example.com",
+        "BASE_URL": "https://nurture.invalid",
+    }
+    return MailSettings.from_config({**stand_ins, **config})
+
+
+def _trial_render(compiled: CompiledTemplate, settings: MailSettings, source: Source) -> None:
+    """Render once for the sample candidate, within the sandbox's limits; what fails here would
+    fail every send, so it is refused on save (a limit by name, e.g. the output limit)."""
+    context = preview_context(settings, None, sample_candidate())
+    try:
+        compiled.render(context)
+    except RenderError as exc:
+        # A subject from the HTML's {% block subject %} is the HTML's to fix.
+        field = "html" if exc.field == "subject" and not source.subject else exc.field
+        raise ValidationError("the template cannot be rendered", {field: exc.problem}) from None
 
 
 def _name_problem(

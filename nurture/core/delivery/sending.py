@@ -20,7 +20,7 @@ from nurture.core.campaigns.timing import Timing, earliest_send, zone
 from nurture.core.compliance.identity import extra_headers
 from nurture.core.content.mime import MailSettings, build_mime, new_message_id
 from nurture.core.content.personalisation import build_context, recruiter_of
-from nurture.core.content.rendering import CompiledTemplate, TemplateLibrary
+from nurture.core.content.rendering import CompiledTemplate, RenderError, TemplateLibrary
 from nurture.core.delivery.circuit import CircuitBreaker
 from nurture.core.delivery.dkim import DkimSigner
 from nurture.core.delivery.ratelimit import RateLimiter
@@ -385,7 +385,13 @@ def send_one(
             else None
         ),
     )
-    mail = compiled.render(context)
+    try:
+        mail = compiled.render(context)
+    except RenderError as exc:
+        # Over a sandbox limit, or broken for this candidate's data: recorded, never retried.
+        message.state = MessageState.FAILED
+        message.error = f"template: {exc}"[:2000]
+        return message.state
     # Own links (unsubscribe, preferences, rating, re-consent) go direct, never via /c/;
     # a candidate who opted out of tracking gets no pixel and their links as written.
     html = instrument(

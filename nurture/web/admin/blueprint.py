@@ -69,7 +69,7 @@ NAV = [
     ("admin.email_templates.templates", "Templates", "/admin/templates", Role.VIEWER),
     ("admin.imports.imports", "Imports", "/admin/imports", Role.EDITOR),
     ("admin.suppressions.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),
-    ("admin.mailbox.mailbox_list", "Mailbox", "/admin/mailbox", Role.VIEWER),
+    ("admin.mailbox.mailbox_list", "Mailbox", "/admin/mailbox", Role.EDITOR),
     ("admin.users.users", "Users & tokens", "/admin/users", Role.ADMIN),
     ("admin.system.system", "System", "/admin/system", Role.ADMIN),
     ("admin.webhooks.webhooks", "Webhooks", "/admin/webhooks", Role.ADMIN),

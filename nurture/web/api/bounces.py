@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 from flask import current_app, jsonify, request
@@ -13,7 +11,7 @@ from nurture.core.addresses import normalise_email
 from nurture.core.errors import ValidationError
 from nurture.core.feedback import inbound as inbound_service
 from nurture.extensions import db
-from nurture.web.api.auth import ApiError
+from nurture.web.api.auth import ApiError, signed_body
 from nurture.web.api.views import bp
 
 MAX_REPORTS = 1000
@@ -62,9 +60,7 @@ def bounce_webhook():
         raise ApiError(
             503, "not_configured", "set NURTURE_BOUNCE_WEBHOOK_SECRET to accept bounce reports"
         )
-    expected = "sha256=" + hmac.new(secret.encode(), request.get_data(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, request.headers.get("X-Nurture-Signature", "")):
-        raise ApiError(401, "bad_signature", "X-Nurture-Signature does not match the body")
+    signed_body(secret)
     body = request.get_json(silent=True)
     many = isinstance(body, list)
     items = body if many else [body]

@@ -144,7 +144,7 @@ def segment_members(segment_id: int):
 
 
 @bp.post("/segments/preview")
-@requires(Role.EDITOR)
+@requires(Role.VIEWER)  # a read, as in the admin's builder: it counts and saves nothing
 def preview_segment():
     """Validate rules and answer their count and a sample, without saving anything."""
     body = _json_body()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from typing import Any
 
@@ -20,7 +18,7 @@ from nurture.core.feedback.ratings import rating_summary
 from nurture.extensions import csrf, db
 from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Role
 from nurture.tasks.sending import template_library
-from nurture.web.api.auth import ApiError, requires
+from nurture.web.api.auth import ApiError, requires, signed_body
 from nurture.web.api.openapi import openapi_document
 from nurture.workflows.ats import handle_ats_event
 from nurture.workflows.candidates import save_candidate
@@ -242,10 +240,7 @@ def ats_event():
     secret = current_app.config.get("ATS_SECRET")
     if not secret:
         raise ApiError(503, "not_configured", "set NURTURE_ATS_SECRET to accept ATS events")
-    expected = "sha256=" + hmac.new(secret.encode(), request.get_data(), hashlib.sha256).hexdigest()
-    given = request.headers.get("X-Nurture-Signature", "")
-    if not hmac.compare_digest(expected, given):
-        raise ApiError(401, "bad_signature", "X-Nurture-Signature does not match the body")
+    signed_body(secret)
     payload = _json_body()
     result = handle_ats_event(db.session, payload, runtime.now())
     db.session.commit()

@@ -224,7 +224,8 @@ def _segment_names() -> dict[int, str]:
 @role_required(Role.VIEWER)
 def broadcasts():
     """Every broadcast, newest first: its audience, when it goes or went, and how far it got."""
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    # Bounded: a page number of 30 digits is no page, not an OFFSET the database overflows on.
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), 1_000_000)
     where = Campaign.kind == CampaignKind.BROADCAST
     total = db.session.scalar(select(func.count()).select_from(Campaign).where(where)) or 0
     campaigns = db.session.scalars(

@@ -543,7 +543,8 @@ def campaign_edit(campaign_id: int):
 def campaign(campaign_id: int):
     """A campaign: its setup, the funnel per step, sends over time and its enrolments."""
     campaign = _campaign_or_404(campaign_id)
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    # Bounded: a page number of 30 digits is no page, not an OFFSET the database overflows on.
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), 1_000_000)
     stats = campaign_service.campaign_stats(db.session, campaign)
     series = analytics.daily_series(db.session, runtime.now(), 30, campaign.id)
     enrolments, total = campaign_service.enrolments_page(db.session, campaign, page, PER_PAGE)

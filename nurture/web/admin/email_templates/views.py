@@ -32,6 +32,7 @@ from nurture.extensions import db
 from nurture.models import Candidate, EmailTemplate, Role
 from nurture.tasks.sending import dkim_signer, template_library
 from nurture.web.admin.access import role_required
+from nurture.web.security import MAX_ID
 
 bp = Blueprint("email_templates", __name__, template_folder="templates")
 
@@ -384,7 +385,8 @@ def preview_template():
     if request.form.get("starter"):
         source = _starter_or_404(request.form["starter"])
     elif request.form.get("template_id", "").isdigit():
-        template = _template_or_404(int(request.form["template_id"]))
+        template_id = int(request.form["template_id"][:12])
+        template = _template_or_404(template_id if template_id <= MAX_ID else 0)
         source = template_service.clean_source(template.html, template.text, template.subject)
     elif current_user.has_role(Role.EDITOR):
         source = _posted_source(form)

@@ -1,16 +1,16 @@
 """issue 14: referrals (and candidates.referred_by_id), outbound webhooks and their delivery log,
 replies handed to a person, the ATS events rejection promptness is measured from, team settings
 
-Revision ID: 0012
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0012"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
