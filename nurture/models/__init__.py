@@ -11,9 +11,9 @@ from nurture.models.campaigns import (
     Step,
 )
 from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag
-from nurture.models.imports import ImportJob, ImportStatus
+from nurture.models.imports import Import, ImportStatus
 from nurture.models.messages import Event, EventKind, Message, MessageState
-from nurture.models.openings import JobMatch, JobOpening
+from nurture.models.openings import Opening, OpeningMatch
 from nurture.models.segments import Segment
 from nurture.models.templates import EmailTemplate
 from nurture.models.users import ApiToken, Role, User
@@ -32,10 +32,10 @@ __all__ = [
     "EntryType",
     "Event",
     "EventKind",
-    "ImportJob",
+    "Import",
     "ImportStatus",
-    "JobMatch",
-    "JobOpening",
+    "OpeningMatch",
+    "Opening",
     "Message",
     "MessageState",
     "Role",

@@ -1,7 +1,7 @@
 """CSV imports of candidates: read the upload, map its columns, check every row, write in batches.
 
 Plain functions over a SQLAlchemy session (no Flask, no Redis): the admin, the API, the CLI and
-the RQ job all call them. The CSV text lives on the ``ImportJob`` row, so any worker can run it,
+the RQ job all call them. The CSV text lives on the ``Import`` row, so any worker can run it,
 and it is always streamed (``csv.reader`` over the text) rather than turned into a list of rows.
 """
 
@@ -26,7 +26,7 @@ from nurture.core.audience.candidates import validate_candidate
 from nurture.core.campaigns.entries import check_segments
 from nurture.core.csvfiles import DELIMITER_NAMES, decode, file_error, sniff_delimiter
 from nurture.core.errors import NotFound, ValidationError
-from nurture.models import Candidate, ImportJob, ImportStatus, User
+from nurture.models import Candidate, Import, ImportStatus, User
 from nurture.workflows.candidates import save_candidate
 
 log = logging.getLogger(__name__)
@@ -372,7 +372,7 @@ def clean_tags(value: str | list[str] | None) -> list[str]:
     return tags
 
 
-def new_job(
+def new_import(
     csv_file: CsvFile,
     filename: str,
     now: datetime,
@@ -381,15 +381,15 @@ def new_job(
     tags: list[str] | None = None,
     unknown: str = ATTRIBUTE,
     created_by_id: int | None = None,
-) -> ImportJob:
-    """An ImportJob (not yet added to a session) with the proposed mapping, overridden by ours."""
+) -> Import:
+    """An Import (not yet added to a session) with the proposed mapping, overridden by ours."""
     proposal = propose_mapping(csv_file.header, unknown)
     if mapping:
         problems = check_mapping(csv_file.header, {**proposal, **mapping})
         if problems:
             raise ValidationError("the column mapping is not valid", problems)
         proposal.update(mapping)
-    return ImportJob(
+    return Import(
         filename=(filename or "upload.csv")[:255],
         content=csv_file.text,
         mapping=proposal,
@@ -416,10 +416,10 @@ def create_import(
     mapping: dict[str, str] | None = None,
     tags: list[str] | None = None,
     unknown: str = ATTRIBUTE,
-) -> tuple[ImportJob, list[str]]:
+) -> tuple[Import, list[str]]:
     """Check an upload and store it as an import awaiting its mapping; returns (job, notes)."""
     csv_file = read_csv(data)
-    job = new_job(
+    job = new_import(
         csv_file,
         filename,
         now,
@@ -433,7 +433,7 @@ def create_import(
     return job, csv_file.notes
 
 
-def set_mapping(job: ImportJob, mapping: dict[str, str], tags: str | list[str] | None) -> None:
+def set_mapping(job: Import, mapping: dict[str, str], tags: str | list[str] | None) -> None:
     """Change the mapping and tags of an import not yet started; all problems are raised at once."""
     if job.status != ImportStatus.UPLOADED:
         raise ValidationError("this import has started already", {"mapping": "already started"})
@@ -448,12 +448,12 @@ def set_mapping(job: ImportJob, mapping: dict[str, str], tags: str | list[str] |
     job.tags = clean
 
 
-def header_of(job: ImportJob) -> list[str]:
+def header_of(job: Import) -> list[str]:
     """The column names of the job's CSV."""
     return _header(job.content, sniff_delimiter(job.content))[0]
 
 
-def column_samples(job: ImportJob, n: int = 3) -> dict[str, list[str]]:
+def column_samples(job: Import, n: int = 3) -> dict[str, list[str]]:
     """A few non-empty values of each column, to help whoever maps it."""
     header = header_of(job)
     samples: dict[str, list[str]] = {column: [] for column in header}
@@ -550,7 +550,7 @@ def _zoned(value: str) -> str:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
-def iter_rows(job: ImportJob) -> Iterator[Row]:
+def iter_rows(job: Import) -> Iterator[Row]:
     """Every record of the job's CSV as a checked Row, in file order; repeats of an address fail."""
     text = job.content
     delimiter = sniff_delimiter(text)
@@ -578,7 +578,7 @@ def iter_rows(job: ImportJob) -> Iterator[Row]:
         yield row
 
 
-def preview(job: ImportJob, n: int = 5) -> list[Row]:
+def preview(job: Import, n: int = 5) -> list[Row]:
     """The first ``n`` rows as they would be imported, with their problems."""
     return list(islice(iter_rows(job), n))
 
@@ -589,7 +589,7 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
         yield batch
 
 
-def dry_run(session: Session, job: ImportJob, batch: int = 500) -> Report:
+def dry_run(session: Session, job: Import, batch: int = 500) -> Report:
     """Check every row as the import will and count would-create / would-update; writes nothing."""
     _require_mapping(job)
     report = Report(dry_run=True)
@@ -619,7 +619,7 @@ def _reject(report: Report, errors: list[dict[str, Any]]) -> None:
 # --- the import ---------------------------------------------------------------------------
 
 
-def start(job: ImportJob) -> None:
+def start(job: Import) -> None:
     """Mark an uploaded import as started (the job runs it); refuses one with no good mapping."""
     if job.status != ImportStatus.UPLOADED:
         raise ValidationError("this import has started already", {"import": job.status})
@@ -627,7 +627,7 @@ def start(job: ImportJob) -> None:
     job.status = ImportStatus.RUNNING
 
 
-def _require_mapping(job: ImportJob) -> None:
+def _require_mapping(job: Import) -> None:
     """Refuse to check or run an import whose mapping is not complete."""
     problems = check_mapping(header_of(job), job.mapping)
     if problems:
@@ -640,7 +640,7 @@ def run_import(
     now: datetime,
     batch: int = 500,
     clock: Callable[[], datetime] | None = None,
-) -> ImportJob:
+) -> Import:
     """Write the good rows of an import in batches, record the bad ones, commit after each batch.
 
     A job that stopped half-way (a killed worker) resumes after its last committed batch: the
@@ -649,7 +649,7 @@ def run_import(
     heartbeat (``clock``'s time, else ``now``), so the scheduler can tell a stalled import.
     """
     beat = clock or (lambda: now)
-    job = session.get(ImportJob, job_id)
+    job = session.get(Import, job_id)
     if job is None:
         raise NotFound(f"no import {job_id}")
     if job.status in (ImportStatus.DONE, ImportStatus.FAILED):
@@ -666,7 +666,7 @@ def run_import(
                 session.rollback()
                 log.exception("import %s: batch failed, retrying row by row", job_id)
                 outcome = _write_one_by_one(session, chunk, now)
-            job = session.get(ImportJob, job_id)
+            job = session.get(Import, job_id)
             job.processed_rows += len(chunk)
             job.created_count += outcome.created
             job.updated_count += outcome.updated
@@ -682,7 +682,7 @@ def run_import(
     except Exception as exc:  # noqa: BLE001 - the job must end "failed", never stay "running"
         log.exception("import %s failed", job_id)
         session.rollback()
-        job = session.get(ImportJob, job_id)
+        job = session.get(Import, job_id)
         job.status = ImportStatus.FAILED
         job.finished_at = now
         job.errors = [
@@ -703,17 +703,17 @@ def claim_stalled(session: Session, now: datetime, after: timedelta) -> list[int
     Each is claimed by moving its heartbeat to ``now`` in the same UPDATE, so two schedulers
     never both hand it out, and it is not handed out again before another ``after`` passes.
     """
-    stale = or_(ImportJob.heartbeat_at.is_(None), ImportJob.heartbeat_at < now - after)
+    stale = or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < now - after)
     ids = list(
-        session.scalars(select(ImportJob.id).where(ImportJob.status == ImportStatus.RUNNING, stale))
+        session.scalars(select(Import.id).where(Import.status == ImportStatus.RUNNING, stale))
     )
     if not ids:
         return []
     claimed = session.scalars(
-        update(ImportJob)
-        .where(ImportJob.id.in_(ids), ImportJob.status == ImportStatus.RUNNING, stale)
+        update(Import)
+        .where(Import.id.in_(ids), Import.status == ImportStatus.RUNNING, stale)
         .values(heartbeat_at=now)
-        .returning(ImportJob.id)
+        .returning(Import.id)
     )
     return sorted(claimed)
 
@@ -793,49 +793,49 @@ def _merged(row: Row, candidate: Candidate | None) -> dict[str, Any]:
     return data
 
 
-def recent_imports(session: Session, limit: int = 50) -> list[tuple[ImportJob, str | None]]:
+def recent_imports(session: Session, limit: int = 50) -> list[tuple[Import, str | None]]:
     """The newest imports with who uploaded them, without their CSV text."""
     query = (
-        select(ImportJob, User.email)
-        .outerjoin(User, User.id == ImportJob.created_by_id)
-        .options(defer(ImportJob.content), defer(ImportJob.errors))
-        .order_by(ImportJob.id.desc())
+        select(Import, User.email)
+        .outerjoin(User, User.id == Import.created_by_id)
+        .options(defer(Import.content), defer(Import.errors))
+        .order_by(Import.id.desc())
         .limit(limit)
     )
     return [(job, email) for job, email in session.execute(query)]
 
 
-def get_import(session: Session, job_id: int, with_content: bool = True) -> ImportJob | None:
+def get_import(session: Session, job_id: int, with_content: bool = True) -> Import | None:
     """An import by id; without its CSV text (which may be megabytes) unless asked."""
-    options = [] if with_content else [defer(ImportJob.content)]
-    return session.get(ImportJob, job_id, options=options)
+    options = [] if with_content else [defer(Import.content)]
+    return session.get(Import, job_id, options=options)
 
 
 def progress(session: Session, job_id: int) -> dict[str, Any] | None:
     """Status and counters of an import, cheap enough to poll every second."""
     job = session.scalar(
-        select(ImportJob)
-        .where(ImportJob.id == job_id)
+        select(Import)
+        .where(Import.id == job_id)
         .options(
             load_only(
-                ImportJob.id,
-                ImportJob.filename,
-                ImportJob.status,
-                ImportJob.total_rows,
-                ImportJob.processed_rows,
-                ImportJob.created_count,
-                ImportJob.updated_count,
-                ImportJob.rejected_count,
+                Import.id,
+                Import.filename,
+                Import.status,
+                Import.total_rows,
+                Import.processed_rows,
+                Import.created_count,
+                Import.updated_count,
+                Import.rejected_count,
             )
         )
         .execution_options(populate_existing=True)
     )
     if job is None:
         return None
-    return job_report(job, with_rejected=False)
+    return import_report(job, with_rejected=False)
 
 
-def job_report(job: ImportJob, with_rejected: bool = True) -> dict[str, Any]:
+def import_report(job: Import, with_rejected: bool = True) -> dict[str, Any]:
     """The state and report of an import, as the progress endpoint and the API give it."""
     total = job.total_rows or 0
     report: dict[str, Any] = {

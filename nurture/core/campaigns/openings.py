@@ -45,7 +45,7 @@ from nurture.models import (
     MessageState,
     Step,
 )
-from nurture.models.openings import JobMatch, JobOpening
+from nurture.models.openings import Opening, OpeningMatch
 
 TOPIC = "job_alerts"
 TEMPLATE = "job_alert"
@@ -152,17 +152,17 @@ def validate_job(data: Any) -> dict[str, Any]:
     }
 
 
-def create_job(session: Session, data: Any, now: datetime) -> JobOpening:
+def create_opening(session: Session, data: Any, now: datetime) -> Opening:
     """Validate and store a job opening (no matches yet)."""
-    job = JobOpening(**validate_job(data), created_at=now)
+    job = Opening(**validate_job(data), created_at=now)
     session.add(job)
     session.flush()
     return job
 
 
-def open_job(session: Session, data: Any, now: datetime) -> tuple[JobOpening, int]:
+def open_for_review(session: Session, data: Any, now: datetime) -> tuple[Opening, int]:
     """Create a job opening and store its ranked matches for review; returns it and the count."""
-    job = create_job(session, data, now)
+    job = create_opening(session, data, now)
     return job, save_matches(session, job, find_matches(session, job, now), now)
 
 
@@ -247,9 +247,7 @@ def _contains(column: Any, term: str) -> ColumnElement[bool]:
     return func.lower(column).contains(term.lower(), autoescape=True)
 
 
-def _score_columns(
-    session: Session, job: JobOpening, now: datetime
-) -> dict[str, ColumnElement[Any]]:
+def _score_columns(session: Session, job: Opening, now: datetime) -> dict[str, ColumnElement[Any]]:
     """The parts of the score, as SQL over the candidates table."""
     skills = list(job.skills)
     terms = family_terms(job.role_family)
@@ -288,7 +286,7 @@ def _score_columns(
     }  # fmt: skip
 
 
-def _reasons(job: JobOpening, row: Any) -> list[str]:
+def _reasons(job: Opening, row: Any) -> list[str]:
     """Why a candidate matched, in the words a recruiter reads."""
     wanted = list(job.skills)
     shared = [s for s in wanted if s in set(row.skills or [])]
@@ -310,7 +308,7 @@ def _reasons(job: JobOpening, row: Any) -> list[str]:
 
 
 def _ranked(  # noqa: ANN202 - a select
-    session: Session, job: JobOpening, where: list[ColumnElement[bool]], now: datetime
+    session: Session, job: Opening, where: list[ColumnElement[bool]], now: datetime
 ):
     parts = _score_columns(session, job, now)
     return (
@@ -332,9 +330,7 @@ def _ranked(  # noqa: ANN202 - a select
     )
 
 
-def find_matches(
-    session: Session, job: JobOpening, now: datetime, limit: int = 500
-) -> list[Proposal]:
+def find_matches(session: Session, job: Opening, now: datetime, limit: int = 500) -> list[Proposal]:
     """Past candidates who share a skill with the job and may be mailed, best first."""
     query = _ranked(
         session, job, [_shares_a_skill(session, list(job.skills)), eligible(session, now)], now
@@ -356,17 +352,15 @@ def find_matches(
     return proposals
 
 
-def save_matches(
-    session: Session, job: JobOpening, proposals: list[Proposal], now: datetime
-) -> int:
+def save_matches(session: Session, job: Opening, proposals: list[Proposal], now: datetime) -> int:
     """Store proposals for review in one multi-row INSERT; returns how many."""
     if not proposals:
         return 0
     session.execute(
-        insert(JobMatch),
+        insert(OpeningMatch),
         [
             {
-                "job_id": job.id,
+                "opening_id": job.id,
                 "candidate_id": p.candidate_id,
                 "score": p.score,
                 "reasons": p.reasons,
@@ -382,17 +376,19 @@ def save_matches(
 # --- review ---------------------------------------------------------------------------------------
 
 
-def job_or_404(session: Session, job_id: int) -> JobOpening:
+def opening_or_404(session: Session, job_id: int) -> Opening:
     """The job opening, or NotFound."""
-    job = session.get(JobOpening, job_id)
+    job = session.get(Opening, job_id)
     if job is None:
         raise NotFound(f"no job opening {job_id}")
     return job
 
 
-def _match(session: Session, job: JobOpening, candidate_id: int) -> JobMatch:
+def _match(session: Session, job: Opening, candidate_id: int) -> OpeningMatch:
     match = session.scalar(
-        select(JobMatch).where(JobMatch.job_id == job.id, JobMatch.candidate_id == candidate_id)
+        select(OpeningMatch).where(
+            OpeningMatch.opening_id == job.id, OpeningMatch.candidate_id == candidate_id
+        )
     )
     if match is None:
         raise NotFound(f"candidate {candidate_id} is not on the list for job {job.id}")
@@ -400,8 +396,8 @@ def _match(session: Session, job: JobOpening, candidate_id: int) -> JobMatch:
 
 
 def set_excluded(
-    session: Session, job: JobOpening, candidate_id: int, excluded: bool, now: datetime
-) -> JobMatch:
+    session: Session, job: Opening, candidate_id: int, excluded: bool, now: datetime
+) -> OpeningMatch:
     """Remove a candidate from the list (or put them back); a removed one is never mailed."""
     match = _match(session, job, candidate_id)
     match.excluded = excluded
@@ -424,7 +420,7 @@ def set_excluded(
     return match
 
 
-def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) -> JobMatch:
+def add_candidate(session: Session, job: Opening, email: Any, now: datetime) -> OpeningMatch:
     """Add someone to the list by email; they must exist and want job alerts."""
     address = normalise_email(email)
     query = _ranked(session, job, [Candidate.email == address], now)
@@ -443,13 +439,15 @@ def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) 
             },
         )
     match = session.scalar(
-        select(JobMatch).where(JobMatch.job_id == job.id, JobMatch.candidate_id == row.id)
+        select(OpeningMatch).where(
+            OpeningMatch.opening_id == job.id, OpeningMatch.candidate_id == row.id
+        )
     )
     if match is not None:
         match.excluded = False
         return match
-    match = JobMatch(
-        job_id=job.id,
+    match = OpeningMatch(
+        opening_id=job.id,
         candidate_id=row.id,
         score=round(float(row.score), 1),
         reasons=[*_reasons(job, row), "added by a recruiter"],
@@ -461,13 +459,13 @@ def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) 
     return match
 
 
-def review_list(session: Session, job: JobOpening) -> list[Any]:
+def review_list(session: Session, job: Opening) -> list[Any]:
     """The ranked list with who each candidate is, whether they are enrolled, and their state."""
     enrolled = (
         select(Enrolment.status)
         .where(
             Enrolment.campaign_id == job.campaign_id,
-            Enrolment.candidate_id == JobMatch.candidate_id,
+            Enrolment.candidate_id == OpeningMatch.candidate_id,
         )
         .order_by(Enrolment.id.desc())
         .limit(1)
@@ -478,7 +476,7 @@ def review_list(session: Session, job: JobOpening) -> list[Any]:
     return list(
         session.execute(
             select(
-                JobMatch,
+                OpeningMatch,
                 Candidate.email,
                 Candidate.first_name,
                 Candidate.last_name,
@@ -487,44 +485,44 @@ def review_list(session: Session, job: JobOpening) -> list[Any]:
                 Candidate.stage,
                 enrolled.label("enrolment_status"),
             )
-            .join(Candidate, Candidate.id == JobMatch.candidate_id)
-            .where(JobMatch.job_id == job.id)
-            .order_by(JobMatch.excluded, JobMatch.score.desc(), JobMatch.candidate_id)
+            .join(Candidate, Candidate.id == OpeningMatch.candidate_id)
+            .where(OpeningMatch.opening_id == job.id)
+            .order_by(OpeningMatch.excluded, OpeningMatch.score.desc(), OpeningMatch.candidate_id)
         ).all()
     )
 
 
-def _to_enrol(session: Session, job: JobOpening, campaign_id: int, now: datetime):  # noqa: ANN202
+def _to_enrol(session: Session, job: Opening, campaign_id: int, now: datetime):  # noqa: ANN202
     """Reviewed, kept, still-eligible matches who were never enrolled in this alert."""
     return (
-        select(JobMatch.candidate_id)
-        .join(Candidate, Candidate.id == JobMatch.candidate_id)
+        select(OpeningMatch.candidate_id)
+        .join(Candidate, Candidate.id == OpeningMatch.candidate_id)
         .where(
-            JobMatch.job_id == job.id,
-            JobMatch.excluded.is_(False),
+            OpeningMatch.opening_id == job.id,
+            OpeningMatch.excluded.is_(False),
             eligible(session, now),
             # Any earlier enrolment, finished or not: a second approval mails nobody twice.
             ~exists().where(
                 Enrolment.campaign_id == campaign_id,
-                Enrolment.candidate_id == JobMatch.candidate_id,
+                Enrolment.candidate_id == OpeningMatch.candidate_id,
             ),
         )
     )
 
 
-def pending_count(session: Session, job: JobOpening, now: datetime) -> int:
+def pending_count(session: Session, job: Opening, now: datetime) -> int:
     """How many candidates approving now would mail."""
     query = _to_enrol(session, job, job.campaign_id or 0, now)
     return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
-def summary(session: Session, job: JobOpening, now: datetime) -> dict[str, Any]:
+def summary(session: Session, job: Opening, now: datetime) -> dict[str, Any]:
     """Counts for the review page and the API: proposed, removed, to send, enrolled, sent."""
     counts = dict(
         session.execute(
-            select(JobMatch.excluded, func.count())
-            .where(JobMatch.job_id == job.id)
-            .group_by(JobMatch.excluded)
+            select(OpeningMatch.excluded, func.count())
+            .where(OpeningMatch.opening_id == job.id)
+            .group_by(OpeningMatch.excluded)
         ).all()
     )
     enrolled = sent = 0
@@ -557,7 +555,7 @@ def summary(session: Session, job: JobOpening, now: datetime) -> dict[str, Any]:
 # --- approval -------------------------------------------------------------------------------------
 
 
-def _campaign_for(session: Session, job: JobOpening, now: datetime) -> Campaign:
+def _campaign_for(session: Session, job: Opening, now: datetime) -> Campaign:
     campaign = session.get(Campaign, job.campaign_id) if job.campaign_id else None
     if campaign is not None:
         return campaign
@@ -579,7 +577,7 @@ def _campaign_for(session: Session, job: JobOpening, now: datetime) -> Campaign:
     return campaign
 
 
-def approve(session: Session, job: JobOpening, now: datetime) -> int:
+def approve(session: Session, job: Opening, now: datetime) -> int:
     """Send the alert to the reviewed list: enrol every kept, eligible match once; returns count.
 
     The scheduler turns the enrolments into mail; the sending path checks each candidate again.
@@ -592,11 +590,11 @@ def approve(session: Session, job: JobOpening, now: datetime) -> int:
     return enrol_all(session, campaign.id, _to_enrol(session, job, campaign.id, now), now, now)
 
 
-def job_context(session: Session, campaign: Campaign) -> dict[str, str] | None:
+def opening_context(session: Session, campaign: Campaign) -> dict[str, str] | None:
     """The ``job`` a job-alert mail shows, or None for other campaigns."""
     if campaign.kind != CampaignKind.JOB_ALERT:
         return None
-    job = session.scalar(select(JobOpening).where(JobOpening.campaign_id == campaign.id))
+    job = session.scalar(select(Opening).where(Opening.campaign_id == campaign.id))
     if job is None:
         return None
     where = job.location
@@ -605,7 +603,7 @@ def job_context(session: Session, campaign: Campaign) -> dict[str, str] | None:
     return {"title": job.title, "location": where, "url": job.url, "summary": job.summary}
 
 
-def job_dict(job: JobOpening) -> dict[str, Any]:
+def opening_dict(job: Opening) -> dict[str, Any]:
     """The API's view of a job opening."""
     return {
         "id": job.id,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from nurture.core import addresses
 from nurture.core.audience import candidates as candidate_service
-from nurture.core.campaigns.openings import job_context
+from nurture.core.campaigns.openings import opening_context
 from nurture.core.campaigns.timing import Timing, earliest_send, zone
 from nurture.core.compliance.identity import extra_headers
 from nurture.core.content.mime import MailSettings, build_mime, new_message_id
@@ -207,7 +207,7 @@ class Batch:
     def job(self, session: Session, campaign: Campaign) -> dict[str, str] | None:
         """The job a job-alert campaign's mails show, looked up once per batch."""
         if campaign.id not in self.jobs:
-            self.jobs[campaign.id] = job_context(session, campaign)
+            self.jobs[campaign.id] = opening_context(session, campaign)
         return self.jobs[campaign.id]
 
     def following(self, step: Step) -> Step | None:

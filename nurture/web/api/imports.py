@@ -75,7 +75,7 @@ def import_candidates():
     dry_run = request.values.get("dry_run", "").strip().lower() in _TRUE
     try:
         csv_file = import_service.read_csv(upload.stream.read(csvfiles.MAX_BYTES + 1))
-        job = import_service.new_job(
+        job = import_service.new_import(
             csv_file,
             upload.filename or "upload.csv",
             runtime.now(),
@@ -102,7 +102,7 @@ def import_candidates():
             job.status = ImportStatus.UPLOADED
             db.session.commit()
             raise ApiError(503, "queue_unavailable", "the job queue cannot be reached") from None
-        body = import_service.job_report(job, with_rejected=False)
+        body = import_service.import_report(job, with_rejected=False)
         body["status_url"] = url_for("api.get_import", import_id=job.id)
         return jsonify({**body, **extra}), 202
     job = import_service.run_import(
@@ -111,7 +111,7 @@ def import_candidates():
         runtime.now(),
         batch=int(current_app.config.get("IMPORT_BATCH_SIZE", 500)),
     )
-    return jsonify({**import_service.job_report(job), **extra, "dry_run": False})
+    return jsonify({**import_service.import_report(job), **extra, "dry_run": False})
 
 
 @bp.get("/imports/<int:import_id>")
@@ -121,4 +121,4 @@ def get_import(import_id: int):
     job = import_service.get_import(db.session, import_id, with_content=False)
     if job is None:
         raise ApiError(404, "not_found", f"no import {import_id}")
-    return jsonify(import_service.job_report(job))
+    return jsonify(import_service.import_report(job))
