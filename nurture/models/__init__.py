@@ -2,15 +2,19 @@
 
 from nurture.models.base import Base
 from nurture.models.campaigns import (
+    AtsEvent,
     Campaign,
     CampaignKind,
     CampaignStatus,
     Enrolment,
     EnrolmentStatus,
     EntryType,
+    ExitRule,
+    Reentry,
     Step,
+    StepCondition,
 )
-from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag
+from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag, Topic
 from nurture.models.imports import Import, ImportStatus
 from nurture.models.messages import Event, EventKind, Message, MessageState
 from nurture.models.openings import Opening, OpeningMatch
@@ -20,6 +24,7 @@ from nurture.models.users import ApiToken, Role, User
 
 __all__ = [
     "ApiToken",
+    "AtsEvent",
     "Base",
     "Campaign",
     "CampaignKind",
@@ -32,16 +37,20 @@ __all__ = [
     "EntryType",
     "Event",
     "EventKind",
+    "ExitRule",
     "Import",
     "ImportStatus",
     "OpeningMatch",
     "Opening",
     "Message",
     "MessageState",
+    "Reentry",
     "Role",
     "Segment",
     "Step",
+    "StepCondition",
     "Suppression",
     "Tag",
+    "Topic",
     "User",
 ]

@@ -16,6 +16,7 @@ from nurture.models import (
     CandidateStatus,
     Enrolment,
     EnrolmentStatus,
+    ExitRule,
     Tag,
 )
 
@@ -165,4 +166,4 @@ def mark_hired(session: Session, candidate: Candidate, now: datetime) -> None:
     """A hired candidate leaves every drip."""
     candidate.status = CandidateStatus.HIRED
     candidate.updated_at = now
-    end_enrolments(session, candidate, "hired", now)
+    end_enrolments(session, candidate, ExitRule.HIRED, now)

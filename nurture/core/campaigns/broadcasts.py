@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, aliased
 
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.enrolment import enrol_all, queue_messages
-from nurture.core.campaigns.entry_rules import topic_allowed
 from nurture.core.campaigns.timing import local_instant, zone
+from nurture.core.compliance.preferences import topic_allows
 from nurture.core.content.rendering import TemplateLibrary
 from nurture.core.errors import ValidationError
 from nurture.models import (
@@ -74,7 +74,7 @@ def _members(campaign: Campaign, audience: ColumnElement[bool]) -> list[ColumnEl
     return [
         Candidate.status == CandidateStatus.ACTIVE,
         audience,
-        topic_allowed(campaign.topic),
+        topic_allows(campaign.topic),
         ~exists().where(
             Enrolment.campaign_id == campaign.id, Enrolment.candidate_id == Candidate.id
         ),

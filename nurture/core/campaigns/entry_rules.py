@@ -8,15 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, true
+from sqlalchemy import ColumnElement, exists
 
 from nurture.core.campaigns.durations import parse_delay
 from nurture.core.errors import ValidationError
-from nurture.models.campaigns import Campaign, Enrolment, EnrolmentStatus
+from nurture.models.campaigns import Campaign, Enrolment, EnrolmentStatus, Reentry
 from nurture.models.candidates import Candidate
-
-REENTRY = ("never", "after_exit", "always")
-
 
 FILTER_KEYS = ("rejection_reasons", "stages", "delay")
 
@@ -75,18 +72,10 @@ def first_due(campaign: Campaign, now: datetime) -> datetime:
     return now + entry_delay(campaign) + timedelta(seconds=campaign.steps[0].delay_seconds)
 
 
-def topic_allowed(topic: str) -> ColumnElement[bool]:
-    """SQL: the candidate has not turned ``topic`` off (a missing key means subscribed)."""
-    if not topic:
-        return true()
-    flag = Candidate.topics[topic].as_boolean()
-    return or_(flag.is_(None), flag == true())
-
-
 def may_enter(campaign: Campaign) -> ColumnElement[bool]:
     """SQL: a candidate the campaign's re-entry policy lets in now (over ``Candidate.id``)."""
     mine = Enrolment.candidate_id == Candidate.id, Enrolment.campaign_id == campaign.id
-    if campaign.reentry == "never":
+    if campaign.reentry == Reentry.NEVER:
         return ~exists().where(*mine)
-    # "always" restarts a running drip only on a new event; a segment member stays enrolled.
+    # ALWAYS restarts a running drip only on a new event; a segment member stays enrolled.
     return ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE)

@@ -17,12 +17,11 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
-    not_,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import Text
@@ -31,6 +30,7 @@ from nurture.core.addresses import normalise_email, suppressed_among
 from nurture.core.audience.engagement import score_column
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.enrolment import enrol_all
+from nurture.core.compliance.preferences import topic_allows
 from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.models import (
     Campaign,
@@ -44,10 +44,10 @@ from nurture.models import (
     Message,
     MessageState,
     Step,
+    Topic,
 )
 from nurture.models.openings import Opening, OpeningMatch
 
-TOPIC = "job_alerts"
 TEMPLATE = "job_alert"
 MAX_SKILLS = 30
 
@@ -206,20 +206,12 @@ def _overlap(session: Session, skills: list[str]) -> ColumnElement[int]:
     )
 
 
-def opted_out(session: Session) -> ColumnElement[bool]:
-    """Candidates who said no to job alerts (a missing key means they are subscribed)."""
-    if _dialect(session) == "postgresql":
-        return cast(Candidate.topics, JSONB).contains({TOPIC: False})
-    # json_type is NULL for a missing key, which must count as subscribed.
-    return func.coalesce(func.json_type(Candidate.topics, f"$.{TOPIC}"), "") == "false"
-
-
 def eligible(session: Session, now: datetime) -> ColumnElement[bool]:
     """Who may get a job alert now: active, not paused, not opted out of job alerts."""
     return and_(
         Candidate.status == CandidateStatus.ACTIVE,
         or_(Candidate.paused_until.is_(None), Candidate.paused_until <= now),
-        not_(opted_out(session)),
+        topic_allows(Topic.JOB_ALERTS),
     )
 
 
@@ -565,7 +557,7 @@ def _campaign_for(session: Session, job: Opening, now: datetime) -> Campaign:
         status=CampaignStatus.DRAFT,
         entry_type=EntryType.MANUAL,
         entry_value="",
-        topic=TOPIC,
+        topic=Topic.JOB_ALERTS,
         description=f"Alert for job opening #{job.id}, sent to the reviewed list.",
         created_at=now,
         updated_at=now,

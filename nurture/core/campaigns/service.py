@@ -14,12 +14,13 @@ from nurture.core import settings as core_settings
 from nurture.core.addresses import normalise_email
 from nurture.core.campaigns.durations import parse_delay
 from nurture.core.campaigns.enrolment import count_tag_entrants, enrol_tag_entrants
-from nurture.core.campaigns.entry_rules import REENTRY, parse_entry_filter
+from nurture.core.campaigns.entry_rules import parse_entry_filter
 from nurture.core.campaigns.timing import parse_schedule, parse_window
 from nurture.core.compliance.identity import require_sender_identity
 from nurture.core.content.rendering import TemplateLibrary
 from nurture.core.errors import Conflict, ValidationError
 from nurture.models import (
+    AtsEvent,
     Campaign,
     CampaignKind,
     CampaignStatus,
@@ -30,14 +31,19 @@ from nurture.models import (
     EntryType,
     Event,
     EventKind,
+    ExitRule,
     Message,
     MessageState,
+    Reentry,
     Segment,
     Step,
+    StepCondition,
+    Topic,
 )
 
-ATS_EVENTS = ("candidate.rejected",)
-CONDITIONS = ("", "previous_opened", "previous_not_opened", "previous_clicked")
+ATS_EVENTS = (AtsEvent.REJECTED,)
+CONDITIONS = ("", *StepCondition)
+REENTRY = tuple(Reentry)
 
 # Which status changes are allowed, and from where.
 TRANSITIONS = {
@@ -160,9 +166,8 @@ def _validate(data: dict[str, Any], library: TemplateLibrary) -> tuple[dict[str,
     return clean, steps
 
 
-EXIT_ON = ("hired", "reapplied", "replied", "left_segment")
-TOPICS = ("checkins", "newsletter", "job_alerts")
-KIND_TOPIC = {CampaignKind.BROADCAST: "newsletter", CampaignKind.JOB_ALERT: "job_alerts"}
+EXIT_ON = tuple(ExitRule)
+TOPICS = tuple(Topic)
 
 
 def _timing_fields(data: dict[str, Any], kind: Any, errors: dict[str, str]) -> dict[str, Any]:
@@ -213,7 +218,7 @@ def create_campaign(
     clean, steps = _validate(data, library)
     # A new rejection enrols again once the earlier drip has ended, unless told otherwise.
     clean.setdefault("reentry", "after_exit")
-    clean.setdefault("topic", KIND_TOPIC.get(clean["kind"], "checkins"))
+    clean.setdefault("topic", CampaignKind(clean["kind"]).default_topic)
     segment = clean["entry_value"].removeprefix(f"{EntryType.SEGMENT}:")
     if (clean["entry_type"] == EntryType.SEGMENT or segment != clean["entry_value"]) and (
         not segment.isdigit() or session.get(Segment, int(segment)) is None

@@ -40,6 +40,7 @@ from nurture.models import (
     Message,
     MessageState,
     Step,
+    StepCondition,
 )
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,8 @@ def condition_met(session: Session, enrolment: Enrolment | None, step: Step) -> 
         return True
     previous = _previous_message(session, enrolment, step)
     if previous is None:
-        return step.condition == "previous_not_opened"
-    kind = EventKind.CLICK if step.condition == "previous_clicked" else EventKind.OPEN
+        return step.condition == StepCondition.PREVIOUS_NOT_OPENED
+    kind = EventKind.CLICK if step.condition == StepCondition.PREVIOUS_CLICKED else EventKind.OPEN
     happened = session.scalar(
         select(
             exists().where(
@@ -128,7 +129,7 @@ def condition_met(session: Session, enrolment: Enrolment | None, step: Step) -> 
             )
         )
     )
-    return not happened if step.condition == "previous_not_opened" else bool(happened)
+    return not happened if step.condition == StepCondition.PREVIOUS_NOT_OPENED else bool(happened)
 
 
 def blocked_reason(candidate: Candidate, enrolment: Enrolment | None, suppressed: bool) -> str:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nurture.core.campaigns.entry_rules import REENTRY
 from nurture.core.campaigns.service import EXIT_ON, TOPICS
-from nurture.models.campaigns import DEFAULT_EXIT_ON
+from nurture.models.campaigns import DEFAULT_EXIT_ON, Reentry
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -237,7 +236,7 @@ def openapi_document() -> dict[str, Any]:
                             "description": "What ends a candidate's drip besides unsubscribes, "
                             "bounces and complaints, which always do.",
                         },
-                        "reentry": {"enum": list(REENTRY), "default": "after_exit"},
+                        "reentry": {"enum": [r.value for r in Reentry], "default": "after_exit"},
                         "topic": {"enum": list(TOPICS)},
                         "sender": {
                             "type": "object",

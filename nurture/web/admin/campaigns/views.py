@@ -39,7 +39,19 @@ from nurture.core.errors import Conflict, ValidationError
 from nurture.core.feedback import analytics
 from nurture.core.feedback.ratings import rating_summary
 from nurture.extensions import db
-from nurture.models import Campaign, CampaignKind, CampaignStatus, EntryType, Role, Tag
+from nurture.models import (
+    AtsEvent,
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    EntryType,
+    ExitRule,
+    Reentry,
+    Role,
+    StepCondition,
+    Tag,
+    Topic,
+)
 from nurture.tasks.sending import template_library
 from nurture.web.admin.access import role_required
 
@@ -70,11 +82,11 @@ _FORM_FIELDS = {
     "entry_filter.stages": "entry_stages",
     "entry_filter.delay": "entry_delay_amount",
 }
-TOPIC_LABELS = {"checkins": "Check-ins", "newsletter": "Newsletter", "job_alerts": "Job alerts"}
+TOPIC_LABELS = {topic.value: topic.label for topic in Topic}
 REENTRY_LABELS = {
-    "never": "Never: once through this drip is enough",
-    "after_exit": "Yes, once their earlier run has ended",
-    "always": "Yes, every time: a new entry restarts the drip",
+    Reentry.NEVER.value: "Never: once through this drip is enough",
+    Reentry.AFTER_EXIT.value: "Yes, once their earlier run has ended",
+    Reentry.ALWAYS.value: "Yes, every time: a new entry restarts the drip",
 }
 DAY_NAMES = {
     "mon": "Mon",
@@ -126,13 +138,13 @@ class CampaignForm(FlaskForm):
     topic = SelectField(
         "Preference topic",
         choices=[SelectChoice(key, label) for key, label in TOPIC_LABELS.items()],
-        default="checkins",
+        default=Topic.CHECKINS.value,
         validate_choice=False,
     )
     reentry = RadioField(
         "Entering again",
         choices=[SelectChoice(key, label) for key, label in REENTRY_LABELS.items()],
-        default="after_exit",
+        default=Reentry.AFTER_EXIT.value,
         validate_choice=False,
     )
     entry_reasons = StringField("Only these rejection reasons")
@@ -258,7 +270,7 @@ def _payload(
     if form.entry_type.data == EntryType.TAG:
         entry = {"tag": form.entry_tag.data or ""}
     elif form.entry_type.data == EntryType.ATS_EVENT:
-        entry = {"ats_event": "candidate.rejected"}
+        entry = {"ats_event": AtsEvent.REJECTED.value}
     elif form.entry_type.data == EntryType.SEGMENT and campaign is not None:
         entry = {"segment_id": campaign.entry_value}
     payload: dict[str, Any] = {
@@ -267,10 +279,10 @@ def _payload(
         "entry": entry,
         # A hired candidate is never mailed, so "hired" is always an exit rule.
         "exit_on": [
-            "hired",
-            *(["reapplied"] if form.exit_reapplied.data else []),
-            *(["replied"] if form.exit_replied.data else []),
-            *(["left_segment"] if form.exit_left_segment.data else []),
+            ExitRule.HIRED,
+            *([ExitRule.REAPPLIED] if form.exit_reapplied.data else []),
+            *([ExitRule.REPLIED] if form.exit_replied.data else []),
+            *([ExitRule.LEFT_SEGMENT] if form.exit_left_segment.data else []),
         ],
         "sender": {
             "name": form.sender_name.data,
@@ -422,9 +434,12 @@ def _render_builder(
         templates=campaign_service.template_names(db.session, library),
         conditions=[
             ("", "Always"),
-            ("previous_not_opened", "Only if the previous mail was not opened"),
-            ("previous_opened", "Only if the previous mail was opened"),
-            ("previous_clicked", "Only if a link in the previous mail was clicked"),
+            (StepCondition.PREVIOUS_NOT_OPENED.value, "Only if the previous mail was not opened"),
+            (StepCondition.PREVIOUS_OPENED.value, "Only if the previous mail was opened"),
+            (
+                StepCondition.PREVIOUS_CLICKED.value,
+                "Only if a link in the previous mail was clicked",
+            ),
         ],
         tags=tags,
         default_sender=(current_app.config["SENDER_NAME"], current_app.config["SENDER_EMAIL"]),
@@ -464,9 +479,9 @@ def _builder(campaign: Campaign | None):
                     "entry_tag": campaign.entry_value
                     if campaign.entry_type == EntryType.TAG
                     else "",
-                    "exit_reapplied": "reapplied" in campaign.exit_on,
-                    "exit_replied": "replied" in campaign.exit_on,
-                    "exit_left_segment": "left_segment" in campaign.exit_on,
+                    "exit_reapplied": ExitRule.REAPPLIED in campaign.exit_on,
+                    "exit_replied": ExitRule.REPLIED in campaign.exit_on,
+                    "exit_left_segment": ExitRule.LEFT_SEGMENT in campaign.exit_on,
                     "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
                     "sender_name": campaign.sender_name,
                     "sender_email": campaign.sender_email,
