@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from nurture.core import addresses
 from nurture.core.audience import candidates as candidate_service
+from nurture.core.audience.schemas import CandidateIn
 from nurture.core.audience.search import (
     ERROR_FIELDS,
     PROFILE_FIELDS,
@@ -31,35 +32,28 @@ from nurture.core.campaigns.enrolment import (
 )
 from nurture.core.campaigns.entries import check_segments
 from nurture.core.errors import ValidationError
+from nurture.core.inputs import parse
 from nurture.models.campaigns import Campaign, CampaignStatus, Enrolment, EnrolmentStatus, EntryType
 from nurture.models.candidates import Candidate, CandidateStatus, candidate_tags
 
 
 def save_candidate(
-    session: Session, data: dict[str, Any], now: datetime, segments: bool = True
+    session: Session, data: CandidateIn | Mapping[str, Any], now: datetime, segments: bool = True
 ) -> tuple[Candidate, bool]:
     """Create or update a candidate, then enrol them where a newly added tag is an entry.
 
     With ``segments`` (the default) the segment-entry campaigns are checked for them at once;
     an import turns it off and checks each batch's candidates together.
     """
-    existing = session.scalar(
-        select(Candidate).where(Candidate.email == _email_or_blank(data.get("email")))
-    )
+    given = data if isinstance(data, CandidateIn) else parse(CandidateIn, data)
+    existing = session.scalar(select(Candidate).where(Candidate.email == given.email))
     before = set(existing.tag_names) if existing is not None else set()
-    candidate, created = candidate_service.upsert_candidate(session, data, now)
+    candidate, created = candidate_service.upsert_candidate(session, given, now)
     on_tags_added(session, candidate, sorted(set(candidate.tag_names) - before), now)
     if segments:
         session.flush()
         check_segments(session, now, [candidate.id])
     return candidate, created
-
-
-def _email_or_blank(value: Any) -> str:
-    try:
-        return addresses.normalise_email(value)
-    except ValidationError:
-        return ""
 
 
 @dataclass

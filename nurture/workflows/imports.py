@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import re
 import unicodedata
@@ -16,16 +17,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, Field, WithJsonSchema
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, defer, load_only
 
 from nurture.core.addresses import normalise_email
-from nurture.core.audience.candidates import validate_candidate
+from nurture.core.audience.schemas import CandidateIn
 from nurture.core.campaigns.entries import check_segments
 from nurture.core.csvfiles import DELIMITER_NAMES, decode, file_error, sniff_delimiter
 from nurture.core.errors import NotFound, ValidationError
+from nurture.core.inputs import Input, Text, parse, problem
 from nurture.models import Candidate, Import, ImportStatus, User
 from nurture.workflows.candidates import save_candidate
 
@@ -185,6 +188,56 @@ class Report:
             "rejected_count": self.rejected_count,
             "rejected": self.rejected,
         }
+
+
+# --- the upload form ----------------------------------------------------------------------
+
+
+def _mapping(value: str) -> dict[str, str]:
+    try:
+        mapping = json.loads(value) if value.strip() else {}
+    except ValueError:
+        mapping = None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise problem("mapping", "must be a JSON object of CSV column → field")
+    return mapping
+
+
+def _tags(value: str | list[str]) -> list[str]:
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise problem("tags", "not valid JSON") from None
+        value = parsed if isinstance(parsed, list) else [parsed]
+    elif isinstance(value, list):
+        value = ",".join(value)
+    try:
+        return clean_tags(value)
+    except ValidationError as exc:
+        raise problem("tags", exc.fields["tags"]) from None
+
+
+class ImportForm(Input):
+    """A CSV upload: the file, how its columns map to fields, tags for everyone, a dry run."""
+
+    file: Annotated[Any, WithJsonSchema({"type": "string", "format": "binary"})]
+    mapping: Annotated[
+        Text(100_000),
+        AfterValidator(_mapping),
+        Field(description="a JSON object of CSV column → candidate field, overriding the guess"),
+    ] = ""
+    tags: Annotated[
+        str | list[str],
+        AfterValidator(_tags),
+        Field(description="tags for every imported candidate: a JSON list or comma-separated"),
+    ] = ""
+    dry_run: bool = Field(default=False, description="check and count, write nothing")
+    unknown: Literal["attribute", "ignore"] = Field(
+        default="attribute", description="what columns no field matches become"
+    )
 
 
 # --- reading the upload -------------------------------------------------------------------
@@ -470,72 +523,72 @@ def column_samples(job: Import, n: int = 3) -> dict[str, list[str]]:
 def _row(
     line: int, header: list[str], cells: list[str], mapping: dict[str, str], tags: list[str]
 ) -> Row:
-    """Turn one record into candidate data and check it exactly as ``upsert_candidate`` will."""
+    """Turn one record into candidate data and check it with the model ``upsert_candidate`` uses."""
     row = Row(line=line, data={})
     column_of = {target: column for column, target in reversed(mapping.items())}
 
     def fail(column: str, reason: str) -> None:
         row.errors.append({"line": line, "field": column, "reason": reason})
 
-    extra = [c for c in cells[len(header) :] if c.strip()]
-    if extra:
+    if any(c.strip() for c in cells[len(header) :]):
         fail(
             "",
             f"the line has {len(cells)} values but the header has {len(header)} columns "
             "(is a value holding the delimiter without quotes?)",
         )
-    data = row.data
     row_tags: list[str] = list(tags)
     for column, value in zip(header, cells, strict=False):
-        target = mapping.get(column, IGNORE)
-        value = value.strip()
+        target, value = mapping.get(column, IGNORE), value.strip()
         if not value or target == IGNORE:
             continue  # an empty cell never erases what is stored
         if len(value) > MAX_CELL:
-            fail(
-                column,
-                f"the value is {len(value):,} characters long (at most {MAX_CELL:,}); "
-                "is a quote left open?",
-            )
-            continue
-        if target == ATTRIBUTE:
-            data.setdefault("attributes", {})[attribute_key(column)] = value
+            fail(column, f"the value is {len(value):,} characters long (at most {MAX_CELL:,}); "
+                 "is a quote left open?")  # fmt: skip
         elif target == "tags":
             row_tags.extend(_LIST_SPLIT.split(value))
-        elif target == "skills":
-            # Stored lower-cased and sorted (as upsert does); the preview shows that form.
-            skills = {s.strip().lower() for s in _LIST_SPLIT.split(value) if s.strip()}
-            data["skills"] = sorted(skills | set(data.get("skills", [])))
-        elif target == "full_name":
-            first, _, last = value.partition(" ")
-            data["first_name"], data["last_name"] = first, last.strip()
-        elif target in CONSENT_FIELDS:
-            data.setdefault("consent", {})[CONSENT_FIELDS[target]] = (
-                _zoned(value) if target == "consent_at" else value
-            )
         else:
-            data[target] = value
+            _put(row.data, target, column, value)
     if row_tags:
         try:
-            data["tags"] = clean_tags(row_tags)
+            row.data["tags"] = clean_tags(row_tags)
         except ValidationError as exc:
             fail(column_of.get("tags", "tags"), exc.fields["tags"])
-    # The same two checks upsert_candidate makes, without writing anything.
     try:
-        row.email = normalise_email(data.get("email"))
-    except ValidationError as exc:
-        fail(column_of.get("email", "email"), exc.fields["email"])
-    try:
-        validate_candidate(data)
+        row.email = parse(CandidateIn, row.data).email
     except ValidationError as exc:
         for name, reason in exc.fields.items():
             fail(_column_for(name, column_of), reason)
     return row
 
 
+def _put(data: dict[str, Any], target: str, column: str, value: str) -> None:
+    """Put one cell's value where the candidate model takes it."""
+    if target == ATTRIBUTE:
+        data.setdefault("attributes", {})[attribute_key(column)] = value
+    elif target == "skills":
+        # Stored lower-cased and sorted (as the model does); the preview shows that form.
+        skills = {s.strip().lower() for s in _LIST_SPLIT.split(value) if s.strip()}
+        data["skills"] = sorted(skills | set(data.get("skills", [])))
+    elif target == "full_name":
+        first, _, last = value.partition(" ")
+        data["first_name"], data["last_name"] = first, last.strip()
+    elif target in CONSENT_FIELDS:
+        data.setdefault("consent", {})[CONSENT_FIELDS[target]] = (
+            _zoned(value) if target == "consent_at" else value
+        )
+    else:
+        data[target] = value
+
+
 def _column_for(name: str, column_of: dict[str, str]) -> str:
     """The CSV column a problem reported on candidate field ``name`` comes from."""
-    target = {"consent.at": "consent_at", "consent": "consent_basis"}.get(name, name)
+    name = name.split("[")[0]  # skills[3]: the skills column
+    target = {
+        "consent.at": "consent_at",
+        "consent.basis": "consent_basis",
+        "consent.source": "consent_source",
+        "consent": "consent_basis",
+    }.get(name, name)
     if target in ("first_name", "last_name") and target not in column_of:
         target = "full_name"
     return column_of.get(target, name)
@@ -558,9 +611,11 @@ def iter_rows(job: Import) -> Iterator[Row]:
     mapping = dict(job.mapping or {})
     tags = list(job.tags or [])
     first_seen: dict[str, int] = {}
-    for line, cells, problem in _records(text, delimiter):
+    for line, cells, unreadable in _records(text, delimiter):
         if cells is None:
-            yield Row(line=line, data={}, errors=[{"line": line, "field": "", "reason": problem}])
+            yield Row(
+                line=line, data={}, errors=[{"line": line, "field": "", "reason": unreadable}]
+            )
             continue
         row = _row(line, header, cells, mapping, tags)
         if not row.errors and row.email in first_seen:

@@ -102,7 +102,7 @@ def test_a_large_file_goes_to_a_worker(app: Flask, client, monkeypatch) -> None:
 
 def test_bad_requests_get_json_errors_with_the_field(app: Flask, client) -> None:
     editor = auth_headers(app, "editor")
-    assert _error(_post(client, editor), 422)["fields"] == {"file": "required"}
+    assert _error(_post(client, editor), 422)["fields"] == {"file": "is required"}
     assert "empty" in _error(_post(client, editor, b""), 422)["fields"]["file"]
     assert "file" in _error(_post(client, editor, b"a@example.org,Ana\n"), 422)["fields"]
     bad_json = _post(client, editor, FIXTURE.read_bytes(), mapping="{not json")

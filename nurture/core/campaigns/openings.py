@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import (
     Float,
@@ -30,8 +29,10 @@ from nurture.core.addresses import normalise_email, suppressed_among
 from nurture.core.audience.engagement import score_column
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.enrolment import enrol_all
+from nurture.core.campaigns.schemas import OpeningIn
 from nurture.core.compliance.preferences import topic_allows
 from nurture.core.errors import Conflict, NotFound, ValidationError
+from nurture.core.inputs import parse
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -49,7 +50,7 @@ from nurture.models import (
 from nurture.models.openings import Opening, OpeningMatch
 
 TEMPLATE = "job_alert"
-MAX_SKILLS = 30
+INVALID = "the job opening is not valid"
 
 # Points out of 100: skills overlap is the main signal, the rest breaks ties between equals.
 SKILLS_POINTS = 60.0
@@ -88,79 +89,16 @@ FAMILY_WORDS = {
 # --- creating a job opening -----------------------------------------------------------------------
 
 
-def _text(data: dict[str, Any], name: str, limit: int, errors: dict[str, str]) -> str:
-    value = data.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        errors[name] = "must be a string"
-        return ""
-    if len(value.strip()) > limit:
-        errors[name] = f"must be at most {limit} characters"
-    return value.strip()
-
-
-def validate_job(data: Any) -> dict[str, Any]:
-    """Check a job opening's fields, all at once; returns the clean values or ValidationError."""
-    if not isinstance(data, dict):
-        raise ValidationError("the body must be a JSON object", {"body": "expected an object"})
-    errors: dict[str, str] = {}
-    title = _text(data, "title", 200, errors)
-    if not title and "title" not in errors:
-        errors["title"] = "a job opening needs a title"
-    role_family = _text(data, "role_family", 100, errors).lower()
-    location = _text(data, "location", 200, errors)
-    summary = _text(data, "summary", 5000, errors)
-    url = _text(data, "url", 2000, errors)
-    if "url" not in errors:
-        parts = urlsplit(url)
-        if not url:
-            errors["url"] = "a link to the job description is required"
-        elif parts.scheme not in ("http", "https") or not parts.netloc or " " in url:
-            errors["url"] = "must be an http:// or https:// address"
-    raw_skills = data.get("skills")
-    skills: list[str] = []
-    if isinstance(raw_skills, str):  # a form's "python, sql"
-        raw_skills = raw_skills.split(",")
-    if not isinstance(raw_skills, list) or not all(isinstance(s, str) for s in raw_skills):
-        errors["skills"] = "must be a list of strings"
-    else:
-        skills = sorted({s.strip().lower() for s in raw_skills if s.strip()})
-        if not skills:
-            errors["skills"] = "give at least one skill: candidates are matched on them"
-        elif len(skills) > MAX_SKILLS:
-            errors["skills"] = f"give at most {MAX_SKILLS} skills"
-        elif any(len(s) > 100 for s in skills):
-            errors["skills"] = "each skill must be at most 100 characters"
-    remote = data.get("remote", False)
-    if remote in ("on", "true", "1"):
-        remote = True
-    if not isinstance(remote, bool):
-        errors["remote"] = "must be true or false"
-    if not location and remote is False and "location" not in errors:
-        errors["location"] = "give a location, or mark the job as remote"
-    if errors:
-        raise ValidationError("the job opening is not valid", errors)
-    return {
-        "title": title,
-        "role_family": role_family,
-        "skills": skills,
-        "location": location,
-        "remote": remote,
-        "url": url,
-        "summary": summary,
-    }
-
-
-def create_opening(session: Session, data: Any, now: datetime) -> Opening:
+def create_opening(session: Session, data: OpeningIn | Any, now: datetime) -> Opening:
     """Validate and store a job opening (no matches yet)."""
-    job = Opening(**validate_job(data), created_at=now)
+    given = data if isinstance(data, OpeningIn) else parse(OpeningIn, data, message=INVALID)
+    job = Opening(**given.model_dump(), created_at=now)
     session.add(job)
     session.flush()
     return job
 
 
-def open_for_review(session: Session, data: Any, now: datetime) -> tuple[Opening, int]:
+def open_for_review(session: Session, data: OpeningIn | Any, now: datetime) -> tuple[Opening, int]:
     """Create a job opening and store its ranked matches for review; returns it and the count."""
     job = create_opening(session, data, now)
     return job, save_matches(session, job, find_matches(session, job, now), now)
