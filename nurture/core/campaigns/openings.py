@@ -223,18 +223,26 @@ def _reasons(job: Opening, row: Any) -> list[str]:
     reasons = [f"{len(shared)} of {len(wanted)} skills: {', '.join(shared)}"] if shared else []
     if row.role_points:
         reasons.append(f"role: {row.role} ({job.role_family})")
-    city, region = _place(job.location)
-    if row.place_points == CITY_POINTS and city:
-        reasons.append(f"same city: {city}")
-    elif row.place_points == REGION_POINTS and region:
-        reasons.append(f"same region: {region}")
-    elif row.place_points and job.remote:
-        reasons.append("remote role" + (f" (lives in {row.location})" if row.location else ""))
+    place = _place_reason(job, row)
+    if place:
+        reasons.append(place)
     if row.stage_points >= 3:
         reasons.append(f"reached {row.stage.strip().lower()}")
     if row.engagement_score and row.engagement_score >= 1:
         reasons.append(f"engaged with our mail (score {row.engagement_score:.0f})")
     return reasons
+
+
+def _place_reason(job: Opening, row: Any) -> str:
+    """Why the candidate's place fits the job's, or ""."""
+    city, region = _place(job.location)
+    if row.place_points == CITY_POINTS and city:
+        return f"same city: {city}"
+    if row.place_points == REGION_POINTS and region:
+        return f"same region: {region}"
+    if row.place_points and job.remote:
+        return "remote role" + (f" (lives in {row.location})" if row.location else "")
+    return ""
 
 
 def _ranked(  # noqa: ANN202 - a select

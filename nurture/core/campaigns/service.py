@@ -358,6 +358,42 @@ def _step_locks(
             )
 
 
+def _kept_step_ids(data: dict[str, Any], existing: dict[int, Step]) -> list[int | None]:
+    """Per step of the builder, the id of the stored step it edits, or None for a new one."""
+    ids: list[int | None] = []
+    for raw in data.get("steps") or []:
+        step_id = raw.get("id")
+        # An id from another campaign, or given twice, is a new step, never someone else's row.
+        ids.append(step_id if step_id in existing and step_id not in ids else None)
+    return ids
+
+
+def _checked_drip(
+    session: Session,
+    campaign: Campaign | None,
+    data: dict[str, Any],
+    existing: dict[int, Step],
+    ids: list[int | None],
+    library: TemplateLibrary,
+) -> CampaignIn:
+    """The builder's fields as a checked campaign, or ValidationError with every problem."""
+    errors: dict[str, str] = {}
+    payload = _builder_payload(data, existing, errors)
+    if campaign is not None:
+        # What the caller did not send (a form without those fields) keeps its stored value.
+        for key in ("send_window", "topic", "reentry", "entry_filter"):
+            payload.setdefault(key, getattr(campaign, key))
+        _step_locks(session, campaign, ids, errors)
+    try:
+        given = definition(payload, library)
+    except ValidationError as exc:
+        # The builder's own words win for the same field.
+        raise ValidationError(INVALID, {**exc.fields, **errors}) from None
+    if errors:
+        raise ValidationError(INVALID, errors)
+    return given
+
+
 def save_drip(
     session: Session,
     campaign: Campaign | None,
@@ -377,25 +413,8 @@ def save_drip(
     if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
         raise Conflict("an archived campaign cannot be edited")
     existing = {step.id: step for step in campaign.steps} if campaign is not None else {}
-    ids: list[int | None] = []
-    for raw in data.get("steps") or []:
-        step_id = raw.get("id")
-        # An id from another campaign, or given twice, is a new step, never someone else's row.
-        ids.append(step_id if step_id in existing and step_id not in ids else None)
-    errors: dict[str, str] = {}
-    payload = _builder_payload(data, existing, errors)
-    if campaign is not None:
-        # What the caller did not send (a form without those fields) keeps its stored value.
-        for key in ("send_window", "topic", "reentry", "entry_filter"):
-            payload.setdefault(key, getattr(campaign, key))
-        _step_locks(session, campaign, ids, errors)
-    given = None
-    try:
-        given = definition(payload, library)
-    except ValidationError as exc:
-        errors = {**exc.fields, **errors}  # the builder's own words win for the same field
-    if errors or given is None:
-        raise ValidationError(INVALID, errors)
+    ids = _kept_step_ids(data, existing)
+    given = _checked_drip(session, campaign, data, existing, ids, library)
     clean, steps = given.stored(), given.step_rows()
     _require_segment(session, clean)
     if campaign is None:

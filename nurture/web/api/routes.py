@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from nurture.core.errors import Conflict, ValidationError
 from nurture.core.inputs import MAX_ID, NotAnObject, parse, parse_json
 from nurture.extensions import csrf, db
+from nurture.models import Role
 from nurture.web.api.auth import ApiError, requires
 
 bp = Blueprint("api", __name__)
@@ -81,7 +82,9 @@ class Operation:
         """Every status the route answers, as the document lists them."""
         found = set(self.ok) | set(self.errors)
         if self.role:
-            found |= {401, 403}
+            found.add(401)
+        if self.role and self.role != Role.VIEWER:
+            found.add(403)  # every valid token has at least the viewer role
         if self.signed:
             found |= {401, 503}
         if self.path_params:
@@ -187,11 +190,13 @@ def error_answer(status: int, code: str, message: str, fields: dict[str, str] | 
 
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError):
+    db.session.rollback()  # a refused request changes nothing, not even a token's last use
     return error_answer(exc.status, exc.code, exc.message, exc.fields)
 
 
 @bp.errorhandler(NotAnObject)
 def _not_an_object(exc: NotAnObject):
+    db.session.rollback()
     return error_answer(400, "bad_request", exc.message)
 
 
@@ -213,6 +218,7 @@ def _http_error(exc: HTTPException):
     ``Allow`` of a 405) are kept."""
     if not request.path.startswith("/api/"):
         return exc
+    db.session.rollback()
     answer, status = error_answer(
         exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or ""
     )
