@@ -30,7 +30,7 @@ ACCEPTED = ["2xx", "401", "403", "404", "409", "422"]
 CONFIG = schemathesis.Config.from_dict(
     {
         "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED}},
-        "generation": {"max-examples": 12},
+        "generation": {"max-examples": 20},
     }
 )
 _SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
