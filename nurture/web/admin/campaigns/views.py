@@ -277,13 +277,7 @@ def _payload(
         "name": form.name.data,
         "description": form.description.data,
         "entry": entry,
-        # A hired candidate is never mailed, so "hired" is always an exit rule.
-        "exit_on": [
-            ExitRule.HIRED,
-            *([ExitRule.REAPPLIED] if form.exit_reapplied.data else []),
-            *([ExitRule.REPLIED] if form.exit_replied.data else []),
-            *([ExitRule.LEFT_SEGMENT] if form.exit_left_segment.data else []),
-        ],
+        "exit_on": _exit_rules(form),
         "sender": {
             "name": form.sender_name.data,
             "email": form.sender_email.data,
@@ -310,6 +304,16 @@ def _payload(
             "delay": form.entry_delay.data or "",
         }
     return payload
+
+
+def _exit_rules(form: CampaignForm) -> list[ExitRule]:
+    """The ticked exit rules; a hired candidate is never mailed, so "hired" always is one."""
+    ticked = {
+        ExitRule.REAPPLIED: form.exit_reapplied.data,
+        ExitRule.REPLIED: form.exit_replied.data,
+        ExitRule.LEFT_SEGMENT: form.exit_left_segment.data,
+    }
+    return [ExitRule.HIRED, *(rule for rule, on in ticked.items() if on)]
 
 
 def _listed(text: str | None) -> list[str]:
@@ -458,6 +462,26 @@ def _form(campaign: Campaign | None, data: dict[str, Any] | None = None) -> Camp
     return form
 
 
+def _stored_form(campaign: Campaign) -> dict[str, Any]:
+    """A stored drip as the builder's fields."""
+    return {
+        "name": campaign.name,
+        "description": campaign.description,
+        "entry_type": campaign.entry_type,
+        "entry_tag": campaign.entry_value if campaign.entry_type == EntryType.TAG else "",
+        "exit_reapplied": ExitRule.REAPPLIED in campaign.exit_on,
+        "exit_replied": ExitRule.REPLIED in campaign.exit_on,
+        "exit_left_segment": ExitRule.LEFT_SEGMENT in campaign.exit_on,
+        "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
+        "sender_name": campaign.sender_name,
+        "sender_email": campaign.sender_email,
+        "topic": campaign.topic,
+        "reentry": campaign.reentry,
+        **_window_form(campaign.send_window or {}),
+        **_entry_filter_form(campaign.entry_filter or {}),
+    }
+
+
 def _builder(campaign: Campaign | None):
     """Show, rearrange or save the builder for a new or existing drip."""
     if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
@@ -470,27 +494,7 @@ def _builder(campaign: Campaign | None):
         form = _form(campaign)
         steps = [_blank_step()]
         if campaign is not None:
-            form = _form(
-                campaign,
-                {
-                    "name": campaign.name,
-                    "description": campaign.description,
-                    "entry_type": campaign.entry_type,
-                    "entry_tag": campaign.entry_value
-                    if campaign.entry_type == EntryType.TAG
-                    else "",
-                    "exit_reapplied": ExitRule.REAPPLIED in campaign.exit_on,
-                    "exit_replied": ExitRule.REPLIED in campaign.exit_on,
-                    "exit_left_segment": ExitRule.LEFT_SEGMENT in campaign.exit_on,
-                    "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
-                    "sender_name": campaign.sender_name,
-                    "sender_email": campaign.sender_email,
-                    "topic": campaign.topic,
-                    "reentry": campaign.reentry,
-                    **_window_form(campaign.send_window or {}),
-                    **_entry_filter_form(campaign.entry_filter or {}),
-                },
-            )
+            form = _form(campaign, _stored_form(campaign))
             steps = _steps_of(campaign)
         return _render_builder(campaign, form, steps)
 
