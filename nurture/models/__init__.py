@@ -3,18 +3,22 @@
 from nurture.models.ats import AtsEvent
 from nurture.models.base import Base
 from nurture.models.campaigns import (
+    AtsEventType,
     Campaign,
     CampaignKind,
     CampaignStatus,
     Enrolment,
     EnrolmentStatus,
     EntryType,
+    ExitRule,
+    Reentry,
     Step,
+    StepCondition,
 )
-from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag
-from nurture.models.imports import ImportJob, ImportStatus
+from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag, Topic
+from nurture.models.imports import Import, ImportStatus
 from nurture.models.messages import Event, EventKind, Message, MessageState
-from nurture.models.openings import JobMatch, JobOpening
+from nurture.models.openings import Opening, OpeningMatch
 from nurture.models.referrals import Referral, ReferralState
 from nurture.models.replies import ForwardState, Reply, ReplyState
 from nurture.models.segments import Segment
@@ -26,6 +30,7 @@ from nurture.models.webhooks import DeliveryState, WebhookDelivery, WebhookEndpo
 __all__ = [
     "ApiToken",
     "AtsEvent",
+    "AtsEventType",
     "Base",
     "Campaign",
     "CampaignKind",
@@ -39,14 +44,16 @@ __all__ = [
     "EntryType",
     "Event",
     "EventKind",
+    "ExitRule",
     "ForwardState",
-    "ImportJob",
+    "Import",
     "ImportStatus",
-    "JobMatch",
-    "JobOpening",
     "LoginThrottle",
     "Message",
     "MessageState",
+    "Opening",
+    "OpeningMatch",
+    "Reentry",
     "Referral",
     "ReferralState",
     "Reply",
@@ -54,9 +61,11 @@ __all__ = [
     "Role",
     "Segment",
     "Step",
+    "StepCondition",
     "Suppression",
     "Tag",
     "TeamSetting",
+    "Topic",
     "User",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -23,6 +23,36 @@ class CandidateStatus(enum.StrEnum):
     ERASED = "erased"
 
 
+class Topic(enum.StrEnum):
+    """What a mail is about, as the candidate's preference centre lets them choose it."""
+
+    CHECKINS = "checkins"
+    NEWSLETTER = "newsletter"
+    JOB_ALERTS = "job_alerts"
+
+    @property
+    def label(self) -> str:
+        """The recruiter's word for the topic (the admin)."""
+        return _TOPIC_LABELS[self]
+
+    @property
+    def wording(self) -> str:
+        """What the candidate reads on their preference page."""
+        return _TOPIC_WORDING[self]
+
+
+_TOPIC_LABELS = {
+    Topic.CHECKINS: "Check-ins",
+    Topic.NEWSLETTER: "Newsletter",
+    Topic.JOB_ALERTS: "Job alerts",
+}
+_TOPIC_WORDING = {
+    Topic.CHECKINS: "Check-ins from your recruiter",
+    Topic.NEWSLETTER: "Talent-network newsletter",
+    Topic.JOB_ALERTS: "Job alerts for roles that fit you",
+}
+
+
 candidate_tags = Table(
     "candidate_tags",
     Base.metadata,

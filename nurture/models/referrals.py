@@ -44,9 +44,7 @@ class Referral(Base):
     candidate_id: Mapped[int | None] = mapped_column(
         ForeignKey("candidates.id", ondelete="SET NULL")
     )
-    opening_id: Mapped[int | None] = mapped_column(
-        ForeignKey("job_openings.id", ondelete="SET NULL")
-    )
+    opening_id: Mapped[int | None] = mapped_column(ForeignKey("openings.id", ondelete="SET NULL"))
     # Kept as shown to the referrer, so the record reads the same after the opening is gone.
     opening_title: Mapped[str] = mapped_column(String(200), default="")
     # The mail whose link was followed, and its campaign: referrals per campaign.

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from nurture.core import addresses
 from nurture.core.campaigns.enrolment import enrol
 from nurture.core.compliance import erasure
-from nurture.core.compliance.preferences import TOPICS
 from nurture.core.errors import ValidationError
 from nurture.core.feedback.referrals import ANY_OPENING
 from nurture.core.webhooks.events import candidate_ref, emit
+from nurture.models import Topic
 from nurture.models.campaigns import (
     Campaign,
     CampaignKind,
@@ -31,7 +31,7 @@ from nurture.models.campaigns import (
 )
 from nurture.models.candidates import Candidate, CandidateStatus
 from nurture.models.messages import Message
-from nurture.models.openings import JobOpening
+from nurture.models.openings import Opening
 from nurture.models.referrals import Referral, ReferralState
 from nurture.workflows.candidates import add_tags, save_candidate
 
@@ -108,13 +108,13 @@ def validate_referral(data: dict[str, Any], referrer: Candidate) -> ReferralForm
     )  # fmt: skip
 
 
-def open_openings(session: Session, now: datetime, days: int = 180) -> list[JobOpening]:
+def open_openings(session: Session, now: datetime, days: int = 180) -> list[Opening]:
     """The openings a referrer may choose from: those created in the last ``days`` days."""
     return list(
         session.scalars(
-            select(JobOpening)
-            .where(JobOpening.created_at >= now - timedelta(days=days))
-            .order_by(JobOpening.created_at.desc(), JobOpening.id.desc())
+            select(Opening)
+            .where(Opening.created_at >= now - timedelta(days=days))
+            .order_by(Opening.created_at.desc(), Opening.id.desc())
             .limit(50)
         )
     )
@@ -161,7 +161,7 @@ def _referred_data(referral: Referral, candidate: Candidate) -> dict[str, Any]:
 def refer(
     session: Session,
     referrer: Candidate,
-    opening: JobOpening | None,
+    opening: Opening | None,
     message: Message | None,
     data: dict[str, Any],
     now: datetime,
@@ -184,7 +184,7 @@ def refer(
                       "Please come back tomorrow for more."},
         )  # fmt: skip
     if opening is None and form.opening_id is not None:
-        opening = session.get(JobOpening, form.opening_id)
+        opening = session.get(Opening, form.opening_id)
         if opening is None:
             raise ValidationError("no such opening", {"opening_id": "is not one of our openings"})
     referral = Referral(
@@ -242,7 +242,7 @@ def refer(
         return referral
     # Until they say yes, no campaign may write to them: every topic is off, and the consent
     # request goes through a system campaign (the "system" topic is not one they can turn off).
-    candidate.topics = dict.fromkeys(TOPICS, False)
+    candidate.topics = {str(topic): False for topic in Topic}
     referral.state = ReferralState.AWAITING_CONSENT
     campaign = system_campaign(session, *CONSENT_CAMPAIGN, now)
     if campaign.status == CampaignStatus.ACTIVE:
@@ -357,6 +357,6 @@ def referral_pass(session: Session, now: datetime, consent_days: int = 30) -> Pa
     return PassReport(len(expired), thanked)
 
 
-def opening_label(opening: JobOpening | None) -> str:
+def opening_label(opening: Opening | None) -> str:
     """How the page names the opening a link is for."""
     return opening.title if opening is not None else ANY_OPENING

@@ -75,7 +75,7 @@ def test_a_20_mb_csv_import_still_fits(app: Flask, people) -> None:
         headers={"Authorization": f"Bearer {people['editor']}"},
     )
     # Past the size limit: the answer is about the form, not its size.
-    assert answer.status_code == 422 and answer.json["error"]["fields"] == {"file": "required"}
+    assert answer.status_code == 422 and answer.json["error"]["fields"] == {"file": "is required"}
 
 
 def test_a_signed_webhook_within_its_limit_is_read(app: Flask) -> None:

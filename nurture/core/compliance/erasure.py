@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from nurture.core.audience.candidates import TEXT_FIELDS, end_enrolments
+from nurture.core.audience.candidates import end_enrolments
+from nurture.core.audience.schemas import TEXT_FIELDS
 from nurture.core.compliance.suppressions import suppress
 from nurture.core.webhooks.events import emit, forget_candidate
 from nurture.models.candidates import Candidate, CandidateStatus

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from nurture.core import addresses
 from nurture.core.audience import candidates as candidate_service
-from nurture.core.campaigns.openings import job_context
+from nurture.core.campaigns.openings import opening_context
 from nurture.core.campaigns.timing import Timing, earliest_send, zone
 from nurture.core.compliance.identity import extra_headers
 from nurture.core.content.mime import MailSettings, build_mime, new_message_id
@@ -41,6 +41,7 @@ from nurture.models import (
     Message,
     MessageState,
     Step,
+    StepCondition,
 )
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,8 @@ def condition_met(session: Session, enrolment: Enrolment | None, step: Step) -> 
         return True
     previous = _previous_message(session, enrolment, step)
     if previous is None:
-        return step.condition == "previous_not_opened"
-    kind = EventKind.CLICK if step.condition == "previous_clicked" else EventKind.OPEN
+        return step.condition == StepCondition.PREVIOUS_NOT_OPENED
+    kind = EventKind.CLICK if step.condition == StepCondition.PREVIOUS_CLICKED else EventKind.OPEN
     happened = session.scalar(
         select(
             exists().where(
@@ -129,7 +130,7 @@ def condition_met(session: Session, enrolment: Enrolment | None, step: Step) -> 
             )
         )
     )
-    return not happened if step.condition == "previous_not_opened" else bool(happened)
+    return not happened if step.condition == StepCondition.PREVIOUS_NOT_OPENED else bool(happened)
 
 
 def blocked_reason(candidate: Candidate, enrolment: Enrolment | None, suppressed: bool) -> str:
@@ -209,7 +210,7 @@ class Batch:
     def job(self, session: Session, campaign: Campaign) -> dict[str, str] | None:
         """The job a job-alert campaign's mails show, looked up once per batch."""
         if campaign.id not in self.jobs:
-            self.jobs[campaign.id] = job_context(session, campaign)
+            self.jobs[campaign.id] = opening_context(session, campaign)
         return self.jobs[campaign.id]
 
     def opening(self, session: Session, campaign: Campaign) -> tuple[int, str] | None:

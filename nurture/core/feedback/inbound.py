@@ -20,7 +20,7 @@ from nurture.core import addresses, settings
 from nurture.core.audience import candidates as candidate_service
 from nurture.core.compliance import suppressions
 from nurture.core.feedback import replies
-from nurture.models import Candidate, CandidateStatus, Event, EventKind, Message
+from nurture.models import Candidate, CandidateStatus, Event, EventKind, ExitRule, Message
 
 REPLY = "reply"
 AUTO_REPLY = "auto_reply"
@@ -396,7 +396,9 @@ def _apply_reply(
     )  # fmt: skip
     candidate.last_replied_at = now
     candidate.updated_at = now
-    ended = candidate_service.end_enrolments(session, candidate, "replied", now, by_rule=True)
+    ended = candidate_service.end_enrolments(
+        session, candidate, ExitRule.REPLIED, now, by_rule=True
+    )
     outcome.detail = f"{ended} enrolment(s) ended"
     return outcome
 

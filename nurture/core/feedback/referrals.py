@@ -15,7 +15,7 @@ from nurture.core.tokens import BadToken, Tokens
 from nurture.models.campaigns import Campaign, CampaignKind
 from nurture.models.candidates import Candidate, CandidateStatus
 from nurture.models.messages import Event, EventKind, Message
-from nurture.models.openings import JobOpening
+from nurture.models.openings import Opening
 from nurture.models.referrals import Referral, ReferralState
 
 ANY_OPENING = "one of our open roles"
@@ -28,7 +28,7 @@ class LinkTarget:
     """Who a referral link belongs to, the opening it names, and the mail it came in."""
 
     referrer: Candidate
-    opening: JobOpening | None
+    opening: Opening | None
     message: Message | None
 
 
@@ -48,7 +48,7 @@ def link_target(session: Session, tokens: Tokens, token: str) -> LinkTarget:
     message = session.get(Message, message_id) if message_id else None
     if message is not None and message.candidate_id != referrer.id:
         raise BadToken("referral")
-    opening = session.get(JobOpening, opening_id) if opening_id else None
+    opening = session.get(Opening, opening_id) if opening_id else None
     return LinkTarget(referrer, opening, message)
 
 
@@ -74,7 +74,7 @@ def opening_of(session: Session, campaign: Campaign) -> tuple[int, str] | None:
     if campaign.kind != CampaignKind.JOB_ALERT:
         return None
     row = session.execute(
-        select(JobOpening.id, JobOpening.title).where(JobOpening.campaign_id == campaign.id)
+        select(Opening.id, Opening.title).where(Opening.campaign_id == campaign.id)
     ).first()
     return (row[0], row[1]) if row else None
 

@@ -10,7 +10,8 @@ from nurture.extensions import db
 from nurture.models import Role
 from nurture.web.api.auth import requires
 from nurture.web.api.referrals import parse_days
-from nurture.web.api.views import _json_body, bp
+from nurture.web.api.routes import bp
+from nurture.web.api.views_compat import _json_body
 
 
 def _target() -> float:

@@ -12,9 +12,10 @@ from nurture.core.errors import ValidationError
 from nurture.core.feedback import referrals as referral_service
 from nurture.core.tokens import Tokens
 from nurture.extensions import db
-from nurture.models import Candidate, JobOpening, ReferralState, Role
+from nurture.models import Candidate, Opening, ReferralState, Role
 from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.views import _json_body, bp
+from nurture.web.api.routes import bp
+from nurture.web.api.views_compat import _json_body
 
 # --- input, checked apart from the routes (so it can move to pydantic models whole) -----------
 
@@ -65,7 +66,7 @@ def referral_link():
     candidate = db.session.get(Candidate, candidate_id)
     if candidate is None:
         raise ApiError(404, "not_found", f"no candidate {candidate_id}")
-    if opening_id is not None and db.session.get(JobOpening, opening_id) is None:
+    if opening_id is not None and db.session.get(Opening, opening_id) is None:
         raise ApiError(404, "not_found", f"no job opening {opening_id}")
     url = Tokens.from_config(current_app.config).referral_url(candidate.id, opening_id, None)
     return jsonify({"candidate_id": candidate.id, "opening_id": opening_id, "url": url})

@@ -12,7 +12,7 @@ from nurture.core.feedback import replies as reply_service
 from nurture.extensions import db
 from nurture.models import Reply, ReplyState, Role
 from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.views import bp
+from nurture.web.api.routes import bp
 
 
 def parse_inbox_state(args: Any) -> str:

@@ -15,7 +15,8 @@ from nurture.core.webhooks.events import EVENT_TYPES, TEST_EVENT, emit
 from nurture.extensions import db
 from nurture.models import DeliveryState, Role, WebhookDelivery, WebhookEndpoint
 from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.views import _json_body, bp
+from nurture.web.api.routes import bp
+from nurture.web.api.views_compat import _json_body
 
 
 def parse_log_filter(args: Any) -> delivery_service.LogFilter:

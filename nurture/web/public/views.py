@@ -25,7 +25,7 @@ from nurture.core.compliance import unsubscribe as unsubscribe_service
 from nurture.core.feedback import ratings
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
-from nurture.models import Candidate, CandidateStatus
+from nurture.models import Candidate, CandidateStatus, Topic
 from nurture.workflows import retention as retention_service
 
 bp = Blueprint("tracking", __name__, template_folder="templates")
@@ -136,8 +136,8 @@ def _page(token: str, candidate: Candidate, **extra):
         candidate=candidate,
         company=_company(),
         topics=[
-            (key, label, preference_service.wants_topic(candidate, key))
-            for key, label in preference_service.TOPICS.items()
+            (topic.value, topic.wording, preference_service.wants_topic(candidate, topic))
+            for topic in Topic
         ],
         paused=preference_service.is_paused(candidate, now),
         unsubscribed=candidate.status != CandidateStatus.ACTIVE,
@@ -169,7 +169,7 @@ def _change(token: str, action: str, apply: Callable[[Candidate], object]):
 @bp.post("/p/<token>/topics")
 def save_topics(token: str):
     """Keep the ticked topics, turn the others off."""
-    wanted = {t for t in preference_service.TOPICS if request.form.get(t) == "on"}
+    wanted = {t for t in Topic if request.form.get(t) == "on"}
     return _change(
         token, "topics", lambda c: preference_service.set_topics(c, wanted, runtime.now())
     )

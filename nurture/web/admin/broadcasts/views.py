@@ -18,7 +18,7 @@ from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.timing import local_instant, zone
 from nurture.core.errors import ValidationError
 from nurture.extensions import db
-from nurture.models import Campaign, CampaignKind, CampaignStatus, Role, Segment, Tag
+from nurture.models import Campaign, CampaignKind, CampaignStatus, Role, Segment, Tag, Topic
 from nurture.tasks.sending import template_library
 from nurture.web.admin.access import role_required
 from nurture.web.admin.campaigns.views import TOPIC_LABELS
@@ -76,7 +76,7 @@ class BroadcastForm(FlaskForm):
     topic = SelectField(
         "Preference topic",
         choices=[SelectChoice(key, label) for key, label in TOPIC_LABELS.items()],
-        default="newsletter",
+        default=Topic.NEWSLETTER.value,
         validate_choice=False,
     )
 

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from wtforms import BooleanField, StringField, TextAreaField
 
 from nurture import runtime
-from nurture.core.campaigns import openings as job_service
+from nurture.core.campaigns import openings as opening_service
 from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.extensions import db
 from nurture.models import Campaign, Role
-from nurture.models.openings import JobMatch, JobOpening
+from nurture.models.openings import Opening, OpeningMatch
 from nurture.web.admin.access import role_required
 
 bp = Blueprint("openings", __name__, template_folder="templates")
@@ -42,9 +42,9 @@ class AddForm(FlaskForm):
     email = StringField("Add a candidate by email")
 
 
-def _job_or_404(job_id: int) -> JobOpening:
+def _opening_or_404(job_id: int) -> Opening:
     try:
-        return job_service.job_or_404(db.session, job_id)
+        return opening_service.opening_or_404(db.session, job_id)
     except NotFound:
         abort(404)
 
@@ -52,15 +52,15 @@ def _job_or_404(job_id: int) -> JobOpening:
 def _render_list(form: JobForm, status: int = 200):
     counts = dict(
         db.session.execute(
-            select(JobMatch.job_id, func.count())
-            .where(JobMatch.excluded.is_(False))
-            .group_by(JobMatch.job_id)
+            select(OpeningMatch.opening_id, func.count())
+            .where(OpeningMatch.excluded.is_(False))
+            .group_by(OpeningMatch.opening_id)
         ).all()
     )
     rows = db.session.execute(
-        select(JobOpening, Campaign.status)
-        .outerjoin(Campaign, Campaign.id == JobOpening.campaign_id)
-        .order_by(JobOpening.created_at.desc(), JobOpening.id.desc())
+        select(Opening, Campaign.status)
+        .outerjoin(Campaign, Campaign.id == Opening.campaign_id)
+        .order_by(Opening.created_at.desc(), Opening.id.desc())
         .limit(200)
     ).all()
     return render_template(
@@ -88,7 +88,7 @@ def job_create():
     }
     data["remote"] = bool(form.remote.data)
     try:
-        job, count = job_service.open_job(db.session, data, runtime.now())
+        job, count = opening_service.open_for_review(db.session, data, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         for name, problem in exc.fields.items():
@@ -102,14 +102,14 @@ def job_create():
     return redirect(url_for("admin.openings.job", job_id=job.id))
 
 
-def _render_job(job: JobOpening, add_form: AddForm | None = None, status: int = 200):
+def _render_job(job: Opening, add_form: AddForm | None = None, status: int = 200):
     campaign = db.session.get(Campaign, job.campaign_id) if job.campaign_id else None
     return render_template(
         "admin/jobs/detail.html",
         job=job,
         campaign=campaign,
-        rows=job_service.review_list(db.session, job),
-        summary=job_service.summary(db.session, job, runtime.now()),
+        rows=opening_service.review_list(db.session, job),
+        summary=opening_service.summary(db.session, job, runtime.now()),
         add_form=add_form or AddForm(),
     ), status
 
@@ -118,16 +118,18 @@ def _render_job(job: JobOpening, add_form: AddForm | None = None, status: int = 
 @role_required(Role.VIEWER)
 def job(job_id: int):
     """The ranked review list of a job opening, with why each candidate matched."""
-    return _render_job(_job_or_404(job_id))
+    return _render_job(_opening_or_404(job_id))
 
 
 @bp.post("/<int:job_id>/matches/<int:candidate_id>/<any(exclude, include):action>")
 @role_required(Role.EDITOR)
 def job_match(job_id: int, candidate_id: int, action: str):
     """Remove a candidate from the list, or put them back."""
-    job = _job_or_404(job_id)
+    job = _opening_or_404(job_id)
     try:
-        job_service.set_excluded(db.session, job, candidate_id, action == "exclude", runtime.now())
+        opening_service.set_excluded(
+            db.session, job, candidate_id, action == "exclude", runtime.now()
+        )
     except NotFound:
         abort(404)
     db.session.commit()
@@ -138,12 +140,12 @@ def job_match(job_id: int, candidate_id: int, action: str):
 @role_required(Role.EDITOR)
 def job_add(job_id: int):
     """Add a candidate to the list by email."""
-    job = _job_or_404(job_id)
+    job = _opening_or_404(job_id)
     form = AddForm()
     if not form.validate():
         return _render_job(job, form, 400)
     try:
-        match = job_service.add_candidate(db.session, job, form.email.data, runtime.now())
+        match = opening_service.add_candidate(db.session, job, form.email.data, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         form.email.errors = [_sentence(p) for p in exc.fields.values()] or [exc.message]
@@ -157,12 +159,12 @@ def job_add(job_id: int):
 @role_required(Role.EDITOR)
 def job_send(job_id: int):
     """Confirm, then send the alert to everyone on the reviewed list not yet mailed."""
-    job = _job_or_404(job_id)
-    pending = job_service.pending_count(db.session, job, runtime.now())
+    job = _opening_or_404(job_id)
+    pending = opening_service.pending_count(db.session, job, runtime.now())
     if request.method == "GET":
         return render_template("admin/jobs/confirm.html", job=job, pending=pending)
     try:
-        enrolled = job_service.approve(db.session, job, runtime.now())
+        enrolled = opening_service.approve(db.session, job, runtime.now())
     except Conflict as exc:
         db.session.rollback()
         flash(_sentence(str(exc)) + ".", "error")

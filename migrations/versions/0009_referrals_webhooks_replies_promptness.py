@@ -1,16 +1,16 @@
 """issue 14: referrals (and candidates.referred_by_id), outbound webhooks and their delivery log,
 replies handed to a person, the ATS events rejection promptness is measured from, team settings
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -123,7 +123,7 @@ def upgrade():
             "candidate_id", sa.Integer(), sa.ForeignKey("candidates.id", ondelete="SET NULL")
         ),
         sa.Column(
-            "opening_id", sa.Integer(), sa.ForeignKey("job_openings.id", ondelete="SET NULL")
+            "opening_id", sa.Integer(), sa.ForeignKey("openings.id", ondelete="SET NULL")
         ),
         sa.Column("opening_title", sa.String(200), nullable=False),
         sa.Column("message_id", sa.Integer(), sa.ForeignKey("messages.id", ondelete="SET NULL")),
