@@ -12,7 +12,7 @@ from nurture.models.campaigns import (
 )
 from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag
 from nurture.models.imports import ImportJob, ImportStatus
-from nurture.models.messages import Event, EventKind, Message, MessageState
+from nurture.models.messages import Event, EventKind, Message, MessageState, WorkerHeartbeat
 from nurture.models.openings import JobMatch, JobOpening
 from nurture.models.segments import Segment
 from nurture.models.templates import EmailTemplate
@@ -44,4 +44,5 @@ __all__ = [
     "Suppression",
     "Tag",
     "User",
+    "WorkerHeartbeat",
 ]

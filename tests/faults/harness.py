@@ -65,6 +65,8 @@ SETTINGS: dict[str, Any] = {
     "SCHEDULER_INTERVAL": 0.5,
     # A message "sending" this long is presumed lost with its worker (production: 600).
     "STUCK_AFTER_SECONDS": 8,
+    # A worker's claims go back once its heartbeat is this old (production: 20).
+    "WORKER_LEASE_SECONDS": 4,
     # A queued message whose job has not run this long is enqueued again (production: 120).
     "REQUEUE_AFTER_SECONDS": 4,
     # First retry after a temporary SMTP failure (production: 60) and the breaker's pause

@@ -101,11 +101,10 @@ def test_a_flushed_redis_loses_no_mail_and_duplicates_none(
     Redis.from_url(system.config["REDIS_URL"]).flushall()  # the jobs are gone
     work(system)
     assert smtp.messages == [] and count(MessageState.QUEUED) == 3
-    # Within the requeue window nothing is enqueued twice...
-    assert run_tick(system).enqueued == 0
-    # ...after it, the scheduler re-finds what the database says is still queued.
-    clock.advance(timedelta(seconds=system.config["REQUEUE_AFTER_SECONDS"] + 1))
+    # The next pass sees that Redis lost its data and re-finds what is still queued at once...
     assert run_tick(system).enqueued == 3
+    # ...and the pass after it enqueues nothing twice within the requeue window.
+    assert run_tick(system).enqueued == 0
     work(system)
     assert len(smtp.messages) == 3 and count(MessageState.SENT) == 3
     # A stale duplicate job for the same ids sends nothing more.
@@ -115,6 +114,21 @@ def test_a_flushed_redis_loses_no_mail_and_duplicates_none(
     )
     work(system)
     assert len(smtp.messages) == 3
+
+
+def test_a_job_lost_while_redis_kept_its_data_comes_back_after_the_requeue_timer(
+    system: Flask, clock, smtp: SmtpCapture
+) -> None:
+    start(system, 2)
+    clock.advance(timedelta(days=1))
+    assert run_tick(system).enqueued == 2
+    redis = Redis.from_url(system.config["REDIS_URL"])
+    redis.delete(f"rq:queue:{system.config['QUEUE_NAME']}")  # the jobs went, the rest stayed
+    assert run_tick(system).enqueued == 0
+    clock.advance(timedelta(seconds=system.config["REQUEUE_AFTER_SECONDS"] + 1))
+    assert run_tick(system).enqueued == 2
+    work(system)
+    assert len(smtp.messages) == 2
 
 
 def test_a_worker_that_died_mid_send_is_recovered(system: Flask, clock, smtp) -> None:
