@@ -241,6 +241,13 @@ class EmbeddedRedis:
         # Normal interpreter exit should not leave the server behind either.
         atexit.register(self.stop)
 
+    def restart(self) -> str:
+        """Start the server again on the port it had (its clients keep their URL); empty."""
+        if self._port is not None:
+            self._requested_port = self._port
+        self.stop()
+        return self.start()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after `timeout`); safe to call twice."""
         process, self._process = self._process, None
