@@ -648,6 +648,8 @@ def _send_batch(
             reset(session)
             outage = isinstance(exc, DBAPIError) and is_outage(exc)
             why = "the database went away" if outage else f"an error ({exc!r:.200})"
+            if batch.accepted is not None:
+                outcome[MessageState.SENT] += 1  # recorded by _give_up, first thing
             outcome["handed back"] += _give_up(session, sender, batch, why)
             if not outage:
                 raise
