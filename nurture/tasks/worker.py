@@ -43,9 +43,11 @@ class SendWorker(SimpleWorker):
     # should be noticed within seconds.
     max_connection_wait_time = RECONNECT_CAP
 
-    def __init__(self, *args: object, stopping: threading.Event, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, stopping: threading.Event | None = None, **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.stopping = stopping
+        self.stopping = stopping or threading.Event()
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """The first SIGTERM/SIGINT: the batch in hand stops after its current mail."""

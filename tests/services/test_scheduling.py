@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from sqlalchemy import func, select
 
 from nurture.dev.embedded import SmtpCapture
@@ -15,6 +15,7 @@ from nurture.extensions import db
 from nurture.models import Enrolment, Message, MessageState
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
+from nurture.tasks.worker import SendWorker
 from tests.conftest import ats_post, auth_headers, running_app
 
 DRIP = {
@@ -45,9 +46,9 @@ def start(app: Flask, people: int) -> int:
 
 
 def work(app: Flask) -> None:
-    """Run a real RQ worker in burst mode until the queue is empty."""
+    """Run nurture's RQ worker in burst mode until the queue is empty."""
     queue = get_queue(app)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SendWorker([queue], connection=queue.connection).work(burst=True)
 
 
 def count(state: str) -> int:
