@@ -35,10 +35,10 @@ FAULT_AT = 0.3  # the fault comes once this share of the mail reached the sink
 PAUSE_SECONDS = 2.0
 # No mail of a paused campaign may reach the relay later than this after the pause.
 PAUSE_GRACE_SECONDS = 1.0
-SMTP_OUTAGE_SECONDS = 4.0
-REDIS_OUTAGE_SECONDS = 3.0
+SMTP_OUTAGE_SECONDS = 3.0
+REDIS_OUTAGE_SECONDS = 2.0
 # Longer than the scenarios' worker lease (4 s): every heartbeat goes stale meanwhile.
-POSTGRES_OUTAGE_SECONDS = 6.0
+POSTGRES_OUTAGE_SECONDS = 5.0
 # Mails a killed worker may have handed to the relay without recording it: the one in flight.
 DUPLICATES_PER_KILLED_WORKER = 1
 KILLS = 5
