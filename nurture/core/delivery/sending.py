@@ -308,12 +308,12 @@ class Batch:
         for (message_id, state, claimed_by, candidate_id, status, topics, paused_until,
              campaign_id, campaign_status, enrolment_id, enrolment_status) in rows:  # fmt: skip
             candidate = self.candidates[candidate_id]
-            set_committed_value(candidate, "status", status)
-            set_committed_value(candidate, "topics", topics)
-            set_committed_value(candidate, "paused_until", paused_until)
-            set_committed_value(self.campaigns[campaign_id], "status", campaign_status)
+            _loaded(candidate, "status", status)
+            _loaded(candidate, "topics", topics)
+            _loaded(candidate, "paused_until", paused_until)
+            _loaded(self.campaigns[campaign_id], "status", campaign_status)
             if enrolment_id is not None:
-                set_committed_value(self.enrolments[enrolment_id], "status", enrolment_status)
+                _loaded(self.enrolments[enrolment_id], "status", enrolment_status)
             if state == MessageState.SENDING and claimed_by == self.owner:
                 ours.add(message_id)
         self.lost |= set(ids) - ours
@@ -321,6 +321,12 @@ class Batch:
             session, [self.candidates[m.candidate_id].email for m in ahead]
         )
         self.checked_at, self.covered, self.refreshed_at_index = at, index + len(ids), index
+
+
+def _loaded(row: object, name: str, value: object) -> None:
+    """Set an attribute as if loaded (no change to write back); most re-reads change nothing."""
+    if getattr(row, name) != value:
+        set_committed_value(row, name, value)
 
 
 @dataclass(frozen=True)
