@@ -141,14 +141,8 @@ def run_worker(app: Flask, burst: bool = False) -> None:
         heartbeat = Heartbeat(db.engine, lease)
         sender = sender_for(app)
         sender.lease, sender.stopping = lease, stopping.is_set
-        # Outside RQ's loop (starting, reconnecting) a signal must still stop the worker.
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            stopping.set()
-
-        for sig in previous:
-            signal.signal(sig, stop)
+        previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        _answer_signals(stopping)
         try:
             _first_beat(heartbeat, stopping)
             heartbeat.start()
@@ -160,6 +154,19 @@ def run_worker(app: Flask, burst: bool = False) -> None:
                 heartbeat.stop()
             close_sender(app)
             db.session.remove()
+
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _answer_signals(stopping: threading.Event) -> None:
+    """Outside RQ's loop (starting, reconnecting) SIGTERM and Ctrl-C still stop the worker."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    for sig in SIGNALS:
+        signal.signal(sig, stop)
 
 
 def _first_beat(heartbeat: Heartbeat, stopping: threading.Event) -> None:
@@ -180,16 +187,17 @@ def _work(app: Flask, burst: bool, stopping: threading.Event) -> None:
             worker = SendWorker([get_queue(app)], connection=get_redis(app), stopping=stopping)
             worker.work(burst=burst, with_scheduler=False)
         except RedisError as exc:
-            log.warning("worker: Redis unavailable (%s); reconnecting in %.1f s", exc, delay)
+            problem = f"Redis unavailable ({exc})"
         else:
             if burst or stopping.is_set():
                 return
             # RQ ends its loop on an error it does not handle (a lost connection among them).
-            log.warning("worker: RQ's loop ended; starting again in %.1f s", delay)
+            problem = "RQ's loop ended"
+        finally:
+            # RQ's handlers stay behind after its loop (and would raise out of the wait below).
+            _answer_signals(stopping)
         if worker is not None and worker.birth_date is not None:
             delay = RECONNECT_FIRST  # it did get going: a fresh outage starts the backoff anew
+        log.warning("worker: %s; connecting again in %.1f s", problem, delay)
         stopping.wait(delay)
         delay = min(delay * 2, RECONNECT_CAP)
-        # RQ's loop put its own handlers in; between loops ours must answer.
-        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
-        signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
