@@ -36,6 +36,7 @@ class Watch:
 
     # Since when (monotonic) the database has answered every pass; None after an outage.
     connected_since: float | None = None
+    monotonic: Callable[[], float] = time.monotonic
 
 
 def _watch(app: Flask) -> Watch:
@@ -65,7 +66,8 @@ def run_tick(app: Flask) -> TickResult:
     config = app.config
     watch = _watch(app)
     lease = float(config["WORKER_LEASE_SECONDS"])
-    steady = watch.connected_since is not None and time.monotonic() - watch.connected_since >= lease
+    since = watch.connected_since
+    steady = since is not None and watch.monotonic() - since >= lease
     try:
         jobs_lost = redis_lost_its_jobs(app)
         result = tick(
@@ -89,7 +91,7 @@ def run_tick(app: Flask) -> TickResult:
     finally:
         db.session.remove()
     if watch.connected_since is None:
-        watch.connected_since = time.monotonic()
+        watch.connected_since = watch.monotonic()
     return result
 
 

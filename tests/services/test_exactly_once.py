@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
 import threading
 import time
 import uuid
@@ -17,8 +18,9 @@ from datetime import UTC, datetime
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import create_engine, event, func, select, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from nurture.core.content.mime import ledger_message_id, message_id_key
 from nurture.core.delivery.leases import Lease, db_epoch
@@ -27,6 +29,7 @@ from nurture.core.delivery.sending import claim
 from nurture.dev.embedded import CapturedMessage, SmtpCapture
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Message, MessageState, WorkerHeartbeat
+from nurture.tasks.scheduling import Watch, run_tick
 from nurture.tasks.sending import send_messages, sender_for
 from tests.conftest import require, running_app
 from tests.services.test_sending import enrol_people
@@ -294,3 +297,45 @@ def test_a_worker_whose_lease_lapsed_hands_its_batch_back_instead_of_sending(
     assert len(relay.messages) == 1
     rows = db.session.execute(select(Message.state, Message.claimed_by).where(Message.id.in_(ids)))
     assert sorted(rows) == [("queued", None)] * 4 + [("sent", "frozen")]
+
+
+def _short_busy_timeout(dbapi_connection, connection_record) -> None:  # noqa: ANN001
+    dbapi_connection.execute("PRAGMA busy_timeout=200")
+
+
+def test_after_a_database_outage_the_scheduler_gives_workers_a_lease_to_beat_again(
+    sqlite_url: str, clock, redis_url: str
+) -> None:
+    """During an outage no worker can beat, so every heartbeat looks old when the database is
+    back: the scheduler hands no claim back until it has reached the database for a lease."""
+    with running_app(sqlite_url, clock, REDIS_URL=redis_url) as app:
+        # A locked file fails the pass within a fifth of a second, not after 30.
+        event.listen(db.engine, "connect", _short_busy_timeout)
+        db.engine.dispose()
+        ids = enrol_people(app, 2)
+        now, session = clock.now(), db.session
+        Lease("quiet", 20, now).beat(session)
+        session.commit()
+        assert claim(session, ids, now, "quiet") == ids
+        session.execute(update(WorkerHeartbeat).values(beat_at=db_epoch() - 25))
+        session.commit()
+        monotonic = FakeMonotonic()
+        app.extensions["nurture.scheduler"] = Watch(monotonic=monotonic)
+        # The outage: another client holds the database's write lock.
+        locker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(OperationalError):
+            run_tick(app)
+        locker.execute("ROLLBACK")
+        locker.close()
+
+        def claimed() -> int:
+            return db.session.scalar(
+                select(func.count()).where(Message.state == MessageState.SENDING)
+            )
+
+        assert run_tick(app).recovered == 0 and claimed() == 2  # back, but not for a lease yet
+        monotonic.advance(19)
+        assert run_tick(app).recovered == 0 and claimed() == 2
+        monotonic.advance(1)  # a whole lease connected, and the heartbeat is still 25 s old
+        assert run_tick(app).recovered == 2 and claimed() == 0
