@@ -94,8 +94,12 @@ class Config:
     # A running import whose worker has not reported for this long is handed to a worker again
     # (it resumes after its last committed batch).
     IMPORT_STALLED_AFTER_SECONDS = 600
-    # A message claimed this long ago and still "sending" is presumed lost with its worker.
+    # A message claimed this long ago and still "sending" is presumed lost with its sender, when
+    # that sender kept no heartbeat (workers do: see WORKER_LEASE_SECONDS).
     STUCK_AFTER_SECONDS = 600
+    # A worker's claimed mail goes back to the queue once its heartbeat (every quarter of this)
+    # is this many seconds old: a killed worker's mail is sent again within half a minute.
+    WORKER_LEASE_SECONDS = 20
     # Open-tracking pixel in every mail; false = no pixel for anyone (clicks are still tracked).
     OPEN_TRACKING = True
     # Opens and clicks arriving together in one web process share one transaction (group

@@ -10,10 +10,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from nurture import create_app
 from nurture.tasks.inbound import process_inbound
 
 log = logging.getLogger("nurture.scheduler")
+# The longest the scheduler waits between passes while Redis or the database is away.
+RETRY_CAP = 10.0
 
 
 @click.command("scheduler")
@@ -33,31 +34,42 @@ def scheduler_command(once: bool) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     housekeeping: dict = {}
+    failures = 0
     while True:
+        wait = interval
         try:
             run_tick(app)  # logs what the pass did
             for name in run_periodic(app, housekeeping):
                 app.logger.debug("scheduler: ran %s", name)
+            if failures:
+                log.warning("scheduler back", extra={"failed_passes": failures})
+            failures = 0
         except Exception as exc:  # noqa: BLE001 - a down Redis or DB must not end the loop
-            log.error(
-                "scheduler pass failed", extra={"error": type(exc).__name__, "detail": str(exc)}
-            )
             if once:
                 raise
+            failures += 1
+            # Back off while a server is away, but notice its return within RETRY_CAP seconds.
+            wait = min(interval * 2 ** min(failures - 1, 8), max(interval, RETRY_CAP))
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            log.error(
+                "scheduler pass failed",
+                extra={"error": type(exc).__name__, "detail": first, "retry_in": round(wait, 1)},
+            )
         if once or stopping:
             return
-        deadline = time.monotonic() + interval
+        deadline = time.monotonic() + wait
         while not stopping and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(min(0.2, interval))
 
 
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@with_appcontext
 def worker_command(burst: bool) -> None:
-    """Run a worker that sends queued mail."""
+    """Run a worker that sends queued mail; SIGTERM stops it after the mail in hand."""
     from nurture.tasks.worker import run_worker
 
-    run_worker(create_app(), burst=burst)
+    run_worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
 
 
 @click.command("web")

@@ -191,6 +191,13 @@ class EmbeddedRedis:
                     raise
         raise AssertionError("unreachable")
 
+    def restart(self) -> str:
+        """Start the server again on the port it had (its clients keep their URL); empty."""
+        if self._port is not None:
+            self._requested_port = self._port
+        self.stop()
+        return self.start()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the server (SIGTERM, then SIGKILL); safe to call twice."""
         server, self._server = self._server, None

@@ -17,7 +17,7 @@ from nurture.models.campaigns import (
 )
 from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag, Topic
 from nurture.models.imports import Import, ImportStatus
-from nurture.models.messages import Event, EventKind, Message, MessageState
+from nurture.models.messages import Event, EventKind, Message, MessageState, WorkerHeartbeat
 from nurture.models.openings import Opening, OpeningMatch
 from nurture.models.referrals import Referral, ReferralState
 from nurture.models.replies import ForwardState, Reply, ReplyState
@@ -69,4 +69,5 @@ __all__ = [
     "User",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WorkerHeartbeat",
 ]

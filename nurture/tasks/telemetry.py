@@ -293,10 +293,13 @@ def timed_pass(redis: Redis, now: Callable[[], datetime], run: Callable[[], Any]
     seconds = time.perf_counter() - started
     metrics().scheduler_pass_seconds.observe(seconds)
     created, enqueued = getattr(result, "created", 0), getattr(result, "enqueued", 0)
+    recovered = getattr(result, "recovered", 0)
     _remember(redis, PassRecord(now(), seconds, True, created=created, enqueued=enqueued))
-    if created or enqueued:
+    if created or enqueued or recovered:
         took = round(seconds * 1e3, 1)
         extra = {"new_messages": created, "enqueued": enqueued, "duration_ms": took}
+        if recovered:
+            extra["recovered_from_dead_workers"] = recovered
         scheduler_log.info("scheduler pass", extra=extra)
     return result
 

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from nurture import tasks
@@ -18,6 +17,7 @@ from nurture.core.campaigns.service import campaign_dict
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Message
 from nurture.tasks.scheduling import run_tick
+from nurture.tasks.worker import SendWorker
 from nurture.workflows.candidates import save_candidate
 from tests.admin.conftest import login, screenshot
 from tests.admin.test_campaigns import csrf_of, signed_in
@@ -66,7 +66,7 @@ def send(app: Flask) -> int:
     with app.app_context():
         created = run_tick(app).created
         queue = tasks.get_queue(app)
-        SimpleWorker([queue], connection=tasks.get_redis(app)).work(burst=True)
+        SendWorker([queue], connection=tasks.get_redis(app)).work(burst=True)
     return created
 
 

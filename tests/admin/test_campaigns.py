@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from nurture import tasks
@@ -26,6 +25,7 @@ from nurture.models import (
 )
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import template_library
+from nurture.tasks.worker import SendWorker
 from nurture.workflows.candidates import save_candidate
 from tests.admin.conftest import PASSWORD, login, screenshot
 
@@ -124,7 +124,7 @@ def test_build_activate_send_measure_and_pause_a_drip(
     with live_app.app_context():
         assert run_tick(live_app).created == 3
         queue = tasks.get_queue(live_app)
-        SimpleWorker([queue], connection=tasks.get_redis(live_app)).work(burst=True)
+        SendWorker([queue], connection=tasks.get_redis(live_app)).work(burst=True)
     assert len(smtp.messages) == 3
 
     # Ana opens her mail: her phone fetches the tracking pixel.

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from flask import Flask
 from playwright.sync_api import expect
-from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from nurture.extensions import db
 from nurture.models import Candidate, Import, User
 from nurture.tasks import get_queue, get_redis
+from nurture.tasks.worker import SendWorker
 from nurture.workflows import imports as import_service
 from tests.admin.conftest import login, screenshot
 
@@ -98,7 +98,7 @@ def test_an_editor_imports_a_csv_with_two_bad_rows(page, live_app: Flask) -> Non
     )
     screenshot(page, "imports-progress")
     live_app.config["IMPORT_BATCH_SIZE"] = 5  # four batches, each committed with its progress
-    worker = SimpleWorker([get_queue(live_app)], connection=get_redis(live_app))
+    worker = SendWorker([get_queue(live_app)], connection=get_redis(live_app))
     assert worker.work(burst=True, with_scheduler=False)
     finished = page.request.get(progress_url).json()
     assert (finished["status"], finished["processed_rows"], finished["percent"]) == (

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
-from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from nurture import tasks
@@ -21,6 +20,7 @@ from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate
 from nurture.tasks.scheduling import run_tick
+from nurture.tasks.worker import SendWorker
 from tests.admin.conftest import login, screenshot
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "candidates.csv"
@@ -38,7 +38,7 @@ def smtp(tmp_path: Path):
 
 def run_worker(app) -> None:
     with app.app_context():
-        SimpleWorker([tasks.get_queue(app)], connection=tasks.get_redis(app)).work(burst=True)
+        SendWorker([tasks.get_queue(app)], connection=tasks.get_redis(app)).work(burst=True)
 
 
 def test_import_preview_build_activate_send_and_watch(page, live_app, live_server, smtp) -> None:

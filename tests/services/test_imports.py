@@ -358,10 +358,9 @@ def test_an_import_whose_worker_died_is_handed_to_a_worker_again(
 ) -> None:
     from datetime import timedelta
 
-    from rq import SimpleWorker
-
     from nurture.tasks import get_queue
     from nurture.tasks.scheduling import run_periodic
+    from nurture.tasks.worker import SendWorker
     from tests.conftest import running_app
 
     with running_app(sqlite_url, clock, REDIS_URL=redis_url, IMPORT_BATCH_SIZE=6) as app:
@@ -394,7 +393,7 @@ def test_an_import_whose_worker_died_is_handed_to_a_worker_again(
         assert queue.count == 1
         run_periodic(app, {})  # claimed: a second pass does not enqueue it twice
         assert queue.count == 1
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        SendWorker([queue], connection=queue.connection).work(burst=True)
         db.session.expire_all()
         done = db.session.get(Import, job_id)
         assert (done.status, done.processed_rows, done.created_count, done.rejected_count) == (

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -202,15 +203,16 @@ class PostgresCluster:
         except psycopg.OperationalError:
             return False
 
-    def restart(self) -> None:
-        """What ``pg_ctl restart -m fast`` does, on the same port: every session is dropped.
+    def restart(self, down_for: float = 0.0) -> None:
+        """What ``pg_ctl restart -m fast`` does, on the same port, down ``down_for`` seconds.
 
-        The postmaster stays our child (and dies with us), where ``pg_ctl restart`` would leave
-        a daemon behind.
+        A fast shutdown rolls back open transactions and drops every session. The postmaster
+        stays our child (and dies with us), where ``pg_ctl restart`` would leave a daemon behind.
         """
         assert self._server is not None, "the cluster is not running"
         self._run("pg_ctl", "stop", "-D", str(self._datadir), "-m", "fast", "-w", timeout=60)
         self._server.stop()
+        time.sleep(down_for)  # the outage's length, not a synchronisation
         self._server.start()
 
     def _conninfo(self, database: str) -> str:
