@@ -19,7 +19,7 @@ from nurture.models.base import MAX_ID
 # instead of reaching the database as an overflow (500).
 
 # The short public paths of candidates' mail; their tokens are in the URL.
-PUBLIC_PREFIXES = ("/o/", "/c/", "/u/", "/p/", "/r/", "/k/")
+PUBLIC_PREFIXES = ("/o/", "/c/", "/u/", "/p/", "/r/", "/k/", "/f/")
 
 
 class BoundedIntConverter(IntegerConverter):
@@ -92,7 +92,7 @@ def _admin_policy(base_origin: str) -> str:
 PUBLIC_POLICY = "; ".join(
     [
         "default-src 'none'",
-        "style-src 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data: https:",
         "form-action 'self'",
         "base-uri 'none'",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
 from rq import Worker
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from nurture.core.delivery.circuit import _dump
 from nurture.dev.embedded import free_port
@@ -40,10 +42,15 @@ def drip_with_due_mail(app: Flask, clock, people: int = 2) -> int:
 
 
 def broken_worker(app: Flask, clock, tmp_path: Path) -> Process:
-    """A worker whose database is gone (a wrong URL after a move, say): its jobs fail."""
-    env = process_env(
-        app, clock, tmp_path, NURTURE_DATABASE_URL="sqlite:////nonexistent/nurture.db"
-    )
+    """A worker on the wrong database (an old copy after a move, say): it is reachable, so the
+    worker runs, but it has no messages table, so its send jobs fail."""
+    source = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).database
+    moved = tmp_path / "moved.db"
+    with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(moved)) as copy:
+        live.backup(copy)  # the write-ahead log too, which a file copy would miss
+        copy.execute("DROP TABLE messages")
+        copy.commit()
+    env = process_env(app, clock, tmp_path, NURTURE_DATABASE_URL=f"sqlite:///{moved}")
     return worker(env, tmp_path / "broken-worker.log")
 
 
