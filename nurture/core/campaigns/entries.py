@@ -29,9 +29,10 @@ from nurture.models import (
     ExitRule,
     Segment,
 )
+from nurture.models.base import rows_changed
 
 # Which candidates a check is limited to: ids, a select of ids, or None for everyone.
-Only = Collection[int] | Select | None
+Only = Collection[int] | Select[int] | None
 
 
 # --- entry filters and re-entry (pure) ---------------------------------------------------------
@@ -89,7 +90,7 @@ def _exit(session: Session, where: list[ColumnElement[bool]], reason: str, now: 
         .values(status=EnrolmentStatus.EXITED, exit_reason=reason, next_send_at=None, ended_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rows_changed(result)
 
 
 def exit_left_segment(

@@ -20,12 +20,15 @@ class BounceReport(Input):
     email: Email
     bounce_type: Literal["hard", "soft"] = "hard"
     message_id: (
-        Matching(
-            MESSAGE_ID.pattern, "must be a Message-ID such as <abc@example.com>", max_length=998
-        )
+        Annotated[
+            str,
+            Matching(
+                MESSAGE_ID.pattern, "must be a Message-ID such as <abc@example.com>", max_length=998
+            ),
+        ]
         | None
     ) = None
-    diagnostic: Text(10_000) = ""
+    diagnostic: Annotated[str, Text(10_000)] = ""
 
 
 _ONE = TypeAdapter(BounceReport)

@@ -119,7 +119,9 @@ def endpoint_or_404(session: Session, endpoint_id: int) -> WebhookEndpoint:
     return endpoint
 
 
-def endpoint_dict(endpoint: WebhookEndpoint, counts: dict[str, int] | None = None) -> dict:
+def endpoint_dict(
+    endpoint: WebhookEndpoint, counts: dict[str, int] | None = None
+) -> dict[str, Any]:
     """The API's view of an endpoint (the secret is shown only when it is created)."""
     return {
         "id": endpoint.id,
