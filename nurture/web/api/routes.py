@@ -65,6 +65,8 @@ class Operation:
     context: Callable[[], dict[str, Any]] | None = field(default=None, compare=False)
     # Problems under this part of the body are reported by the part's own field names.
     flatten: str = ""
+    # The media type of a successful answer (errors are always JSON).
+    media: str = "application/json"
 
     @property
     def path(self) -> str:
@@ -112,6 +114,7 @@ def operation(
     errors: tuple[int, ...] = (),
     context: Callable[[], dict[str, Any]] | None = None,
     flatten: str = "",
+    media: str = "application/json",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a view as an operation: ``body=`` and ``query=`` reach it validated."""
 
@@ -120,7 +123,7 @@ def operation(
             method=method.upper(), rule=rule, endpoint=view.__name__,
             summary=(view.__doc__ or view.__name__).strip().splitlines()[0],
             role=role, signed=signed, body=body, form=form, query=query, ok=ok, errors=errors,
-            context=context, flatten=flatten,
+            context=context, flatten=flatten, media=media,
         )  # fmt: skip
 
         @functools.wraps(view)
