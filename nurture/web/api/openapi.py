@@ -57,9 +57,10 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
         schema = op.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", []))
         for name, prop in schema["properties"].items():
-            params.append(
-                {"name": name, "in": "query", "required": name in required, "schema": prop}
-            )
+            param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+            if name not in required:
+                param["allowEmptyValue"] = True  # ?after= is a parameter left out
+            params.append(param)
     if op.signed:
         params.append(
             {

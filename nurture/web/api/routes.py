@@ -137,9 +137,7 @@ def operation(
             if op.form is not None:
                 kwargs["form"] = _form(op.form)
             if op.query is not None:
-                # An empty parameter (?after=) is one left out.
-                given = {k: v for k, v in request.args.items() if v != ""}
-                kwargs["query"] = parse(op.query, given)
+                kwargs["query"] = _query(op.query)
             return view(**kwargs)
 
         guarded = requires(role)(handle) if role else handle
@@ -162,6 +160,18 @@ def _body(op: Operation) -> Any:
             raise
         fields = {key.removeprefix(op.flatten): problem for key, problem in exc.fields.items()}
         raise ValidationError(exc.message, fields) from None
+
+
+def _query(model: type[BaseModel]) -> Any:
+    """The query string as ``model``; a parameter it does not declare is refused (a typo must
+    not silently mean "no filter")."""
+    unknown = sorted(set(request.args) - set(model.model_fields))
+    if unknown:
+        raise ValidationError(
+            "some parameters are not known", dict.fromkeys(unknown, "is not a parameter here")
+        )
+    # An empty parameter (?after=) is one left out.
+    return parse(model, {k: v for k, v in request.args.items() if v != ""})
 
 
 def _form(model: type[BaseModel]) -> Any:
