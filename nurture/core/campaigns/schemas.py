@@ -251,7 +251,9 @@ class StepIn(Input):
 
 
 def _exit_rules(value: Any) -> Any:
-    if not isinstance(value, list) or not set(value) <= set(ExitRule):
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v in set(ExitRule) for v in value
+    ):
         raise problem("exit_on", f"a list among {', '.join(ExitRule)}")
     return [rule for rule in ExitRule if rule in value]
 

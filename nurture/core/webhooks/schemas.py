@@ -50,11 +50,13 @@ def _stripped(value: str) -> str:
 
 
 Url = Annotated[
+    str,
     Text(URL_LENGTH),
     Field(description="The http:// or https:// address that receives the events"),
     AfterValidator(_http_url),
 ]
 Secret = Annotated[
+    str,
     Text(SECRET_MAX),
     Field(description=f"{SECRET_MIN} to {SECRET_MAX} characters; empty: one is generated"),
     AfterValidator(_secret),
@@ -68,7 +70,7 @@ Events = Annotated[
     ),
     AfterValidator(_known_events),
 ]
-Description = Annotated[Text(200), AfterValidator(_stripped)]
+Description = Annotated[Annotated[str, Text(200)], AfterValidator(_stripped)]
 
 
 class EndpointChange(Input):
