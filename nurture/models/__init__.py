@@ -14,8 +14,8 @@ from nurture.models.candidates import Candidate, CandidateStatus, Suppression, T
 from nurture.models.imports import ImportJob, ImportStatus
 from nurture.models.messages import Event, EventKind, Message, MessageState
 from nurture.models.openings import JobMatch, JobOpening
-from nurture.models.segments import Segment
-from nurture.models.templates import EmailTemplate
+from nurture.models.segments import Segment, Stage
+from nurture.models.templates import EmailTemplate, TemplateVersion
 from nurture.models.users import ApiToken, Role, User
 
 __all__ = [
@@ -40,8 +40,10 @@ __all__ = [
     "MessageState",
     "Role",
     "Segment",
+    "Stage",
     "Step",
     "Suppression",
     "Tag",
+    "TemplateVersion",
     "User",
 ]

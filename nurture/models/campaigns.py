@@ -84,6 +84,13 @@ class Campaign(Base):
     # A broadcast: when its audience was closed (everyone due has a message). None until then.
     sent_at: Mapped[datetime | None]
     description: Mapped[str] = mapped_column(Text, default="")
+    # Campaigns sharing a group are exclusive: a candidate is in at most one of them at a time
+    # (e.g. "rejection-follow-up": one follow-up per rejection). "" = no group.
+    exclusive_group: Mapped[str] = mapped_column(String(60), default="")
+    # Also enters: candidates in this segment, whatever the entry above (None = nobody more).
+    entry_segment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("segments.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -109,6 +116,8 @@ class Step(Base):
     html: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
     condition: Mapped[str] = mapped_column(String(40), default="")
+    # "personal" (a recruiter's follow-up: the frequency cap never holds it) or "regular".
+    category: Mapped[str] = mapped_column(String(20), default="regular")
 
     campaign: Mapped[Campaign] = relationship(back_populates="steps")
 

@@ -107,9 +107,13 @@ def render_as_sent(
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
         job=JOB,
+        rating_urls=TOKENS.rating_urls(message_id),
+        reconsent_url=TOKENS.reconsent_url(person.id, message_id),
     )
     mail = library.get(name).render(context)
-    html = instrument(mail.html, TOKENS, message_id, keep=(f"{BASE_URL}/u/", f"{BASE_URL}/p/"))
+    # Own links go direct, never through /c/ (as send_one keeps them).
+    keep = tuple(f"{BASE_URL}/{path}/" for path in ("u", "p", "r", "k"))
+    html = instrument(mail.html, TOKENS, message_id, keep=keep)
     from_name, from_email = recruiter_of(person, drip, SETTINGS)
     wire = build_mime(
         from_name=from_name,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.core.addresses import SUPPRESSED_STATUS, normalise_email, suppression_reason
+from nurture.core.audience import stages
 from nurture.core.errors import ValidationError
 from nurture.models import (
     Candidate,
@@ -119,6 +120,8 @@ def upsert_candidate(
             candidate.status = SUPPRESSED_STATUS.get(reason, CandidateStatus.UNSUBSCRIBED)
         session.add(candidate)
     tags = clean.pop("tags", None)
+    if clean.get("stage"):
+        clean["stage"] = stages.canonical(session, clean["stage"], now)
     for field, value in clean.items():
         setattr(candidate, field, value)
     if tags is not None:

@@ -75,9 +75,22 @@ class CompiledTemplate:
         return RenderedMail(subject=subject, html=html, text=_tidy_text(text))
 
 
+def readable_list(items: Any) -> str:
+    """A list as a sentence says it: ``python, aws and django`` (empty items left out)."""
+    words = [str(item) for item in items if item not in (None, "")]
+    if len(words) < 2:
+        return "".join(words)
+    return f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 def _finalize(value: Any) -> Any:
-    """Print nothing, rather than ``None``, for a missing value."""
-    return "" if value is None else value
+    """What ``{{ value }}`` prints: nothing for a missing value, never a Python repr of a list
+    (``{{ candidate.skills }}`` reads "python, aws and django", not "['python', 'aws']")."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return readable_list(value)
+    return value
 
 
 def _environment(autoescape: bool) -> SandboxedEnvironment:
