@@ -83,6 +83,8 @@ class Config:
     TEAM_TIMEZONE = "UTC"
     # At most this many sent mails per candidate per this many days, across campaigns; {} = none.
     FREQUENCY_CAP: dict = {"mails": 2, "days": 7}
+    # Kinds of mail the cap never holds (a step is "personal" or "regular"); [] = it holds all.
+    FREQUENCY_CAP_EXEMPT: list = ["personal"]
     # Where the local SMTP capture keeps mail (a maildir), shown in the admin's mailbox.
     MAILBOX_DIR: str | None = None
     TEMPLATES_DIR = str(Path(__file__).resolve().parent.parent / "templates" / "emails")

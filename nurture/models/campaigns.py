@@ -49,6 +49,10 @@ class EnrolmentStatus(enum.StrEnum):
     EXITED = "exited"
 
 
+# The exit reason of the rows that keep a segment's members at activation out of a drip whose
+# editor chose "only those who join from now": not enrolments anyone went through.
+BEFORE_ACTIVATION = "in segment before activation"
+
 # What ends a drip unless the campaign says otherwise (besides what always ends every drip).
 DEFAULT_EXIT_ON = ("hired", "reapplied", "replied")
 

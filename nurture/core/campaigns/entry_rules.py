@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, true
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 
 from nurture.core.campaigns.durations import parse_delay
 from nurture.core.errors import ValidationError
-from nurture.models.campaigns import Campaign, Enrolment, EnrolmentStatus
+from nurture.models.campaigns import BEFORE_ACTIVATION, Campaign, Enrolment, EnrolmentStatus
 from nurture.models.candidates import Candidate
 
 REENTRY = ("never", "after_exit", "always")
@@ -84,9 +84,29 @@ def topic_allowed(topic: str) -> ColumnElement[bool]:
 
 
 def may_enter(campaign: Campaign) -> ColumnElement[bool]:
-    """SQL: a candidate the campaign's re-entry policy lets in now (over ``Candidate.id``)."""
+    """SQL: a candidate the campaign's re-entry policy and its exclusive group let in now (over
+    ``Candidate.id``)."""
     mine = Enrolment.candidate_id == Candidate.id, Enrolment.campaign_id == campaign.id
     if campaign.reentry == "never":
-        return ~exists().where(*mine)
-    # "always" restarts a running drip only on a new event; a segment member stays enrolled.
-    return ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE)
+        allowed = ~exists().where(*mine)
+    else:
+        # "always" restarts a running drip only on a new event; a segment member stays enrolled.
+        allowed = and_(
+            ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE),
+            ~exists().where(*mine, Enrolment.exit_reason == BEFORE_ACTIVATION),
+        )
+    return and_(allowed, ~in_group_elsewhere(campaign))
+
+
+def in_group_elsewhere(campaign: Campaign) -> ColumnElement[bool]:
+    """SQL: the candidate (``Candidate.id``) is active in another campaign of the group."""
+    if not campaign.exclusive_group:
+        return false()
+    others = select(Campaign.id).where(
+        Campaign.exclusive_group == campaign.exclusive_group, Campaign.id != campaign.id
+    )
+    return exists().where(
+        Enrolment.candidate_id == Candidate.id,
+        Enrolment.status == EnrolmentStatus.ACTIVE,
+        Enrolment.campaign_id.in_(others),
+    )
