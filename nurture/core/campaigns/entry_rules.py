@@ -86,16 +86,19 @@ def topic_allowed(topic: str) -> ColumnElement[bool]:
 def may_enter(campaign: Campaign) -> ColumnElement[bool]:
     """SQL: a candidate the campaign's re-entry policy and its exclusive group let in now (over
     ``Candidate.id``)."""
+    return and_(reentry_allows(campaign), ~in_group_elsewhere(campaign))
+
+
+def reentry_allows(campaign: Campaign) -> ColumnElement[bool]:
+    """SQL: the campaign's re-entry policy lets the candidate (``Candidate.id``) in now."""
     mine = Enrolment.candidate_id == Candidate.id, Enrolment.campaign_id == campaign.id
     if campaign.reentry == "never":
-        allowed = ~exists().where(*mine)
-    else:
-        # "always" restarts a running drip only on a new event; a segment member stays enrolled.
-        allowed = and_(
-            ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE),
-            ~exists().where(*mine, Enrolment.exit_reason == BEFORE_ACTIVATION),
-        )
-    return and_(allowed, ~in_group_elsewhere(campaign))
+        return ~exists().where(*mine)
+    # "always" restarts a running drip only on a new event; a segment member stays enrolled.
+    return and_(
+        ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE),
+        ~exists().where(*mine, Enrolment.exit_reason == BEFORE_ACTIVATION),
+    )
 
 
 def in_group_elsewhere(campaign: Campaign) -> ColumnElement[bool]:
