@@ -8,7 +8,7 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -37,6 +37,7 @@ from nurture.models import (
     Enrolment,
     Event,
     Message,
+    Step,
     Tag,
 )
 from nurture.models.base import UTCDateTime
@@ -549,6 +550,11 @@ class TimelineItem:
     error: str
     message_id: int | None
     value: str = ""  # a reply's subject, "hard"/"soft" for a bounce, a rating
+    # A queued mail held back (cap, window, pause, retry): not before then.
+    until: datetime | None = None
+    # The template the mail is made from, for a queued mail that has no subject yet.
+    template: str = ""
+    note: str = ""  # what the candidate wrote: why they unsubscribed, a rating's comment
 
     @property
     def link(self) -> str:
@@ -586,8 +592,12 @@ def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
             literal_column("''").label("value"),
             literal(0).label("tiebreak"),
             Message.id.label("row_id"),
+            Message.retry_at.label("until"),
+            func.coalesce(Step.template, "").label("template"),
+            literal_column("''").label("note"),
         )
         .join(Campaign, Campaign.id == Message.campaign_id)
+        .outerjoin(Step, Step.id == Message.step_id)
         .where(Message.candidate_id == candidate_id)
     )
     about = Message.__table__.alias("about")
@@ -605,6 +615,9 @@ def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
             Event.value,
             literal(1),  # a message before the events it caused when the times are equal
             Event.id,
+            literal(None, UTCDateTime()),
+            literal_column("''"),
+            Event.note,
         )
         .outerjoin(about, about.c.id == Event.message_id)
         .outerjoin(Campaign, Campaign.id == about.c.campaign_id)
@@ -621,6 +634,7 @@ def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
             at=row.at, source=row.source, kind=row.kind, subject=row.subject or "",
             campaign=row.campaign or "", url=row.url or "", machine=bool(row.machine),
             error=row.error or "", message_id=row.message_id, value=row.value or "",
+            until=_utc(row.until), template=row.template or "", note=row.note or "",
         )
         for row in reversed(latest)
     ]  # fmt: skip
@@ -633,6 +647,14 @@ def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
             select(func.count()).select_from(Event).where(Event.candidate_id == candidate_id)
         ) or 0)  # fmt: skip
     return Timeline(items, total)
+
+
+def _utc(value: Any) -> datetime | None:
+    """A time out of a UNION, which SQLite gives back as text."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass

@@ -814,9 +814,13 @@ def uses_job(source: Source) -> bool:
 
 
 def preview_context(
-    settings: MailSettings, tokens: Tokens | None, candidate: Candidate
+    settings: MailSettings,
+    tokens: Tokens | None,
+    candidate: Candidate,
+    job: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The real context for ``candidate`` (links signed by ``tokens``; inert without them)."""
+    """The real context for ``candidate`` (links signed by ``tokens``; inert without them),
+    with ``job`` (a job alert's opening) or a sample one."""
     if tokens is None:
         tokens = Tokens(secrets.token_hex(16), settings.base_url)  # links that verify nowhere
     candidate_id = candidate.id or 0
@@ -826,15 +830,19 @@ def preview_context(
         settings,
         unsubscribe_url=tokens.unsubscribe_url(candidate_id, None),
         preferences_url=tokens.preferences_url(candidate_id, None),
-        job=sample_job(settings),
+        job=job or sample_job(settings),
     )
 
 
 def render_preview(
-    compiled: CompiledTemplate, settings: MailSettings, tokens: Tokens, candidate: Candidate
+    compiled: CompiledTemplate,
+    settings: MailSettings,
+    tokens: Tokens,
+    candidate: Candidate,
+    job: dict[str, Any] | None = None,
 ) -> RenderedMail:
     """What ``candidate`` would receive; links are left as written (no tracking, no pixel)."""
-    return compiled.render(preview_context(settings, tokens, candidate))
+    return compiled.render(preview_context(settings, tokens, candidate, job))
 
 
 def subject_warning(mail: RenderedMail) -> str:
