@@ -445,8 +445,14 @@ def delay_parts(seconds: int) -> tuple[int, str] | None:
 
 def template_names(session: Session, library: TemplateLibrary) -> dict[str, list[str]]:
     """The templates a step may use: the starter files and those written in the admin."""
-    edited = list(session.scalars(select(EmailTemplate.name).order_by(EmailTemplate.name)))
-    return {"library": [n for n in library.names() if n not in edited], "edited": edited}
+    starters = library.names()
+    # A starter the team edited in place is still the starter, under its name.
+    edited = [
+        name
+        for name in session.scalars(select(EmailTemplate.name).order_by(EmailTemplate.name))
+        if name not in starters
+    ]
+    return {"library": starters, "edited": edited}
 
 
 def step_message_counts(session: Session, campaign: Campaign) -> dict[int, int]:

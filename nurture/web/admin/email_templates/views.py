@@ -18,6 +18,7 @@ from flask import (
 )
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import EmailField, StringField, TextAreaField
 
 from nurture import runtime
@@ -200,6 +201,18 @@ def _mail_response(html: str) -> Response:
         mimetype="text/html",
         headers={"Content-Security-Policy": MAIL_CSP, "Cache-Control": "no-store"},
     )
+
+
+@bp.get("/open/<name>")
+@role_required(Role.VIEWER)
+def open_template(name: str):
+    """A template by the name campaign steps use: the starter's page, or the team's."""
+    if name in template_library(current_app).names():
+        return redirect(url_for("admin.email_templates.starter_template", name=name))
+    template = db.session.scalar(select(EmailTemplate).where(EmailTemplate.name == name))
+    if template is None:
+        abort(404)
+    return redirect(url_for("admin.email_templates.edit_template", template_id=template.id))
 
 
 @bp.get("/new")
