@@ -20,6 +20,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -451,6 +452,26 @@ def facets(session: Session, now: datetime) -> Facets:
 # ---------------------------------------------------------------------------------------------
 # Bulk tag and export
 # ---------------------------------------------------------------------------------------------
+
+
+def skill_counts(session: Session, query: str, limit: int = 20) -> list[tuple[str, int]]:
+    """Skills candidates list (containing ``query``), with how many list each, most common
+    first; read from the JSON lists on either database."""
+    if session.get_bind().dialect.name == "postgresql":
+        skills = func.jsonb_array_elements_text(Candidate.skills).table_valued("value")
+    else:
+        skills = func.json_each(Candidate.skills).table_valued("value")
+    value = skills.c.value
+    rows = session.execute(
+        select(value, func.count())
+        .select_from(Candidate)
+        .join(skills, true())
+        .where(func.lower(value).contains(query.lower(), autoescape=True))
+        .group_by(value)
+        .order_by(func.count().desc(), value)
+        .limit(limit)
+    )
+    return [(str(skill), n) for skill, n in rows]
 
 
 def clean_tag(value: Any) -> str:

@@ -512,6 +512,19 @@ def _to_enrol(session: Session, job: JobOpening, campaign_id: int, now: datetime
     )
 
 
+def pending_ids(session: Session, job: JobOpening, now: datetime):  # noqa: ANN201 - a select
+    """SELECT the ids of the candidates approving now would mail."""
+    return _to_enrol(session, job, job.campaign_id or 0, now)
+
+
+def opening_context(job: JobOpening) -> dict[str, str]:
+    """The ``job`` a job-alert mail shows for this opening (before its campaign exists too)."""
+    where = job.location
+    if job.remote:
+        where = f"{where} or remote" if where else "Remote"
+    return {"title": job.title, "location": where, "url": job.url, "summary": job.summary}
+
+
 def pending_count(session: Session, job: JobOpening, now: datetime) -> int:
     """How many candidates approving now would mail."""
     query = _to_enrol(session, job, job.campaign_id or 0, now)

@@ -4,6 +4,7 @@ out, and sending a test of it, from the template editor and from every confirm p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from flask import current_app, url_for
@@ -100,6 +101,11 @@ def send_test(
         f"Sent “[Test] {sent.subject}” to {to.strip()}, as {label(candidate)} would get it. "
         "Test mails are not tracked, and their unsubscribe link does nothing."
     )
+
+
+def first_until(when: datetime | None) -> str:
+    """ ", the first until 11 Dec 09:00 UTC" for a list of waiting mail (text, no markup)."""
+    return f", the first until {when.strftime('%d %b %H:%M UTC').lstrip('0')}" if when else ""
 
 
 @dataclass

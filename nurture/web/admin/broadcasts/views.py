@@ -385,7 +385,9 @@ def _live(campaign: Campaign, row: SimpleNamespace) -> dict[str, Any]:
         "skipped": messages.get("skipped", 0),
         "failed": messages.get("failed", 0),
         "waiting_audience": row.progress["waiting_audience"] or 0,
-        "held_why": [f"{w.count} {_why(w.reason)}{_first(w.first)}" for w in waiting],
+        "held_why": [
+            f"{w.count} {_why(w.reason)}{mail_helpers.first_until(w.first)}" for w in waiting
+        ],
         "skipped_why": [
             f"{count} {why}"
             for why, count in campaign_service.skipped_reasons(db.session, campaign.id)
@@ -396,10 +398,6 @@ def _live(campaign: Campaign, row: SimpleNamespace) -> dict[str, Any]:
 
 def _why(reason: str) -> str:
     return describe_hold(reason, cap=parse_cap(current_app.config.get("FREQUENCY_CAP")))
-
-
-def _first(when: datetime | None) -> str:
-    return f", the first until {when.strftime('%d %b %H:%M UTC').lstrip('0')}" if when else ""
 
 
 @bp.get("/<int:broadcast_id>/progress")

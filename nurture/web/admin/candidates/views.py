@@ -262,7 +262,7 @@ def candidates_bulk():
             )
         if action == "tag":
             result = candidate_actions.tag_candidates(
-                db.session, ids, request.form.get("tag", ""), runtime.now()
+                db.session, ids, request.form.get("new_tag", ""), runtime.now()
             )
             message = f"Tagged {plural(result.tagged, 'candidate')} “{result.tag}” ({who})."
             for name, count in result.enrolled.items():

@@ -170,7 +170,7 @@
     if (input.matches && input.matches("input[data-values]") && !input.dataset.bound) { bindValues(input); }
   });
   function bindValues(input) {
-    if (input.dataset.bound) { return; }
+    if (input.dataset.bound || input.closest("#segment-form")) { return; }
     input.dataset.bound = "1";
     var list = document.getElementById(input.getAttribute("list"));
     if (!list) { return; }
