@@ -31,6 +31,8 @@ class Config:
     BASE_URL = "http://127.0.0.1:5000"
     # Anything a reader sees in the footer and the From line.
     COMPANY_NAME = "Acme Talent"
+    # The company's colour on the pages candidates reach from their mail (#rrggbb).
+    BRAND_COLOR = "#1a5fb4"
     POSTAL_ADDRESS = "Acme Inc., 1 Example Street, Springfield"
     CAREERS_URL = "https://careers.example.com"
     TALENT_NETWORK_URL = "https://careers.example.com/talent-network"

@@ -114,3 +114,21 @@ def recent_comments(
     if campaign_id is not None:
         query = query.where(Message.campaign_id == campaign_id)
     return [(int(v) if v.isdigit() else 0, n, t) for v, n, t in session.execute(query)]
+
+
+COMMENT_LENGTH = 1000
+
+
+def add_comment(session: Session, message: Message, text: str) -> Event | None:
+    """Keep what the candidate wrote with their rating of this message (None when there is no
+    rating to add it to)."""
+    event = session.scalar(
+        select(Event)
+        .where(Event.message_id == message.id, Event.kind == EventKind.RATING)
+        .order_by(Event.id)
+        .limit(1)
+    )
+    if event is None:
+        return None
+    event.note = " ".join((text or "").split())[:COMMENT_LENGTH]
+    return event

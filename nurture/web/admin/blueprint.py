@@ -75,6 +75,7 @@ _SECTIONS = {
     "imports": ("import", "admin.imports.imports", "All imports"),
 }
 _TITLES = {
+    400: ("This did not go through", ""),
     403: ("You cannot do this here", "Your role does not allow it. An admin can change roles."),
     404: ("This page does not exist", "The link may be old, or what it pointed at was deleted."),
     405: ("This page does not take that", "Go back and use the page's own buttons."),
@@ -101,12 +102,18 @@ def _error_page(exc: HTTPException):
     if code >= 500:
         db.session.rollback()
     if request.path.startswith(PUBLIC_PATHS):
-        return render_template("tracking/error.html", code=code, company=_company()), code
+        page = render_template(
+            "tracking/error.html", code=code, company=_company(), detail=exc.description
+        )
+        return page, code
     if not request.path.startswith("/admin"):
         # The API answers every error as JSON: hand it to the handler it registered.
         handler = current_app.error_handler_spec.get(None, {}).get(None, {}).get(HTTPException)
         return handler(exc) if handler is not None else exc
-    title, message = _TITLES.get(code, (exc.name, exc.description or ""))
+    title, message = _TITLES.get(code, (exc.name, ""))
+    # What went wrong in this very request (a missing CSRF token, say) says it best.
+    if code == 400 and exc.description:
+        message = exc.description
     links = [("Dashboard", url_for("admin.dashboard.dashboard"))]
     parts = request.path.strip("/").split("/")
     section = _SECTIONS.get(parts[1] if len(parts) > 1 else "")
@@ -122,7 +129,7 @@ def _error_page(exc: HTTPException):
     ), code
 
 
-for _code in (403, 404, 405, 500):
+for _code in (400, 403, 404, 405, 500):
     bp.app_errorhandler(_code)(_error_page)
 
 
