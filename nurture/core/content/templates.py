@@ -464,8 +464,8 @@ def _trial_render(compiled: CompiledTemplate, settings: MailSettings, source: So
         # What only Python would print ("None", "['python']") must never reach a candidate.
         found = leaks(compiled.render(context))
         if found:
-            part = "subject" if "the subject" in found[0] else "text"
-            field = part if getattr(source, part) else "html"
+            part = next((p for p in ("subject", "text") if f"the {p} " in found[0]), "html")
+            field = part if part == "html" or getattr(source, part) else "html"
             errors[field] = (
                 f"for a sample candidate {found[0]}: print one value, or guard it with {{% if … %}}"
             )
@@ -992,7 +992,9 @@ def shows_internal_reason(tree: nodes.Template) -> int | None:
 def leaks(mail: RenderedMail) -> list[str]:
     """Bits of a rendered mail only Python would write (``None``, ``['a', 'b']``), in context."""
     found = []
-    for part, text in (("subject", mail.subject), ("text", mail.text)):
+    html_text = " ".join(text for text, _ in _html_paragraphs(mail.html))
+    parts = (("subject", mail.subject), ("HTML", html_text), ("text", mail.text))
+    for part, text in parts:
         for hit in _LEAK.finditer(text):
             start, end = max(0, hit.start() - 30), min(len(text), hit.end() + 30)
             snippet = " ".join(text[start:end].split())

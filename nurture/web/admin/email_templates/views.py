@@ -22,12 +22,12 @@ from sqlalchemy import select
 from wtforms import EmailField, StringField, TextAreaField
 
 from nurture import runtime
-from nurture.core.campaigns.openings import job_context
+from nurture.core.campaigns.openings import opening_context
 from nurture.core.content import templates as template_service
 from nurture.core.content.rendering import CompiledTemplate, RenderedMail
 from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.extensions import db
-from nurture.models import Campaign, Candidate, EmailTemplate, JobOpening, Role, Step
+from nurture.models import Candidate, EmailTemplate, JobOpening, Role, Step
 from nurture.tasks.sending import template_library
 from nurture.web.admin import mail as mail_helpers
 from nurture.web.admin.access import role_required, safe_next
@@ -525,11 +525,9 @@ def _mail_of(args: Any) -> tuple[CompiledTemplate, Candidate, dict[str, Any] | N
     job = None
     if str(args.get("job", "")).isdigit():
         opening = db.session.get(JobOpening, int(args["job"]))
-        campaign = db.session.get(Campaign, opening.campaign_id) if opening else None
-        job = job_context(db.session, campaign) if campaign is not None else None
-        if opening is not None and job is None:
-            job = {"title": opening.title, "location": opening.location or "Remote",
-                   "url": opening.url, "summary": opening.summary}  # fmt: skip
+        if opening is None:
+            abort(404)
+        job = opening_context(opening)
     try:
         mail = mail_helpers.compiled(
             str(args.get("template", "")), str(args.get("subject", "")), step

@@ -108,7 +108,7 @@
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       result.hidden = false; result.className = "test-result muted"; result.textContent = "Sending…";
-      fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin",
+      fetch(form.getAttribute("action"), { method: "POST", body: new FormData(form), credentials: "same-origin",
                            headers: { "Accept": "application/json" } })
         .then(function (r) { return r.json(); })
         .then(function (answer) {
@@ -124,7 +124,7 @@
   function bindInline(form) {
     form.addEventListener("submit", function (event) {
       event.preventDefault();
-      fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin",
+      fetch(form.getAttribute("action"), { method: "POST", body: new FormData(form), credentials: "same-origin",
                            headers: { "Accept": "application/json" } })
         .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
         .then(function (answer) {
