@@ -8,10 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from rq import SimpleWorker
 from sqlalchemy import func, select
 
-from nurture import tasks
 from nurture.core.audience.segments import save_segment
 from nurture.core.campaigns.broadcasts import run_broadcasts
 from nurture.core.campaigns.service import campaign_dict
@@ -22,7 +20,7 @@ from nurture.models import Campaign, Candidate, Message
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import template_library
 from nurture.workflows.candidates import save_candidate
-from tests.admin.conftest import login, screenshot
+from tests.admin.conftest import login, screenshot, work_off
 from tests.admin.test_campaigns import csrf_of, signed_in
 
 TAG = "talent-network"
@@ -94,8 +92,7 @@ def send(app: Flask) -> int:
     """The scheduler's pass and a worker until the queue is empty; returns messages created."""
     with app.app_context():
         created = run_tick(app).created
-        queue = tasks.get_queue(app)
-        SimpleWorker([queue], connection=tasks.get_redis(app)).work(burst=True)
+    work_off(app)
     return created
 
 

@@ -18,10 +18,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 from playwright.sync_api import expect
-from rq import SimpleWorker
 from sqlalchemy import func, select
 
-from nurture import tasks
 from nurture.core.audience.segments import save_segment
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.tokens import Tokens
@@ -40,7 +38,7 @@ from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import template_library
 from nurture.workflows.ats import handle_ats_event
 from nurture.workflows.candidates import save_candidate
-from tests.admin.conftest import login, screenshot
+from tests.admin.conftest import login, screenshot, work_off
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "candidates.csv"
 A_PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile"
@@ -74,7 +72,7 @@ def send(app: Flask) -> int:
     """The scheduler's pass and a real RQ worker until the queue is empty."""
     with app.app_context():
         created = run_tick(app).created
-        SimpleWorker([tasks.get_queue(app)], connection=tasks.get_redis(app)).work(burst=True)
+    work_off(app)
     db.session.remove()
     return created
 
@@ -321,10 +319,7 @@ def import_fixture(page, live_app) -> str:
     page.click("button:has-text('Check every row')")
     page.click("button:has-text('Import 18 good rows')")
     page.wait_for_url(re.compile(r"/admin/imports/\d+$"))
-    with live_app.app_context():
-        SimpleWorker([tasks.get_queue(live_app)], connection=tasks.get_redis(live_app)).work(
-            burst=True
-        )
+    work_off(live_app)
     page.reload()
     expect(page.locator("#count-created")).to_have_text("18")
     return page.url
@@ -479,10 +474,7 @@ def test_a_broadcast_shows_sent_held_and_skipped_live(page, live_app, smtp):
     chen = db.session.scalar(select(Candidate).where(Candidate.email == "chen@example.org"))
     chen.status = "unsubscribed"
     db.session.commit()
-    with live_app.app_context():
-        SimpleWorker([tasks.get_queue(live_app)], connection=tasks.get_redis(live_app)).work(
-            burst=True
-        )
+    work_off(live_app)
     live = page.locator("#live")
     expect(live.locator("[data-live=sent] .n")).to_have_text("1", timeout=10000)
     expect(live.locator("[data-live=held] .n")).to_have_text("1")
