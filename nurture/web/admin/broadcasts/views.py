@@ -385,6 +385,7 @@ def _live(campaign: Campaign, row: SimpleNamespace) -> dict[str, Any]:
         "skipped": messages.get("skipped", 0),
         "failed": messages.get("failed", 0),
         "waiting_audience": row.progress["waiting_audience"] or 0,
+        "audience_note": _audience_note(campaign, row.progress["waiting_audience"] or 0),
         "held_why": [
             f"{w.count} {_why(w.reason)}{mail_helpers.first_until(w.first)}" for w in waiting
         ],
@@ -394,6 +395,14 @@ def _live(campaign: Campaign, row: SimpleNamespace) -> dict[str, Any]:
         ],
         "finished": row.phase in ("sent", "archived") and held == 0,
     }
+
+
+def _audience_note(campaign: Campaign, waiting: int) -> str:
+    """Who in the audience has no mail yet, and why (their local hour, the next pass)."""
+    if not waiting:
+        return ""
+    why = ": their local hour has not come" if campaign.local_time else " (the next pass makes it)"
+    return f"{waiting} more in the audience have no mail yet{why}."
 
 
 def _why(reason: str) -> str:

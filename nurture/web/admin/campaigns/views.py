@@ -734,6 +734,7 @@ def campaign_status(campaign_id: int, action: str):
             if starting and campaign.steps
             else None,
             cap=_cap_forecast(campaign, impact) if starting else None,
+            window=window_text(campaign.send_window),
             segment_name=_segment_names().get(str(entry_segment_id(campaign) or ""), ""),
         )
     if blocked:
