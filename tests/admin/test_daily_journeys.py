@@ -209,6 +209,9 @@ def test_a_second_rejection_drip_warns_and_never_sends_two_follow_ups(page, live
     page.uncheck("#exclusive")
     page.locator("select[name='steps-0-template']").select_option("rejection_followup")
     expect(page.locator("#thumb-0")).to_be_visible()  # the step's template at a glance
+    opens = page.locator("#thumb-0-link").get_attribute("href")
+    assert opens.endswith("/admin/templates/open/rejection_followup")
+    assert page.request.get(opens).url.endswith("/admin/templates/starter/rejection_followup")
     page.fill("input[name='steps-0-delay_amount']", "0")
     page.click("text=Save as draft")
     page.wait_for_url(re.compile(r".*/admin/campaigns/\d+$"))
