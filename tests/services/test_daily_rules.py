@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from nurture.core.audience import segments, stages
+from nurture.core.audience import search, segments, stages
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.entries import check_segments, keep_out_current_members
 from nurture.core.campaigns.timing import Cap, Timing, describe_hold, hold_for
@@ -19,8 +20,18 @@ from nurture.models import Campaign, Candidate, Enrolment, Event, Message, Step,
 from nurture.tasks.sending import template_library
 from nurture.workflows.ats import handle_ats_event
 from nurture.workflows.candidates import bulk_enrol, save_candidate
+from tests.conftest import running_app
 
 MONDAY = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
+
+
+@pytest.fixture
+def app(database_url: str, clock):
+    """The app on SQLite and on PostgreSQL: these rules are SQL on both."""
+    with running_app(
+        database_url, clock, REDIS_URL="redis://127.0.0.1:1/0", SMTP_URL="smtp://127.0.0.1:1"
+    ) as app:
+        yield app
 
 
 def now(app: Flask) -> datetime:
@@ -185,7 +196,13 @@ def test_an_enrolment_says_when_its_next_condition_cannot_be_met(app: Flask) -> 
 
 def test_stages_have_one_spelling_and_a_rename_merges_them(app: Flask) -> None:
     for n, stage in enumerate(["Onsite", "on-site", "ON SITE", "Final interview"]):
-        save_candidate(db.session, {"email": f"s{n}@example.org", "stage": stage}, now(app))
+        skills = ["python", "sql"] if n % 2 else ["python"]
+        save_candidate(
+            db.session, {"email": f"s{n}@example.org", "stage": stage, "skills": skills}, now(app)
+        )
+    # The builder's skill picker: what exists, most common first.
+    assert search.skill_counts(db.session, "") == [("python", 4), ("sql", 2)]
+    assert search.skill_counts(db.session, "SQ") == [("sql", 2)]
     assert stages.names(db.session) == ["Onsite", "Final interview"]
     final = next(s for s in stages.list_stages(db.session) if s.name == "Final interview")
     assert stages.rename(db.session, final.id, "onsite") == ("Onsite", 1)  # merged
