@@ -178,8 +178,19 @@ def _posted_source(form: TemplateForm) -> template_service.Source:
 @role_required(Role.VIEWER)
 def templates():
     """The gallery: the starter library and the team's own templates, with thumbnails."""
-    starters, team = template_service.list_templates(db.session, template_library(current_app))
-    return render_template("admin/templates/index.html", starters=starters, team=team)
+    library = template_library(current_app)
+    starters, team = template_service.list_templates(db.session, library)
+    # The subject as a candidate reads it ("Thank you for your time with Acme"), not its Jinja.
+    sample = template_service.sample_candidate()
+    subjects = {}
+    for info in [*starters, *team]:
+        try:
+            subjects[info.name] = mail_helpers.render(library.get(info.name), sample).subject
+        except ValidationError:
+            subjects[info.name] = info.subject
+    return render_template(
+        "admin/templates/index.html", starters=starters, team=team, subjects=subjects
+    )
 
 
 @bp.get("/thumbnail/<name>")
