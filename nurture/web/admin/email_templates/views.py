@@ -353,6 +353,7 @@ def _test_send(
     *,
     template: EmailTemplate | None = None,
     starter: str | None = None,
+    back_to_starter: bool = False,
 ):
     """Send one "[Test]" mail of ``source`` for the chosen candidate; nothing is recorded."""
     errors: dict[str, str] = {}
@@ -369,6 +370,12 @@ def _test_send(
         flash(str(exc), "error")
         return _editor_page(form, status=500 if "DKIM" in str(exc) else 502, **page)
     flash(message, "success")
+    if back_to_starter and starter is not None:
+        # A test of the saved starter, not of an editor's content: back to its page.
+        query = form.candidate.data or None
+        return redirect(
+            url_for("admin.email_templates.starter_template", name=starter, candidate=query)
+        )
     return _editor_page(form, **page)  # the editor may hold unsaved changes: keep them
 
 
@@ -383,7 +390,7 @@ def test_starter(name: str):
     source, _ = template_service.current_source(db.session, template_library(current_app), name)
     form.name.data, form.html.data, form.text.data = name, source.html, source.text
     form.subject.data = source.subject
-    return _test_send(form, source, starter=name)
+    return _test_send(form, source, starter=name, back_to_starter=True)
 
 
 @bp.post("/starter/<name>/duplicate")
