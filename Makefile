@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-SECRET := instance/secret_key
-ATS    := instance/ats_secret
+# The instance directory holds the secrets `make run` makes; NURTURE_INSTANCE_PATH moves it.
+INSTANCE := $(or $(NURTURE_INSTANCE_PATH),instance)
+SECRET := $(INSTANCE)/secret_key
+ATS    := $(INSTANCE)/ats_secret
+# `make run PORT=8080` (or NURTURE_PORT=8080 make run) serves the admin on that port.
+PORT   ?=
 
 .PHONY: run test install system-deps lint bench clean
 
@@ -22,20 +26,23 @@ system-deps:
 	@bash .ci/system-deps.sh
 
 $(SECRET) $(ATS):
-	mkdir -p instance
+	mkdir -p $(INSTANCE)
 	$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))' > $@
 	chmod 600 $@
 
 run: install $(SECRET) $(ATS)
 	NURTURE_SECRET_KEY="$${NURTURE_SECRET_KEY:-$$(cat $(SECRET))}" \
 	NURTURE_ATS_SECRET="$${NURTURE_ATS_SECRET:-$$(cat $(ATS))}" \
-	$(BIN)/nurture up
+	$(if $(PORT),NURTURE_PORT="$(PORT)") $(BIN)/nurture up
 
-test: install system-deps
+test: install system-deps lint
 	$(BIN)/python -m pytest
 
+# The habits, quickly: formatting, lint, the layers (mypy joins once the tree is clean).
 lint: install
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python bench/render.py

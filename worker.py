@@ -3,7 +3,14 @@
 import sys
 
 from nurture import create_app
+from nurture.config import ConfigError
+from nurture.observability import logs
 from nurture.tasks.worker import run_worker
 
 if __name__ == "__main__":
-    run_worker(create_app(), burst="--burst" in sys.argv[1:])
+    logs.configure("worker")
+    try:
+        app = create_app()
+    except ConfigError as exc:
+        sys.exit(f"nurture worker: {exc}")
+    run_worker(app, burst="--burst" in sys.argv[1:])

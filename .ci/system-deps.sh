@@ -14,6 +14,8 @@ command -v spamassassin >/dev/null || missing+=(spamassassin)
 command -v openssl >/dev/null || missing+=(openssl)
 # The inbound-mail tests read replies and bounces from a throw-away Dovecot IMAP server.
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
+# bench/pipeline.py sends into Postfix's smtp-sink, a C SMTP server that costs next to nothing.
+[ -x /usr/sbin/smtp-sink ] || missing+=(postfix)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -24,5 +26,14 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if [[ " ${missing[*]} " == *" postfix "* ]]; then
+  # Only its smtp-sink is wanted: no mail name to ask for, no configured MTA.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [[ " ${missing[*]} " == *" postfix "* ]]; then
+  # Leave no Postfix daemon listening on port 25 (with "No configuration" none should start).
+  { postfix stop || true; } >/dev/null 2>&1
+  { systemctl disable --now postfix || true; } >/dev/null 2>&1
+fi

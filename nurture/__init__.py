@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from nurture.config import INSTANCE_DIR, Config
+from nurture.config import INSTANCE_DIR, Config, ConfigError
 from nurture.core import settings as core_settings
 
 
@@ -24,6 +24,9 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
 
     from nurture import tasks
     from nurture.extensions import csrf, db, login_manager, migrate
+    from nurture.web import security
+
+    security.init_app(app)  # before the blueprints: their <int:…> routes use its converter
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
@@ -31,13 +34,17 @@ def create_app(config_class: type[Config] = Config, **overrides: Any) -> Flask:
     csrf.init_app(app)
     tasks.init_app(app)
 
+    from nurture.web import public
     from nurture.web.admin import bp as admin_bp
     from nurture.web.api import bp as api_bp
+    from nurture.web.ops import bp as ops_bp
     from nurture.web.public import bp as tracking_bp
 
+    app.register_blueprint(ops_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(tracking_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    public.init_app(app)  # the open pixel and click redirect, ahead of Flask
 
     from nurture import cli
 
@@ -58,7 +65,7 @@ def _finish_config(app: Flask) -> None:
     from nurture.runtime import clock_from_setting
 
     if not app.config.get("SECRET_KEY"):
-        raise RuntimeError(
+        raise ConfigError(
             "NURTURE_SECRET_KEY is not set: export a long random value "
             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')"
         )
@@ -69,6 +76,8 @@ def _finish_config(app: Flask) -> None:
         options["connect_args"] = {"timeout": 30, **options.get("connect_args", {})}
     else:
         options.setdefault("pool_pre_ping", True)
+    # A database error's message must not carry candidates' addresses and names into logs.
+    options.setdefault("hide_parameters", True)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config.setdefault("ATS_SECRET", None)
     app.extensions["nurture.clock"] = clock_from_setting(str(app.config["CLOCK"]))

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong: the message names the variable and how to fix it."""
+
+
 INSTANCE_DIR = Path(os.environ.get("NURTURE_INSTANCE_PATH", Path.cwd() / "instance")).resolve()
 
 
@@ -49,6 +54,26 @@ class Config:
     DKIM_PRIVATE_KEY_FILE: str | None = None
     # Shared secret of the ATS webhook (HMAC-SHA256 over the raw body).
     ATS_SECRET: str | None = None
+    # Outbound webhooks to the ATS (candidate.referred, .replied, .unsubscribed, .erased, .rated):
+    # a URL that receives signed POSTs, and its secret (else ATS_SECRET signs them). More
+    # endpoints can be added in the admin (Webhooks).
+    ATS_WEBHOOK_URL: str | None = None
+    ATS_WEBHOOK_SECRET: str | None = None
+    # Tries per delivery, the first retry after this many seconds (doubling, at most 6 hours),
+    # and how long one POST may take.
+    WEBHOOK_MAX_ATTEMPTS = 12
+    WEBHOOK_RETRY_BASE_SECONDS = 30
+    WEBHOOK_TIMEOUT_SECONDS = 10
+    # Replies go to the candidate's recruiter; without one, to this team address (else nobody:
+    # they wait in the admin's Replies inbox).
+    REPLY_TEAM_ADDRESS: str | None = None
+    # Tries to forward a reply before giving up (the reply stays in the inbox either way).
+    REPLY_FORWARD_MAX_ATTEMPTS = 8
+    # Rejection promptness: hours within which a rejected candidate should have our first mail
+    # (the admin can change it on the Promptness page).
+    REJECTION_TARGET_HOURS = 48
+    # Days a referred person has to confirm they want to hear from us before their details go.
+    REFERRAL_CONSENT_DAYS = 30
     # Where candidates' replies arrive: imaps://user:pass@host:993/INBOX, imap://…, or maildir:///path.
     INBOUND_IMAP_URL: str | None = None
     # Where bounces and complaints arrive (the Return-Path mailbox); same forms as above.
@@ -71,10 +96,20 @@ class Config:
     # A running import whose worker has not reported for this long is handed to a worker again
     # (it resumes after its last committed batch).
     IMPORT_STALLED_AFTER_SECONDS = 600
-    # A message claimed this long ago and still "sending" is presumed lost with its worker.
+    # A message claimed this long ago and still "sending" is presumed lost with its sender, when
+    # that sender kept no heartbeat (workers do: see WORKER_LEASE_SECONDS).
     STUCK_AFTER_SECONDS = 600
+    # A worker's claimed mail goes back to the queue once its heartbeat (every quarter of this)
+    # is this many seconds old: a killed worker's mail is sent again within half a minute.
+    WORKER_LEASE_SECONDS = 20
     # Open-tracking pixel in every mail; false = no pixel for anyone (clicks are still tracked).
     OPEN_TRACKING = True
+    # Opens and clicks arriving together in one web process share one transaction (group
+    # commit); each answer still waits for its hit's COMMIT. false = a transaction per hit.
+    TRACKING_GROUP_COMMIT = True
+    # Seconds a hit waits for its commit (retried meanwhile if the database is away) before the
+    # pixel or redirect is served anyway, unrecorded (marked "X-Nurture-Recorded: no").
+    TRACKING_COMMIT_TIMEOUT = 2.0
     # Months without human engagement or update before a candidate is asked to re-consent.
     RETENTION_MONTHS = 24
     # Days after the re-consent mail before a candidate who did not confirm is anonymised.
@@ -90,10 +125,34 @@ class Config:
     # Where the local SMTP capture keeps mail (a maildir), shown in the admin's mailbox.
     MAILBOX_DIR: str | None = None
     TEMPLATES_DIR = str(Path(__file__).resolve().parent.parent / "templates" / "emails")
+    # Largest request body accepted, in bytes (413 beyond): room for a 20 MB CSV import.
+    MAX_CONTENT_LENGTH = 25 * 1024 * 1024
+    # Largest form field other than a file (a template's HTML is at most 500,000 characters).
+    MAX_FORM_MEMORY_SIZE = 4 * 1024 * 1024
+    # Largest body the unauthenticated webhooks (ATS, bounces) read and check the signature of.
+    WEBHOOK_MAX_CONTENT_LENGTH = 1024 * 1024
+    # Reverse proxies in front that set X-Forwarded-For/-Proto/-Host (0: trust none of them);
+    # sign-in throttling counts per client address, so behind a proxy this must be set.
+    PROXY_HOPS = 0
+    # Strict-Transport-Security max-age, sent when BASE_URL is https.
+    HSTS_MAX_AGE = 31536000
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    # GET /metrics: the bearer token Prometheus must send. Unset: no token, but only clients
+    # from METRICS_ALLOW are answered.
+    METRICS_TOKEN: str | None = None
+    # Client networks /metrics answers without a token: CIDRs, or "private" (loopback and the
+    # private ranges). Requests that came through a proxy (X-Forwarded-For) never count as such.
+    METRICS_ALLOW: list | str = ["private"]
+    # Where a scrape reads every process's counters; unset: $PROMETHEUS_MULTIPROC_DIR, which
+    # web, workers and scheduler on this machine must share (see deploy/).
+    METRICS_DIR: str | None = None
+    # GET /readyz: seconds each check (database, Redis, SMTP) may take, and how long an answer
+    # is reused so a storm of probes cannot hammer the relay.
+    READY_TIMEOUT = 2.0
+    READY_CACHE_SECONDS = 5.0
 
 
 class TestConfig(Config):

@@ -94,3 +94,72 @@ def test_0005_keeps_a_broadcasts_sent_time_and_the_scores(database_url: str, tmp
         assert score_of(ana, datetime.now(UTC)) == 2.5
         db.session.remove()
         db.engine.dispose()
+
+
+def test_0008_keeps_openings_their_matches_and_imports(database_url: str, tmp_path) -> None:
+    app = _app(database_url, tmp_path)
+    with app.app_context():
+        upgrade(revision="0006")
+        now = datetime(2026, 11, 1, 9, 30)
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO candidates (id, email, first_name, last_name, timezone, location, "
+                    "role, stage, rejection_reason, strengths, skills, source, recruiter_name, "
+                    "recruiter_email, consent_basis, consent_source, attributes, status, "
+                    "engagement_points, topics, tracking_opt_out, soft_bounces, created_at, "
+                    "updated_at) VALUES (7, 'ana@example.org', 'Ana', '', '', '', '', '', '', '', "
+                    "'[\"go\"]', '', '', '', '', '', '{}', 'active', 0, '{}', false, 0, :now, :now)"
+                ),
+                {"now": now},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO job_openings (id, title, role_family, skills, location, remote, "
+                    "url, summary, created_at) VALUES (41, 'Go engineer', 'engineering', "
+                    "'[\"go\"]', 'Lisbon', true, 'https://jobs.example.org/41', '', :now)"
+                ),
+                {"now": now},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO job_matches (id, job_id, candidate_id, score, reasons, excluded, "
+                    "created_at) VALUES (5, 41, 7, 72.5, '[\"1 of 1 skills: go\"]', true, :now)"
+                ),
+                {"now": now},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO import_jobs (id, filename, content, mapping, tags, status, "
+                    "total_rows, processed_rows, created_count, updated_count, rejected_count, "
+                    "errors, created_at, heartbeat_at) VALUES (9, 'people.csv', :csv, "
+                    "'{\"email\": \"email\"}', '[\"pool\"]', 'running', 1, 0, 0, 0, 0, '[]', "
+                    ":now, :now)"
+                ),
+                {"now": now, "csv": "email\nana@x.org\n"},
+            )
+        upgrade()
+        from nurture.models import Import, Opening, OpeningMatch
+
+        opening = db.session.get(Opening, 41)
+        assert (opening.title, opening.skills, opening.remote) == ("Go engineer", ["go"], True)
+        match = db.session.scalar(sa.select(OpeningMatch))
+        assert (match.id, match.opening_id, match.candidate_id, match.score) == (5, 41, 7, 72.5)
+        assert match.excluded is True and match.reasons == ["1 of 1 skills: go"]
+        upload = db.session.get(Import, 9)
+        assert (upload.filename, upload.status, upload.mapping) == (
+            "people.csv",
+            "running",
+            {"email": "email"},
+        )
+        assert upload.heartbeat_at == datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+        # New rows are numbered after the ones that came along.
+        later = Opening(title="Next", skills=["go"], created_at=datetime.now(UTC))
+        db.session.add(later)
+        db.session.commit()
+        assert later.id == 42
+        tables = set(sa.inspect(db.engine).get_table_names())
+        assert {"openings", "opening_matches", "imports"} <= tables
+        assert not {"job_openings", "job_matches", "import_jobs"} & tables
+        db.session.remove()
+        db.engine.dispose()

@@ -43,6 +43,35 @@ def create_user_command(email: str, role: str, name: str, password: str) -> None
     click.echo(f"created {user.role} {user.email} (id {user.id})")
 
 
+@users_cli.command("set-password")
+@click.argument("email")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="NURTURE_NEW_USER_PASSWORD",
+)
+@with_appcontext
+def set_password_command(email: str, password: str) -> None:
+    """Give a user a new password; every session they have open is signed out."""
+    from sqlalchemy import select
+
+    from nurture.core.accounts.users import set_password
+    from nurture.core.errors import ValidationError
+    from nurture.models import User
+
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no user {email}")
+    try:
+        set_password(user, password)
+    except ValidationError as exc:
+        raise click.ClickException("; ".join(exc.fields.values())) from None
+    db.session.commit()
+    click.echo(f"new password set for {user.email}; their sessions are signed out")
+
+
 @click.group("tokens")
 def tokens_cli() -> None:
     """API tokens."""

@@ -51,7 +51,7 @@ def import_command(
         data = handle.read(csvfiles.MAX_BYTES + 1)
     try:
         csv_file = import_service.read_csv(data)
-        job = import_service.new_job(
+        job = import_service.new_import(
             csv_file,
             file.name,
             now,
@@ -74,7 +74,7 @@ def import_command(
         job = import_service.run_import(
             db.session, job.id, now, batch=int(app.config.get("IMPORT_BATCH_SIZE", 500))
         )
-        report = import_service.job_report(job)
+        report = import_service.import_report(job)
     if as_json:
         click.echo(
             json.dumps({**report, "mapping": job.mapping, "notes": csv_file.notes}, indent=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 
@@ -9,8 +10,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from nurture import create_app
 from nurture.tasks.inbound import process_inbound
+
+log = logging.getLogger("nurture.scheduler")
+# The longest the scheduler waits between passes while Redis or the database is away.
+RETRY_CAP = 10.0
 
 
 @click.command("scheduler")
@@ -30,39 +34,52 @@ def scheduler_command(once: bool) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     housekeeping: dict = {}
+    failures = 0
     while True:
+        wait = interval
         try:
-            result = run_tick(app)
+            run_tick(app)  # logs what the pass did
             for name in run_periodic(app, housekeeping):
                 app.logger.debug("scheduler: ran %s", name)
-            if result.created or result.enqueued:
-                click.echo(f"scheduler: {result.created} new messages, {result.enqueued} enqueued")
+            if failures:
+                log.warning("scheduler back", extra={"failed_passes": failures})
+            failures = 0
         except Exception as exc:  # noqa: BLE001 - a down Redis or DB must not end the loop
-            click.echo(f"scheduler: pass failed: {exc}", err=True)
             if once:
                 raise
+            failures += 1
+            # Back off while a server is away, but notice its return within RETRY_CAP seconds.
+            wait = min(interval * 2 ** min(failures - 1, 8), max(interval, RETRY_CAP))
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            log.error(
+                "scheduler pass failed",
+                extra={"error": type(exc).__name__, "detail": first, "retry_in": round(wait, 1)},
+            )
         if once or stopping:
             return
-        deadline = time.monotonic() + interval
+        deadline = time.monotonic() + wait
         while not stopping and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(min(0.2, interval))
 
 
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@with_appcontext
 def worker_command(burst: bool) -> None:
-    """Run a worker that sends queued mail."""
+    """Run a worker that sends queued mail; SIGTERM stops it after the mail in hand."""
     from nurture.tasks.worker import run_worker
 
-    run_worker(create_app(), burst=burst)
+    run_worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
 
 
 @click.command("web")
 @click.option("--host", default="127.0.0.1")
-@click.option("--port", default=5000, type=int)
+@click.option("--port", default=5000, type=int, envvar="NURTURE_PORT", show_default=True)
 def web_command(host: str, port: int) -> None:
-    """Serve the admin, API and tracking paths (use gunicorn wsgi:app in production)."""
+    """Serve the admin, API and tracking paths (production: gunicorn -c deploy/gunicorn.conf.py)."""
     from werkzeug.serving import run_simple
+
+    from nurture.web.security import QuietRequestHandler
 
     run_simple(
         host,
@@ -70,12 +87,13 @@ def web_command(host: str, port: int) -> None:
         current_app._get_current_object(),
         threaded=True,  # type: ignore[attr-defined]
         use_reloader=False,
+        request_handler=QuietRequestHandler,
     )
 
 
 @click.command("up")
 @click.option("--host", default="127.0.0.1")
-@click.option("--port", default=5000, type=int)
+@click.option("--port", default=5000, type=int, envvar="NURTURE_PORT", show_default=True)
 @click.option("--demo/--no-demo", default=True, help="Seed demo data on an empty database.")
 def up_command(host: str, port: int, demo: bool) -> None:
     """Start everything: migrations, embedded Redis and SMTP capture, web, worker, scheduler."""

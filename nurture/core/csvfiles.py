@@ -29,11 +29,11 @@ def decode(data: bytes) -> tuple[str, list[str]]:
     if not data.strip():
         raise file_error("The file is empty.")
     if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :].decode("utf-8", "replace"), []
+        return _no_nul(data[len(codecs.BOM_UTF8) :].decode("utf-8", "replace")), []
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        # Excel's "Unicode text" export.
-        return data.decode("utf-16"), []
-    if data.startswith(b"PK\x03\x04") or b"\x00" in data[:8192]:
+        # Excel's "Unicode text" export; a file cut mid-character keeps what it has.
+        return _no_nul(data.decode("utf-16", "replace")), []
+    if data.startswith(b"PK\x03\x04") or b"\x00" in data:
         raise file_error(
             "This is not a CSV file (an Excel workbook?). In your spreadsheet, choose "
             "File → Save as → CSV UTF-8, and upload that."
@@ -49,6 +49,17 @@ def decode(data: bytes) -> tuple[str, list[str]]:
         # cp1252 leaves five bytes undefined; Latin-1 maps every byte.
         text = data.decode("latin-1")
         return text, ["The file is not UTF-8; it was read as Latin-1 (ISO-8859-1)."]
+
+
+def _no_nul(text: str) -> str:
+    """Refuse text with NUL characters: no spreadsheet writes them, and PostgreSQL cannot
+    store them."""
+    if "\x00" in text:
+        raise file_error(
+            "This is not a CSV file: it holds NUL characters. In your spreadsheet, choose "
+            "File → Save as → CSV UTF-8, and upload that."
+        )
+    return text
 
 
 def sniff_delimiter(text: str) -> str:

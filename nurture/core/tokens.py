@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer
 
 
 class BadToken(Exception):
@@ -38,7 +38,7 @@ class Tokens:
         """The payload of a token we signed, or BadToken."""
         try:
             return self._serializer(purpose).loads(token)
-        except BadSignature:
+        except BadData:  # a bad signature, or (never without our key) a payload we cannot read
             raise BadToken(purpose) from None
 
     def open_url(self, message_id: int) -> str:
@@ -69,6 +69,17 @@ class Tokens:
         """The "yes, keep me in your talent network" page of a re-consent mail."""
         # The same authority as the preference page (the candidate's own mail link).
         return f"{self.base_url}/k/{self.sign('unsubscribe', [candidate_id, message_id])}"
+
+    def referral_url(
+        self, candidate_id: int, opening_id: int | None, message_id: int | None
+    ) -> str:
+        """The "know someone for this opening?" page of one candidate (and the mail it was in)."""
+        payload = [candidate_id, opening_id or 0, message_id or 0]
+        return f"{self.base_url}/f/{self.sign('referral', payload)}"
+
+    def referral_consent_url(self, candidate_id: int) -> str:
+        """The page where someone who was recommended to us says yes (or no) to hearing from us."""
+        return f"{self.base_url}/f/consent/{self.sign('referral-consent', candidate_id)}"
 
     @classmethod
     def from_config(cls, config: Any) -> Tokens:

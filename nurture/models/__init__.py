@@ -1,49 +1,75 @@
 """Typed SQLAlchemy models, one module per aggregate."""
 
+from nurture.models.ats import AtsEvent
 from nurture.models.base import Base
 from nurture.models.campaigns import (
+    AtsEventType,
     Campaign,
     CampaignKind,
     CampaignStatus,
     Enrolment,
     EnrolmentStatus,
     EntryType,
+    ExitRule,
+    Reentry,
     Step,
+    StepCondition,
 )
-from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag
-from nurture.models.imports import ImportJob, ImportStatus
-from nurture.models.messages import Event, EventKind, Message, MessageState
-from nurture.models.openings import JobMatch, JobOpening
+from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag, Topic
+from nurture.models.imports import Import, ImportStatus
+from nurture.models.messages import Event, EventKind, Message, MessageState, WorkerHeartbeat
+from nurture.models.openings import Opening, OpeningMatch
+from nurture.models.referrals import Referral, ReferralState
+from nurture.models.replies import ForwardState, Reply, ReplyState
 from nurture.models.segments import Segment, Stage
+from nurture.models.settings import TeamSetting
 from nurture.models.templates import EmailTemplate, TemplateVersion
-from nurture.models.users import ApiToken, Role, User
+from nurture.models.users import ApiToken, LoginThrottle, Role, User
+from nurture.models.webhooks import DeliveryState, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiToken",
+    "AtsEvent",
+    "AtsEventType",
     "Base",
     "Campaign",
     "CampaignKind",
     "CampaignStatus",
     "Candidate",
     "CandidateStatus",
+    "DeliveryState",
     "Enrolment",
     "EmailTemplate",
     "EnrolmentStatus",
     "EntryType",
     "Event",
     "EventKind",
-    "ImportJob",
+    "ExitRule",
+    "ForwardState",
+    "Import",
     "ImportStatus",
-    "JobMatch",
-    "JobOpening",
+    "LoginThrottle",
     "Message",
     "MessageState",
+    "Opening",
+    "OpeningMatch",
+    "Reentry",
+    "Referral",
+    "ReferralState",
+    "Reply",
+    "ReplyState",
     "Role",
     "Segment",
     "Stage",
     "Step",
+    "StepCondition",
     "Suppression",
     "Tag",
+    "TeamSetting",
     "TemplateVersion",
+    "Topic",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WorkerHeartbeat",
 ]

@@ -9,6 +9,10 @@ from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, registry
 
+# The largest id an INTEGER primary key holds on every backend (32 bits on PostgreSQL): a larger
+# number names no row, and is refused before it reaches the database as an overflow.
+MAX_ID = 2**31 - 1
+
 # Stable constraint names, so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {
     "ix": "ix_%(column_0_label)s",

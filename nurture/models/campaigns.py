@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from nurture.models.base import Base
+from nurture.models.candidates import Topic
 
 if TYPE_CHECKING:
     from nurture.models.candidates import Candidate
@@ -21,6 +22,14 @@ class CampaignKind(enum.StrEnum):
     DRIP = "drip"
     BROADCAST = "broadcast"
     JOB_ALERT = "job_alert"
+
+    @property
+    def default_topic(self) -> Topic:
+        """The preference topic a campaign of this kind belongs to unless it says otherwise."""
+        return {
+            CampaignKind.BROADCAST: Topic.NEWSLETTER,
+            CampaignKind.JOB_ALERT: Topic.JOB_ALERTS,
+        }.get(self, Topic.CHECKINS)
 
 
 class CampaignStatus(enum.StrEnum):
@@ -41,6 +50,44 @@ class EntryType(enum.StrEnum):
     MANUAL = "manual"
 
 
+class AtsEventType(enum.StrEnum):
+    """What the ATS tells: a rejection enrols, a hire or a re-application ends drips."""
+
+    REJECTED = "candidate.rejected"
+    HIRED = "candidate.hired"
+    REAPPLIED = "candidate.reapplied"
+
+
+class ExitRule(enum.StrEnum):
+    """What ends a candidate's drip early, when the campaign says so (``Campaign.exit_on``).
+
+    Unsubscribes, bounces, complaints and erasure end every drip whatever the rules say.
+    """
+
+    HIRED = "hired"
+    REAPPLIED = "reapplied"
+    REPLIED = "replied"
+    LEFT_SEGMENT = "left_segment"
+
+
+class Reentry(enum.StrEnum):
+    """Whether someone enrolled before may enter the campaign again."""
+
+    NEVER = "never"
+    # Once the previous enrolment ended.
+    AFTER_EXIT = "after_exit"
+    # Every time: a new entry restarts a running drip.
+    ALWAYS = "always"
+
+
+class StepCondition(enum.StrEnum):
+    """When a step's mail goes out, judged on the previous step's mail ("" means always)."""
+
+    PREVIOUS_OPENED = "previous_opened"
+    PREVIOUS_NOT_OPENED = "previous_not_opened"
+    PREVIOUS_CLICKED = "previous_clicked"
+
+
 class EnrolmentStatus(enum.StrEnum):
     """An enrolment is active until it completes its steps or exits early."""
 
@@ -54,7 +101,7 @@ class EnrolmentStatus(enum.StrEnum):
 BEFORE_ACTIVATION = "in segment before activation"
 
 # What ends a drip unless the campaign says otherwise (besides what always ends every drip).
-DEFAULT_EXIT_ON = ("hired", "reapplied", "replied")
+DEFAULT_EXIT_ON = (ExitRule.HIRED, ExitRule.REAPPLIED, ExitRule.REPLIED)
 
 
 class Campaign(Base):
@@ -73,15 +120,14 @@ class Campaign(Base):
     # Use the candidate's recruiter as From/Reply-To when they have one.
     sender_is_recruiter: Mapped[bool] = mapped_column(default=True)
     send_window: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # Why an enrolment ends early besides unsubscribing: "hired", "reapplied", "replied"...
-    # Besides unsubscribes, bounces and erasure, which end every drip.
+    # ExitRule values: why an enrolment ends early besides what ends every drip.
     exit_on: Mapped[list[str]] = mapped_column(default=lambda: list(DEFAULT_EXIT_ON))
-    # The preference-centre topic this campaign belongs to: checkins, newsletter, job_alerts.
-    topic: Mapped[str] = mapped_column(String(40), default="checkins")
+    # The preference-centre Topic this campaign belongs to.
+    topic: Mapped[str] = mapped_column(String(40), default=Topic.CHECKINS)
     # ATS-event entries may be narrowed: {"rejection_reasons": [...], "stages": [...]}.
     entry_filter: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # "never", "after_exit" (once the previous enrolment ended) or "always".
-    reentry: Mapped[str] = mapped_column(String(20), default="never")
+    # A Reentry policy.
+    reentry: Mapped[str] = mapped_column(String(20), default=Reentry.NEVER)
     # Broadcasts: when to send, and whether at that local hour in each candidate's zone.
     scheduled_at: Mapped[datetime | None]
     local_time: Mapped[bool] = mapped_column(default=False)
@@ -119,6 +165,7 @@ class Step(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
+    # A StepCondition, or "" for always.
     condition: Mapped[str] = mapped_column(String(40), default="")
     # "personal" (a recruiter's follow-up: the frequency cap never holds it) or "regular".
     category: Mapped[str] = mapped_column(String(20), default="regular")

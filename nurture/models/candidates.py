@@ -23,6 +23,36 @@ class CandidateStatus(enum.StrEnum):
     ERASED = "erased"
 
 
+class Topic(enum.StrEnum):
+    """What a mail is about, as the candidate's preference centre lets them choose it."""
+
+    CHECKINS = "checkins"
+    NEWSLETTER = "newsletter"
+    JOB_ALERTS = "job_alerts"
+
+    @property
+    def label(self) -> str:
+        """The recruiter's word for the topic (the admin)."""
+        return _TOPIC_LABELS[self]
+
+    @property
+    def wording(self) -> str:
+        """What the candidate reads on their preference page."""
+        return _TOPIC_WORDING[self]
+
+
+_TOPIC_LABELS = {
+    Topic.CHECKINS: "Check-ins",
+    Topic.NEWSLETTER: "Newsletter",
+    Topic.JOB_ALERTS: "Job alerts",
+}
+_TOPIC_WORDING = {
+    Topic.CHECKINS: "Check-ins from your recruiter",
+    Topic.NEWSLETTER: "Talent-network newsletter",
+    Topic.JOB_ALERTS: "Job alerts for roles that fit you",
+}
+
+
 candidate_tags = Table(
     "candidate_tags",
     Base.metadata,
@@ -76,7 +106,7 @@ class Candidate(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default=CandidateStatus.ACTIVE)
     # Each human open, click and reply's weight grown to a fixed epoch; the score at any moment
-    # is derived from it (nurture.services.engagement.score), so nothing stored has to decay.
+    # is derived from it (nurture.core.audience.engagement.score), so nothing stored has to decay.
     engagement_points: Mapped[float] = mapped_column(default=0.0)
     # Engagement summarised per candidate (human opens/clicks only), so segments need no scan.
     last_opened_at: Mapped[datetime | None]
@@ -87,6 +117,8 @@ class Candidate(Base):
     paused_until: Mapped[datetime | None]
     tracking_opt_out: Mapped[bool] = mapped_column(default=False)
     soft_bounces: Mapped[int] = mapped_column(default=0)
+    # Who recommended them (source "referral"); the referral itself is in ``referrals``.
+    referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -21,10 +21,10 @@ class ImportStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class ImportJob(Base):
+class Import(Base):
     """One CSV upload; kept in the database so any worker can run it and progress survives."""
 
-    __tablename__ = "import_jobs"
+    __tablename__ = "imports"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     filename: Mapped[str] = mapped_column(String(255), default="")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import Double, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nurture.models.base import Base
@@ -63,9 +63,26 @@ class Message(Base):
     queued_at: Mapped[datetime]
     enqueued_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
+    # The worker (its heartbeat's name) whose claim the row is in while "sending": the scheduler
+    # returns the row only once that worker's heartbeat has stopped.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
     sent_at: Mapped[datetime | None]
     # Not before: a retry after a temporary failure, or a mail deferred by a send window or cap.
     retry_at: Mapped[datetime | None]
+
+
+class WorkerHeartbeat(Base):
+    """A sending worker's lease: rows it claimed stay its own while ``beat_at`` is recent."""
+
+    __tablename__ = "worker_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime]
+    # Seconds since the epoch by the database's clock, so that workers and schedulers on
+    # different machines (or with an injected clock) agree on how old a beat is.
+    beat_at: Mapped[float] = mapped_column(Double)
 
 
 class Event(Base):

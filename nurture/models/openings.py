@@ -11,10 +11,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from nurture.models.base import Base
 
 
-class JobOpening(Base):
+class Opening(Base):
     """A role that opened, to be matched with past candidates."""
 
-    __tablename__ = "job_openings"
+    __tablename__ = "openings"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
@@ -29,14 +29,14 @@ class JobOpening(Base):
     created_at: Mapped[datetime]
 
 
-class JobMatch(Base):
+class OpeningMatch(Base):
     """A candidate proposed for a job alert, with why they matched and the reviewer's verdict."""
 
-    __tablename__ = "job_matches"
-    __table_args__ = (UniqueConstraint("job_id", "candidate_id"),)
+    __tablename__ = "opening_matches"
+    __table_args__ = (UniqueConstraint("opening_id", "candidate_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("job_openings.id", ondelete="CASCADE"))
+    opening_id: Mapped[int] = mapped_column(ForeignKey("openings.id", ondelete="CASCADE"))
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
     score: Mapped[float] = mapped_column(default=0.0)
     reasons: Mapped[list[Any]] = mapped_column(default=list)

@@ -33,9 +33,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     role: Mapped[str] = mapped_column(String(20), default=Role.VIEWER)
     active: Mapped[bool] = mapped_column(default=True)
-    # Login throttling: consecutive failures and the time the account is locked until.
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None]
+    # Part of every session cookie's user id; a new one (sign-out, a new password, deactivation)
+    # makes every cookie issued before it worthless, copies included.
+    session_nonce: Mapped[str] = mapped_column(String(32), default="")
     # The zone times are shown in; empty means the browser's.
     timezone: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime]
@@ -56,8 +56,22 @@ class User(Base):
         return self.active
 
     def get_id(self) -> str:
-        """The id Flask-Login keeps in the session."""
-        return str(self.id)
+        """The id Flask-Login keeps in the session: the row and its current session nonce."""
+        return f"{self.id}:{self.session_nonce}"
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins counted for one key: an (account, client) pair, or a client alone.
+
+    Keys are keyed hashes, so the table holds neither addresses typed nor client IPs.
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    window_start: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
 
 
 class ApiToken(Base):

@@ -11,6 +11,7 @@ from nurture import runtime
 from nurture.core.feedback import inbound as inbound_service
 from nurture.core.feedback.mailbox import parse_url, unseen
 from nurture.extensions import db
+from nurture.tasks.replies import forward_pending_replies
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def read_mailbox(app: Flask, url: str, setting: str = "mailbox") -> Counter[str]
 
 
 def process_inbound(app: Flask) -> Counter[str]:
-    """Read the inbound (replies) and bounce mailboxes, whichever are configured."""
+    """Read the inbound (replies) and bounce mailboxes, whichever are configured, then forward
+    the replies found (and any whose forward is due for a retry) to their recruiters."""
     counts: Counter[str] = Counter()
     try:
         seen: set[str] = set()
@@ -53,4 +55,7 @@ def process_inbound(app: Flask) -> Counter[str]:
                 counts.update(read_mailbox(app, url, setting))
     finally:
         db.session.remove()
+    forwarded = forward_pending_replies(app)
+    if forwarded.get("sent"):
+        counts["forwarded"] += forwarded["sent"]
     return counts

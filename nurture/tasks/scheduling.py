@@ -3,41 +3,104 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask
+from sqlalchemy.exc import DBAPIError
 
 from nurture import runtime
 from nurture.core.campaigns.entries import run_entries
+from nurture.core.delivery.outages import is_outage
 from nurture.core.delivery.scheduling import TickResult, tick
 from nurture.extensions import db
-from nurture.tasks import enqueue_send
+from nurture.tasks import enqueue_send, get_redis
 from nurture.tasks.imports import enqueue_import
 from nurture.tasks.inbound import process_inbound
+from nurture.tasks.telemetry import timed_pass
+from nurture.tasks.webhooks import schedule_webhooks
 from nurture.workflows.imports import claim_stalled
+from nurture.workflows.referrals import referral_pass
 from nurture.workflows.retention import RetentionPolicy, retention_pass
 
 log = logging.getLogger(__name__)
 
 
+# Present while Redis keeps its data: missing, Redis was flushed or restarted empty.
+QUEUE_MARK = "nurture:queue-mark"
+
+
+@dataclass
+class Watch:
+    """What one scheduler process remembers between passes."""
+
+    # Since when (monotonic) the database has answered every pass; None after an outage.
+    connected_since: float | None = None
+    monotonic: Callable[[], float] = time.monotonic
+
+
+def _watch(app: Flask) -> Watch:
+    return app.extensions.setdefault("nurture.scheduler", Watch())
+
+
+def redis_lost_its_jobs(app: Flask) -> bool:
+    """Whether Redis lost its data since the last good pass (or never had the mark).
+
+    The mark is set by the pass that enqueued everything queued; finding it gone means the
+    jobs went with Redis, so every queued message is enqueued again now instead of after the
+    requeue timer. Raises if Redis is down.
+    """
+    return not get_redis(app).exists(QUEUE_MARK)
+
+
+def _mark_redis(app: Flask) -> None:
+    get_redis(app).set(QUEUE_MARK, uuid.uuid4().hex)
+
+
 def run_tick(app: Flask) -> TickResult:
-    """Create due messages and enqueue every message that needs a job."""
+    """Create due messages, hand back dead workers' claims, enqueue every message needing a job.
+
+    A dead worker's claims are handed back only once this scheduler has reached the database
+    for a whole lease: after an outage, live workers get a lease's time to beat again.
+    """
     config = app.config
+    clock = runtime.clock(app)
+    watch = _watch(app)
+    lease = float(config["WORKER_LEASE_SECONDS"])
+    since = watch.connected_since
+    steady = since is not None and watch.monotonic() - since >= lease
     try:
-        return tick(
-            db.session,
-            runtime.clock(app).now(),
-            lambda batches: enqueue_send(batches, app),
-            batch_size=config["SCHEDULER_BATCH_SIZE"],
-            send_batch_size=config["SEND_BATCH_SIZE"],
-            requeue_after=timedelta(seconds=config["REQUEUE_AFTER_SECONDS"]),
-            stuck_after=timedelta(seconds=config["STUCK_AFTER_SECONDS"]),
-            team_zone=config.get("TEAM_TIMEZONE") or "UTC",
+        jobs_lost = redis_lost_its_jobs(app)
+        result = timed_pass(
+            get_redis(app),
+            clock.now,
+            lambda: tick(
+                db.session,
+                clock.now(),
+                lambda batches: enqueue_send(batches, app),
+                batch_size=config["SCHEDULER_BATCH_SIZE"],
+                send_batch_size=config["SEND_BATCH_SIZE"],
+                requeue_after=timedelta(seconds=config["REQUEUE_AFTER_SECONDS"]),
+                stuck_after=timedelta(seconds=config["STUCK_AFTER_SECONDS"]),
+                team_zone=config.get("TEAM_TIMEZONE") or "UTC",
+                lease_seconds=lease if steady else None,
+                jobs_lost=jobs_lost,
+            ),
         )
+        if jobs_lost:
+            _mark_redis(app)
+    except DBAPIError as exc:
+        if is_outage(exc):
+            watch.connected_since = None
+        raise
     finally:
         db.session.remove()
+    if watch.connected_since is None:
+        watch.connected_since = watch.monotonic()
+    return result
 
 
 @dataclass(frozen=True)
@@ -73,11 +136,22 @@ def _stalled_imports(app: Flask, now: datetime) -> object:
     return ids
 
 
+def _webhooks(app: Flask, now: datetime) -> object:
+    return schedule_webhooks(app, now)
+
+
+def _referrals(app: Flask, now: datetime) -> object:
+    return referral_pass(db.session, now, int(app.config["REFERRAL_CONSENT_DAYS"]))
+
+
 # The one list of periodic jobs besides the send pass itself.
 PERIODIC = [
     Periodic("segment entries and exits", timedelta(minutes=1), _entries),
     Periodic("inbound mail", timedelta(minutes=1), _inbound),
     Periodic("stalled imports", timedelta(minutes=1), _stalled_imports),
+    # Every pass: a retry is due to the second its backoff says, not to the next minute.
+    Periodic("webhook deliveries", timedelta(seconds=1), _webhooks),
+    Periodic("referrals", timedelta(minutes=10), _referrals),
     Periodic("retention", timedelta(days=1), _retention),
 ]
 

@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 
 from flask import Flask, current_app
+from rq import get_current_job
 
 from nurture import runtime
 from nurture.core.campaigns.timing import Timing
@@ -17,11 +18,12 @@ from nurture.core.delivery.dkim import DkimSigner
 from nurture.core.delivery.ratelimit import RateLimiter
 from nurture.core.delivery.sending import Sender
 from nurture.core.delivery.sending import send_messages as send_service
-from nurture.core.delivery.smtp import SmtpSettings, SmtpTransport
+from nurture.core.delivery.smtp import SmtpSettings
 from nurture.core.tokens import Tokens
 from nurture.extensions import db
 from nurture.tasks import get_redis
 from nurture.tasks.stores import RedisStore, redis_buckets
+from nurture.tasks.telemetry import BatchRecorder, InstrumentedTransport
 
 # Threads starting at once must share one Sender: a second one's SMTP connection would leak.
 _SENDER_LOCK = threading.Lock()
@@ -43,7 +45,7 @@ def _new_sender(app: Flask) -> Sender:
         settings=settings,
         library=template_library(app),
         tokens=Tokens.from_config(app.config),
-        transport=SmtpTransport(
+        transport=InstrumentedTransport(
             SmtpSettings.from_url(app.config["SMTP_URL"], app.config["SMTP_TIMEOUT"])
         ),
         dkim=dkim_signer(app),
@@ -91,10 +93,18 @@ def template_library(app: Flask) -> TemplateLibrary:
 def send_messages(message_ids: list[int]) -> dict[str, int]:
     """Send the messages with these ids (those still queued); returns counts by outcome."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    job = get_current_job()
+    recorder = BatchRecorder(job.id if job is not None else None)
+    sender = sender_for(app)
     try:
-        outcome = send_service(db.session, sender_for(app), runtime.clock(app).now, message_ids)
+        outcome = send_service(
+            db.session, sender, runtime.clock(app).now, message_ids, observe=recorder
+        )
     finally:
         db.session.remove()
+        if isinstance(sender.transport, InstrumentedTransport):
+            sender.transport.flush_metrics()
+    recorder.finish(outcome, list(message_ids))
     return dict(outcome)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -9,31 +10,35 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.core.audience import candidates as candidate_service
+from nurture.core.audience.schemas import AtsEventIn
 from nurture.core.campaigns.enrolment import enrol
 from nurture.core.campaigns.entry_rules import passes_entry_filter
-from nurture.core.errors import ValidationError
-from nurture.models.campaigns import Campaign, CampaignStatus, EntryType
+from nurture.core.inputs import parse
+from nurture.models.ats import AtsEvent
+from nurture.models.campaigns import AtsEventType, Campaign, CampaignStatus, EntryType, ExitRule
 from nurture.models.candidates import CandidateStatus
+from nurture.workflows import referrals
 from nurture.workflows.candidates import save_candidate
 
-ATS_EVENT_TYPES = ("candidate.rejected", "candidate.hired", "candidate.reapplied")
 
-
-def handle_ats_event(session: Session, payload: Any, now: datetime) -> dict[str, Any]:
+def handle_ats_event(
+    session: Session, payload: AtsEventIn | Mapping[str, Any], now: datetime
+) -> dict[str, Any]:
     """Apply an ATS event: a rejection enrols, a hire or re-application ends the drips."""
-    if not isinstance(payload, dict):
-        raise ValidationError("the body must be a JSON object", {"body": "expected an object"})
-    kind = payload.get("type")
-    if kind not in ATS_EVENT_TYPES:
-        raise ValidationError(
-            "unknown event type", {"type": f"must be one of {', '.join(ATS_EVENT_TYPES)}"}
-        )
-    data = payload.get("candidate")
-    if not isinstance(data, dict):
-        raise ValidationError("candidate is missing", {"candidate": "expected an object"})
-    candidate, created = save_candidate(session, data, now)
+    event = payload if isinstance(payload, AtsEventIn) else parse(AtsEventIn, payload)
+    candidate, created = save_candidate(session, event.candidate, now)
     result: dict[str, Any] = {"candidate_id": candidate.id, "created": created}
-    if kind == "candidate.rejected":
+    # Kept: rejection promptness is measured from this moment, per recruiter and campaign.
+    record = AtsEvent(
+        candidate_id=candidate.id,
+        type=str(event.type),
+        received_at=now,
+        recruiter_email=candidate.recruiter_email,
+        recruiter_name=candidate.recruiter_name,
+        enrolled=0,
+    )
+    session.add(record)
+    if event.type == AtsEventType.REJECTED:
         if candidate.status == CandidateStatus.HIRED:
             # Hired once, rejected now (they left and re-applied): a candidate again.
             candidate.status = CandidateStatus.ACTIVE
@@ -41,7 +46,7 @@ def handle_ats_event(session: Session, payload: Any, now: datetime) -> dict[str,
             select(Campaign).where(
                 Campaign.status == CampaignStatus.ACTIVE,
                 Campaign.entry_type == EntryType.ATS_EVENT,
-                Campaign.entry_value == kind,
+                Campaign.entry_value == event.type,
             )
         ).all()
         enrolled = [
@@ -51,11 +56,14 @@ def handle_ats_event(session: Session, payload: Any, now: datetime) -> dict[str,
             and enrol(session, candidate, c, now) is not None
         ]
         result["enrolled_campaign_ids"] = enrolled
-    elif kind == "candidate.hired":
+        record.campaign_id = enrolled[0] if enrolled else None
+        record.enrolled = len(enrolled)
+    elif event.type == AtsEventType.HIRED:
         candidate_service.mark_hired(session, candidate, now)
         result["status"] = candidate.status
+        result["referrals_thanked"] = referrals.on_hired(session, candidate, now)
     else:
         result["ended_enrolments"] = candidate_service.end_enrolments(
-            session, candidate, "reapplied", now, by_rule=True
+            session, candidate, ExitRule.REAPPLIED, now, by_rule=True
         )
     return result

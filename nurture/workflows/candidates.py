@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from nurture.core import addresses
 from nurture.core.audience import candidates as candidate_service
+from nurture.core.audience.schemas import CandidateIn
 from nurture.core.audience.search import (
     ERROR_FIELDS,
     PROFILE_FIELDS,
@@ -37,9 +38,10 @@ from nurture.core.campaigns.entry_rules import (
     in_group_elsewhere,
     may_enter,
     reentry_allows,
-    topic_allowed,
 )
+from nurture.core.compliance.preferences import topic_allows
 from nurture.core.errors import ValidationError
+from nurture.core.inputs import parse
 from nurture.models.campaigns import (
     Campaign,
     CampaignKind,
@@ -52,30 +54,22 @@ from nurture.models.candidates import Candidate, CandidateStatus, candidate_tags
 
 
 def save_candidate(
-    session: Session, data: dict[str, Any], now: datetime, segments: bool = True
+    session: Session, data: CandidateIn | Mapping[str, Any], now: datetime, segments: bool = True
 ) -> tuple[Candidate, bool]:
     """Create or update a candidate, then enrol them where a newly added tag is an entry.
 
     With ``segments`` (the default) the segment-entry campaigns are checked for them at once;
     an import turns it off and checks each batch's candidates together.
     """
-    existing = session.scalar(
-        select(Candidate).where(Candidate.email == _email_or_blank(data.get("email")))
-    )
+    given = data if isinstance(data, CandidateIn) else parse(CandidateIn, data)
+    existing = session.scalar(select(Candidate).where(Candidate.email == given.email))
     before = set(existing.tag_names) if existing is not None else set()
-    candidate, created = candidate_service.upsert_candidate(session, data, now)
+    candidate, created = candidate_service.upsert_candidate(session, given, now)
     on_tags_added(session, candidate, sorted(set(candidate.tag_names) - before), now)
     if segments:
         session.flush()
         check_segments(session, now, [candidate.id])
     return candidate, created
-
-
-def _email_or_blank(value: Any) -> str:
-    try:
-        return addresses.normalise_email(value)
-    except ValidationError:
-        return ""
 
 
 @dataclass
@@ -176,16 +170,16 @@ def bulk_enrol(session: Session, ids: Select, campaign: Campaign, now: datetime)
             Candidate.status != CandidateStatus.ACTIVE
         ),
         f"turned the {campaign.topic.replace('_', ' ')} topic off": how_many(
-            Candidate.status == CandidateStatus.ACTIVE, ~topic_allowed(campaign.topic)
+            Candidate.status == CandidateStatus.ACTIVE, ~topic_allows(campaign.topic)
         ),
         "already in it, or once were and may not enter again": how_many(
             Candidate.status == CandidateStatus.ACTIVE,
-            topic_allowed(campaign.topic),
+            topic_allows(campaign.topic),
             ~reentry_allows(campaign),
         ),
         f"in another “{campaign.exclusive_group}” campaign": how_many(
             Candidate.status == CandidateStatus.ACTIVE,
-            topic_allowed(campaign.topic),
+            topic_allows(campaign.topic),
             reentry_allows(campaign),
             in_group_elsewhere(campaign),
         ),
@@ -193,7 +187,7 @@ def bulk_enrol(session: Session, ids: Select, campaign: Campaign, now: datetime)
     entrants = select(Candidate.id).where(
         *chosen,
         Candidate.status == CandidateStatus.ACTIVE,
-        topic_allowed(campaign.topic),
+        topic_allows(campaign.topic),
         may_enter(campaign),
     )
     enrolled = enrol_all(session, campaign.id, entrants, now, first_due(campaign, now))
@@ -267,12 +261,10 @@ def remove_tag(session: Session, candidate: Candidate, tag_id: int, now: datetim
     return None
 
 
-def update_profile(
-    session: Session, candidate: Candidate, values: Mapping[str, str], now: datetime
-) -> None:
-    """Apply the edit form through the candidates service; any bad field raises
-    ValidationError (keyed by form field) and the caller rolls back, so nothing is half-saved."""
-    problems: dict[str, str] = {}
+def _profile_data(
+    candidate: Candidate, values: Mapping[str, str], problems: dict[str, str]
+) -> dict[str, Any]:
+    """The edit form's fields as the candidate model takes them."""
     data: dict[str, Any] = {"email": candidate.email}
     for name in PROFILE_FIELDS:
         if name not in ("skills", "consent_basis", "consent_source", "consent_at", "attributes"):
@@ -280,19 +272,28 @@ def update_profile(
     data["recruiter_email"] = (values.get("recruiter_email") or "").strip()
     data["skills"] = [part for part in (values.get("skills") or "").split(",") if part.strip()]
     data["consent"] = {
-        "basis": (values.get("consent_basis") or "").strip(),
-        "source": (values.get("consent_source") or "").strip(),
-        "at": (values.get("consent_at") or "").strip(),
+        key: (values.get(f"consent_{key}") or "").strip() for key in ("basis", "source", "at")
     }
     raw_attributes = (values.get("attributes") or "").strip()
     try:
         data["attributes"] = json.loads(raw_attributes) if raw_attributes else {}
     except json.JSONDecodeError as exc:
         problems["attributes"] = f"is not valid JSON ({exc.msg} at line {exc.lineno})"
+    return data
+
+
+def update_profile(
+    session: Session, candidate: Candidate, values: Mapping[str, str], now: datetime
+) -> None:
+    """Apply the edit form through the candidate model; any bad field raises ValidationError
+    (keyed by form field) and the caller rolls back, so nothing is half-saved."""
+    problems: dict[str, str] = {}
+    data = _profile_data(candidate, values, problems)
     try:
         candidate_service.upsert_candidate(session, data, now)
     except ValidationError as exc:
         for name, reason in exc.fields.items():
+            name = name.split("[")[0]  # skills[2]: the skills field
             problems[ERROR_FIELDS.get(name, name)] = reason
     if problems:
         raise ValidationError("some fields are not valid", problems)

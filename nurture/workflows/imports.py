@@ -1,7 +1,7 @@
 """CSV imports of candidates: read the upload, map its columns, check every row, write in batches.
 
 Plain functions over a SQLAlchemy session (no Flask, no Redis): the admin, the API, the CLI and
-the RQ job all call them. The CSV text lives on the ``ImportJob`` row, so any worker can run it,
+the RQ job all call them. The CSV text lives on the ``Import`` row, so any worker can run it,
 and it is always streamed (``csv.reader`` over the text) rather than turned into a list of rows.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import re
 import unicodedata
@@ -16,17 +17,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, Field, WithJsonSchema
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, defer, load_only
 
 from nurture.core.addresses import normalise_email
-from nurture.core.audience.candidates import validate_candidate
+from nurture.core.audience.schemas import CandidateIn
 from nurture.core.campaigns.entries import check_segments
 from nurture.core.csvfiles import DELIMITER_NAMES, decode, file_error, sniff_delimiter
 from nurture.core.errors import NotFound, ValidationError
-from nurture.models import Candidate, ImportJob, ImportStatus, User
+from nurture.core.inputs import Input, Text, parse, problem
+from nurture.models import Candidate, Import, ImportStatus, User
 from nurture.workflows.candidates import save_candidate
 
 log = logging.getLogger(__name__)
@@ -185,6 +188,56 @@ class Report:
             "rejected_count": self.rejected_count,
             "rejected": self.rejected,
         }
+
+
+# --- the upload form ----------------------------------------------------------------------
+
+
+def _mapping(value: str) -> dict[str, str]:
+    try:
+        mapping = json.loads(value) if value.strip() else {}
+    except ValueError:
+        mapping = None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise problem("mapping", "must be a JSON object of CSV column → field")
+    return mapping
+
+
+def _tags(value: str | list[str]) -> list[str]:
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise problem("tags", "not valid JSON") from None
+        value = parsed if isinstance(parsed, list) else [parsed]
+    elif isinstance(value, list):
+        value = ",".join(value)
+    try:
+        return clean_tags(value)
+    except ValidationError as exc:
+        raise problem("tags", exc.fields["tags"]) from None
+
+
+class ImportForm(Input):
+    """A CSV upload: the file, how its columns map to fields, tags for everyone, a dry run."""
+
+    file: Annotated[Any, WithJsonSchema({"type": "string", "format": "binary"})]
+    mapping: Annotated[
+        Text(100_000),
+        AfterValidator(_mapping),
+        Field(description="a JSON object of CSV column → candidate field, overriding the guess"),
+    ] = ""
+    tags: Annotated[
+        str | list[str],
+        AfterValidator(_tags),
+        Field(description="tags for every imported candidate: a JSON list or comma-separated"),
+    ] = ""
+    dry_run: bool = Field(default=False, description="check and count, write nothing")
+    unknown: Literal["attribute", "ignore"] = Field(
+        default="attribute", description="what columns no field matches become"
+    )
 
 
 # --- reading the upload -------------------------------------------------------------------
@@ -372,7 +425,7 @@ def clean_tags(value: str | list[str] | None) -> list[str]:
     return tags
 
 
-def new_job(
+def new_import(
     csv_file: CsvFile,
     filename: str,
     now: datetime,
@@ -381,15 +434,15 @@ def new_job(
     tags: list[str] | None = None,
     unknown: str = ATTRIBUTE,
     created_by_id: int | None = None,
-) -> ImportJob:
-    """An ImportJob (not yet added to a session) with the proposed mapping, overridden by ours."""
+) -> Import:
+    """An Import (not yet added to a session) with the proposed mapping, overridden by ours."""
     proposal = propose_mapping(csv_file.header, unknown)
     if mapping:
         problems = check_mapping(csv_file.header, {**proposal, **mapping})
         if problems:
             raise ValidationError("the column mapping is not valid", problems)
         proposal.update(mapping)
-    return ImportJob(
+    return Import(
         filename=(filename or "upload.csv")[:255],
         content=csv_file.text,
         mapping=proposal,
@@ -416,10 +469,10 @@ def create_import(
     mapping: dict[str, str] | None = None,
     tags: list[str] | None = None,
     unknown: str = ATTRIBUTE,
-) -> tuple[ImportJob, list[str]]:
+) -> tuple[Import, list[str]]:
     """Check an upload and store it as an import awaiting its mapping; returns (job, notes)."""
     csv_file = read_csv(data)
-    job = new_job(
+    job = new_import(
         csv_file,
         filename,
         now,
@@ -433,7 +486,7 @@ def create_import(
     return job, csv_file.notes
 
 
-def set_mapping(job: ImportJob, mapping: dict[str, str], tags: str | list[str] | None) -> None:
+def set_mapping(job: Import, mapping: dict[str, str], tags: str | list[str] | None) -> None:
     """Change the mapping and tags of an import not yet started; all problems are raised at once."""
     if job.status != ImportStatus.UPLOADED:
         raise ValidationError("this import has started already", {"mapping": "already started"})
@@ -448,12 +501,12 @@ def set_mapping(job: ImportJob, mapping: dict[str, str], tags: str | list[str] |
     job.tags = clean
 
 
-def header_of(job: ImportJob) -> list[str]:
+def header_of(job: Import) -> list[str]:
     """The column names of the job's CSV."""
     return _header(job.content, sniff_delimiter(job.content))[0]
 
 
-def column_samples(job: ImportJob, n: int = 3) -> dict[str, list[str]]:
+def column_samples(job: Import, n: int = 3) -> dict[str, list[str]]:
     """A few non-empty values of each column, to help whoever maps it."""
     header = header_of(job)
     samples: dict[str, list[str]] = {column: [] for column in header}
@@ -470,72 +523,72 @@ def column_samples(job: ImportJob, n: int = 3) -> dict[str, list[str]]:
 def _row(
     line: int, header: list[str], cells: list[str], mapping: dict[str, str], tags: list[str]
 ) -> Row:
-    """Turn one record into candidate data and check it exactly as ``upsert_candidate`` will."""
+    """Turn one record into candidate data and check it with the model ``upsert_candidate`` uses."""
     row = Row(line=line, data={})
     column_of = {target: column for column, target in reversed(mapping.items())}
 
     def fail(column: str, reason: str) -> None:
         row.errors.append({"line": line, "field": column, "reason": reason})
 
-    extra = [c for c in cells[len(header) :] if c.strip()]
-    if extra:
+    if any(c.strip() for c in cells[len(header) :]):
         fail(
             "",
             f"the line has {len(cells)} values but the header has {len(header)} columns "
             "(is a value holding the delimiter without quotes?)",
         )
-    data = row.data
     row_tags: list[str] = list(tags)
     for column, value in zip(header, cells, strict=False):
-        target = mapping.get(column, IGNORE)
-        value = value.strip()
+        target, value = mapping.get(column, IGNORE), value.strip()
         if not value or target == IGNORE:
             continue  # an empty cell never erases what is stored
         if len(value) > MAX_CELL:
-            fail(
-                column,
-                f"the value is {len(value):,} characters long (at most {MAX_CELL:,}); "
-                "is a quote left open?",
-            )
-            continue
-        if target == ATTRIBUTE:
-            data.setdefault("attributes", {})[attribute_key(column)] = value
+            fail(column, f"the value is {len(value):,} characters long (at most {MAX_CELL:,}); "
+                 "is a quote left open?")  # fmt: skip
         elif target == "tags":
             row_tags.extend(_LIST_SPLIT.split(value))
-        elif target == "skills":
-            # Stored lower-cased and sorted (as upsert does); the preview shows that form.
-            skills = {s.strip().lower() for s in _LIST_SPLIT.split(value) if s.strip()}
-            data["skills"] = sorted(skills | set(data.get("skills", [])))
-        elif target == "full_name":
-            first, _, last = value.partition(" ")
-            data["first_name"], data["last_name"] = first, last.strip()
-        elif target in CONSENT_FIELDS:
-            data.setdefault("consent", {})[CONSENT_FIELDS[target]] = (
-                _zoned(value) if target == "consent_at" else value
-            )
         else:
-            data[target] = value
+            _put(row.data, target, column, value)
     if row_tags:
         try:
-            data["tags"] = clean_tags(row_tags)
+            row.data["tags"] = clean_tags(row_tags)
         except ValidationError as exc:
             fail(column_of.get("tags", "tags"), exc.fields["tags"])
-    # The same two checks upsert_candidate makes, without writing anything.
     try:
-        row.email = normalise_email(data.get("email"))
-    except ValidationError as exc:
-        fail(column_of.get("email", "email"), exc.fields["email"])
-    try:
-        validate_candidate(data)
+        row.email = parse(CandidateIn, row.data).email
     except ValidationError as exc:
         for name, reason in exc.fields.items():
             fail(_column_for(name, column_of), reason)
     return row
 
 
+def _put(data: dict[str, Any], target: str, column: str, value: str) -> None:
+    """Put one cell's value where the candidate model takes it."""
+    if target == ATTRIBUTE:
+        data.setdefault("attributes", {})[attribute_key(column)] = value
+    elif target == "skills":
+        # Stored lower-cased and sorted (as the model does); the preview shows that form.
+        skills = {s.strip().lower() for s in _LIST_SPLIT.split(value) if s.strip()}
+        data["skills"] = sorted(skills | set(data.get("skills", [])))
+    elif target == "full_name":
+        first, _, last = value.partition(" ")
+        data["first_name"], data["last_name"] = first, last.strip()
+    elif target in CONSENT_FIELDS:
+        data.setdefault("consent", {})[CONSENT_FIELDS[target]] = (
+            _zoned(value) if target == "consent_at" else value
+        )
+    else:
+        data[target] = value
+
+
 def _column_for(name: str, column_of: dict[str, str]) -> str:
     """The CSV column a problem reported on candidate field ``name`` comes from."""
-    target = {"consent.at": "consent_at", "consent": "consent_basis"}.get(name, name)
+    name = name.split("[")[0]  # skills[3]: the skills column
+    target = {
+        "consent.at": "consent_at",
+        "consent.basis": "consent_basis",
+        "consent.source": "consent_source",
+        "consent": "consent_basis",
+    }.get(name, name)
     if target in ("first_name", "last_name") and target not in column_of:
         target = "full_name"
     return column_of.get(target, name)
@@ -550,7 +603,7 @@ def _zoned(value: str) -> str:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
-def iter_rows(job: ImportJob) -> Iterator[Row]:
+def iter_rows(job: Import) -> Iterator[Row]:
     """Every record of the job's CSV as a checked Row, in file order; repeats of an address fail."""
     text = job.content
     delimiter = sniff_delimiter(text)
@@ -558,9 +611,11 @@ def iter_rows(job: ImportJob) -> Iterator[Row]:
     mapping = dict(job.mapping or {})
     tags = list(job.tags or [])
     first_seen: dict[str, int] = {}
-    for line, cells, problem in _records(text, delimiter):
+    for line, cells, unreadable in _records(text, delimiter):
         if cells is None:
-            yield Row(line=line, data={}, errors=[{"line": line, "field": "", "reason": problem}])
+            yield Row(
+                line=line, data={}, errors=[{"line": line, "field": "", "reason": unreadable}]
+            )
             continue
         row = _row(line, header, cells, mapping, tags)
         if not row.errors and row.email in first_seen:
@@ -578,7 +633,7 @@ def iter_rows(job: ImportJob) -> Iterator[Row]:
         yield row
 
 
-def preview(job: ImportJob, n: int = 5) -> list[Row]:
+def preview(job: Import, n: int = 5) -> list[Row]:
     """The first ``n`` rows as they would be imported, with their problems."""
     return list(islice(iter_rows(job), n))
 
@@ -589,7 +644,7 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
         yield batch
 
 
-def dry_run(session: Session, job: ImportJob, batch: int = 500) -> Report:
+def dry_run(session: Session, job: Import, batch: int = 500) -> Report:
     """Check every row as the import will and count would-create / would-update; writes nothing."""
     _require_mapping(job)
     report = Report(dry_run=True)
@@ -619,7 +674,7 @@ def _reject(report: Report, errors: list[dict[str, Any]]) -> None:
 # --- the import ---------------------------------------------------------------------------
 
 
-def start(job: ImportJob) -> None:
+def start(job: Import) -> None:
     """Mark an uploaded import as started (the job runs it); refuses one with no good mapping."""
     if job.status != ImportStatus.UPLOADED:
         raise ValidationError("this import has started already", {"import": job.status})
@@ -627,7 +682,7 @@ def start(job: ImportJob) -> None:
     job.status = ImportStatus.RUNNING
 
 
-def _require_mapping(job: ImportJob) -> None:
+def _require_mapping(job: Import) -> None:
     """Refuse to check or run an import whose mapping is not complete."""
     problems = check_mapping(header_of(job), job.mapping)
     if problems:
@@ -640,7 +695,7 @@ def run_import(
     now: datetime,
     batch: int = 500,
     clock: Callable[[], datetime] | None = None,
-) -> ImportJob:
+) -> Import:
     """Write the good rows of an import in batches, record the bad ones, commit after each batch.
 
     A job that stopped half-way (a killed worker) resumes after its last committed batch: the
@@ -649,7 +704,7 @@ def run_import(
     heartbeat (``clock``'s time, else ``now``), so the scheduler can tell a stalled import.
     """
     beat = clock or (lambda: now)
-    job = session.get(ImportJob, job_id)
+    job = session.get(Import, job_id)
     if job is None:
         raise NotFound(f"no import {job_id}")
     if job.status in (ImportStatus.DONE, ImportStatus.FAILED):
@@ -666,7 +721,7 @@ def run_import(
                 session.rollback()
                 log.exception("import %s: batch failed, retrying row by row", job_id)
                 outcome = _write_one_by_one(session, chunk, now)
-            job = session.get(ImportJob, job_id)
+            job = session.get(Import, job_id)
             job.processed_rows += len(chunk)
             job.created_count += outcome.created
             job.updated_count += outcome.updated
@@ -682,7 +737,7 @@ def run_import(
     except Exception as exc:  # noqa: BLE001 - the job must end "failed", never stay "running"
         log.exception("import %s failed", job_id)
         session.rollback()
-        job = session.get(ImportJob, job_id)
+        job = session.get(Import, job_id)
         job.status = ImportStatus.FAILED
         job.finished_at = now
         job.errors = [
@@ -703,17 +758,17 @@ def claim_stalled(session: Session, now: datetime, after: timedelta) -> list[int
     Each is claimed by moving its heartbeat to ``now`` in the same UPDATE, so two schedulers
     never both hand it out, and it is not handed out again before another ``after`` passes.
     """
-    stale = or_(ImportJob.heartbeat_at.is_(None), ImportJob.heartbeat_at < now - after)
+    stale = or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < now - after)
     ids = list(
-        session.scalars(select(ImportJob.id).where(ImportJob.status == ImportStatus.RUNNING, stale))
+        session.scalars(select(Import.id).where(Import.status == ImportStatus.RUNNING, stale))
     )
     if not ids:
         return []
     claimed = session.scalars(
-        update(ImportJob)
-        .where(ImportJob.id.in_(ids), ImportJob.status == ImportStatus.RUNNING, stale)
+        update(Import)
+        .where(Import.id.in_(ids), Import.status == ImportStatus.RUNNING, stale)
         .values(heartbeat_at=now)
-        .returning(ImportJob.id)
+        .returning(Import.id)
     )
     return sorted(claimed)
 
@@ -793,49 +848,49 @@ def _merged(row: Row, candidate: Candidate | None) -> dict[str, Any]:
     return data
 
 
-def recent_imports(session: Session, limit: int = 50) -> list[tuple[ImportJob, str | None]]:
+def recent_imports(session: Session, limit: int = 50) -> list[tuple[Import, str | None]]:
     """The newest imports with who uploaded them, without their CSV text."""
     query = (
-        select(ImportJob, User.email)
-        .outerjoin(User, User.id == ImportJob.created_by_id)
-        .options(defer(ImportJob.content), defer(ImportJob.errors))
-        .order_by(ImportJob.id.desc())
+        select(Import, User.email)
+        .outerjoin(User, User.id == Import.created_by_id)
+        .options(defer(Import.content), defer(Import.errors))
+        .order_by(Import.id.desc())
         .limit(limit)
     )
     return [(job, email) for job, email in session.execute(query)]
 
 
-def get_import(session: Session, job_id: int, with_content: bool = True) -> ImportJob | None:
+def get_import(session: Session, job_id: int, with_content: bool = True) -> Import | None:
     """An import by id; without its CSV text (which may be megabytes) unless asked."""
-    options = [] if with_content else [defer(ImportJob.content)]
-    return session.get(ImportJob, job_id, options=options)
+    options = [] if with_content else [defer(Import.content)]
+    return session.get(Import, job_id, options=options)
 
 
 def progress(session: Session, job_id: int) -> dict[str, Any] | None:
     """Status and counters of an import, cheap enough to poll every second."""
     job = session.scalar(
-        select(ImportJob)
-        .where(ImportJob.id == job_id)
+        select(Import)
+        .where(Import.id == job_id)
         .options(
             load_only(
-                ImportJob.id,
-                ImportJob.filename,
-                ImportJob.status,
-                ImportJob.total_rows,
-                ImportJob.processed_rows,
-                ImportJob.created_count,
-                ImportJob.updated_count,
-                ImportJob.rejected_count,
+                Import.id,
+                Import.filename,
+                Import.status,
+                Import.total_rows,
+                Import.processed_rows,
+                Import.created_count,
+                Import.updated_count,
+                Import.rejected_count,
             )
         )
         .execution_options(populate_existing=True)
     )
     if job is None:
         return None
-    return job_report(job, with_rejected=False)
+    return import_report(job, with_rejected=False)
 
 
-def job_report(job: ImportJob, with_rejected: bool = True) -> dict[str, Any]:
+def import_report(job: Import, with_rejected: bool = True) -> dict[str, Any]:
     """The state and report of an import, as the progress endpoint and the API give it."""
     total = job.total_rows or 0
     report: dict[str, Any] = {
@@ -858,7 +913,7 @@ def job_report(job: ImportJob, with_rejected: bool = True) -> dict[str, Any]:
 # --- after an import: its rejected rows as a file, its candidates as a selection ----------
 
 
-def rejected_rows(job: ImportJob) -> Iterator[list[str]]:
+def rejected_rows(job: Import) -> Iterator[list[str]]:
     """The import's rejected rows as CSV rows: the file's own columns, then its line and why,
     so the file can be fixed in a spreadsheet and uploaded again."""
     text = job.content
@@ -885,12 +940,12 @@ def _problem(error: dict[str, Any]) -> str:
     return f"{field}: {error.get('reason', '')}" if field else str(error.get("reason", ""))
 
 
-def imported_emails(job: ImportJob) -> list[str]:
+def imported_emails(job: Import) -> list[str]:
     """The addresses of the rows an import wrote (or would write)."""
     return [row.email for row in iter_rows(job) if not row.errors and row.email]
 
 
-def imported_ids(job: ImportJob) -> Any:
+def imported_ids(job: Import) -> Any:
     """SELECT the ids of the candidates an import created or updated."""
     emails = imported_emails(job)
     # Rendered into the statement: an import may hold more addresses than a driver binds.

@@ -24,6 +24,7 @@ from nurture.models import (
     EntryType,
     Event,
     EventKind,
+    ExitRule,
     Step,
 )
 
@@ -94,7 +95,7 @@ def reconsent_campaign(session: Session, now: datetime) -> Campaign:
             status=CampaignStatus.ACTIVE,
             entry_type=EntryType.MANUAL,
             topic=SYSTEM_TOPIC,
-            exit_on=["hired"],
+            exit_on=[ExitRule.HIRED],
             description="Sent by the retention policy to candidates quiet for "
             "RETENTION_MONTHS: confirm to stay, or be anonymised after RECONSENT_GRACE_DAYS.",
             created_at=now,

@@ -67,14 +67,40 @@ def live_server(live_app: Flask) -> Iterator[LiveServer]:
     server.stop()
 
 
+# Reports every Content-Security-Policy violation (in the page and its srcdoc frames) to the
+# console, where the fixture below collects it.
+_REPORT_CSP = """
+document.addEventListener("securitypolicyviolation", function (e) {
+  console.error("CSP violation: " + e.violatedDirective + " blocked " + (e.blockedURI || "inline")
+                + " at " + e.sourceFile + ":" + e.lineNumber);
+});
+"""
+
+
 @pytest.fixture
 def page(browser, live_server: LiveServer):
-    """A fresh browser tab (desktop width) pointed at the live server."""
+    """A fresh browser tab (desktop width) pointed at the live server.
+
+    The admin runs under its real Content-Security-Policy; a page that breaks it (an inline
+    script without the nonce, a blocked style or frame) fails the test that opened it.
+    """
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
+    context.add_init_script(_REPORT_CSP)
     page = context.new_page()
+    violations: list[str] = []
+
+    def note(message) -> None:
+        if "Content Security Policy" in message.text or message.text.startswith("CSP violation"):
+            violations.append(message.text)
+
+    page.on("console", note)
     page.set_default_timeout(15000)
+    page.csp_violations = violations  # type: ignore[attr-defined]
     yield page
     context.close()
+    assert violations == [], "the admin broke its Content-Security-Policy:\n" + "\n".join(
+        dict.fromkeys(violations)
+    )
 
 
 def login(page, role: str = "admin") -> None:
@@ -108,11 +134,10 @@ def work_off(app: Flask) -> None:
     burst worker's teardown waits for it to wake, which made each call take up to a minute.
     The listener only carries commands (stop a job) that these tests never send.
     """
-    from rq import SimpleWorker
-
     from nurture import tasks
+    from nurture.tasks.worker import SendWorker
 
     with app.app_context():
-        worker = SimpleWorker([tasks.get_queue(app)], connection=tasks.get_redis(app))
+        worker = SendWorker([tasks.get_queue(app)], connection=tasks.get_redis(app))
         worker.subscribe = lambda: None  # type: ignore[method-assign]
         worker.work(burst=True)

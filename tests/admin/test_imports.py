@@ -7,12 +7,12 @@ from pathlib import Path
 
 from flask import Flask
 from playwright.sync_api import expect
-from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from nurture.extensions import db
-from nurture.models import Candidate, ImportJob, User
+from nurture.models import Candidate, Import, User
 from nurture.tasks import get_queue, get_redis
+from nurture.tasks.worker import SendWorker
 from nurture.workflows import imports as import_service
 from tests.admin.conftest import login, screenshot
 
@@ -98,7 +98,7 @@ def test_an_editor_imports_a_csv_with_two_bad_rows(page, live_app: Flask) -> Non
     )
     screenshot(page, "imports-progress")
     live_app.config["IMPORT_BATCH_SIZE"] = 5  # four batches, each committed with its progress
-    worker = SimpleWorker([get_queue(live_app)], connection=get_redis(live_app))
+    worker = SendWorker([get_queue(live_app)], connection=get_redis(live_app))
     assert worker.work(burst=True, with_scheduler=False)
     finished = page.request.get(progress_url).json()
     assert (finished["status"], finished["processed_rows"], finished["percent"]) == (
@@ -143,7 +143,7 @@ def test_bad_uploads_and_mappings_are_refused_at_their_field(page, live_app: Fla
     expect(page.locator(".field.has-error .error")).to_have_text("The file is empty.")
     _upload(page, "people.csv", b"ana@example.org,Ana\n")
     expect(page.locator(".field.has-error .error")).to_contain_text("not column names")
-    assert db.session.scalar(select(func.count()).select_from(ImportJob)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Import)) == 0
 
     _upload(page, "people.csv", b"Email,Work email,Name\nana@example.org,a@acme.test,Ana Lima\n")
     page.wait_for_url(re.compile(r"/mapping$"))
@@ -160,7 +160,7 @@ def test_bad_uploads_and_mappings_are_refused_at_their_field(page, live_app: Fla
     page.click("button:has-text('Check every row')")
     expect(page.locator("#mapping-error")).to_contain_text("Map one column to Email")
     db.session.remove()
-    job = db.session.scalar(select(ImportJob))
+    job = db.session.scalar(select(Import))
     # Nothing half-saved: the refused mappings left the proposal as it was.
     assert job.mapping == {"Email": "email", "Work email": "attribute", "Name": "full_name"}
     assert job.tags == []
@@ -191,4 +191,4 @@ def test_a_viewer_cannot_import(page, live_app: Flask) -> None:
     answer = page.request.post(f"/admin/imports/{job.id}/start", form={"csrf_token": token})
     assert answer.status == 403
     assert _candidates() == 0
-    assert db.session.get(ImportJob, job.id).status == "uploaded"
+    assert db.session.get(Import, job.id).status == "uploaded"

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment
-from nurture.models.openings import JobMatch, JobOpening
+from nurture.models.openings import Opening, OpeningMatch
 from nurture.workflows.candidates import save_candidate
 from tests.admin.conftest import login, screenshot
 
@@ -72,7 +72,7 @@ def test_create_review_remove_add_and_send_a_job_alert(
     assert "at least one skill" in page.locator(".field:has(#skills) .error").inner_text()
     assert "remote" in page.locator(".field:has(#location) .error").inner_text()
     assert page.locator("#title").input_value() == "Senior Data Engineer"
-    assert db.session.scalar(select(func.count()).select_from(JobOpening)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Opening)) == 0
     screenshot(page, "jobs-create-errors")
 
     page.fill("#role_family", "data")
@@ -114,7 +114,7 @@ def test_create_review_remove_add_and_send_a_job_alert(
     assert "goes out to 3 candidates" in page.locator(".flash").inner_text()
     # Nobody is left to approve, and the page says where the alert is instead.
     assert page.locator("[data-send-label]").inner_text() == "Everyone is getting it: 0 sent so far"
-    job = db.session.scalar(select(JobOpening))
+    job = db.session.scalar(select(Opening))
     enrolled = set(
         db.session.scalars(
             select(Candidate.email).join(Enrolment, Enrolment.candidate_id == Candidate.id)
@@ -156,8 +156,8 @@ def test_create_review_remove_add_and_send_a_job_alert(
     db.session.expire_all()
     assert (
         db.session.scalar(
-            select(func.count()).select_from(JobMatch).where(JobMatch.excluded.is_(True))
+            select(func.count()).select_from(OpeningMatch).where(OpeningMatch.excluded.is_(True))
         )
         == 1
     )
-    assert db.session.scalar(select(func.count()).select_from(JobOpening)) == 1
+    assert db.session.scalar(select(func.count()).select_from(Opening)) == 1

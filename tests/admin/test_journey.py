@@ -63,7 +63,9 @@ def test_import_preview_build_activate_send_and_watch(page, live_app, live_serve
     page.goto("/admin/templates/starter/rejection_followup")
     page.fill("input[name=candidate]", "ana.lima@")
     page.press("input[name=candidate]", "Enter")
-    page.wait_for_function("document.getElementById('frame-desktop').srcdoc.includes('Hi Ana')")
+    page.wait_for_function(
+        "() => document.getElementById('frame-desktop').srcdoc.includes('Hi Ana')"
+    )
     desktop = page.frame_locator("#frame-desktop").locator("body").inner_text()
     assert "Staff Engineer" in desktop
 

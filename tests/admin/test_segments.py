@@ -55,12 +55,12 @@ def test_build_a_segment_with_a_live_count(page, live_app) -> None:
     page.fill("#name", "Engaged backend")
     page.click("#seg-add")
     page.fill("#c-0-value", "Backend engineer")
-    page.wait_for_function("document.querySelector('#seg-count').textContent === '20'")
+    page.wait_for_function("() => document.querySelector('#seg-count').textContent === '20'")
     page.click("#seg-add")
     page.select_option("#c-1-kind", "opened")
     page.fill("#c-1-value", "20")
     # i odd, opened (i % 4 != 0) within 20 days (i <= 20): 1,3,5,...,19 → 10
-    page.wait_for_function("document.querySelector('#seg-count').textContent === '10'")
+    page.wait_for_function("() => document.querySelector('#seg-count').textContent === '10'")
     assert page.locator("#seg-sample tbody tr").count() == 10
     assert "Person19" in page.locator("#seg-sample tbody tr").first.inner_text()
 
@@ -77,7 +77,7 @@ def test_build_a_segment_with_a_live_count(page, live_app) -> None:
     assert db.session.scalar(select(Segment)) is None
 
     page.fill("#c-2-value", "2")
-    page.wait_for_function("document.querySelector('#seg-count').textContent === '6'")
+    page.wait_for_function("() => document.querySelector('#seg-count').textContent === '6'")
     screenshot(page, "segments-builder")
     page.click("button[value='save']")
     assert "saved" in page.locator(".flash.success").inner_text()
@@ -106,7 +106,7 @@ def test_build_a_segment_with_a_live_count(page, live_app) -> None:
         ' "value": "screen"}}]}',
     )
     # silver medalists (1, 4, ..., 40: 14) or onsite (3, 6, ..., 39: 13), never both
-    page.wait_for_function("document.querySelector('#seg-count').textContent === '27'")
+    page.wait_for_function("() => document.querySelector('#seg-count').textContent === '27'")
     page.click("button[value='save']")
     assert "saved" in page.locator(".flash.success").inner_text()
     db.session.expire_all()

@@ -104,7 +104,7 @@ def test_editor_duplicates_edits_previews_saves_and_test_sends(
     page.fill("textarea[name=html]", fixed)
     page.fill("input[name=candidate]", "zoe.martin@")
     page.press("input[name=candidate]", "Enter")  # previews (never saves)
-    page.wait_for_function("document.getElementById('frame-phone').srcdoc.includes('Zoë')")
+    page.wait_for_function("() => document.getElementById('frame-phone').srcdoc.includes('Zoë')")
     assert page.locator(".field:has(textarea[name=html]) .error").count() == 0
     for frame in ("frame-desktop", "frame-phone"):
         text = frame_text(page, frame)
@@ -186,7 +186,7 @@ def test_a_viewer_previews_but_cannot_change_anything(page, live_app: Flask) -> 
     assert page.locator("textarea[name=html]").get_attribute("readonly") is not None
     page.fill("input[name=candidate]", "zoe")
     page.locator("#preview-pick button[data-preview]").click()
-    page.wait_for_function("document.getElementById('frame-desktop').srcdoc.includes('Zoë')")
+    page.wait_for_function("() => document.getElementById('frame-desktop').srcdoc.includes('Zoë')")
     assert "Hi Zoë" in frame_text(page, "frame-phone")
     assert page.locator("#preview-subject").inner_text() == "For Zoë"
 

@@ -10,8 +10,8 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from nurture.extensions import db
-from nurture.models import Candidate, ImportJob
-from nurture.tasks.imports import run_import_job
+from nurture.models import Candidate, Import
+from nurture.tasks.imports import run_import_task
 from nurture.web.api import imports as api_imports
 from tests.conftest import auth_headers
 
@@ -47,7 +47,7 @@ def test_a_dry_run_reports_the_bad_rows_and_writes_nothing(app: Flask, client) -
     assert (report["created"], report["updated"], report["rejected_count"]) == (18, 0, 2)
     assert [(r["line"], r["field"]) for r in report["rejected"]] == BAD
     assert report["mapping"]["E-mail"] == "email"
-    assert _count() == 0 and _count(ImportJob) == 0
+    assert _count() == 0 and _count(Import) == 0
 
 
 def test_an_import_lands_the_good_rows_and_reports_the_bad_ones(app: Flask, client) -> None:
@@ -95,14 +95,14 @@ def test_a_large_file_goes_to_a_worker(app: Flask, client, monkeypatch) -> None:
     assert answer.status_code == 202, answer.json
     assert answer.json["status"] == "running" and answer.json["total_rows"] == 20
     assert queued == [answer.json["id"]] and _count() == 0
-    run_import_job(queued[0])
+    run_import_task(queued[0])
     done = client.get(answer.json["status_url"], headers=editor).json
     assert (done["status"], done["created"], done["rejected_count"]) == ("done", 18, 2)
 
 
 def test_bad_requests_get_json_errors_with_the_field(app: Flask, client) -> None:
     editor = auth_headers(app, "editor")
-    assert _error(_post(client, editor), 422)["fields"] == {"file": "required"}
+    assert _error(_post(client, editor), 422)["fields"] == {"file": "is required"}
     assert "empty" in _error(_post(client, editor, b""), 422)["fields"]["file"]
     assert "file" in _error(_post(client, editor, b"a@example.org,Ana\n"), 422)["fields"]
     bad_json = _post(client, editor, FIXTURE.read_bytes(), mapping="{not json")
@@ -115,7 +115,7 @@ def test_bad_requests_get_json_errors_with_the_field(app: Flask, client) -> None
     assert "map one column to Email" in _error(no_email, 422)["fields"]["mapping"]
     long_tag = _post(client, editor, FIXTURE.read_bytes(), tags="x" * 101)
     assert "tags" in _error(long_tag, 422)["fields"]
-    assert _count() == 0 and _count(ImportJob) == 0
+    assert _count() == 0 and _count(Import) == 0
 
 
 def test_only_editors_may_import(app: Flask, client) -> None:

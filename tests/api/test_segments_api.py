@@ -104,10 +104,11 @@ def test_names_are_unique_and_limits_checked(client, auth) -> None:
 
 
 def test_roles(app: Flask, client) -> None:
-    """Viewers read; only editors save or preview; no token, no answer."""
+    """Viewers read and preview (as in the admin's builder); only editors save; no token, no
+    answer."""
     viewer = auth_headers(app, "viewer")
     body = {"name": "V", "rules": {"all": []}}
     assert client.post("/api/v1/segments", json=body, headers=viewer).status_code == 403
-    assert client.post("/api/v1/segments/preview", json=body, headers=viewer).status_code == 403
+    assert client.post("/api/v1/segments/preview", json=body, headers=viewer).status_code == 200
     assert client.get("/api/v1/segments").status_code == 401
     assert client.get("/api/v1/segments", headers=viewer).status_code == 200

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from rq import SimpleWorker
 from sqlalchemy import select
 
 from nurture.dev.embedded import SmtpCapture
@@ -27,6 +26,7 @@ from nurture.models import Candidate, Enrolment, Event
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import close_sender
+from nurture.tasks.worker import SendWorker
 from tests.conftest import ats_post, auth_headers, make_app, require
 from tests.support import imap
 
@@ -64,7 +64,7 @@ def work(app: Flask) -> None:
     """Scheduler pass, then a real RQ worker until the queue is empty."""
     run_tick(app)
     queue = get_queue(app)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SendWorker([queue], connection=queue.connection).work(burst=True)
 
 
 def test_a_reply_ends_the_drip(

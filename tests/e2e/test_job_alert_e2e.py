@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from rq import SimpleWorker
 from sqlalchemy import select
 
 from nurture.core.compliance import preferences
@@ -15,6 +14,7 @@ from nurture.extensions import db
 from nurture.models import Candidate, Message, MessageState
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
+from nurture.tasks.worker import SendWorker
 from tests.conftest import ats_post, auth_headers, running_app
 
 JOB = {
@@ -46,7 +46,7 @@ def work(app: Flask) -> None:
     """The scheduler's pass, then a real RQ worker in burst mode until the queue is empty."""
     run_tick(app)
     queue = get_queue(app)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SendWorker([queue], connection=queue.connection).work(burst=True)
 
 
 def turn_off_job_alerts(app: Flask, email: str) -> None:

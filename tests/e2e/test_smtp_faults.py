@@ -20,7 +20,6 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from nurture.core import addresses
@@ -30,6 +29,7 @@ from nurture.models import Candidate, Event, EventKind, Message, MessageState
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import close_sender, sender_for
+from nurture.tasks.worker import SendWorker
 from tests.conftest import ats_post, auth_headers, make_app
 
 DRIP = {
@@ -172,7 +172,7 @@ def cycle(app: Flask) -> int:
     """One scheduler pass, then a real RQ worker until the queue is empty; returns enqueued."""
     enqueued = run_tick(app).enqueued
     queue = get_queue(app)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SendWorker([queue], connection=queue.connection).work(burst=True)
     db.session.expire_all()
     return enqueued
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from rq import SimpleWorker
 from sqlalchemy import select
 
 from nurture.dev.embedded import SmtpCapture
@@ -20,6 +19,7 @@ from nurture.models import Candidate, Enrolment, Message
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import close_sender
+from nurture.tasks.worker import SendWorker
 from tests.conftest import ats_post, auth_headers, make_app, running_app
 
 WEEKDAYS = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}
@@ -50,7 +50,7 @@ def tick_and_work(app: Flask) -> int:
     """A scheduler pass, then a real RQ worker in burst mode; returns how many were enqueued."""
     enqueued = run_tick(app).enqueued
     queue = get_queue(app)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SendWorker([queue], connection=queue.connection).work(burst=True)
     return enqueued
 
 

@@ -25,8 +25,8 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest'
     """One line per scenario that ran, passed or not."""
     if RESULTS:
         terminalreporter.section("fault scenarios")
-        for line in RESULTS:
-            terminalreporter.write_line(line)
+        for outcome in RESULTS:
+            terminalreporter.write_line(outcome.line())
 
 
 def _server_user_exists() -> bool:
@@ -40,14 +40,17 @@ def _server_user_exists() -> bool:
 
 
 @pytest.fixture(scope="session")
-def fault_cluster() -> Iterator[RestartablePostgres]:
+def fault_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartablePostgres]:
     """One throw-away PostgreSQL cluster for the suite; each scenario gets its own database."""
     require(pg.available(), "PostgreSQL server binaries")
     require(_server_user_exists(), "the postgres user (PostgreSQL refuses to run as root)")
     cluster = RestartablePostgres()
     cluster.start()
-    yield cluster
-    cluster.stop()
+    try:
+        cluster.prepare_template(tmp_path_factory.mktemp("faults-template"))
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -30,6 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import psycopg
+import psycopg.sql
 from flask import Flask
 from flask_migrate import upgrade
 from redis import Redis
@@ -65,6 +68,8 @@ SETTINGS: dict[str, Any] = {
     "SCHEDULER_INTERVAL": 0.5,
     # A message "sending" this long is presumed lost with its worker (production: 600).
     "STUCK_AFTER_SECONDS": 8,
+    # A worker's claims go back once its heartbeat is this old (production: 20).
+    "WORKER_LEASE_SECONDS": 4,
     # A queued message whose job has not run this long is enqueued again (production: 120).
     "REQUEUE_AFTER_SECONDS": 4,
     # First retry after a temporary SMTP failure (production: 60) and the breaker's pause
@@ -74,8 +79,18 @@ SETTINGS: dict[str, Any] = {
     "SMTP_TIMEOUT": 10,
 }
 
-# One line per scenario, printed in the terminal summary (tests/faults/conftest.py).
-RESULTS: list[str] = []
+# The timers an operator runs with (config.py), for the scenarios that check them unshortened.
+DEFAULT_TIMERS: dict[str, Any] = {
+    key: getattr(Config, key)
+    for key in (
+        "SCHEDULER_INTERVAL", "STUCK_AFTER_SECONDS", "REQUEUE_AFTER_SECONDS",
+        "WORKER_LEASE_SECONDS", "SMTP_RETRY_BASE_SECONDS", "SMTP_BREAKER_COOLDOWN_SECONDS",
+        "SMTP_TIMEOUT",
+    )
+}  # fmt: skip
+
+# Each scenario's outcome, one line each in the terminal summary (tests/faults/conftest.py).
+RESULTS: list[Outcome] = []
 
 T = TypeVar("T")
 
@@ -261,28 +276,30 @@ def nurture_command(*args: str) -> list[str]:
 
 
 class RestartablePostgres(PostgresCluster):
-    """The shared throw-away cluster, plus ``restart()``: the server goes down and comes back."""
+    """The shared throw-away cluster, plus a template: each scenario's database is a copy of one
+    migrated once (``prepare_template``), so Alembic runs once per suite, not once per scenario.
+    ``restart()`` (the server goes down and comes back) is the cluster's own.
+    """
 
-    def restart(self) -> None:
-        """What ``pg_ctl restart -m fast`` does, on the same port.
+    TEMPLATE = "faults_template"
 
-        A fast shutdown rolls back open transactions and drops every session; the postmaster is
-        then started again with its own command line. It stays our child (and dies with us),
-        where ``pg_ctl restart`` would leave a daemon behind.
-        """
-        old = self._process
-        assert old is not None and self._logfile is not None, "the cluster is not running"
-        self._run("pg_ctl", "stop", "-D", str(self._datadir), "-m", "fast", "-w", timeout=60)
-        old.wait(timeout=30)
-        self._process = subprocess.Popen(
-            old.args,
-            stdin=subprocess.DEVNULL,
-            stdout=self._logfile,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LC_ALL": "C", "LANG": "C"},
-            preexec_fn=die_with_parent(),
-        )
-        self._wait_until_ready()
+    def prepare_template(self, directory: Path) -> None:
+        """Create the template database and migrate it as an operator would."""
+        url = self.create_database(self.TEMPLATE)
+        app = create_app(Config, DATABASE_URL=url, INSTANCE_PATH=str(directory), **SETTINGS)
+        with app.app_context():
+            upgrade()
+            db.engine.dispose()  # a template must have no connections when it is copied
+
+    def copy_template(self, name: str) -> str:
+        """A new database ``name`` holding the migrated schema; returns its URL."""
+        with psycopg.connect(self._conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    psycopg.sql.Identifier(name), psycopg.sql.Identifier(self.TEMPLATE)
+                )
+            )
+        return self.url_for(name)
 
 
 def redis_server_binary() -> str | None:
@@ -503,12 +520,17 @@ class Outcome:
     rows: dict[str, tuple[str, int, str]]  # email -> (state, attempts, error), lost ones only
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    final_at: float = 0.0  # monotonic: when every row was final (or the wait gave up)
+    codes: str = ""  # the processes' states when the scenario was counted
+
+    def __post_init__(self) -> None:
+        self.codes = ", ".join(f"{p.name} {p.status()}" + (f" ({p.note})" if p.note else "")
+                               for p in self.processes)  # fmt: skip
 
     def line(self) -> str:
         """The one-line result."""
         t = self.tally
-        codes = ", ".join(f"{p.name} {p.status()}" + (f" ({p.note})" if p.note else "")
-                          for p in self.processes)  # fmt: skip
+        codes = self.codes
         states = " ".join(f"{k} {v}" for k, v in sorted(self.states.items())) or "no rows"
         extra = "; ".join(self.notes)
         return (
@@ -585,7 +607,7 @@ class Outcome:
 class World:
     """A fresh database with N candidates and a broadcast, its Redis, its sink, its processes."""
 
-    def __init__(self, scenario: str, cluster: RestartablePostgres, directory: Path, n: int):
+    def __init__(self, scenario: str, cluster: PostgresCluster, directory: Path, n: int):
         self.scenario, self.cluster, self.directory, self.n = scenario, cluster, directory, n
         self.settings = dict(SETTINGS)
         self.processes: list[Process] = []  # every one ever started, killed ones too
@@ -603,17 +625,16 @@ class World:
     # set-up and tear-down
 
     def setup(self) -> None:
-        """Start Redis and the sink, create and migrate the database, seed it."""
+        """Start Redis and the sink, copy the migrated database, seed it."""
         self.redis.start()
         self.sink.start()
-        url = self.cluster.create_database(f"faults_{uuid.uuid4().hex[:12]}")
+        url = self.cluster.copy_template(f"faults_{uuid.uuid4().hex[:12]}")
         self.settings.update(DATABASE_URL=url, REDIS_URL=self.redis.url, SMTP_URL=self.sink.url)
         instance = self.directory / "instance"
         instance.mkdir()
         self.app = create_app(Config, INSTANCE_PATH=str(instance), **self.settings)
         self._context = self.app.app_context()
         self._context.push()
-        upgrade()
         self._seed()
 
     def _seed(self) -> None:
@@ -669,6 +690,8 @@ class World:
         env.update({f"NURTURE_{key}": _env_value(value) for key, value in self.settings.items()})
         env["NURTURE_INSTANCE_PATH"] = str(self.directory / "instance")
         env["PYTHONUNBUFFERED"] = "1"
+        # Plain lines: the failure report quotes each process's tracebacks as they are written.
+        env["NURTURE_LOG_FORMAT"] = "console"
         return env
 
     def spawn(self, kind: str) -> Process:
@@ -719,6 +742,31 @@ class World:
         """SIGKILL a process and start another of its kind, as a supervisor would."""
         self.kill(process)
         return self.spawn(process.name.rsplit("-", 1)[0])
+
+    def terminate(self, process: Process, timeout: float = 30.0) -> int:
+        """SIGTERM a nurture process (itself, as an init system would) and wait for its exit.
+
+        Returns its exit status; it no longer counts as one the system needs.
+        """
+        process.note = "SIGTERM by the test"
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            status = process.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.abort(f"{process.name} did not stop within {timeout:g} s of SIGTERM")
+        self.current.remove(process)
+        return status
+
+    def kill_workers_repeatedly(self, times: int, rng: random.Random) -> list[int]:
+        """SIGKILL a random worker ``times`` times, each after a few more mails reached the sink
+        and at a random moment, starting a new worker each time; returns the sink counts then."""
+        counts = []
+        for _ in range(times):
+            self.wait_received(min(1.0, (self.sink.count() + rng.randint(5, 25)) / self.n))
+            self.elapse(rng.uniform(0.0, 0.05))  # not always right after a mail arrived
+            self.replace(rng.choice([p for p in self.workers() if p.alive]))
+            counts.append(self.sink.count())
+        return counts
 
     def sender_of(self, client_port: int) -> Process:
         """The worker whose SMTP connection comes from ``client_port``."""
@@ -820,7 +868,8 @@ class World:
                        give_up=self._no_worker)  # fmt: skip
         except TimeoutError as exc:
             settled = str(exc)
-        seconds = time.monotonic() - self.activated_at
+        final_at = time.monotonic()
+        seconds = final_at - self.activated_at
         last = (self.sink.count(), time.monotonic())
 
         def quiet_for() -> bool:
@@ -831,7 +880,9 @@ class World:
             return time.monotonic() - last[1] >= quiet
 
         wait_until(quiet_for, 30, f"{quiet:g} s without a new mail at the sink")
-        return self._outcome(seconds, settled, pause_grace)
+        outcome = self._outcome(seconds, settled, pause_grace)
+        outcome.final_at = final_at
+        return outcome
 
     def _outcome(self, seconds: float, settled: str, pause_grace: float) -> Outcome:
         tally = Tally(self.emails, self.sink.mails())
@@ -857,7 +908,7 @@ class World:
             rows=rows,
         )
         self._check_pauses(outcome, pause_grace)
-        RESULTS.append(outcome.line())
+        RESULTS.append(outcome)  # its line is written at the end, with the test's own notes
         return outcome
 
     def _check_pauses(self, outcome: Outcome, grace: float) -> None:

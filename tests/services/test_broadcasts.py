@@ -78,10 +78,10 @@ def broadcast(app: Flask, **fields: Any):
 
 def work(app: Flask) -> None:
     """A real RQ worker in burst mode, until the queue is empty."""
-    from rq import SimpleWorker
+    from nurture.tasks.worker import SendWorker
 
     queue = get_queue(app)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SendWorker([queue], connection=queue.connection).work(burst=True)
 
 
 def count(model, *where) -> int:

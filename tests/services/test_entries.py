@@ -11,9 +11,10 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from nurture.core.campaigns.entries import run_entries
-from nurture.core.campaigns.entry_rules import parse_entry_filter
+from nurture.core.campaigns.schemas import EntryFilter
 from nurture.core.delivery.scheduling import create_due_messages
 from nurture.core.errors import ValidationError
+from nurture.core.inputs import parse
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate, Enrolment, Message
@@ -135,7 +136,7 @@ def test_the_api_default_lets_a_candidate_in_again_after_an_exit(system: Flask) 
     [
         ({"entry_filter": {"stages": "final"}}, "entry_filter.stages"),
         ({"entry_filter": {"delay": "two days"}}, "entry_filter.delay"),
-        ({"entry_filter": {"colour": ["red"]}}, "entry_filter"),
+        ({"entry_filter": {"colour": ["red"]}}, "entry_filter.colour"),
         ({"reentry": "sometimes"}, "reentry"),
         ({"topic": "sports"}, "topic"),
         ({"exit_on": ["moon"]}, "exit_on"),
@@ -154,12 +155,10 @@ def test_bad_timing_fields_are_422_naming_the_field(system: Flask, fields: dict,
 
 
 def test_entry_filters_are_stored_clean() -> None:
-    assert parse_entry_filter({"rejection_reasons": [" Skills ", "skills"], "delay": "p1d"}) == {
-        "rejection_reasons": ["skills"],
-        "delay": "P1D",
-    }
+    given = {"rejection_reasons": [" Skills ", "skills"], "delay": "p1d"}
+    assert parse(EntryFilter, given).stored() == {"rejection_reasons": ["skills"], "delay": "P1D"}
     with pytest.raises(ValidationError):
-        parse_entry_filter(["skills"])
+        parse(EntryFilter, ["skills"])
 
 
 def test_topic_off_skips_the_mail_and_ends_only_that_enrolment(

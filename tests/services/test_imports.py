@@ -21,11 +21,11 @@ from nurture.models import (
     CandidateStatus,
     Enrolment,
     EntryType,
-    ImportJob,
+    Import,
     ImportStatus,
     Step,
 )
-from nurture.tasks.imports import run_import_job
+from nurture.tasks.imports import run_import_task
 from nurture.workflows import imports as service
 from tests.conftest import make_app
 
@@ -37,7 +37,7 @@ def _now(app: Flask):
     return app.extensions["nurture.clock"].now()
 
 
-def _job(app: Flask, data: bytes, **kwargs) -> ImportJob:
+def _job(app: Flask, data: bytes, **kwargs) -> Import:
     job, _ = service.create_import(db.session, data, "people.csv", _now(app), **kwargs)
     db.session.commit()
     return job
@@ -47,7 +47,7 @@ def _candidates() -> int:
     return db.session.scalar(select(func.count()).select_from(Candidate))
 
 
-def _run(app: Flask, job: ImportJob, batch: int = 500) -> ImportJob:
+def _run(app: Flask, job: Import, batch: int = 500) -> Import:
     service.start(job)
     db.session.commit()
     return service.run_import(db.session, job.id, _now(app), batch=batch)
@@ -316,7 +316,7 @@ def test_progress_is_committed_after_each_batch(app: Flask, monkeypatch) -> None
                 tuple(
                     conn.execute(
                         text(
-                            "SELECT status, processed_rows, created_count FROM import_jobs"
+                            "SELECT status, processed_rows, created_count FROM imports"
                             " WHERE id = :id"
                         ),
                         {"id": job.id},
@@ -358,10 +358,9 @@ def test_an_import_whose_worker_died_is_handed_to_a_worker_again(
 ) -> None:
     from datetime import timedelta
 
-    from rq import SimpleWorker
-
     from nurture.tasks import get_queue
     from nurture.tasks.scheduling import run_periodic
+    from nurture.tasks.worker import SendWorker
     from tests.conftest import running_app
 
     with running_app(sqlite_url, clock, REDIS_URL=redis_url, IMPORT_BATCH_SIZE=6) as app:
@@ -379,10 +378,10 @@ def test_an_import_whose_worker_died_is_handed_to_a_worker_again(
 
         monkeypatch.setattr(service, "_write", dies_in_the_third_batch)
         with pytest.raises(Killed):
-            run_import_job(job_id)
+            run_import_task(job_id)
         monkeypatch.setattr(service, "_write", write)
         db.session.rollback()
-        stalled = db.session.get(ImportJob, job_id)
+        stalled = db.session.get(Import, job_id)
         assert (stalled.status, stalled.processed_rows) == ("running", 12)
         queue = get_queue(app)
         # Still within the grace period: a slow worker is not second-guessed.
@@ -394,9 +393,9 @@ def test_an_import_whose_worker_died_is_handed_to_a_worker_again(
         assert queue.count == 1
         run_periodic(app, {})  # claimed: a second pass does not enqueue it twice
         assert queue.count == 1
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        SendWorker([queue], connection=queue.connection).work(burst=True)
         db.session.expire_all()
-        done = db.session.get(ImportJob, job_id)
+        done = db.session.get(Import, job_id)
         assert (done.status, done.processed_rows, done.created_count, done.rejected_count) == (
             "done",
             20,
@@ -481,9 +480,9 @@ def test_the_rq_job_runs_the_import_and_is_safe_to_deliver_twice(app: Flask) -> 
     job = _job(app, FIXTURE.read_bytes())
     service.start(job)
     db.session.commit()
-    result = run_import_job(job.id)
+    result = run_import_task(job.id)
     assert (result["status"], result["created"], result["rejected_count"]) == ("done", 18, 2)
-    assert run_import_job(job.id)["created"] == 18
+    assert run_import_task(job.id)["created"] == 18
     assert _candidates() == 18
 
 

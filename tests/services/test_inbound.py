@@ -440,7 +440,7 @@ def test_the_webhook_rejects_bad_reports_whole(inbound_app: Flask) -> None:
         ],
     )
     assert answer.status_code == 422
-    assert set(answer.json["error"]["fields"]) == {"[1].type", "[1].email"}
+    assert set(answer.json["error"]["fields"]) == {"[1].type", "[1].email", "[1].bounce_type"}
     assert only_candidate().status == "active"
     assert db.session.scalar(select(func.count()).select_from(Suppression)) == 0
     assert post(inbound_app, {"type": "bounce", "email": "a@b.example", "message_id": "x"}).json[

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from nurture.core.audience.engagement import growth
-from nurture.core.campaigns import openings as job_service
+from nurture.core.campaigns import openings as opening_service
 from nurture.core.compliance.suppressions import suppress
 from nurture.core.errors import NotFound, ValidationError
 from nurture.extensions import db
@@ -22,7 +22,7 @@ from nurture.models import (
     Enrolment,
     EnrolmentStatus,
 )
-from nurture.models.openings import JobMatch
+from nurture.models.openings import OpeningMatch
 from nurture.tasks.sending import close_sender
 from tests.conftest import make_app
 
@@ -97,11 +97,11 @@ def add(session, now: datetime, *rows: dict[str, Any]) -> dict[str, int]:
     )
 
 
-def listed(session, job) -> dict[str, JobMatch]:
+def listed(session, job) -> dict[str, OpeningMatch]:
     rows = session.execute(
-        select(Candidate.email, JobMatch)
-        .join(JobMatch, JobMatch.candidate_id == Candidate.id)
-        .where(JobMatch.job_id == job.id)
+        select(Candidate.email, OpeningMatch)
+        .join(OpeningMatch, OpeningMatch.candidate_id == Candidate.id)
+        .where(OpeningMatch.opening_id == job.id)
     ).all()
     return {email: match for email, match in rows}
 
@@ -119,17 +119,21 @@ def test_bad_fields_are_named_and_nothing_is_stored(session, clock) -> None:
         "summary": 3,
     }
     with pytest.raises(ValidationError) as caught:
-        job_service.create_job(session, bad, clock.now())
+        opening_service.create_opening(session, bad, clock.now())
     assert set(caught.value.fields) == {"title", "url", "skills", "remote", "summary"}
     assert "http" in caught.value.fields["url"]
     with pytest.raises(ValidationError) as caught:
-        job_service.create_job(session, {**JOB, "skills": [1, 2], "location": ""}, clock.now())
+        opening_service.create_opening(
+            session, {**JOB, "skills": [1, 2], "location": ""}, clock.now()
+        )
     assert set(caught.value.fields) == {"skills", "location"}
     with pytest.raises(ValidationError) as caught:
-        job_service.create_job(session, {**JOB, "url": "ftp://example.com/x"}, clock.now())
+        opening_service.create_opening(session, {**JOB, "url": "ftp://example.com/x"}, clock.now())
     assert set(caught.value.fields) == {"url"}
-    assert session.scalar(select(func.count()).select_from(JobMatch)) == 0
-    job = job_service.create_job(session, {**JOB, "skills": "Python, SQL , sql"}, clock.now())
+    assert session.scalar(select(func.count()).select_from(OpeningMatch)) == 0
+    job = opening_service.create_opening(
+        session, {**JOB, "skills": "Python, SQL , sql"}, clock.now()
+    )
     assert job.skills == ["python", "sql"]
 
 
@@ -179,7 +183,7 @@ def test_ranked_by_skills_then_role_place_and_stage_with_reasons(session, clock)
             location="Berlin",
         ),
     )
-    job, count = job_service.open_job(session, JOB, now)
+    job, count = opening_service.open_for_review(session, JOB, now)
     assert count == 4  # eve shares no skill
     order = [e for e, _ in sorted(listed(session, job).items(), key=lambda kv: -kv[1].score)]
     # Skills lead; a near-complete match nearby who reached the final beats a full one abroad.
@@ -212,7 +216,7 @@ def test_a_remote_job_counts_everyone_as_near(session, clock) -> None:
         person("far@example.org", now, skills=["sql"], location="Lima, Peru"),
         person("near@example.org", now, skills=["sql"], location="Berlin"),
     )
-    job, _ = job_service.open_job(session, {**JOB, "remote": True}, now)
+    job, _ = opening_service.open_for_review(session, {**JOB, "remote": True}, now)
     matches = listed(session, job)
     assert matches["far@example.org"].reasons[-1] == "remote role (lives in Lima, Peru)"
     assert matches["near@example.org"].reasons[-1] == "same city: Berlin"
@@ -243,7 +247,7 @@ def test_people_who_may_not_get_it_are_never_proposed(session, clock) -> None:
     )
     suppress(session, "suppressed@example.org", "complained", now)
     session.flush()
-    job, _ = job_service.open_job(session, JOB, now)
+    job, _ = opening_service.open_for_review(session, JOB, now)
     assert set(listed(session, job)) == {
         "ok@example.org",
         "said-yes@example.org",
@@ -253,10 +257,10 @@ def test_people_who_may_not_get_it_are_never_proposed(session, clock) -> None:
     # Adding one of them by hand is refused, naming the field.
     for email in ("opted-out@example.org", "hired@example.org", "suppressed@example.org"):
         with pytest.raises(ValidationError) as caught:
-            job_service.add_candidate(session, job, email, now)
+            opening_service.add_candidate(session, job, email, now)
         assert set(caught.value.fields) == {"email"}
     with pytest.raises(ValidationError):
-        job_service.add_candidate(session, job, "nobody@example.org", now)
+        opening_service.add_candidate(session, job, "nobody@example.org", now)
     assert ids  # rows exist; only eligibility kept them out
 
 
@@ -276,7 +280,7 @@ def _oracle(job: Any, people: list[dict[str, Any]], now: datetime) -> dict[str, 
             continue
         score = len(shared) * 60.0 / len(wanted)
         role = p["role"].lower()
-        if any(t in role for t in job_service.family_terms(job.role_family)):
+        if any(t in role for t in opening_service.family_terms(job.role_family)):
             score += 15
         loc = p["location"].lower()
         if "berlin" in loc:
@@ -284,7 +288,7 @@ def _oracle(job: Any, people: list[dict[str, Any]], now: datetime) -> dict[str, 
         elif "germany" in loc:
             score += 8
         stage = p["stage"].lower()
-        for words, points in job_service.STAGES:
+        for words, points in opening_service.STAGES:
             if any(w in stage for w in words):
                 score += points
                 break
@@ -322,16 +326,16 @@ def test_generated_people_match_a_plain_python_evaluation(session, clock) -> Non
             )
         )
     add(session, now, *people)
-    job = job_service.create_job(session, JOB, now)
+    job = opening_service.create_opening(session, JOB, now)
     expected = _oracle(job, people, now)
-    found = job_service.find_matches(session, job, now)
+    found = opening_service.find_matches(session, job, now)
     assert {p.candidate_id for p in found} and len(found) == len(expected)
     emails = dict(session.execute(select(Candidate.id, Candidate.email)).all())
     assert {emails[p.candidate_id]: p.score for p in found} == pytest.approx(expected)
     scores = [p.score for p in found]
     assert scores == sorted(scores, reverse=True)
     # The limit keeps the best ones.
-    top = job_service.find_matches(session, job, now, limit=25)
+    top = opening_service.find_matches(session, job, now, limit=25)
     assert [p.candidate_id for p in top] == [p.candidate_id for p in found[:25]]
 
 
@@ -341,15 +345,15 @@ def test_generated_people_match_a_plain_python_evaluation(session, clock) -> Non
 def test_approval_enrols_the_reviewed_list_once(session, clock) -> None:
     now = clock.now()
     add(session, now, *[person(f"c{n}@example.org", now, skills=["sql"]) for n in range(5)])
-    job, count = job_service.open_job(session, JOB, now)
+    job, count = opening_service.open_for_review(session, JOB, now)
     assert count == 5
     ids = dict(session.execute(select(Candidate.email, Candidate.id)).all())
-    job_service.set_excluded(session, job, ids["c0@example.org"], True, now)
+    opening_service.set_excluded(session, job, ids["c0@example.org"], True, now)
     # Turned off job alerts after the list was made: re-checked at approval.
     session.get(Candidate, ids["c1@example.org"]).topics = {"job_alerts": False}
     session.flush()
-    assert job_service.pending_count(session, job, now) == 3
-    assert job_service.approve(session, job, now) == 3
+    assert opening_service.pending_count(session, job, now) == 3
+    assert opening_service.approve(session, job, now) == 3
     campaign = session.get(Campaign, job.campaign_id)
     assert (campaign.kind, campaign.topic, campaign.status, campaign.entry_type) == (
         "job_alert",
@@ -362,13 +366,13 @@ def test_approval_enrols_the_reviewed_list_once(session, clock) -> None:
     assert enrolled == {ids[f"c{n}@example.org"] for n in (2, 3, 4)}
     # Approving again, even after the first enrolments completed, enrols nobody twice.
     session.execute(Enrolment.__table__.update().values(status=EnrolmentStatus.COMPLETED))
-    assert job_service.approve(session, job, now) == 0
+    assert opening_service.approve(session, job, now) == 0
     assert job.campaign_id == campaign.id
     # Someone added later is the only one the next approval reaches.
-    job_service.add_candidate(session, job, "c0@example.org", now)  # put back by hand
-    assert job_service.approve(session, job, now) == 1
+    opening_service.add_candidate(session, job, "c0@example.org", now)  # put back by hand
+    assert opening_service.approve(session, job, now) == 1
     assert session.scalar(select(func.count()).select_from(Enrolment)) == 4
-    summary = job_service.summary(session, job, now)
+    summary = opening_service.summary(session, job, now)
     assert summary | {"sent": 0} == {
         "matches": 5,
         "excluded": 0,
@@ -386,21 +390,21 @@ def test_removing_someone_after_approval_ends_their_pending_mail(session, clock)
         person("a@example.org", now, skills=["sql"]),
         person("b@example.org", now, skills=["sql"]),
     )
-    job, _ = job_service.open_job(session, JOB, now)
-    job_service.approve(session, job, now)
-    job_service.set_excluded(session, job, ids["a@example.org"], True, now)
+    job, _ = opening_service.open_for_review(session, JOB, now)
+    opening_service.approve(session, job, now)
+    opening_service.set_excluded(session, job, ids["a@example.org"], True, now)
     status = dict(session.execute(select(Enrolment.candidate_id, Enrolment.status)).all())
     assert status == {ids["a@example.org"]: "exited", ids["b@example.org"]: "active"}
     with pytest.raises(NotFound):
-        job_service.set_excluded(session, job, 999999, True, now)
+        opening_service.set_excluded(session, job, 999999, True, now)
 
 
 def test_a_job_alert_mail_sees_the_job(session, clock) -> None:
     now = clock.now()
-    job, _ = job_service.open_job(session, {**JOB, "remote": True}, now)
-    job_service.approve(session, job, now)
+    job, _ = opening_service.open_for_review(session, {**JOB, "remote": True}, now)
+    opening_service.approve(session, job, now)
     campaign = session.get(Campaign, job.campaign_id)
-    assert job_service.job_context(session, campaign) == {
+    assert opening_service.opening_context(session, campaign) == {
         "title": "Senior Data Engineer",
         "location": "Berlin, Germany or remote",
         "url": "https://careers.example.com/jobs/42",

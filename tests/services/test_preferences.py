@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select
 
 from nurture.core.compliance.preferences import (
-    TOPICS,
     check_form_token,
     form_token,
     topic_allows,
@@ -23,7 +22,7 @@ from nurture.core.content.personalisation import build_context
 from nurture.core.feedback.ratings import rating_summary
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import db
-from nurture.models import Campaign, Candidate, Event, EventKind, Message, Step
+from nurture.models import Campaign, Candidate, Event, EventKind, Message, Step, Topic
 from nurture.tasks.sending import template_library
 from tests.conftest import START, make_app
 
@@ -45,14 +44,14 @@ def test_topic_allows_in_sql_agrees_with_wants_topic(any_db_app) -> None:
     choices = [None, True, False]
     people = []
     for n in range(120):
-        topics = {t: v for t in TOPICS if (v := rng.choice(choices)) is not None}
+        topics = {t: v for t in Topic if (v := rng.choice(choices)) is not None}
         people.append(
             Candidate(email=f"p{n}@example.org", topics=topics, created_at=START, updated_at=START)
         )
     db.session.add_all(people)
     db.session.commit()
 
-    for topic in [*TOPICS, "system"]:
+    for topic in [*Topic, "system"]:
         in_sql = set(db.session.scalars(select(Candidate.id).where(topic_allows(topic))))
         in_python = {p.id for p in people if wants_topic(p, topic)}
         assert in_sql == in_python, topic

@@ -15,6 +15,9 @@ STARTERS = [
     "job_alert",
     "newsletter",
     "reconsent",
+    "referral_ask",
+    "referral_consent",
+    "referral_thanks",
     "rejection_followup",
     "talent_network_invite",
 ]
@@ -56,6 +59,13 @@ def context(**candidate: str) -> dict:
         },
         "unsubscribe_url": "https://nurture.test/u/abc",
         "preferences_url": "https://nurture.test/p/abc",
+        "referral": {
+            "url": "https://nurture.test/f/abc",
+            "opening": "Staff Engineer",
+            "referrer_name": "Ana Lima",
+            "referred_name": "Ben",
+            "consent_url": "https://nurture.test/f/consent/abc",
+        },
     }
 
 
@@ -142,13 +152,13 @@ def test_unknown_template_and_layout_are_named(library: TemplateLibrary) -> None
 
 
 def test_sandbox_refuses_unsafe_attribute_access(library: TemplateLibrary) -> None:
-    from jinja2.exceptions import SecurityError
+    from nurture.core.content.rendering import RenderError
 
     escape = library.compile(
         "<html><body><p>{{ ''.__class__.__mro__[1].__subclasses__() }}</p></body></html>",
         subject="x",
     )
-    with pytest.raises(SecurityError):
+    with pytest.raises(RenderError, match="unsafe"):
         escape.render(context())
     peek = library.compile(
         "<html><body><p>{{ candidate.__class__ }}</p></body></html>", subject="x"

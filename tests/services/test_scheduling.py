@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from sqlalchemy import func, select
 
 from nurture.dev.embedded import SmtpCapture
@@ -15,6 +15,7 @@ from nurture.extensions import db
 from nurture.models import Enrolment, Message, MessageState
 from nurture.tasks import get_queue
 from nurture.tasks.scheduling import run_tick
+from nurture.tasks.worker import SendWorker
 from tests.conftest import ats_post, auth_headers, running_app
 
 DRIP = {
@@ -45,9 +46,9 @@ def start(app: Flask, people: int) -> int:
 
 
 def work(app: Flask) -> None:
-    """Run a real RQ worker in burst mode until the queue is empty."""
+    """Run nurture's RQ worker in burst mode until the queue is empty."""
     queue = get_queue(app)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SendWorker([queue], connection=queue.connection).work(burst=True)
 
 
 def count(state: str) -> int:
@@ -101,11 +102,10 @@ def test_a_flushed_redis_loses_no_mail_and_duplicates_none(
     Redis.from_url(system.config["REDIS_URL"]).flushall()  # the jobs are gone
     work(system)
     assert smtp.messages == [] and count(MessageState.QUEUED) == 3
-    # Within the requeue window nothing is enqueued twice...
-    assert run_tick(system).enqueued == 0
-    # ...after it, the scheduler re-finds what the database says is still queued.
-    clock.advance(timedelta(seconds=system.config["REQUEUE_AFTER_SECONDS"] + 1))
+    # The next pass sees that Redis lost its data and re-finds what is still queued at once...
     assert run_tick(system).enqueued == 3
+    # ...and the pass after it enqueues nothing twice within the requeue window.
+    assert run_tick(system).enqueued == 0
     work(system)
     assert len(smtp.messages) == 3 and count(MessageState.SENT) == 3
     # A stale duplicate job for the same ids sends nothing more.
@@ -115,6 +115,21 @@ def test_a_flushed_redis_loses_no_mail_and_duplicates_none(
     )
     work(system)
     assert len(smtp.messages) == 3
+
+
+def test_a_job_lost_while_redis_kept_its_data_comes_back_after_the_requeue_timer(
+    system: Flask, clock, smtp: SmtpCapture
+) -> None:
+    start(system, 2)
+    clock.advance(timedelta(days=1))
+    assert run_tick(system).enqueued == 2
+    redis = Redis.from_url(system.config["REDIS_URL"])
+    redis.delete(f"rq:queue:{system.config['QUEUE_NAME']}")  # the jobs went, the rest stayed
+    assert run_tick(system).enqueued == 0
+    clock.advance(timedelta(seconds=system.config["REQUEUE_AFTER_SECONDS"] + 1))
+    assert run_tick(system).enqueued == 2
+    work(system)
+    assert len(smtp.messages) == 2
 
 
 def test_a_worker_that_died_mid_send_is_recovered(system: Flask, clock, smtp) -> None:
@@ -164,6 +179,8 @@ def test_housekeeping_runs_once_per_interval_by_the_injected_clock(system: Flask
         "segment entries and exits",
         "inbound mail",
         "stalled imports",
+        "webhook deliveries",
+        "referrals",
     ]
     clock.advance(timedelta(days=1))
     assert "retention" in run_periodic(system, state)

@@ -318,7 +318,7 @@ def test_an_unreachable_relay_opens_the_breaker_and_the_batch_waits(
             # The dashboard says why, since when, and when it tries again.
             client = app.test_client()
             with client.session_transaction() as session:
-                session["_user_id"] = str(_user(app))
+                session["_user_id"] = _user(app)
                 session["_fresh"] = True
             page = client.get("/admin/").get_data(as_text=True)
             assert 'id="smtp-paused"' in page and "ConnectionRefusedError" in page
@@ -329,18 +329,19 @@ def test_an_unreachable_relay_opens_the_breaker_and_the_batch_waits(
             db.engine.dispose()
 
 
-def _user(app: Flask) -> int:
+def _user(app: Flask) -> str:
+    """A new viewer's session id, as Flask-Login keeps it (the row and its session nonce)."""
     from nurture.core.accounts.users import create_user
 
     user = create_user(db.session, "ops@example.com", "correct horse battery", "viewer", START)
     db.session.commit()
-    return user.id
+    return user.get_id()
 
 
 def test_the_dashboard_shows_no_banner_while_the_relay_works(app: Flask) -> None:
     client = app.test_client()
     with client.session_transaction() as session:
-        session["_user_id"] = str(_user(app))
+        session["_user_id"] = _user(app)
     page = client.get("/admin/").get_data(as_text=True)
     assert "Talent network" in page and "smtp-paused" not in page
 

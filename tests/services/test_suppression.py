@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from nurture.core.addresses import fold_domains, mailbox_of, suppressed_among, suppression_reason
-from nurture.core.campaigns import openings as job_service
+from nurture.core.campaigns import openings as opening_service
 from nurture.core.compliance.suppressions import suppress
 from nurture.core.delivery.scheduling import create_due_messages
 from nurture.dev.embedded import SmtpCapture
@@ -132,7 +132,7 @@ def test_job_alert_proposals_leave_out_folded_suppressions(folding: Flask) -> No
     # Suppressed after saving (an unsubscribe from another list, say): never proposed.
     suppress(db.session, "ana@gmail.com", "unsubscribed", now)
     db.session.commit()
-    job = job_service.create_job(
+    job = opening_service.create_opening(
         db.session,
         {
             "title": "Data Engineer",
@@ -143,5 +143,5 @@ def test_job_alert_proposals_leave_out_folded_suppressions(folding: Flask) -> No
         },
         now,
     )
-    proposed = [p.candidate_id for p in job_service.find_matches(db.session, job, now)]
+    proposed = [p.candidate_id for p in opening_service.find_matches(db.session, job, now)]
     assert proposed == [ids["bo@gmail.com"]]

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nurture.core.campaigns.schemas import SendWindow
 from nurture.core.campaigns.timing import (
     Cap,
     Timing,
@@ -16,10 +17,10 @@ from nurture.core.campaigns.timing import (
     next_allowed,
     parse_cap,
     parse_schedule,
-    parse_window,
     zone,
 )
 from nurture.core.errors import ValidationError
+from nurture.core.inputs import parse
 
 WEEKDAYS = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}
 LONDON, NEW_YORK = ZoneInfo("Europe/London"), ZoneInfo("America/New_York")
@@ -142,19 +143,24 @@ def test_unknown_zones_fall_back_to_the_team_zone() -> None:
         ({"start": "9am"}, "send_window.start"),
         ({"end": "25:00"}, "send_window.end"),
         ({"start": "09:00", "end": "09:00"}, "send_window.end"),
-        ({"from": "09:00"}, "send_window"),
+        ({"from": "09:00"}, "send_window.from"),
     ],
 )
 def test_bad_windows_name_the_field(window, field: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        parse_window(window)
+        parse(SendWindow, window, prefix="send_window")
     assert field in caught.value.fields
+
+
+def parse_window(window: dict) -> dict:
+    return parse(SendWindow, window).stored()
 
 
 def test_windows_are_stored_as_given_with_days_in_week_order() -> None:
     assert parse_window({"start": "09:00", "end": "17:00"}) == {"start": "09:00", "end": "17:00"}
     assert parse_window({"days": ["FRI", "mon"]}) == {"days": ["mon", "fri"]}
     assert parse_window({"end": "24:00"}) == {"end": "24:00"}
+    assert parse_window({}) == {}
 
 
 # --- the frequency cap ----------------------------------------------------------------------

@@ -7,15 +7,13 @@ import os
 import pwd
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 from urllib.parse import quote
 
-from nurture.dev.embedded import die_with_parent, free_port
+from nurture.dev.processes import ServerProcess, ServerStartError, free_port, tail
 
 __all__ = ["DovecotServer", "available"]
 
@@ -81,13 +79,6 @@ def available() -> bool:
     return binary() is not None and os.path.exists("/usr/lib/dovecot/imap")
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 class DovecotServer:
     """A Dovecot instance with one user whose INBOX is a maildir the test can drop mail into."""
 
@@ -97,8 +88,7 @@ class DovecotServer:
         self.password = password
         self.port = 0
         self.directory: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._server: ServerProcess | None = None
         if os.geteuid() == 0:
             account = pwd.getpwnam(_ROOT_MAIL_USER)
             self._uid, self._gid = account.pw_uid, account.pw_gid
@@ -154,43 +144,33 @@ class DovecotServer:
                 internal_group=group,
             )
         )
-        self._log = open(base / "stderr.log", "wb")  # closed in stop()
-        self._process = subprocess.Popen(
+        server = ServerProcess(
             [executable, "-F", "-c", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent(),
+            self.port,
+            log=base / "stderr.log",
+            name="dovecot",
+            ready=self._greets,
+            timeout=20.0,
         )
         try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
+            self._server = server.start()
+        except ServerStartError as exc:
+            raise ServerStartError(f"{exc}\n{tail(base / 'dovecot.log')}") from None
+        finally:
+            if self._server is None:
+                self.stop()
         return self
 
     def _own(self, path: Path) -> None:
         if os.geteuid() == 0:
             os.chown(path, self._uid, self._gid)
 
-    def _wait_until_ready(self, timeout: float = 20.0) -> None:
-        assert self._process is not None and self.directory is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"dovecot exited with status {self._process.returncode}:\n"
-                    f"{_tail(self.directory / 'stderr.log')}\n"
-                    f"{_tail(self.directory / 'dovecot.log')}"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    if sock.recv(200).startswith(b"* OK"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"dovecot did not greet within {timeout:g}s")
+    def _greets(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                return sock.recv(200).startswith(b"* OK")
+        except OSError:
+            return False
 
     def deliver(self, raw: bytes) -> Path:
         """Drop a message into the user's INBOX (maildir ``new/``), as a delivery agent does."""
@@ -210,17 +190,9 @@ class DovecotServer:
 
     def stop(self) -> None:
         """End the server and remove its directory; safe to call twice."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log, self._log = self._log, None
-        if log is not None:
-            log.close()
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None

@@ -12,12 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 import psycopg
 from psycopg import sql
 
-from nurture.dev.embedded import die_with_parent, free_port
+from nurture.dev.processes import ServerProcess, free_port
 
 __all__ = ["PostgresCluster", "available", "find_bindir"]
 
@@ -60,13 +59,6 @@ def available() -> bool:
     return find_bindir() is not None
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 class PostgresCluster:
     """A temporary PostgreSQL cluster (initdb + postgres) that is deleted on stop()."""
 
@@ -77,8 +69,7 @@ class PostgresCluster:
         self._startup_timeout = startup_timeout
         self._bindir: Path | None = None
         self._tmpdir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._logfile: IO[bytes] | None = None
+        self._server: ServerProcess | None = None
         self._port: int | None = None
         self._as_root = os.geteuid() == 0
 
@@ -107,7 +98,7 @@ class PostgresCluster:
 
     def start(self) -> str:
         """Create and start the cluster, create database `nurture` and return its URL."""
-        if self._process is not None:
+        if self._server is not None:
             return self.url
         bindir = find_bindir()
         if bindir is None:
@@ -123,7 +114,6 @@ class PostgresCluster:
                 self._chown_to_server_user(self._tmpdir)
             self._initdb()
             self._launch()
-            self._wait_until_ready()
             self.create_database("nurture")
         except BaseException:
             self.stop()
@@ -194,37 +184,36 @@ class PostgresCluster:
         options: list[str] = []
         for key, value in settings.items():
             options += ["-c", f"{key}={value}"]
-        self._logfile = open(self.directory / "postgres.log", "wb")  # closed in stop()
-        self._process = subprocess.Popen(
-            self._command("postgres", "-D", str(self._datadir), *options),
-            stdin=subprocess.DEVNULL,
-            stdout=self._logfile,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LC_ALL": "C", "LANG": "C"},
-            preexec_fn=die_with_parent(),
-        )
         self._port = port
+        self._server = ServerProcess(
+            self._command("postgres", "-D", str(self._datadir), *options),
+            port,
+            log=self.directory / "postgres.log",
+            name="postgres",
+            ready=self._accepts,
+            timeout=self._startup_timeout,
+            env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+        ).start()
 
-    def _wait_until_ready(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + self._startup_timeout
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"postgres exited with status {self._process.returncode} during startup:\n"
-                    f"{_tail(self.directory / 'postgres.log')}"
-                )
-            try:
-                with psycopg.connect(self._conninfo("postgres"), connect_timeout=2):
-                    return
-            except psycopg.OperationalError as exc:
-                last_error = exc
-                time.sleep(0.1)
-        raise RuntimeError(
-            f"postgres did not accept connections within {self._startup_timeout:g}s "
-            f"({last_error}):\n{_tail(self.directory / 'postgres.log')}"
-        )
+    def _accepts(self) -> bool:
+        # The port opens before recovery ends; only a session proves the server is ready.
+        try:
+            with psycopg.connect(self._conninfo("postgres"), connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """What ``pg_ctl restart -m fast`` does, on the same port, down ``down_for`` seconds.
+
+        A fast shutdown rolls back open transactions and drops every session. The postmaster
+        stays our child (and dies with us), where ``pg_ctl restart`` would leave a daemon behind.
+        """
+        assert self._server is not None, "the cluster is not running"
+        self._run("pg_ctl", "stop", "-D", str(self._datadir), "-m", "fast", "-w", timeout=60)
+        self._server.stop()
+        time.sleep(down_for)  # the outage's length, not a synchronisation
+        self._server.start()
 
     def _conninfo(self, database: str) -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={database}"
@@ -239,22 +228,13 @@ class PostgresCluster:
 
     def stop(self) -> None:
         """Stop the server and delete the cluster directory; safe to call twice."""
-        process, self._process = self._process, None
-        if process is not None:
+        server, self._server = self._server, None
+        if server is not None:
             try:
                 self._run("pg_ctl", "stop", "-D", str(self._datadir), "-m", "immediate", timeout=30)
             except (RuntimeError, subprocess.TimeoutExpired):
-                pass  # fall back to signalling the process we started
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            process.wait()
-        if self._logfile is not None:
-            self._logfile.close()
-            self._logfile = None
+                pass  # stopping the process group below is enough
+            server.stop()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None

@@ -2,114 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.core.addresses import SUPPRESSED_STATUS, normalise_email, suppression_reason
+from nurture.core.addresses import SUPPRESSED_STATUS, suppression_reason
 from nurture.core.audience import stages
-from nurture.core.errors import ValidationError
+from nurture.core.audience.schemas import CandidateIn
+from nurture.core.inputs import parse
 from nurture.models import (
     Candidate,
     CandidateStatus,
     Enrolment,
     EnrolmentStatus,
+    ExitRule,
     Tag,
 )
 
-# Fields a caller may set, with their longest accepted length.
-TEXT_FIELDS = {
-    "first_name": 100,
-    "last_name": 100,
-    "timezone": 64,
-    "location": 200,
-    "role": 200,
-    "stage": 100,
-    "rejection_reason": 200,
-    "strengths": 5000,
-    "source": 100,
-    "recruiter_name": 200,
-}
-
-
-def validate_candidate(data: dict[str, Any]) -> dict[str, Any]:
-    """Check every field but the email, collecting all problems; returns the clean values."""
-    errors: dict[str, str] = {}
-    clean: dict[str, Any] = {}
-    for field, limit in TEXT_FIELDS.items():
-        if field not in data or data[field] is None:
-            continue
-        value = data[field]
-        if not isinstance(value, str):
-            errors[field] = "must be a string"
-        elif len(value) > limit:
-            errors[field] = f"must be at most {limit} characters"
-        else:
-            clean[field] = value.strip()
-    if clean.get("timezone"):
-        try:
-            ZoneInfo(clean["timezone"])
-        except (ZoneInfoNotFoundError, ValueError):
-            errors["timezone"] = (
-                f"{clean['timezone']!r} is not an IANA time zone (e.g. Europe/Paris)"
-            )
-    for field in ("skills", "tags"):
-        if field in data and data[field] is not None:
-            value = data[field]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                errors[field] = "must be a list of strings"
-            else:
-                clean[field] = sorted({v.strip().lower() for v in value if v.strip()})
-    if data.get("recruiter_email"):
-        try:
-            clean["recruiter_email"] = normalise_email(data["recruiter_email"], "recruiter_email")
-        except ValidationError as exc:
-            errors.update(exc.fields)
-    consent = data.get("consent")
-    if consent is not None:
-        if not isinstance(consent, dict):
-            errors["consent"] = "must be an object with basis, source and at"
-        else:
-            clean["consent_basis"] = str(consent.get("basis", ""))[:100]
-            clean["consent_source"] = str(consent.get("source", ""))[:200]
-            if consent.get("at"):
-                try:
-                    clean["consent_at"] = datetime.fromisoformat(str(consent["at"]))
-                    if clean["consent_at"].tzinfo is None:
-                        raise ValueError
-                except ValueError:
-                    errors["consent.at"] = "must be an ISO-8601 time with a zone"
-    attributes = data.get("attributes")
-    if attributes is not None:
-        if not isinstance(attributes, dict):
-            errors["attributes"] = "must be an object"
-        else:
-            clean["attributes"] = attributes
-    if errors:
-        raise ValidationError("some fields are not valid", errors)
-    return clean
-
 
 def upsert_candidate(
-    session: Session, data: dict[str, Any], now: datetime
+    session: Session, data: CandidateIn | Mapping[str, Any], now: datetime
 ) -> tuple[Candidate, bool]:
     """Create the candidate, or update the one with that email; returns (candidate, created)."""
-    problems: dict[str, str] = {}
-    try:
-        email = normalise_email(data.get("email"))
-    except ValidationError as exc:
-        problems.update(exc.fields)
-        email = ""
-    try:
-        clean = validate_candidate(data)
-    except ValidationError as exc:
-        problems.update(exc.fields)
-    if problems:
-        raise ValidationError("some fields are not valid", problems)
-
+    given = data if isinstance(data, CandidateIn) else parse(CandidateIn, data)
+    email, clean = given.email, given.changes()
     candidate = session.scalar(select(Candidate).where(Candidate.email == email))
     created = candidate is None
     if candidate is None:
@@ -168,4 +87,4 @@ def mark_hired(session: Session, candidate: Candidate, now: datetime) -> None:
     """A hired candidate leaves every drip."""
     candidate.status = CandidateStatus.HIRED
     candidate.updated_at = now
-    end_enrolments(session, candidate, "hired", now)
+    end_enrolments(session, candidate, ExitRule.HIRED, now)

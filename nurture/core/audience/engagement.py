@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import OperationalError
@@ -131,6 +133,86 @@ def note_engagement(session: Session, candidate_id: int, kind: str, when: dateti
     loaded = session.identity_map.get(identity_key(Candidate, candidate_id))
     if loaded is not None:
         session.expire(loaded, ["engagement_points", _LAST[kind]])
+
+
+def _summary_many() -> Update:
+    """One candidate's open and click summary and points, for ``note_engagements``.
+
+    Each ``last_*`` moves forward only, as in ``_summary_update``; a NULL bind (no such event
+    for that candidate in the batch) leaves the column as it is: ``x < NULL`` is not true.
+    """
+    table = Candidate.__table__
+    values: dict[Any, Any] = {}
+    for kind in (EventKind.OPEN.value, EventKind.CLICK.value):
+        column = table.c[_LAST[kind]]
+        when = bindparam(kind, type_=column.type)
+        values[column] = case((or_(column.is_(None), column < when), when), else_=column)
+    values[table.c.engagement_points] = table.c.engagement_points + bindparam("points")
+    return table.update().where(table.c.id == bindparam("candidate_id")).values(values)
+
+
+_SUMMARY_MANY = _summary_many()
+
+
+# PostgreSQL takes a batch's rows as arrays in one statement; one UPDATE a row elsewhere.
+_SUMMARY_UNNEST = text(
+    "UPDATE candidates AS c SET "
+    "last_opened_at = CASE WHEN c.last_opened_at IS NULL OR c.last_opened_at < v.opened "
+    "THEN v.opened ELSE c.last_opened_at END, "
+    "last_clicked_at = CASE WHEN c.last_clicked_at IS NULL OR c.last_clicked_at < v.clicked "
+    "THEN v.clicked ELSE c.last_clicked_at END, "
+    "engagement_points = c.engagement_points + v.points "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:opened AS timestamp[]), "
+    "CAST(:clicked AS timestamp[]), CAST(:points AS double precision[])) "
+    "AS v(id, opened, clicked, points) WHERE c.id = v.id"
+)
+
+
+def _naive_utc(when: datetime | None) -> datetime | None:
+    """What ``UTCDateTime`` stores, for the arrays that bypass it."""
+    return None if when is None else when.astimezone(UTC).replace(tzinfo=None)
+
+
+def note_engagements(session: Session, hits: Iterable[tuple[int, str, datetime]]) -> None:
+    """Count many human opens and clicks, as ``note_engagement`` counts each.
+
+    ``hits`` are (candidate id, kind, when). Per candidate its latest open and click and the
+    sum of their points, in one UPDATE for them all on PostgreSQL (arrays through unnest) and
+    an executemany elsewhere; in candidate order, so that two processes recording at once lock
+    the rows in the same order.
+    """
+    summary: dict[int, dict[str, Any]] = {}
+    for candidate_id, kind, when in hits:
+        if kind not in (EventKind.OPEN.value, EventKind.CLICK.value):
+            note_engagement(session, candidate_id, kind, when)
+            continue
+        row = summary.setdefault(
+            candidate_id,
+            {"candidate_id": candidate_id, EventKind.OPEN.value: None,
+             EventKind.CLICK.value: None, "points": 0.0},
+        )  # fmt: skip
+        if row[kind] is None or row[kind] < when:
+            row[kind] = when
+        row["points"] += WEIGHTS[kind] * growth(when)
+    if not summary:
+        return
+    rows = [summary[key] for key in sorted(summary)]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            _SUMMARY_UNNEST,
+            {
+                "ids": [row["candidate_id"] for row in rows],
+                "opened": [_naive_utc(row[EventKind.OPEN.value]) for row in rows],
+                "clicked": [_naive_utc(row[EventKind.CLICK.value]) for row in rows],
+                "points": [row["points"] for row in rows],
+            },
+        )
+    else:
+        session.execute(_SUMMARY_MANY, rows)
+    for candidate_id in summary:
+        loaded = session.identity_map.get(identity_key(Candidate, candidate_id))
+        if loaded is not None:
+            session.expire(loaded, ["engagement_points", *_LAST.values()])
 
 
 class _age_days(FunctionElement[float]):  # noqa: N801 - used like a SQL function

@@ -714,7 +714,12 @@ PROFILE_FIELDS = (
     "consent_source", "consent_at", "attributes",
 )  # fmt: skip
 # Where the candidates service reports a problem -> the form field that shows it.
-ERROR_FIELDS = {"consent": "consent_basis", "consent.at": "consent_at"}
+ERROR_FIELDS = {
+    "consent": "consent_basis",
+    "consent.basis": "consent_basis",
+    "consent.source": "consent_source",
+    "consent.at": "consent_at",
+}
 
 
 def profile_values(candidate: Candidate) -> dict[str, str]:

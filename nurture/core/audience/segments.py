@@ -31,6 +31,7 @@ link scanners) count only where a leaf says ``"include_machine": true``.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +58,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from nurture.core.audience.engagement import growth
 from nurture.core.errors import NotFound, ValidationError
 from nurture.models import Candidate, Event, EventKind, Message, Segment, Tag
+from nurture.models.base import MAX_ID
 from nurture.models.candidates import candidate_tags
 
 MAX_DEPTH = 8
@@ -167,11 +169,17 @@ def _days(value: Any, path: str) -> int:
 def _number(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(path, "must be a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.inf
+    if not math.isfinite(number):
+        raise _fail(path, "must be a finite number")
+    return number
 
 
 def _id(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
         raise _fail(path, "must be a positive whole number (an id)")
     return value
 

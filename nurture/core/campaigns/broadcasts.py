@@ -9,6 +9,7 @@ With ``local_time``, the audience is taken zone by zone as the wall clock reache
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +18,13 @@ from sqlalchemy.orm import Session, aliased
 
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.enrolment import enrol_all, queue_messages
-from nurture.core.campaigns.entry_rules import topic_allowed
+from nurture.core.campaigns.schemas import BroadcastIn
 from nurture.core.campaigns.timing import Timing, local_instant, zone
+from nurture.core.compliance.preferences import topic_allows
 from nurture.core.content.rendering import TemplateLibrary
 from nurture.core.content.templates import named_html, sample_copy
 from nurture.core.errors import ValidationError
+from nurture.core.inputs import parse
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -40,6 +43,7 @@ from nurture.models.candidates import candidate_tags
 
 # UTC+14 (Kiribati) reaches a wall-clock hour first, UTC-12 last; after that nobody is left.
 EARLIEST = timedelta(hours=14)
+INVALID = "the broadcast is not valid"
 LATEST = timedelta(hours=12)
 
 
@@ -75,7 +79,7 @@ def _members(campaign: Campaign, audience: ColumnElement[bool]) -> list[ColumnEl
     return [
         Candidate.status == CandidateStatus.ACTIVE,
         audience,
-        topic_allowed(campaign.topic),
+        topic_allows(campaign.topic),
         ~exists().where(
             Enrolment.campaign_id == campaign.id, Enrolment.candidate_id == Candidate.id
         ),
@@ -166,55 +170,21 @@ def run_broadcasts(session: Session, now: datetime, team_zone: str = "UTC") -> i
 # --- creating one and watching it go out ---------------------------------------------------------
 
 
-BROADCAST_FIELDS = (
-    "name",
-    "audience",
-    "template",
-    "html",
-    "text",
-    "subject",
-    "scheduled_at",
-    "local_time",
-    "topic",
-    "sender",
-    "send_window",
-    "activate",
-)
-
-
 def create_broadcast(
-    session: Session, data: dict[str, Any], library: TemplateLibrary, now: datetime
+    session: Session, data: BroadcastIn | Mapping[str, Any], library: TemplateLibrary, now: datetime
 ) -> Campaign:
     """Validate and store a broadcast; activated (scheduled) unless ``"activate": false``."""
-    unknown = sorted(set(data) - set(BROADCAST_FIELDS))
-    if unknown:
-        raise ValidationError("unknown fields", {key: "not a broadcast field" for key in unknown})
-    body: dict[str, Any] = {
-        "name": data.get("name"),
-        "kind": CampaignKind.BROADCAST,
-        "entry": data.get("audience"),
-        "steps": [
-            {
-                "delay": "PT0S",
-                **{k: data[k] for k in ("template", "html", "text", "subject") if k in data},
-            }
-        ],
-    }
-    for key in ("scheduled_at", "local_time", "topic", "sender", "send_window"):
-        if key in data:
-            body[key] = data[key]
-    if data.get("audience") is None:
-        raise ValidationError("the broadcast is not valid", {"audience": "give segment_id or tag"})
+    given = data if isinstance(data, BroadcastIn) else parse(BroadcastIn, data, message=INVALID)
     try:
-        campaign = campaign_service.create_campaign(session, body, library, now)
+        campaign = campaign_service.create_campaign(session, given.campaign(), library, now)
     except ValidationError as exc:
         # Speak the broadcast's own words: "template", not "steps[0].template".
         fields = {
             key.removeprefix("steps[0].").replace("entry", "audience", 1): problem
             for key, problem in exc.fields.items()
         }
-        raise ValidationError("the broadcast is not valid", fields) from None
-    if data.get("activate", True):
+        raise ValidationError(INVALID, fields) from None
+    if given.activate:
         campaign_service.set_status(session, campaign, CampaignStatus.ACTIVE, now)
     return campaign
 

@@ -21,6 +21,7 @@ from nurture.models import (
     EntryType,
     Message,
     MessageState,
+    Reentry,
     Tag,
 )
 from nurture.models.base import UTCDateTime
@@ -51,9 +52,9 @@ def enrol(
         )
     ).all()
     existing = next((e for e in previous if e.status == EnrolmentStatus.ACTIVE), None)
-    if existing is not None and campaign.reentry != "always":
+    if existing is not None and campaign.reentry != Reentry.ALWAYS:
         return existing
-    if previous and existing is None and campaign.reentry == "never":
+    if previous and existing is None and campaign.reentry == Reentry.NEVER:
         return None
     if existing is not None:
         existing.status = EnrolmentStatus.EXITED

@@ -15,12 +15,8 @@ from sqlalchemy.orm import Session
 
 # A module import: enrolment imports this module too.
 from nurture.core.campaigns import enrolment as enrolment_service
-from nurture.core.campaigns.entry_rules import (
-    BEFORE_ACTIVATION,
-    first_due,
-    may_enter,
-    topic_allowed,
-)
+from nurture.core.campaigns.entry_rules import BEFORE_ACTIVATION, first_due, may_enter
+from nurture.core.compliance.preferences import topic_allows
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -30,6 +26,7 @@ from nurture.models import (
     Enrolment,
     EnrolmentStatus,
     EntryType,
+    ExitRule,
     Segment,
 )
 from nurture.models.base import UTCDateTime
@@ -67,7 +64,7 @@ def _entrants(session: Session, campaign: Campaign, now: datetime, only: Only = 
     return select(Candidate.id).where(
         Candidate.status == CandidateStatus.ACTIVE,
         in_segment(rules, now),
-        topic_allowed(campaign.topic),
+        topic_allows(campaign.topic),
         may_enter(campaign),
         *([Candidate.id.in_(only)] if only is not None else []),
     )
@@ -176,7 +173,10 @@ def exit_left_segment(
     Only where the segment is the campaign's entry: a rejection drip that also takes a segment's
     members keeps the candidates the ATS sent, in the segment or not.
     """
-    if "left_segment" not in (campaign.exit_on or []) or campaign.entry_type != EntryType.SEGMENT:
+    if (
+        ExitRule.LEFT_SEGMENT not in (campaign.exit_on or [])
+        or campaign.entry_type != EntryType.SEGMENT
+    ):
         return 0
     rules = segment_rules(session, campaign)
     if rules is None:
@@ -185,7 +185,7 @@ def exit_left_segment(
     where = [Enrolment.campaign_id == campaign.id, Enrolment.candidate_id.not_in(still_in)]
     if only is not None:
         where.append(Enrolment.candidate_id.in_(only))
-    return _exit(session, where, "left_segment", now)
+    return _exit(session, where, ExitRule.LEFT_SEGMENT, now)
 
 
 def exit_replied(session: Session, now: datetime) -> int:
@@ -203,7 +203,7 @@ def exit_replied(session: Session, now: datetime) -> int:
         .exists()
     )
     drips = select(Campaign.id).where(Campaign.kind != CampaignKind.BROADCAST)
-    return _exit(session, [replied, Enrolment.campaign_id.in_(drips)], "replied", now)
+    return _exit(session, [replied, Enrolment.campaign_id.in_(drips)], ExitRule.REPLIED, now)
 
 
 def exit_unmailable(session: Session, now: datetime) -> int:

@@ -8,47 +8,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, select
 
 from nurture.core.campaigns.durations import parse_delay
-from nurture.core.errors import ValidationError
-from nurture.models.campaigns import BEFORE_ACTIVATION, Campaign, Enrolment, EnrolmentStatus
+from nurture.models.campaigns import (
+    BEFORE_ACTIVATION,
+    Campaign,
+    Enrolment,
+    EnrolmentStatus,
+    Reentry,
+)
 from nurture.models.candidates import Candidate
-
-REENTRY = ("never", "after_exit", "always")
-
-
-FILTER_KEYS = ("rejection_reasons", "stages", "delay")
-
-
-def parse_entry_filter(value: Any, field: str = "entry_filter") -> dict[str, Any]:
-    """Check ``{"rejection_reasons": [...], "stages": [...], "delay": "P2D"}``; {} lets all in."""
-    if not value:
-        return {}
-    if not isinstance(value, dict):
-        raise ValidationError(f"{field} is not valid", {field: "must be an object"})
-    errors: dict[str, str] = {}
-    unknown = set(value) - set(FILTER_KEYS)
-    if unknown:
-        errors[field] = f"unknown keys: {', '.join(sorted(unknown))}; use {', '.join(FILTER_KEYS)}"
-    clean: dict[str, Any] = {}
-    for key in ("rejection_reasons", "stages"):
-        if key not in value:
-            continue
-        items = value[key]
-        if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
-            errors[f"{field}.{key}"] = "must be a list of non-empty strings"
-        elif items:
-            clean[key] = sorted({i.strip().lower() for i in items})
-    if value.get("delay") not in (None, ""):
-        try:
-            parse_delay(value["delay"], f"{field}.delay")
-            clean["delay"] = str(value["delay"]).strip().upper()
-        except ValidationError as exc:
-            errors.update(exc.fields)
-    if errors:
-        raise ValidationError(f"{field} is not valid", errors)
-    return clean
 
 
 def passes_entry_filter(candidate: Candidate, entry_filter: dict[str, Any] | None) -> bool:
@@ -75,14 +45,6 @@ def first_due(campaign: Campaign, now: datetime) -> datetime:
     return now + entry_delay(campaign) + timedelta(seconds=campaign.steps[0].delay_seconds)
 
 
-def topic_allowed(topic: str) -> ColumnElement[bool]:
-    """SQL: the candidate has not turned ``topic`` off (a missing key means subscribed)."""
-    if not topic:
-        return true()
-    flag = Candidate.topics[topic].as_boolean()
-    return or_(flag.is_(None), flag == true())
-
-
 def may_enter(campaign: Campaign) -> ColumnElement[bool]:
     """SQL: a candidate the campaign's re-entry policy and its exclusive group let in now (over
     ``Candidate.id``)."""
@@ -92,7 +54,7 @@ def may_enter(campaign: Campaign) -> ColumnElement[bool]:
 def reentry_allows(campaign: Campaign) -> ColumnElement[bool]:
     """SQL: the campaign's re-entry policy lets the candidate (``Candidate.id``) in now."""
     mine = Enrolment.candidate_id == Candidate.id, Enrolment.campaign_id == campaign.id
-    if campaign.reentry == "never":
+    if campaign.reentry == Reentry.NEVER:
         return ~exists().where(*mine)
     # "always" restarts a running drip only on a new event; a segment member stays enrolled.
     return and_(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import (
     Float,
@@ -17,12 +16,11 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
-    not_,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import Text
@@ -31,7 +29,10 @@ from nurture.core.addresses import normalise_email, suppressed_among
 from nurture.core.audience.engagement import score_column
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.enrolment import enrol_all
+from nurture.core.campaigns.schemas import OpeningIn
+from nurture.core.compliance.preferences import topic_allows
 from nurture.core.errors import Conflict, NotFound, ValidationError
+from nurture.core.inputs import parse
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -44,12 +45,12 @@ from nurture.models import (
     Message,
     MessageState,
     Step,
+    Topic,
 )
-from nurture.models.openings import JobMatch, JobOpening
+from nurture.models.openings import Opening, OpeningMatch
 
-TOPIC = "job_alerts"
 TEMPLATE = "job_alert"
-MAX_SKILLS = 30
+INVALID = "the job opening is not valid"
 
 # Points out of 100: skills overlap is the main signal, the rest breaks ties between equals.
 SKILLS_POINTS = 60.0
@@ -88,81 +89,18 @@ FAMILY_WORDS = {
 # --- creating a job opening -----------------------------------------------------------------------
 
 
-def _text(data: dict[str, Any], name: str, limit: int, errors: dict[str, str]) -> str:
-    value = data.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        errors[name] = "must be a string"
-        return ""
-    if len(value.strip()) > limit:
-        errors[name] = f"must be at most {limit} characters"
-    return value.strip()
-
-
-def validate_job(data: Any) -> dict[str, Any]:
-    """Check a job opening's fields, all at once; returns the clean values or ValidationError."""
-    if not isinstance(data, dict):
-        raise ValidationError("the body must be a JSON object", {"body": "expected an object"})
-    errors: dict[str, str] = {}
-    title = _text(data, "title", 200, errors)
-    if not title and "title" not in errors:
-        errors["title"] = "a job opening needs a title"
-    role_family = _text(data, "role_family", 100, errors).lower()
-    location = _text(data, "location", 200, errors)
-    summary = _text(data, "summary", 5000, errors)
-    url = _text(data, "url", 2000, errors)
-    if "url" not in errors:
-        parts = urlsplit(url)
-        if not url:
-            errors["url"] = "a link to the job description is required"
-        elif parts.scheme not in ("http", "https") or not parts.netloc or " " in url:
-            errors["url"] = "must be an http:// or https:// address"
-    raw_skills = data.get("skills")
-    skills: list[str] = []
-    if isinstance(raw_skills, str):  # a form's "python, sql"
-        raw_skills = raw_skills.split(",")
-    if not isinstance(raw_skills, list) or not all(isinstance(s, str) for s in raw_skills):
-        errors["skills"] = "must be a list of strings"
-    else:
-        skills = sorted({s.strip().lower() for s in raw_skills if s.strip()})
-        if not skills:
-            errors["skills"] = "give at least one skill: candidates are matched on them"
-        elif len(skills) > MAX_SKILLS:
-            errors["skills"] = f"give at most {MAX_SKILLS} skills"
-        elif any(len(s) > 100 for s in skills):
-            errors["skills"] = "each skill must be at most 100 characters"
-    remote = data.get("remote", False)
-    if remote in ("on", "true", "1"):
-        remote = True
-    if not isinstance(remote, bool):
-        errors["remote"] = "must be true or false"
-    if not location and remote is False and "location" not in errors:
-        errors["location"] = "give a location, or mark the job as remote"
-    if errors:
-        raise ValidationError("the job opening is not valid", errors)
-    return {
-        "title": title,
-        "role_family": role_family,
-        "skills": skills,
-        "location": location,
-        "remote": remote,
-        "url": url,
-        "summary": summary,
-    }
-
-
-def create_job(session: Session, data: Any, now: datetime) -> JobOpening:
+def create_opening(session: Session, data: OpeningIn | Any, now: datetime) -> Opening:
     """Validate and store a job opening (no matches yet)."""
-    job = JobOpening(**validate_job(data), created_at=now)
+    given = data if isinstance(data, OpeningIn) else parse(OpeningIn, data, message=INVALID)
+    job = Opening(**given.model_dump(), created_at=now)
     session.add(job)
     session.flush()
     return job
 
 
-def open_job(session: Session, data: Any, now: datetime) -> tuple[JobOpening, int]:
+def open_for_review(session: Session, data: OpeningIn | Any, now: datetime) -> tuple[Opening, int]:
     """Create a job opening and store its ranked matches for review; returns it and the count."""
-    job = create_job(session, data, now)
+    job = create_opening(session, data, now)
     return job, save_matches(session, job, find_matches(session, job, now), now)
 
 
@@ -206,20 +144,12 @@ def _overlap(session: Session, skills: list[str]) -> ColumnElement[int]:
     )
 
 
-def opted_out(session: Session) -> ColumnElement[bool]:
-    """Candidates who said no to job alerts (a missing key means they are subscribed)."""
-    if _dialect(session) == "postgresql":
-        return cast(Candidate.topics, JSONB).contains({TOPIC: False})
-    # json_type is NULL for a missing key, which must count as subscribed.
-    return func.coalesce(func.json_type(Candidate.topics, f"$.{TOPIC}"), "") == "false"
-
-
 def eligible(session: Session, now: datetime) -> ColumnElement[bool]:
     """Who may get a job alert now: active, not paused, not opted out of job alerts."""
     return and_(
         Candidate.status == CandidateStatus.ACTIVE,
         or_(Candidate.paused_until.is_(None), Candidate.paused_until <= now),
-        not_(opted_out(session)),
+        topic_allows(Topic.JOB_ALERTS),
     )
 
 
@@ -247,9 +177,7 @@ def _contains(column: Any, term: str) -> ColumnElement[bool]:
     return func.lower(column).contains(term.lower(), autoescape=True)
 
 
-def _score_columns(
-    session: Session, job: JobOpening, now: datetime
-) -> dict[str, ColumnElement[Any]]:
+def _score_columns(session: Session, job: Opening, now: datetime) -> dict[str, ColumnElement[Any]]:
     """The parts of the score, as SQL over the candidates table."""
     skills = list(job.skills)
     terms = family_terms(job.role_family)
@@ -288,20 +216,16 @@ def _score_columns(
     }  # fmt: skip
 
 
-def _reasons(job: JobOpening, row: Any) -> list[str]:
+def _reasons(job: Opening, row: Any) -> list[str]:
     """Why a candidate matched, in the words a recruiter reads."""
     wanted = list(job.skills)
     shared = [s for s in wanted if s in set(row.skills or [])]
     reasons = [f"{len(shared)} of {len(wanted)} skills: {', '.join(shared)}"] if shared else []
     if row.role_points:
         reasons.append(f"role: {row.role} ({job.role_family})")
-    city, region = _place(job.location)
-    if row.place_points == CITY_POINTS and city:
-        reasons.append(f"same city: {city}")
-    elif row.place_points == REGION_POINTS and region:
-        reasons.append(f"same region: {region}")
-    elif row.place_points and job.remote:
-        reasons.append("remote role" + (f" (lives in {row.location})" if row.location else ""))
+    place = _place_reason(job, row)
+    if place:
+        reasons.append(place)
     if row.stage_points >= 3:
         reasons.append(f"reached {row.stage.strip().lower()}")
     if row.engagement_score and row.engagement_score >= 1:
@@ -309,8 +233,20 @@ def _reasons(job: JobOpening, row: Any) -> list[str]:
     return reasons
 
 
+def _place_reason(job: Opening, row: Any) -> str:
+    """Why the candidate's place fits the job's, or ""."""
+    city, region = _place(job.location)
+    if row.place_points == CITY_POINTS and city:
+        return f"same city: {city}"
+    if row.place_points == REGION_POINTS and region:
+        return f"same region: {region}"
+    if row.place_points and job.remote:
+        return "remote role" + (f" (lives in {row.location})" if row.location else "")
+    return ""
+
+
 def _ranked(  # noqa: ANN202 - a select
-    session: Session, job: JobOpening, where: list[ColumnElement[bool]], now: datetime
+    session: Session, job: Opening, where: list[ColumnElement[bool]], now: datetime
 ):
     parts = _score_columns(session, job, now)
     return (
@@ -332,9 +268,7 @@ def _ranked(  # noqa: ANN202 - a select
     )
 
 
-def find_matches(
-    session: Session, job: JobOpening, now: datetime, limit: int = 500
-) -> list[Proposal]:
+def find_matches(session: Session, job: Opening, now: datetime, limit: int = 500) -> list[Proposal]:
     """Past candidates who share a skill with the job and may be mailed, best first."""
     query = _ranked(
         session, job, [_shares_a_skill(session, list(job.skills)), eligible(session, now)], now
@@ -356,17 +290,15 @@ def find_matches(
     return proposals
 
 
-def save_matches(
-    session: Session, job: JobOpening, proposals: list[Proposal], now: datetime
-) -> int:
+def save_matches(session: Session, job: Opening, proposals: list[Proposal], now: datetime) -> int:
     """Store proposals for review in one multi-row INSERT; returns how many."""
     if not proposals:
         return 0
     session.execute(
-        insert(JobMatch),
+        insert(OpeningMatch),
         [
             {
-                "job_id": job.id,
+                "opening_id": job.id,
                 "candidate_id": p.candidate_id,
                 "score": p.score,
                 "reasons": p.reasons,
@@ -382,17 +314,19 @@ def save_matches(
 # --- review ---------------------------------------------------------------------------------------
 
 
-def job_or_404(session: Session, job_id: int) -> JobOpening:
+def opening_or_404(session: Session, job_id: int) -> Opening:
     """The job opening, or NotFound."""
-    job = session.get(JobOpening, job_id)
+    job = session.get(Opening, job_id)
     if job is None:
         raise NotFound(f"no job opening {job_id}")
     return job
 
 
-def _match(session: Session, job: JobOpening, candidate_id: int) -> JobMatch:
+def _match(session: Session, job: Opening, candidate_id: int) -> OpeningMatch:
     match = session.scalar(
-        select(JobMatch).where(JobMatch.job_id == job.id, JobMatch.candidate_id == candidate_id)
+        select(OpeningMatch).where(
+            OpeningMatch.opening_id == job.id, OpeningMatch.candidate_id == candidate_id
+        )
     )
     if match is None:
         raise NotFound(f"candidate {candidate_id} is not on the list for job {job.id}")
@@ -400,8 +334,8 @@ def _match(session: Session, job: JobOpening, candidate_id: int) -> JobMatch:
 
 
 def set_excluded(
-    session: Session, job: JobOpening, candidate_id: int, excluded: bool, now: datetime
-) -> JobMatch:
+    session: Session, job: Opening, candidate_id: int, excluded: bool, now: datetime
+) -> OpeningMatch:
     """Remove a candidate from the list (or put them back); a removed one is never mailed."""
     match = _match(session, job, candidate_id)
     match.excluded = excluded
@@ -424,7 +358,7 @@ def set_excluded(
     return match
 
 
-def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) -> JobMatch:
+def add_candidate(session: Session, job: Opening, email: Any, now: datetime) -> OpeningMatch:
     """Add someone to the list by email; they must exist and want job alerts."""
     address = normalise_email(email)
     query = _ranked(session, job, [Candidate.email == address], now)
@@ -443,13 +377,15 @@ def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) 
             },
         )
     match = session.scalar(
-        select(JobMatch).where(JobMatch.job_id == job.id, JobMatch.candidate_id == row.id)
+        select(OpeningMatch).where(
+            OpeningMatch.opening_id == job.id, OpeningMatch.candidate_id == row.id
+        )
     )
     if match is not None:
         match.excluded = False
         return match
-    match = JobMatch(
-        job_id=job.id,
+    match = OpeningMatch(
+        opening_id=job.id,
         candidate_id=row.id,
         score=round(float(row.score), 1),
         reasons=[*_reasons(job, row), "added by a recruiter"],
@@ -461,13 +397,13 @@ def add_candidate(session: Session, job: JobOpening, email: Any, now: datetime) 
     return match
 
 
-def review_list(session: Session, job: JobOpening) -> list[Any]:
+def review_list(session: Session, job: Opening) -> list[Any]:
     """The ranked list with who each candidate is, whether they are enrolled, and their state."""
     enrolled = (
         select(Enrolment.status)
         .where(
             Enrolment.campaign_id == job.campaign_id,
-            Enrolment.candidate_id == JobMatch.candidate_id,
+            Enrolment.candidate_id == OpeningMatch.candidate_id,
         )
         .order_by(Enrolment.id.desc())
         .limit(1)
@@ -478,7 +414,7 @@ def review_list(session: Session, job: JobOpening) -> list[Any]:
     return list(
         session.execute(
             select(
-                JobMatch,
+                OpeningMatch,
                 Candidate.email,
                 Candidate.first_name,
                 Candidate.last_name,
@@ -487,37 +423,37 @@ def review_list(session: Session, job: JobOpening) -> list[Any]:
                 Candidate.stage,
                 enrolled.label("enrolment_status"),
             )
-            .join(Candidate, Candidate.id == JobMatch.candidate_id)
-            .where(JobMatch.job_id == job.id)
-            .order_by(JobMatch.excluded, JobMatch.score.desc(), JobMatch.candidate_id)
+            .join(Candidate, Candidate.id == OpeningMatch.candidate_id)
+            .where(OpeningMatch.opening_id == job.id)
+            .order_by(OpeningMatch.excluded, OpeningMatch.score.desc(), OpeningMatch.candidate_id)
         ).all()
     )
 
 
-def _to_enrol(session: Session, job: JobOpening, campaign_id: int, now: datetime):  # noqa: ANN202
+def _to_enrol(session: Session, job: Opening, campaign_id: int, now: datetime):  # noqa: ANN202
     """Reviewed, kept, still-eligible matches who were never enrolled in this alert."""
     return (
-        select(JobMatch.candidate_id)
-        .join(Candidate, Candidate.id == JobMatch.candidate_id)
+        select(OpeningMatch.candidate_id)
+        .join(Candidate, Candidate.id == OpeningMatch.candidate_id)
         .where(
-            JobMatch.job_id == job.id,
-            JobMatch.excluded.is_(False),
+            OpeningMatch.opening_id == job.id,
+            OpeningMatch.excluded.is_(False),
             eligible(session, now),
             # Any earlier enrolment, finished or not: a second approval mails nobody twice.
             ~exists().where(
                 Enrolment.campaign_id == campaign_id,
-                Enrolment.candidate_id == JobMatch.candidate_id,
+                Enrolment.candidate_id == OpeningMatch.candidate_id,
             ),
         )
     )
 
 
-def pending_ids(session: Session, job: JobOpening, now: datetime):  # noqa: ANN201 - a select
+def pending_ids(session: Session, job: Opening, now: datetime):  # noqa: ANN201 - a select
     """SELECT the ids of the candidates approving now would mail."""
     return _to_enrol(session, job, job.campaign_id or 0, now)
 
 
-def opening_context(job: JobOpening) -> dict[str, str]:
+def job_shown(job: Opening) -> dict[str, str]:
     """The ``job`` a job-alert mail shows for this opening (before its campaign exists too)."""
     where = job.location
     if job.remote:
@@ -525,19 +461,19 @@ def opening_context(job: JobOpening) -> dict[str, str]:
     return {"title": job.title, "location": where, "url": job.url, "summary": job.summary}
 
 
-def pending_count(session: Session, job: JobOpening, now: datetime) -> int:
+def pending_count(session: Session, job: Opening, now: datetime) -> int:
     """How many candidates approving now would mail."""
     query = _to_enrol(session, job, job.campaign_id or 0, now)
     return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
-def summary(session: Session, job: JobOpening, now: datetime) -> dict[str, Any]:
+def summary(session: Session, job: Opening, now: datetime) -> dict[str, Any]:
     """Counts for the review page and the API: proposed, removed, to send, enrolled, sent."""
     counts = dict(
         session.execute(
-            select(JobMatch.excluded, func.count())
-            .where(JobMatch.job_id == job.id)
-            .group_by(JobMatch.excluded)
+            select(OpeningMatch.excluded, func.count())
+            .where(OpeningMatch.opening_id == job.id)
+            .group_by(OpeningMatch.excluded)
         ).all()
     )
     enrolled = sent = 0
@@ -570,7 +506,7 @@ def summary(session: Session, job: JobOpening, now: datetime) -> dict[str, Any]:
 # --- approval -------------------------------------------------------------------------------------
 
 
-def _campaign_for(session: Session, job: JobOpening, now: datetime) -> Campaign:
+def _campaign_for(session: Session, job: Opening, now: datetime) -> Campaign:
     campaign = session.get(Campaign, job.campaign_id) if job.campaign_id else None
     if campaign is not None:
         return campaign
@@ -580,7 +516,7 @@ def _campaign_for(session: Session, job: JobOpening, now: datetime) -> Campaign:
         status=CampaignStatus.DRAFT,
         entry_type=EntryType.MANUAL,
         entry_value="",
-        topic=TOPIC,
+        topic=Topic.JOB_ALERTS,
         description=f"Alert for job opening #{job.id}, sent to the reviewed list.",
         created_at=now,
         updated_at=now,
@@ -592,7 +528,7 @@ def _campaign_for(session: Session, job: JobOpening, now: datetime) -> Campaign:
     return campaign
 
 
-def approve(session: Session, job: JobOpening, now: datetime) -> int:
+def approve(session: Session, job: Opening, now: datetime) -> int:
     """Send the alert to the reviewed list: enrol every kept, eligible match once; returns count.
 
     The scheduler turns the enrolments into mail; the sending path checks each candidate again.
@@ -605,20 +541,15 @@ def approve(session: Session, job: JobOpening, now: datetime) -> int:
     return enrol_all(session, campaign.id, _to_enrol(session, job, campaign.id, now), now, now)
 
 
-def job_context(session: Session, campaign: Campaign) -> dict[str, str] | None:
+def opening_context(session: Session, campaign: Campaign) -> dict[str, str] | None:
     """The ``job`` a job-alert mail shows, or None for other campaigns."""
     if campaign.kind != CampaignKind.JOB_ALERT:
         return None
-    job = session.scalar(select(JobOpening).where(JobOpening.campaign_id == campaign.id))
-    if job is None:
-        return None
-    where = job.location
-    if job.remote:
-        where = f"{where} or remote" if where else "Remote"
-    return {"title": job.title, "location": where, "url": job.url, "summary": job.summary}
+    job = session.scalar(select(Opening).where(Opening.campaign_id == campaign.id))
+    return None if job is None else job_shown(job)
 
 
-def job_dict(job: JobOpening) -> dict[str, Any]:
+def opening_dict(job: Opening) -> dict[str, Any]:
     """The API's view of a job opening."""
     return {
         "id": job.id,

@@ -12,8 +12,6 @@ from sqlalchemy import and_, distinct, func, select, update
 from sqlalchemy.orm import Session
 
 from nurture.core import settings as core_settings
-from nurture.core.addresses import normalise_email
-from nurture.core.campaigns.durations import parse_delay
 from nurture.core.campaigns.enrolment import count_tag_entrants, enrol_tag_entrants
 from nurture.core.campaigns.entries import (
     count_segment_entrants,
@@ -23,12 +21,13 @@ from nurture.core.campaigns.entries import (
     keep_out_current_members,
     segment_rules,
 )
-from nurture.core.campaigns.entry_rules import BEFORE_ACTIVATION, REENTRY, parse_entry_filter
-from nurture.core.campaigns.timing import CATEGORIES, parse_schedule, parse_window
+from nurture.core.campaigns.entry_rules import BEFORE_ACTIVATION
+from nurture.core.campaigns.schemas import CampaignIn
 from nurture.core.compliance.identity import require_sender_identity
 from nurture.core.content.rendering import TemplateLibrary
 from nurture.core.content.templates import named_html, sample_copy
 from nurture.core.errors import Conflict, ValidationError
+from nurture.core.inputs import parse
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -45,14 +44,10 @@ from nurture.models import (
     Segment,
     Step,
 )
+from nurture.models.base import MAX_ID
 
-ATS_EVENTS = ("candidate.rejected",)
-# Starters that are a recruiter's personal note: their steps are personal mail by default.
-PERSONAL_TEMPLATES = ("rejection_followup",)
 # The group rejection drips share by default: one follow-up per rejection.
 REJECTION_GROUP = "rejection-follow-up"
-_GROUP = re.compile(r"[a-z0-9][a-z0-9_-]{0,59}")
-CONDITIONS = ("", "previous_opened", "previous_not_opened", "previous_clicked")
 
 # Which status changes are allowed, and from where.
 TRANSITIONS = {
@@ -60,211 +55,41 @@ TRANSITIONS = {
     CampaignStatus.PAUSED: {CampaignStatus.ACTIVE},
     CampaignStatus.ARCHIVED: {CampaignStatus.DRAFT, CampaignStatus.ACTIVE, CampaignStatus.PAUSED},
 }
+INVALID = "the campaign is not valid"
 
 
-def _entry(data: Any, errors: dict[str, str]) -> tuple[str, str]:
-    if data is None:
-        return EntryType.MANUAL, ""
-    if not isinstance(data, dict) or len(data) != 1:
-        errors["entry"] = "give one of segment_id, tag or ats_event"
-        return EntryType.MANUAL, ""
-    ((key, value),) = data.items()
-    if key == "ats_event":
-        if value not in ATS_EVENTS:
-            errors["entry.ats_event"] = f"must be one of {', '.join(ATS_EVENTS)}"
-        return EntryType.ATS_EVENT, str(value)
-    if key == "tag":
-        if not isinstance(value, str) or not value.strip():
-            errors["entry.tag"] = "must be a tag name"
-            return EntryType.TAG, ""
-        return EntryType.TAG, value.strip().lower()
-    if key == "segment_id":
-        return EntryType.SEGMENT, str(value)
-    errors["entry"] = f"unknown entry {key!r}; give one of segment_id, tag or ats_event"
-    return EntryType.MANUAL, ""
+def definition(data: CampaignIn | Mapping[str, Any], library: TemplateLibrary) -> CampaignIn:
+    """A campaign body checked as a CampaignIn (its templates compiled), or ValidationError."""
+    if isinstance(data, CampaignIn):
+        return data
+    return parse(CampaignIn, data, context={"library": library}, message=INVALID)
 
 
-def _steps(data: Any, library: TemplateLibrary, errors: dict[str, str]) -> list[Step]:
-    if not isinstance(data, list) or not data:
-        errors["steps"] = "a campaign needs a list of at least one step"
-        return []
-    steps = []
-    for index, raw in enumerate(data):
-        where = f"steps[{index}]"
-        if not isinstance(raw, dict):
-            errors[where] = "must be an object"
-            continue
-        step = Step(position=index, condition=str(raw.get("condition") or ""))
-        try:
-            delay = parse_delay(raw.get("delay", "PT0S"), f"{where}.delay")
-            step.delay_seconds = int(delay.total_seconds())
-            step.delay = str(raw.get("delay", "PT0S")).strip().upper()
-        except ValidationError as exc:
-            errors.update(exc.fields)
-        if step.condition not in CONDITIONS:
-            errors[f"{where}.condition"] = f"must be one of {', '.join(c for c in CONDITIONS if c)}"
-        elif step.condition and index == 0:
-            errors[f"{where}.condition"] = "the first step has no previous mail to look at"
-        step.subject = str(raw.get("subject") or "")
-        step.template = str(raw.get("template") or "")
-        # A recruiter's follow-up is personal mail (the frequency cap never holds it).
-        category = raw.get("category") or (
-            "personal" if step.template in PERSONAL_TEMPLATES else "regular"
-        )
-        if category not in CATEGORIES:
-            errors[f"{where}.category"] = f"must be one of {', '.join(CATEGORIES)}"
-        step.category = str(category)
-        step.html = str(raw.get("html") or "")
-        step.text = str(raw.get("text") or "")
-        if bool(step.template) == bool(step.html):
-            errors[f"{where}.template"] = "give either a template name or html"
-        else:
-            try:
-                if step.template:
-                    library.get(step.template, subject=step.subject)
-                else:
-                    library.compile(step.html, step.text or None, subject=step.subject)
-            except ValidationError as exc:
-                for field, problem in exc.fields.items():
-                    errors[f"{where}.{field}"] = problem
-        steps.append(step)
-    return steps
-
-
-def _validate(data: dict[str, Any], library: TemplateLibrary) -> tuple[dict[str, Any], list[Step]]:
-    """Check a campaign body; returns its clean fields and (unsaved) steps, or ValidationError."""
-    errors: dict[str, str] = {}
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        errors["name"] = "a campaign needs a name"
-    kind = data.get("kind", CampaignKind.DRIP)
-    if not isinstance(kind, str) or kind not in set(CampaignKind):
-        errors["kind"] = f"must be one of {', '.join(CampaignKind)}"
-    entry_type, entry_value = _entry(data.get("entry"), errors)
-    steps = _steps(data.get("steps"), library, errors)
-    sender = data.get("sender") or {}
-    sender_name, sender_email = "", ""
-    if not isinstance(sender, dict):
-        errors["sender"] = "must be an object with name and email"
-    else:
-        sender_name = str(sender.get("name") or "")[:200]
-        if sender.get("email"):
-            try:
-                sender_email = normalise_email(sender["email"], "sender.email")
-            except ValidationError as exc:
-                errors.update(exc.fields)
-    send_window: dict[str, Any] = {}
-    try:
-        send_window = parse_window(data.get("send_window"))
-    except ValidationError as exc:
-        errors.update(exc.fields)
-    timing = _timing_fields(data, kind, errors)
-    if kind == CampaignKind.BROADCAST:
-        if len(steps) > 1:
-            errors["steps"] = "a broadcast is one mail: give exactly one step"
-        if entry_type not in (EntryType.SEGMENT, EntryType.TAG):
-            errors["entry"] = "a broadcast goes to a segment_id or a tag"
-        # Its audience is chosen by the broadcast pass when it sends, never by entry hooks.
-        entry_type, entry_value = EntryType.MANUAL, f"{entry_type}:{entry_value}"
-    if errors:
-        raise ValidationError("the campaign is not valid", errors)
-    clean = {
-        **timing,
-        "name": name.strip(),
-        "kind": kind,
-        "entry_type": entry_type,
-        "entry_value": entry_value,
-        "sender_name": sender_name,
-        "sender_email": sender_email,
-        "sender_is_recruiter": bool(sender.get("use_recruiter", True)),
-        "send_window": send_window,
-    }
-    return clean, steps
-
-
-EXIT_ON = ("hired", "reapplied", "replied", "left_segment")
-TOPICS = ("checkins", "newsletter", "job_alerts")
-KIND_TOPIC = {CampaignKind.BROADCAST: "newsletter", CampaignKind.JOB_ALERT: "job_alerts"}
-
-
-def _timing_fields(data: dict[str, Any], kind: Any, errors: dict[str, str]) -> dict[str, Any]:
-    """Topic, entry filter, re-entry, exit rules and a broadcast's schedule, where given."""
-    clean: dict[str, Any] = {}
-    if "topic" in data:
-        if data["topic"] not in TOPICS:
-            errors["topic"] = f"must be one of {', '.join(TOPICS)}"
-        else:
-            clean["topic"] = data["topic"]
-    if "entry_filter" in data:
-        try:
-            clean["entry_filter"] = parse_entry_filter(data["entry_filter"])
-        except ValidationError as exc:
-            errors.update(exc.fields)
-    if "reentry" in data:
-        if data["reentry"] not in REENTRY:
-            errors["reentry"] = f"must be one of {', '.join(REENTRY)}"
-        else:
-            clean["reentry"] = data["reentry"]
-    if "exit_on" in data:
-        exit_on = data["exit_on"]
-        if not isinstance(exit_on, list) or not set(exit_on) <= set(EXIT_ON):
-            errors["exit_on"] = f"a list among {', '.join(EXIT_ON)}"
-        else:
-            clean["exit_on"] = [rule for rule in EXIT_ON if rule in exit_on]
-    if "exclusive_group" in data:
-        group = str(data["exclusive_group"] or "").strip().lower()
-        if group and not _GROUP.fullmatch(group):
-            errors["exclusive_group"] = (
-                "letters, digits, - and _ (at most 60), e.g. rejection-follow-up"
-            )
-        clean["exclusive_group"] = group
-    if "entry_segment_id" in data:
-        segment = data["entry_segment_id"]
-        if segment in (None, "", 0):
-            clean["entry_segment_id"] = None
-        elif isinstance(segment, bool) or not str(segment).isdigit():
-            errors["entry_segment_id"] = "must be the id of a segment"
-        else:
-            clean["entry_segment_id"] = int(segment)
-    if "local_time" in data:
-        if not isinstance(data["local_time"], bool):
-            errors["local_time"] = "must be true or false"
-        else:
-            clean["local_time"] = data["local_time"]
-    if data.get("scheduled_at") not in (None, ""):
-        try:
-            clean["scheduled_at"] = parse_schedule(
-                data["scheduled_at"], bool(clean.get("local_time"))
-            )
-        except ValidationError as exc:
-            errors.update(exc.fields)
-    if ("scheduled_at" in clean or clean.get("local_time")) and kind != CampaignKind.BROADCAST:
-        errors["scheduled_at"] = "only a broadcast is sent at a scheduled time"
-    return clean
+def _require_segment(session: Session, clean: dict[str, Any]) -> None:
+    """The segment a campaign enters by (or a broadcast goes to) exists."""
+    segment = clean["entry_value"].removeprefix(f"{EntryType.SEGMENT}:")
+    if (clean["entry_type"] == EntryType.SEGMENT or segment != clean["entry_value"]) and (
+        not segment.isdigit()
+        or int(segment[:12]) > MAX_ID
+        or session.get(Segment, int(segment)) is None
+    ):
+        raise ValidationError(INVALID, {"entry.segment_id": f"no segment {segment}"})
 
 
 def create_campaign(
-    session: Session, data: dict[str, Any], library: TemplateLibrary, now: datetime
+    session: Session, data: CampaignIn | Mapping[str, Any], library: TemplateLibrary, now: datetime
 ) -> Campaign:
     """Validate a campaign with its steps and store it as a draft."""
-    clean, steps = _validate(data, library)
-    # A new rejection enrols again once the earlier drip has ended, unless told otherwise.
-    clean.setdefault("reentry", "after_exit")
-    clean.setdefault("topic", KIND_TOPIC.get(clean["kind"], "checkins"))
+    given = definition(data, library)
+    clean = given.stored()
+    _require_segment(session, clean)
     _check_entry_segment(session, clean)
-    segment = clean["entry_value"].removeprefix(f"{EntryType.SEGMENT}:")
-    if (clean["entry_type"] == EntryType.SEGMENT or segment != clean["entry_value"]) and (
-        not segment.isdigit() or session.get(Segment, int(segment)) is None
-    ):
-        raise ValidationError(
-            "the campaign is not valid", {"entry.segment_id": f"no segment {segment}"}
-        )
     campaign = Campaign(
         **clean,
         status=CampaignStatus.DRAFT,
         created_at=now,
         updated_at=now,
-        steps=steps,
+        steps=given.step_rows(),
     )
     session.add(campaign)
     session.flush()
@@ -465,79 +290,88 @@ def step_message_counts(session: Session, campaign: Campaign) -> dict[int, int]:
     return {step_id: count for step_id, count in rows}
 
 
+def _typed_delay(amount: Any, unit: Any, field: str, errors: dict[str, str]) -> str:
+    """A delay typed as a number and a unit, as ISO-8601; its problem noted at ``field``."""
+    try:
+        return delay_iso(str(amount or ""), str(unit or ""), field)
+    except ValidationError as exc:
+        errors.update(exc.fields)
+        return "PT0S"  # the real problem is reported above
+
+
+def _builder_step(
+    index: int, raw: dict[str, Any], existing: dict[int, Step], errors: dict[str, str]
+) -> dict[str, Any]:
+    """One of the builder's steps as the API's step."""
+    where = f"steps[{index}]"
+    step = {
+        "subject": raw.get("subject") or "",
+        "condition": raw.get("condition") or "",
+        "template": raw.get("template") or "",
+        "category": raw.get("category") or "",
+        "delay": raw.get("delay")
+        or _typed_delay(raw.get("delay_amount"), raw.get("delay_unit"), f"{where}.delay", errors),
+    }
+    if step["template"] == OWN_HTML:
+        own = existing.get(raw.get("id") or 0)
+        if own is None or not own.html:
+            errors[f"{where}.template"] = "choose a template"
+            step["template"] = ""
+        else:
+            step.update(template="", html=own.html, text=own.text)
+    elif not step["template"]:
+        errors[f"{where}.template"] = "choose a template"
+    return step
+
+
+def _builder_entry_filter(data: dict[str, Any], errors: dict[str, str]) -> Any:
+    """The builder's entry filter as the API's; its delay may come as an amount and a unit."""
+    if not isinstance(data.get("entry_filter"), dict):
+        return data["entry_filter"]  # the API's check reports what is wrong
+    entry_filter = dict(data["entry_filter"])
+    amount = str(entry_filter.pop("delay_amount", "") or "").strip()
+    unit = entry_filter.pop("delay_unit", None)
+    # No unit: ``delay`` as in the API; "iso": one set through the API that no unit shows.
+    if unit not in (None, "iso"):
+        entry_filter.pop("delay", None)
+        if amount.strip("0"):  # empty or 0: no wait of its own
+            entry_filter["delay"] = _typed_delay(amount, unit, "entry_filter.delay", errors)
+    entry = data.get("entry")
+    if not (isinstance(entry, dict) and "ats_event" in entry):
+        # Only an ATS rejection carries a reason and a stage; any other entry ignores them,
+        # which would look like a filter that is not there.
+        for key in ("rejection_reasons", "stages"):
+            if entry_filter.get(key):
+                errors[f"entry_filter.{key}"] = (
+                    "only candidates the ATS rejects are filtered this way; "
+                    "choose that entry or leave this empty"
+                )
+    return entry_filter
+
+
 def _builder_payload(
     data: dict[str, Any], existing: dict[int, Step], errors: dict[str, str]
 ) -> dict[str, Any]:
     """Turn the builder's fields into the API's campaign body, noting what is wrong."""
-    exit_on = data.get("exit_on") or []
-    if not isinstance(exit_on, list) or not set(exit_on) <= set(EXIT_ON):
-        errors["exit_on"] = f"choose among {', '.join(EXIT_ON)}"
-    if len(str(data.get("description") or "")) > 2000:
-        errors["description"] = "keep the description under 2,000 characters"
-    steps = []
-    for index, raw in enumerate(data.get("steps") or []):
-        where = f"steps[{index}]"
-        step = {
-            "subject": raw.get("subject") or "",
-            "condition": raw.get("condition") or "",
-            "template": raw.get("template") or "",
-            "delay": raw.get("delay") or "",
-            "category": raw.get("category") or "",
-        }
-        if not step["delay"]:
-            try:
-                step["delay"] = delay_iso(
-                    str(raw.get("delay_amount", "")), raw.get("delay_unit", ""), f"{where}.delay"
-                )
-            except ValidationError as exc:
-                errors.update(exc.fields)
-                step["delay"] = "PT0S"  # the real problem is reported above
-        if step["template"] == OWN_HTML:
-            own = existing.get(raw.get("id") or 0)
-            if own is None or not own.html:
-                errors[f"{where}.template"] = "choose a template"
-                step["template"] = ""
-            else:
-                step.update(template="", html=own.html, text=own.text)
-        elif not step["template"]:
-            errors[f"{where}.template"] = "choose a template"
-        steps.append(step)
     body = {
         "name": data.get("name"),
         "kind": CampaignKind.DRIP,
+        "description": data.get("description") or "",
         "entry": data.get("entry"),
-        "sender": data.get("sender") or {},
-        "steps": steps,
+        "exit_on": data.get("exit_on") or [],
+        # A form's empty field comes as None: the same as one left out.
+        "sender": {k: v for k, v in (data.get("sender") or {}).items() if v is not None},
+        "steps": [
+            _builder_step(index, raw, existing, errors)
+            for index, raw in enumerate(data.get("steps") or [])
+        ],
     }
     # Send window, topic, re-entry and the exclusive group go to the API's own checks as they are.
     for key in ("send_window", "topic", "reentry", "exclusive_group", "entry_segment_id"):
         if key in data:
             body[key] = data[key]
-    if isinstance(data.get("entry_filter"), dict):
-        entry_filter = dict(data["entry_filter"])
-        amount = str(entry_filter.pop("delay_amount", "") or "").strip()
-        unit = entry_filter.pop("delay_unit", None)
-        # No unit: ``delay`` as in the API; "iso": one set through the API that no unit shows.
-        if unit not in (None, "iso"):
-            entry_filter.pop("delay", None)
-            if amount.strip("0"):  # empty or 0: no wait of its own
-                try:
-                    entry_filter["delay"] = delay_iso(amount, unit, "entry_filter.delay")
-                except ValidationError as exc:
-                    errors.update(exc.fields)
-        entry = data.get("entry")
-        if not (isinstance(entry, dict) and "ats_event" in entry):
-            # Only an ATS rejection carries a reason and a stage; any other entry ignores
-            # them, which would look like a filter that is not there.
-            for key in ("rejection_reasons", "stages"):
-                if entry_filter.get(key):
-                    errors[f"entry_filter.{key}"] = (
-                        "only candidates the ATS rejects are filtered this way; "
-                        "choose that entry or leave this empty"
-                    )
-        body["entry_filter"] = entry_filter
-    elif "entry_filter" in data:
-        body["entry_filter"] = data["entry_filter"]  # the API's check reports what is wrong
+    if "entry_filter" in data:
+        body["entry_filter"] = _builder_entry_filter(data, errors)
     return body
 
 
@@ -561,6 +395,45 @@ def _step_locks(
             )
 
 
+def _kept_step_ids(data: dict[str, Any], existing: dict[int, Step]) -> list[int | None]:
+    """Per step of the builder, the id of the stored step it edits, or None for a new one."""
+    ids: list[int | None] = []
+    for raw in data.get("steps") or []:
+        step_id = raw.get("id")
+        # An id from another campaign, or given twice, is a new step, never someone else's row.
+        ids.append(step_id if step_id in existing and step_id not in ids else None)
+    return ids
+
+
+def _checked_drip(
+    session: Session,
+    campaign: Campaign | None,
+    data: dict[str, Any],
+    existing: dict[int, Step],
+    ids: list[int | None],
+    library: TemplateLibrary,
+) -> CampaignIn:
+    """The builder's fields as a checked campaign, or ValidationError with every problem."""
+    errors: dict[str, str] = {}
+    payload = _builder_payload(data, existing, errors)
+    if campaign is not None:
+        # What the caller did not send (a form without those fields) keeps its stored value.
+        for key in (
+            "send_window", "topic", "reentry", "entry_filter", "exclusive_group",
+            "entry_segment_id",
+        ):  # fmt: skip
+            payload.setdefault(key, getattr(campaign, key))
+        _step_locks(session, campaign, ids, errors)
+    try:
+        given = definition(payload, library)
+    except ValidationError as exc:
+        # The builder's own words win for the same field.
+        raise ValidationError(INVALID, {**exc.fields, **errors}) from None
+    if errors:
+        raise ValidationError(INVALID, errors)
+    return given
+
+
 def save_drip(
     session: Session,
     campaign: Campaign | None,
@@ -573,55 +446,28 @@ def save_drip(
     ``data`` has ``name``, ``description``, ``entry`` (as in the API), ``exit_on``, ``sender``
     and ``steps``: each with an optional ``id`` (an existing step), either ``delay`` (ISO-8601)
     or ``delay_amount`` and ``delay_unit``, ``template``, ``subject`` and ``condition``.
-    It may have ``send_window``, ``topic``, ``reentry`` and ``entry_filter`` as in the API (the
+    Steps may name a ``category`` (personal or regular mail). It may have ``send_window``,
+    ``topic``, ``reentry``, ``entry_filter``, ``exclusive_group`` and ``entry_segment_id`` as
+    in the API (the
     filter's delay may also come as ``delay_amount`` and ``delay_unit``); when editing, those
     left out keep their stored values.
     """
     if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
         raise Conflict("an archived campaign cannot be edited")
     existing = {step.id: step for step in campaign.steps} if campaign is not None else {}
-    ids: list[int | None] = []
-    for raw in data.get("steps") or []:
-        step_id = raw.get("id")
-        # An id from another campaign, or given twice, is a new step, never someone else's row.
-        ids.append(step_id if step_id in existing and step_id not in ids else None)
-    errors: dict[str, str] = {}
-    payload = _builder_payload(data, existing, errors)
-    if campaign is not None:
-        # What the caller did not send (a form without those fields) keeps its stored value.
-        for key in (
-            "send_window", "topic", "reentry", "entry_filter", "exclusive_group",
-            "entry_segment_id",
-        ):  # fmt: skip
-            payload.setdefault(key, getattr(campaign, key))
-        _step_locks(session, campaign, ids, errors)
-    try:
-        clean, steps = _validate(payload, library)
-        _check_entry_segment(session, clean)
-    except ValidationError as exc:
-        errors = {**exc.fields, **errors}  # the builder's own words win for the same field
-    if errors:
-        raise ValidationError("the campaign is not valid", errors)
-    extra = {
-        "description": str(data.get("description") or "").strip(),
-        "exit_on": [rule for rule in EXIT_ON if rule in (data.get("exit_on") or [])],
-    }
+    ids = _kept_step_ids(data, existing)
+    given = _checked_drip(session, campaign, data, existing, ids, library)
+    clean, steps = given.stored(), given.step_rows()
+    _require_segment(session, clean)
+    _check_entry_segment(session, clean)
     if campaign is None:
-        # The API's defaults: a new rejection enrols again once the earlier drip has ended.
-        clean.setdefault("reentry", "after_exit")
-        clean.setdefault("topic", "checkins")
         campaign = Campaign(
-            **clean,
-            **extra,
-            status=CampaignStatus.DRAFT,
-            created_at=now,
-            updated_at=now,
-            steps=steps,
+            **clean, status=CampaignStatus.DRAFT, created_at=now, updated_at=now, steps=steps
         )
         session.add(campaign)
         session.flush()
         return campaign
-    for key, value in {**clean, **extra}.items():
+    for key, value in clean.items():
         if key != "kind":
             setattr(campaign, key, value)
     campaign.updated_at = now

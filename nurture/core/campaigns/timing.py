@@ -5,7 +5,6 @@ Plain functions of times and settings; the database is read by the caller.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -15,7 +14,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from nurture.core.errors import ValidationError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
 @dataclass(frozen=True)
@@ -95,49 +93,6 @@ def zone(name: str | None, fallback: str = "UTC") -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
-def parse_window(value: Any, field: str = "send_window") -> dict[str, Any]:
-    """Check a send window (``{"days": ["mon", ...], "start": "09:00", "end": "17:00"}``).
-
-    Returns it in its stored form; {} (or None) means any time. Days left out mean every day,
-    a start left out 00:00, an end left out 24:00; an end before the start is a window across
-    midnight (22:00-06:00).
-    """
-    if not value:
-        return {}
-    if not isinstance(value, dict):
-        raise ValidationError(f"{field} is not valid", {field: "must be an object"})
-    errors: dict[str, str] = {}
-    unknown = set(value) - {"days", "start", "end"}
-    if unknown:
-        errors[field] = f"unknown keys: {', '.join(sorted(unknown))}; use days, start and end"
-    clean: dict[str, Any] = {}
-    if "days" in value:  # left out: every day
-        days = value["days"]
-        if (
-            not isinstance(days, list)
-            or not days
-            or not all(isinstance(d, str) and d.lower() in DAYS for d in days)
-        ):
-            errors[f"{field}.days"] = f"choose at least one day: a list among {', '.join(DAYS)}"
-        else:
-            clean["days"] = [d for d in DAYS if d in {x.lower() for x in days}]
-    for key in ("start", "end"):  # left out: from midnight, to midnight
-        if key not in value:
-            continue
-        raw = value[key]
-        midnight = key == "end" and raw == "24:00"
-        if not isinstance(raw, str) or not (midnight or _HHMM.fullmatch(raw)):
-            errors[f"{field}.{key}"] = "a time as HH:MM, e.g. 09:00"
-        else:
-            clean[key] = raw
-    start, end = clean.get("start", "00:00"), clean.get("end", "24:00")
-    if not errors and start == end:
-        errors[f"{field}.end"] = "the window must not be empty: end differs from start"
-    if errors:
-        raise ValidationError(f"{field} is not valid", errors)
-    return clean
-
-
 def local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
     """``day`` at wall-clock ``at`` in ``tz``, as UTC.
 
@@ -187,7 +142,7 @@ def next_allowed(now_utc: datetime, window: dict[str, Any] | None, tz: ZoneInfo)
             return start
         if now_utc < end:
             return now_utc
-    raise ValueError("the send window has no day in it")  # parse_window forbids that
+    raise ValueError("the send window has no day in it")  # SendWindow forbids that
 
 
 def cap_release(sent: Iterable[datetime], now: datetime, cap: Cap | None) -> datetime:

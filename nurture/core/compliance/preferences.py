@@ -12,14 +12,8 @@ from sqlalchemy.orm import Session
 from nurture.core.audience.engagement import score_of
 from nurture.core.compliance import erasure
 from nurture.core.tokens import BadToken, Tokens
-from nurture.models import Campaign, Candidate, CandidateStatus, Event, Message
+from nurture.models import Campaign, Candidate, CandidateStatus, Event, Message, Topic
 
-# Topic key -> what the preference page calls it. A missing key means subscribed.
-TOPICS = {
-    "checkins": "Check-ins from your recruiter",
-    "newsletter": "Talent-network newsletter",
-    "job_alerts": "Job alerts for roles that fit you",
-}
 PAUSE = timedelta(days=90)
 # A preference form rendered this long ago is refused; reloading the page gives a fresh one.
 FORM_MAX_AGE = timedelta(days=1)
@@ -30,14 +24,14 @@ FORM_MAX_AGE = timedelta(days=1)
 
 def wants_topic(candidate: Candidate, topic: str) -> bool:
     """Whether the candidate receives mail of ``topic`` (unknown topics, e.g. "system": yes)."""
-    if topic not in TOPICS:
+    if topic not in set(Topic):
         return True
     return (candidate.topics or {}).get(topic, True) is not False
 
 
 def topic_allows(topic: str) -> ColumnElement[bool]:
     """SQL over Candidate: true where the candidate receives ``topic`` (SQLite and PostgreSQL)."""
-    if topic not in TOPICS:
+    if topic not in set(Topic):
         return true()
     # JSON true/false on both backends; a missing key (NULL) is "subscribed", so IS NOT false.
     return Candidate.topics[topic].as_boolean().is_not(False)
@@ -45,7 +39,7 @@ def topic_allows(topic: str) -> ColumnElement[bool]:
 
 def set_topics(candidate: Candidate, wanted: set[str], now: datetime) -> None:
     """Store which topics the candidate wants (every known topic gets an explicit answer)."""
-    candidate.topics = {**(candidate.topics or {}), **{t: t in wanted for t in TOPICS}}
+    candidate.topics = {**(candidate.topics or {}), **{t.value: t in wanted for t in Topic}}
     candidate.updated_at = now
 
 
@@ -138,7 +132,7 @@ def export_data(session: Session, candidate: Candidate, now: datetime) -> dict[s
             "at": _iso(candidate.consent_at),
         },
         "preferences": {
-            "topics": {topic: wants_topic(candidate, topic) for topic in TOPICS},
+            "topics": {topic.value: wants_topic(candidate, topic) for topic in Topic},
             "paused_until": _iso(candidate.paused_until),
             "tracking_opt_out": candidate.tracking_opt_out,
         },

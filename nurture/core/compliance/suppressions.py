@@ -1,7 +1,7 @@
 """The suppression list as operators see it: bring addresses in, look one up, count by reason.
 
-Addresses are stored only as hashes (nurture.services.candidates.suppress), so the list can be
-fed and queried address by address but never shown or exported.
+Addresses are stored only as hashes (``suppress``, below), so the list can be fed and queried
+address by address but never shown or exported.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from nurture.core.audience import candidates as candidate_service
 from nurture.core.compliance import suppressions
 from nurture.core.errors import ValidationError
 from nurture.core.tokens import BadToken, Tokens
+from nurture.core.webhooks.events import emit
 from nurture.models.candidates import Candidate, CandidateStatus, Suppression
 from nurture.models.messages import Event, EventKind, Message
 
@@ -52,6 +53,8 @@ def unsubscribe(
             created_at=now,
         )
         session.add(event)
+        emit(session, "candidate.unsubscribed", now, candidate=candidate,
+             data={"message_id": message.id if message else None})  # fmt: skip
     return not already
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import binascii
+import hashlib
+import hmac
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.charset import QP, Charset
 from email.header import Header
 from email.utils import format_datetime, formataddr
@@ -28,6 +30,8 @@ class MailSettings:
     sender_email: str
     list_id_domain: str
     base_url: str
+    # Keys the Message-IDs of ledger rows (derived from the secret key; see ledger_message_id).
+    message_id_key: bytes = field(default=b"", repr=False)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> MailSettings:
@@ -41,6 +45,7 @@ class MailSettings:
             sender_email=config["SENDER_EMAIL"],
             list_id_domain=config["LIST_ID_DOMAIN"],
             base_url=config["BASE_URL"].rstrip("/"),
+            message_id_key=message_id_key(config.get("SECRET_KEY") or ""),
         )
 
     @property
@@ -55,8 +60,27 @@ def one_line(value: str) -> str:
 
 
 def new_message_id(domain: str, message_pk: int) -> str:
-    """A globally unique Message-ID that still says which ledger row it is."""
+    """A random Message-ID that still says which row it is (mail with no ledger row to key it)."""
     return f"<nurture.{message_pk}.{secrets.token_hex(8)}@{domain}>"
+
+
+def message_id_key(secret: str) -> bytes:
+    """The key of ledger Message-IDs: the secret key, through HMAC, never the key itself."""
+    return hmac.new(secret.encode(), b"nurture ledger Message-ID", hashlib.sha256).digest()
+
+
+def ledger_message_id(key: bytes, domain: str, message_pk: int, queued_at: datetime) -> str:
+    """The Message-ID of a ledger row: the same on every attempt, unguessable without the key.
+
+    A resend after a crash (the relay took the mail, the worker died before recording it)
+    therefore carries the first copy's Message-ID, which receivers that de-duplicate by it
+    collapse. The row's queue time goes into the HMAC beside its id, so a database started
+    afresh, whose ids begin at 1 again, does not repeat an earlier install's Message-IDs (and
+    a late reply to an old mail cannot land on a new row).
+    """
+    stamp = f"{message_pk}:{queued_at.astimezone(UTC):%Y%m%d%H%M%S%f}".encode()
+    digest = hmac.new(key, stamp, hashlib.sha256).hexdigest()[:16]
+    return f"<nurture.{message_pk}.{digest}@{domain}>"
 
 
 def _qp(text: str) -> bytes:

@@ -38,6 +38,7 @@ def build_context(
     job: dict[str, Any] | None = None,
     rating_urls: list[str] | None = None,
     reconsent_url: str = "",
+    referral: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything a template may use, never None.
 
@@ -76,4 +77,14 @@ def build_context(
         "preferences_url": preferences_url,
         "rating_urls": list(rating_urls) if rating_urls else ["#"] * 5,
         "reconsent_url": reconsent_url or f"{preferences_url}?stay=1",
+        # The signed "know someone for …?" link, and who and what the mails about a referral
+        # name; inert outside a real send (the sender fills it when a template reads it).
+        "referral": referral
+        or {
+            "url": "#",
+            "opening": (job or {}).get("title") or "one of our open roles",
+            "referrer_name": "",
+            "referred_name": "",
+            "consent_url": "#",
+        },
     }

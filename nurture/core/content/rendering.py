@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ from typing import Any
 import html2text
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
 from premailer import Premailer
 
+from nurture.core.content.sandbox import BoundedEnvironment, TemplateLimitError, budget, finalize
 from nurture.core.errors import ValidationError
 
 _EXTENDS = re.compile(r"""\A\s*{%-?\s*extends\s+["']([\w./-]+)["']\s*-?%}""")
@@ -41,6 +41,18 @@ Sources = Callable[[str], tuple[str, str | None, str] | None]
 
 # Every edit and every preview is a new version; keep the recent ones, not all since start-up.
 CACHE_SIZE = 256
+# Characters of template source per part: premailer and Jinja's compiler take time and memory
+# in proportion, and no mail needs more (Gmail clips a mail after about 102 KB).
+MAX_SOURCE = 500_000
+
+
+class RenderError(ValidationError):
+    """A template could not be rendered for a recipient; ``fields`` names the part and why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"the {field} cannot be rendered: {problem}", {field: problem})
+        self.field = field
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -65,14 +77,29 @@ class CompiledTemplate:
     variables: frozenset[str] = frozenset()
 
     def render(self, context: Mapping[str, Any]) -> RenderedMail:
-        """Render for one recipient; only Jinja runs here, never premailer."""
-        html = self.html.render(context)
-        if self.text is not None:
-            text = self.text.render(context)
-        else:
-            text = html_to_text(html)
-        subject = " ".join(self.subject.render(context).split())
+        """Render for one recipient within the sandbox's limits; only Jinja runs, never premailer.
+
+        RenderError names the part (subject, html, text) and what went wrong, a limit included.
+        """
+        with budget():
+            html = _render_part(self.html, context, "html")
+            if self.text is not None:
+                text = _render_part(self.text, context, "text")
+            else:
+                text = html_to_text(html)
+            subject = " ".join(_render_part(self.subject, context, "subject").split())
         return RenderedMail(subject=subject, html=html, text=_tidy_text(text))
+
+
+def _render_part(template: jinja2.Template, context: Mapping[str, Any], field: str) -> str:
+    try:
+        return template.render(context)
+    except TemplateLimitError as exc:
+        raise RenderError(field, str(exc)) from None
+    except RecursionError:
+        raise RenderError(field, "it calls itself without end (a macro or a loop)") from None
+    except Exception as exc:  # noqa: BLE001 - an author's template can raise anything
+        raise RenderError(field, f"cannot be rendered: {exc}") from None
 
 
 def readable_list(items: Any) -> str:
@@ -84,17 +111,15 @@ def readable_list(items: Any) -> str:
 
 
 def _finalize(value: Any) -> Any:
-    """What ``{{ value }}`` prints: nothing for a missing value, never a Python repr of a list
+    """What ``{{ value }}`` prints: the sandbox's bounded value, never a Python repr of a list
     (``{{ candidate.skills }}`` reads "python, aws and django", not "['python', 'aws']")."""
-    if value is None:
-        return ""
     if isinstance(value, list | tuple):
-        return readable_list(value)
-    return value
+        value = readable_list(value)
+    return finalize(value)
 
 
-def _environment(autoescape: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+def _environment(autoescape: bool) -> BoundedEnvironment:
+    return BoundedEnvironment(
         autoescape=autoescape,
         undefined=jinja2.ChainableUndefined,
         finalize=_finalize,
@@ -163,14 +188,10 @@ class TemplateLibrary:
         tree, for callers that look at which variables a template uses.
         """
         env = self._text_env if text else self._html_env
-        try:
+        with template_errors(field):
+            _check_size(source, field)
             tree = env.parse(source)
             env.compile(tree)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ValidationError(
-                f"{field} has a template error on line {exc.lineno}",
-                {field: f"line {exc.lineno}: {exc.message}"},
-            ) from None
         return tree
 
     def compile(self, html: str, text: str | None = None, subject: str = "") -> CompiledTemplate:
@@ -226,6 +247,8 @@ class TemplateLibrary:
                 {"subject": "give a subject line, or a {% block subject %} in the template"},
             )
         subject = self._parse(self._text_env, subject_source, "subject")
+        if text:
+            self._check_syntax(self._text_env, text, "text")
         self._parse(self._html_env, flat_html, "html")  # report syntax errors on the source lines
         inlined = inline_css(flat_html)
         self.compilations += 1
@@ -246,28 +269,15 @@ class TemplateLibrary:
         )
 
     @staticmethod
-    def _check_syntax(env: SandboxedEnvironment, source: str, field: str) -> None:
-        try:
+    def _check_syntax(env: BoundedEnvironment, source: str, field: str) -> None:
+        with template_errors(field):
+            _check_size(source, field)
             env.parse(source)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ValidationError(
-                f"{field} has a template error on line {exc.lineno}",
-                {field: f"line {exc.lineno}: {exc.message}"},
-            ) from None
 
     @staticmethod
-    def _parse(env: SandboxedEnvironment, source: str, field: str) -> jinja2.Template:
-        try:
+    def _parse(env: BoundedEnvironment, source: str, field: str) -> jinja2.Template:
+        with template_errors(field):
             return env.from_string(source)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ValidationError(
-                f"{field} has a template error on line {exc.lineno}",
-                {field: f"line {exc.lineno}: {exc.message}"},
-            ) from None
-        except jinja2.TemplateNotFound as exc:
-            raise ValidationError(
-                f"{field} names a missing template", {field: f"no template named {exc.name!r}"}
-            ) from None
 
     def _flatten(self, source: str) -> tuple[str, dict[str, str]]:
         """Resolve ``{% extends %}`` by pasting the child's blocks into the layout's."""
@@ -287,6 +297,37 @@ class TemplateLibrary:
             return blocks.get(found.group(1), found.group(2))
 
         return _BLOCK.sub(fill, layout), blocks
+
+
+@contextlib.contextmanager
+def template_errors(field: str) -> Iterator[None]:
+    """Turn what parsing or compiling an author's template can raise into a ValidationError."""
+    try:
+        yield
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValidationError(
+            f"{field} has a template error on line {exc.lineno}",
+            {field: f"line {exc.lineno}: {exc.message}"},
+        ) from None
+    except jinja2.TemplateNotFound as exc:
+        raise ValidationError(
+            f"{field} names a missing template", {field: f"no template named {exc.name!r}"}
+        ) from None
+    except RecursionError:
+        raise ValidationError(
+            f"{field} is nested too deeply", {field: "is nested too deeply to compile"}
+        ) from None
+    except (ValueError, OverflowError, TemplateLimitError) as exc:
+        # A number literal of thousands of digits, for one.
+        raise ValidationError(f"{field} cannot be compiled", {field: str(exc)}) from None
+
+
+def _check_size(source: str, field: str) -> None:
+    if len(source) > MAX_SOURCE:
+        raise ValidationError(
+            f"{field} is too long",
+            {field: f"is {len(source):,} characters; a template part may have {MAX_SOURCE:,}"},
+        )
 
 
 def _blocks(source: str) -> dict[str, str]:

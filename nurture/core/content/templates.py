@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import jinja2
 from jinja2 import meta, nodes
 from lxml import etree
 from lxml import html as lxml_html
@@ -30,6 +29,7 @@ from nurture.core.content.personalisation import FALLBACKS, build_context
 from nurture.core.content.rendering import (
     CompiledTemplate,
     RenderedMail,
+    RenderError,
     Sources,
     TemplateLibrary,
     _blocks,
@@ -76,6 +76,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "preferences_url": ("Email preference page", "the layouts put it in the footer"),
     "rating_urls": ("Five one-click answers, 1 to 5", "rating_urls[0] … rating_urls[4]"),
     "reconsent_url": ("“Keep me in the talent network” page", "the reconsent starter uses it"),
+    "referral.url": ("Their “know someone for this role?” page", "signed per candidate and mail"),
+    "referral.opening": ("The opening a referral is for", "“one of our open roles” if none"),
+    "referral.referrer_name": ("Who recommended them", "referral mails only; may be empty"),
+    "referral.referred_name": ("Who they recommended", "referral thank-you only; may be empty"),
+    "referral.consent_url": ("“Yes, keep me posted” page", "the referral_consent starter uses it"),
 }
 # Objects that are not values themselves, e.g. "candidate" in {{ candidate.first_name }}.
 _OBJECTS = {path.rsplit(".", 1)[0] for path in VARIABLES if "." in path}
@@ -328,7 +333,11 @@ def _did_you_mean(unknown: str) -> str:
         if path.rpartition(".")[0] == parent
     }
     close = difflib.get_close_matches(last, siblings, n=1, cutoff=0.75)
-    return f" (did you mean {siblings[close[0]]}?)" if close else ""
+    if close:
+        return f" (did you mean {siblings[close[0]]}?)"
+    # {{ first_name }} for {{ candidate.first_name }}: the name is right, its object missing.
+    nested = [path for path in VARIABLES if path.endswith(f".{unknown}")]
+    return f" (did you mean {' or '.join(nested)}?)" if nested and not parent else ""
 
 
 def unknown_variables(tree: nodes.Template) -> str:
@@ -444,33 +453,86 @@ def compile_checked(
     return compiled
 
 
-def _trial_render(compiled: CompiledTemplate, settings: MailSettings, source: Source) -> None:
-    """Render once for the sample candidate; what fails here would fail every send."""
-    context = preview_context(settings, None, sample_candidate())
-    parts: list[tuple[str, jinja2.Template | None]] = [
-        ("subject" if source.subject else "html", compiled.subject),
-        ("html", compiled.html),
-        ("text", compiled.text),
-    ]
+def step_problems(
+    library: TemplateLibrary,
+    settings: MailSettings,
+    *,
+    template: str = "",
+    subject: str = "",
+    html: str = "",
+    text: str = "",
+) -> dict[str, str]:
+    """What is wrong with a campaign step's content, by field; {} when it can be sent.
+
+    A step names a template (and may give its own subject) or carries its own HTML. The parts
+    written here are checked as a saved template's are: syntax on the author's line, variables
+    that exist, and a trial render for the sample candidate within the sandbox's limits.
+    """
     errors: dict[str, str] = {}
-    for field, template in parts:
-        if template is None or field in errors:
+    for field, part, is_text in (
+        ("subject", subject, True),
+        ("html", html, False),
+        ("text", text, True),
+    ):
+        if not part.strip():
             continue
         try:
-            template.render(context)
-        except Exception as exc:  # noqa: BLE001 - an author's template can raise anything
-            errors[field] = f"cannot be rendered: {exc}"
-    if not errors:
-        # What only Python would print ("None", "['python']") must never reach a candidate.
-        found = leaks(compiled.render(context))
-        if found:
-            part = next((p for p in ("subject", "text") if f"the {p} " in found[0]), "html")
-            field = part if part == "html" or getattr(source, part) else "html"
-            errors[field] = (
-                f"for a sample candidate {found[0]}: print one value, or guard it with {{% if … %}}"
-            )
+            problem = unknown_variables(library.check(part, field, text=is_text))
+        except ValidationError as exc:
+            errors.update(exc.fields)
+            continue
+        if problem:
+            errors[field] = problem
     if errors:
-        raise ValidationError("the template cannot be rendered", errors)
+        return errors
+    try:
+        if template:
+            compiled = library.get(template, subject=subject)
+        else:
+            compiled = library.compile(html, text or None, subject=subject)
+        _trial_render(compiled, settings, Source(html=html, text=text, subject=subject))
+    except ValidationError as exc:
+        errors.update(exc.fields)
+    return errors
+
+
+def trial_settings(config: Mapping[str, Any]) -> MailSettings:
+    """The deployment's mail settings for a trial render, with stand-ins for what is not set."""
+    stand_ins = {
+        "COMPANY_NAME": "Example",
+        "POSTAL_ADDRESS": "1 Example Street",
+        "CAREERS_URL": "https://careers.example.com",
+        "TALENT_NETWORK_URL": "https://careers.example.com/network",
+        "SENDER_NAME": "Example Talent",
+        "SENDER_EMAIL": "talent@example.com",
+        "LIST_ID_DOMAIN": "example.com",
+        "BASE_URL": "https://nurture.invalid",
+    }
+    return MailSettings.from_config({**stand_ins, **config})
+
+
+def _trial_render(compiled: CompiledTemplate, settings: MailSettings, source: Source) -> None:
+    """Render once for the sample candidate, within the sandbox's limits; what fails here would
+    fail every send, so it is refused on save (a limit by name, e.g. the output limit)."""
+    context = preview_context(settings, None, sample_candidate())
+    try:
+        mail = compiled.render(context)
+    except RenderError as exc:
+        # A subject from the HTML's {% block subject %} is the HTML's to fix.
+        field = "html" if exc.field == "subject" and not source.subject else exc.field
+        raise ValidationError("the template cannot be rendered", {field: exc.problem}) from None
+    # What only Python would print ("None", "['python']") must never reach a candidate.
+    found = leaks(mail)
+    if found:
+        part = next((p for p in ("subject", "text") if f"the {p} " in found[0]), "html")
+        field = part if part == "html" or getattr(source, part) else "html"
+        raise ValidationError(
+            "the template cannot be rendered",
+            {
+                field: f"for a sample candidate {found[0]}: print one value, "
+                "or guard it with {% if … %}"
+            },
+        )
 
 
 def _name_problem(
@@ -831,6 +893,14 @@ def preview_context(
         unsubscribe_url=tokens.unsubscribe_url(candidate_id, None),
         preferences_url=tokens.preferences_url(candidate_id, None),
         job=job or sample_job(settings),
+        # Sample names: the referral mails name real people only when they are sent.
+        referral={
+            "url": tokens.referral_url(candidate_id, None, None),
+            "opening": (job or sample_job(settings))["title"],
+            "referrer_name": "Ana Lima",
+            "referred_name": "Ben",
+            "consent_url": tokens.referral_consent_url(candidate_id),
+        },
     )
 
 

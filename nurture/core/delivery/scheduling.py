@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from nurture.core.campaigns import broadcasts
 from nurture.core.campaigns.enrolment import queue_messages
+from nurture.core.delivery.leases import forget_dead_workers, live_workers
 from nurture.models import (
     Campaign,
     CampaignStatus,
@@ -32,6 +33,8 @@ class TickResult:
     created: int = 0
     enqueued: int = 0
     completed: int = 0
+    # Claimed rows handed back: their worker's heartbeat stopped, or (no worker named) stuck.
+    recovered: int = 0
 
 
 # The step an enrolment is waiting for: its campaign's step at ``next_position``.
@@ -85,12 +88,41 @@ def create_due_messages(session: Session, now: datetime, batch_size: int = 5000)
 
 
 def recover_stuck(session: Session, now: datetime, stuck_after: timedelta) -> int:
-    """Messages left in ``sending`` by a worker that died go back to the queue."""
+    """Messages left in ``sending`` by a sender without a heartbeat go back to the queue.
+
+    Claims that name a worker are the heartbeat's business (``recover_orphans``): a live
+    worker's rows are never taken from it, however slowly it sends.
+    """
     result = session.execute(
         update(Message)
-        .where(Message.state == MessageState.SENDING, Message.claimed_at < now - stuck_after)
+        .where(
+            Message.state == MessageState.SENDING,
+            Message.claimed_by.is_(None),
+            Message.claimed_at < now - stuck_after,
+        )
         .values(state=MessageState.QUEUED, enqueued_at=None)
     )
+    session.commit()
+    return result.rowcount or 0
+
+
+def recover_orphans(session: Session, lease_seconds: float) -> int:
+    """Messages claimed by workers whose heartbeat is older than the lease go back to the queue.
+
+    Ages are by the database's clock. A worker whose beat is that old stopped sending under
+    its claims (see ``core/delivery/leases``); the one mail it may have had in the relay's
+    hands is the documented window, resent with the same Message-ID.
+    """
+    result = session.execute(
+        update(Message)
+        .where(
+            Message.state == MessageState.SENDING,
+            Message.claimed_by.is_not(None),
+            Message.claimed_by.not_in(live_workers(lease_seconds)),
+        )
+        .values(state=MessageState.QUEUED, enqueued_at=None, claimed_by=None)
+    )
+    forget_dead_workers(session)
     session.commit()
     return result.rowcount or 0
 
@@ -119,6 +151,17 @@ def messages_to_enqueue(
     )
 
 
+def forget_jobs(session: Session) -> int:
+    """Every queued message needs a job again (the queue lost them all); returns how many."""
+    result = session.execute(
+        update(Message)
+        .where(Message.state == MessageState.QUEUED, Message.enqueued_at.is_not(None))
+        .values(enqueued_at=None)
+    )
+    session.commit()
+    return result.rowcount or 0
+
+
 def mark_enqueued(session: Session, message_ids: Sequence[int], now: datetime) -> None:
     """Remember when the jobs for these messages were handed to the queue."""
     session.execute(update(Message).where(Message.id.in_(message_ids)).values(enqueued_at=now))
@@ -135,12 +178,23 @@ def tick(
     requeue_after: timedelta = timedelta(minutes=2),
     stuck_after: timedelta = timedelta(minutes=10),
     team_zone: str = "UTC",
+    lease_seconds: float | None = None,
+    jobs_lost: bool = False,
 ) -> TickResult:
-    """One scheduler pass: create due messages, recover lost ones, enqueue their ids."""
+    """One scheduler pass: create due messages, recover lost ones, enqueue their ids.
+
+    ``lease_seconds`` (None: not this pass) hands back the claims of workers whose heartbeat
+    stopped; ``jobs_lost`` (Redis came back empty) enqueues every queued message again now,
+    rather than after ``requeue_after``.
+    """
     result = TickResult()
+    if jobs_lost:
+        forget_jobs(session)
     result.created, result.completed = create_due_messages(session, now, batch_size)
     result.created += broadcasts.run_broadcasts(session, now, team_zone)
-    recover_stuck(session, now, stuck_after)
+    result.recovered = recover_stuck(session, now, stuck_after)
+    if lease_seconds is not None:
+        result.recovered += recover_orphans(session, lease_seconds)
     while True:
         ids = messages_to_enqueue(session, now, requeue_after)
         if not ids:

@@ -5,27 +5,34 @@ from __future__ import annotations
 import logging
 import random
 import smtplib
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, inspect, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from nurture.core import addresses
 from nurture.core.audience import candidates as candidate_service
-from nurture.core.campaigns.openings import job_context
+from nurture.core.campaigns.openings import opening_context
 from nurture.core.campaigns.timing import Timing, earliest_send, hold_for, zone
 from nurture.core.compliance.identity import extra_headers
-from nurture.core.content.mime import MailSettings, build_mime, new_message_id
+from nurture.core.content.mime import MailSettings, build_mime, ledger_message_id
 from nurture.core.content.personalisation import build_context, recruiter_of
-from nurture.core.content.rendering import CompiledTemplate, TemplateLibrary
+from nurture.core.content.rendering import CompiledTemplate, RenderError, TemplateLibrary
 from nurture.core.delivery.circuit import CircuitBreaker
 from nurture.core.delivery.dkim import DkimSigner
+from nurture.core.delivery.leases import Lease
+from nurture.core.delivery.outages import is_outage, patiently, reset
 from nurture.core.delivery.ratelimit import RateLimiter
 from nurture.core.delivery.smtp import Failure, SmtpTransport, backoff, classify
 from nurture.core.feedback import inbound
+from nurture.core.feedback.referrals import opening_of, referral_context
 from nurture.core.feedback.tracking import instrument
 from nurture.core.tokens import Tokens
 from nurture.models import (
@@ -40,9 +47,21 @@ from nurture.models import (
     Message,
     MessageState,
     Step,
+    StepCondition,
 )
 
 log = logging.getLogger(__name__)
+
+# Send-time checks (candidate status, suppression, enrolment, campaign paused) read state at most
+# this many seconds old when a mail's SMTP transaction starts: re-read every half second of
+# sending, so a pause or an unsubscribe stops the mail within a second, whatever the relay's pace.
+CHECKS_MAX_AGE = 0.5
+# A re-read reaches at least this many mails ahead (behind a slow relay, the next few).
+REFRESH_WINDOW = 8
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -66,13 +85,31 @@ class Sender:
     rng: random.Random = field(default_factory=random.Random)
     # Team zone and frequency cap, checked at send time with each campaign's send window.
     timing: Timing = field(default_factory=Timing)
+    # The worker's heartbeat: claims carry its name, and it sends only while the lease holds.
+    # None when sending in-process (tests, one-off commands): then only the stuck timer
+    # returns a claim whose sender died.
+    lease: Lease | None = None
+    # Asked before each mail: True once the worker should stop (its warm shutdown).
+    stopping: Callable[[], bool] = _never
+    checks_max_age: float = CHECKS_MAX_AGE
+    # Real time, for the age of the checks; and how to wait out a database outage.
+    monotonic: Callable[[], float] = time.monotonic
+    wait: Callable[[float], None] = time.sleep
+
+    @property
+    def owner(self) -> str | None:
+        """The name claims are made under (the lease's), or None."""
+        return self.lease.name if self.lease is not None else None
 
 
-def claim(session: Session, message_ids: Iterable[int], now: datetime) -> list[int]:
+def claim(
+    session: Session, message_ids: Iterable[int], now: datetime, owner: str | None = None
+) -> list[int]:
     """Atomically move queued messages of active campaigns to ``sending``; returns the winners.
 
     Two workers given the same ids race on this one UPDATE: each row changes state once, so
-    each message is claimed, and sent, by one of them only.
+    each message is claimed, and sent, by one of them only. ``owner`` names the claiming
+    worker's lease, so the scheduler can hand the rows back once that worker is gone.
     """
     ids = sorted(set(message_ids))
     if not ids:
@@ -87,7 +124,12 @@ def claim(session: Session, message_ids: Iterable[int], now: datetime) -> list[i
             or_(Message.retry_at.is_(None), Message.retry_at <= now),
             Message.campaign_id.in_(active),
         )
-        .values(state=MessageState.SENDING, claimed_at=now, attempts=Message.attempts + 1)
+        .values(
+            state=MessageState.SENDING,
+            claimed_at=now,
+            claimed_by=owner,
+            attempts=Message.attempts + 1,
+        )
         .returning(Message.id)
     ).all()
     session.commit()
@@ -119,8 +161,8 @@ def condition_met(session: Session, enrolment: Enrolment | None, step: Step) -> 
         return True
     previous = _previous_message(session, enrolment, step)
     if previous is None:
-        return step.condition == "previous_not_opened"
-    kind = EventKind.CLICK if step.condition == "previous_clicked" else EventKind.OPEN
+        return step.condition == StepCondition.PREVIOUS_NOT_OPENED
+    kind = EventKind.CLICK if step.condition == StepCondition.PREVIOUS_CLICKED else EventKind.OPEN
     happened = session.scalar(
         select(
             exists().where(
@@ -128,7 +170,7 @@ def condition_met(session: Session, enrolment: Enrolment | None, step: Step) -> 
             )
         )
     )
-    return not happened if step.condition == "previous_not_opened" else bool(happened)
+    return not happened if step.condition == StepCondition.PREVIOUS_NOT_OPENED else bool(happened)
 
 
 def blocked_reason(candidate: Candidate, enrolment: Enrolment | None, suppressed: bool) -> str:
@@ -186,10 +228,10 @@ def advance(
 class Batch:
     """The rows a batch of claimed messages needs, each kind loaded in one query.
 
-    Send-time checks (status, suppression, frequency cap) read the state as of the batch's
-    start: for a batch of ``SEND_BATCH_SIZE`` (50) mails, well under a second before each goes
-    at full speed, longer only while a relay's rate limit holds it. The batch's own sends are
-    counted as they happen.
+    Send-time checks (status, suppression, enrolment, campaign status) read state no older than
+    ``Sender.checks_max_age``: ``refresh`` re-reads it for the mails still to go whenever the
+    last read is older (at full speed once per few hundred mails; before each mail behind a
+    slow relay). The frequency cap counts the batch's own sends as they happen.
     """
 
     messages: list[Message]
@@ -203,12 +245,31 @@ class Batch:
     # Every step of the batch's campaigns by id: the next step is at hand too.
     steps: dict[int, Step]
     jobs: dict[int, dict[str, str] | None] = field(default_factory=dict)
+    openings: dict[int, tuple[int, str] | None] = field(default_factory=dict)
+    # Whose claim the rows are in, and the lease's lapse count when they were claimed.
+    owner: str | None = None
+    lapses: int = 0
+    # When (monotonic) the checks' state was read, for the mails up to which index (from
+    # which one), and rows found no longer ours then.
+    checked_at: float = 0.0
+    covered: int = 0
+    refreshed_at_index: int = 0
+    lost: set[int] = field(default_factory=set)
+    # A mail the relay accepted whose record the database did not take: written first when
+    # the batch is given up, so it is never sent again.
+    accepted: Accepted | None = None
 
     def job(self, session: Session, campaign: Campaign) -> dict[str, str] | None:
         """The job a job-alert campaign's mails show, looked up once per batch."""
         if campaign.id not in self.jobs:
-            self.jobs[campaign.id] = job_context(session, campaign)
+            self.jobs[campaign.id] = opening_context(session, campaign)
         return self.jobs[campaign.id]
+
+    def opening(self, session: Session, campaign: Campaign) -> tuple[int, str] | None:
+        """The (id, title) of the opening a job alert's referral links name, once per batch."""
+        if campaign.id not in self.openings:
+            self.openings[campaign.id] = opening_of(session, campaign)
+        return self.openings[campaign.id]
 
     def following(self, step: Step) -> Step | None:
         """The step after ``step`` in its campaign, or None for the last."""
@@ -216,6 +277,115 @@ class Batch:
 
     def __post_init__(self) -> None:
         self._positions = {(s.campaign_id, s.position): s for s in self.steps.values()}
+        # Kept apart from the rows: a rollback expires them, and reading an id would need SQL.
+        self.ids = [m.id for m in self.messages]
+        self.covered = len(self.ids)  # loading read the state of them all
+
+    def refresh(self, session: Session, index: int, at: float) -> None:
+        """Re-read what the send-time checks use, for the next mails from ``index``: one SELECT
+        of the columns that change (candidate status, topics and pause; enrolment and campaign
+        status; whether the row is still ours) and one of the suppressions.
+
+        It reaches half as many mails again as went out since the last read (at least
+        ``REFRESH_WINDOW``): as far as the next read at a steady pace (a faster one reaches the
+        end of the window first, which reads again), without re-reading a whole 500-mail batch
+        twice a second. Values are set as loaded, so nothing is written back.
+        """
+        window = max(REFRESH_WINDOW, (index - self.refreshed_at_index) * 3 // 2)
+        ahead = self.messages[index : index + window]
+        ids = self.ids[index : index + window]
+        rows = session.execute(
+            select(
+                Message.id,
+                Message.state,
+                Message.claimed_by,
+                Candidate.id,
+                Candidate.status,
+                Candidate.topics,
+                Candidate.paused_until,
+                Campaign.id,
+                Campaign.status,
+                Enrolment.id,
+                Enrolment.status,
+            )  # fmt: skip
+            .join(Candidate, Candidate.id == Message.candidate_id)
+            .join(Campaign, Campaign.id == Message.campaign_id)
+            .outerjoin(Enrolment, Enrolment.id == Message.enrolment_id)
+            .where(Message.id.in_(ids))
+        ).all()
+        ours = set()
+        for (message_id, state, claimed_by, candidate_id, status, topics, paused_until,
+             campaign_id, campaign_status, enrolment_id, enrolment_status) in rows:  # fmt: skip
+            candidate = self.candidates[candidate_id]
+            _loaded(candidate, "status", status)
+            _loaded(candidate, "topics", topics)
+            _loaded(candidate, "paused_until", paused_until)
+            _loaded(self.campaigns[campaign_id], "status", campaign_status)
+            if enrolment_id is not None:
+                _loaded(self.enrolments[enrolment_id], "status", enrolment_status)
+            if state == MessageState.SENDING and claimed_by == self.owner:
+                ours.add(message_id)
+        self.lost |= set(ids) - ours
+        self.suppressed = addresses.suppressed_among(
+            session, [self.candidates[m.candidate_id].email for m in ahead]
+        )
+        self.checked_at, self.covered, self.refreshed_at_index = at, index + len(ids), index
+
+
+def _loaded(row: object, name: str, value: object) -> None:
+    """Set an attribute as if loaded (no change to write back); most re-reads change nothing."""
+    if getattr(row, name) != value:
+        set_committed_value(row, name, value)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The record of a mail the relay took: the ledger row's and the enrolment's new values."""
+
+    message_pk: int
+    message: dict[str, Any]
+    # The enrolment advanced past ``position`` (written only if it still waits for that step).
+    enrolment_pk: int | None = None
+    position: int = 0
+    enrolment: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, message: Message, enrolment: Enrolment | None, step: Step) -> Accepted:
+        """Read the outcome off the objects' loaded values (no SQL)."""
+        loaded = inspect(message).dict
+        values = {k: loaded.get(k) for k in _SENT_FIELDS}
+        if enrolment is None:
+            return cls(message.id, values)
+        advanced = inspect(enrolment).dict
+        return cls(
+            message.id,
+            values,
+            enrolment.id,
+            step.position,
+            {k: advanced.get(k) for k in _ADVANCE_FIELDS},
+        )
+
+    def write(self, session: Session) -> None:
+        """Write the outcome again (idempotent: a COMMIT that did go through changes nothing)."""
+        session.execute(update(Message).where(Message.id == self.message_pk).values(self.message))
+        if self.enrolment_pk is not None:
+            session.execute(
+                update(Enrolment)
+                .where(
+                    Enrolment.id == self.enrolment_pk,
+                    Enrolment.status == EnrolmentStatus.ACTIVE,
+                    Enrolment.next_position == self.position,
+                )
+                .values(self.enrolment)
+            )
+
+
+_SENT_FIELDS = ("state", "sent_at", "error", "message_id", "to_address", "subject")
+_ADVANCE_FIELDS = ("next_position", "next_send_at", "status", "ended_at")
+
+
+class ClaimLapsed(Exception):
+    """The worker's lease lapsed after the batch was claimed: the rows may be someone else's."""
 
 
 def load_batch(session: Session, message_ids: list[int], timing: Timing, now: datetime) -> Batch:
@@ -311,6 +481,14 @@ def send_one(
     step = batch.steps[message.step_id]
     enrolment = batch.enrolments.get(message.enrolment_id) if message.enrolment_id else None
 
+    if campaign.status != CampaignStatus.ACTIVE:
+        # Paused (or archived) since the claim: back in the queue, the claim not counted, until
+        # the campaign is active again.
+        message.state = MessageState.QUEUED
+        message.enqueued_at = None
+        message.claimed_by = None
+        message.attempts = max(message.attempts - 1, 0)
+        return "paused"
     reason = blocked_reason(candidate, enrolment, candidate.email in batch.suppressed)
     if reason:
         message.state = MessageState.SKIPPED
@@ -364,20 +542,41 @@ def send_one(
             if "reconsent_url" in compiled.variables
             else ""
         ),
+        referral=(
+            referral_context(
+                session,
+                tokens,
+                candidate,
+                message.id,
+                message.enrolment_id,
+                batch.opening(session, campaign),
+            )  # fmt: skip
+            if "referral" in compiled.variables
+            else None
+        ),
     )
-    mail = compiled.render(context)
+    try:
+        mail = compiled.render(context)
+    except RenderError as exc:
+        # Over a sandbox limit, or broken for this candidate's data: recorded, never retried.
+        message.state = MessageState.FAILED
+        message.error = f"template: {exc}"[:2000]
+        return message.state
     # Own links (unsubscribe, preferences, rating, re-consent) go direct, never via /c/;
     # a candidate who opted out of tracking gets no pixel and their links as written.
     html = instrument(
         mail.html,
         tokens,
         message.id,
-        keep=tuple(f"{tokens.base_url}/{path}/" for path in ("u", "p", "r", "k")),
+        keep=tuple(f"{tokens.base_url}/{path}/" for path in ("u", "p", "r", "k", "f/consent")),
         track_opens=tokens.open_tracking and not candidate.tracking_opt_out,
         track_clicks=not candidate.tracking_opt_out,
     )
     from_name, from_email = recruiter_of(candidate, campaign, settings)
-    message.message_id = message.message_id or new_message_id(settings.domain, message.id)
+    # Fixed by the row, so a resend after a crash carries the same Message-ID as the first copy.
+    message.message_id = message.message_id or ledger_message_id(
+        settings.message_id_key, settings.domain, message.id, message.queued_at
+    )
     message.to_address = candidate.email
     message.subject = mail.subject
     data = build_mime(
@@ -410,50 +609,213 @@ def send_one(
 
 
 def send_messages(
-    session: Session, sender: Sender, now: Callable[[], datetime], message_ids: Iterable[int]
+    session: Session,
+    sender: Sender,
+    now: Callable[[], datetime],
+    message_ids: Iterable[int],
+    observe: Callable[[Batch, Message, str], None] | None = None,
 ) -> Counter[str]:
-    """Claim and send a batch of messages over one SMTP connection; returns counts by outcome."""
+    """Claim and send a batch of messages over one SMTP connection; returns counts by outcome.
+
+    The database may go away at any point: the claim is retried until it answers; a mail the
+    relay accepted is recorded, however long that takes, before the rest of the claim is handed
+    back to the queue (outcome "handed back"), so nothing is lost and nothing sent twice.
+
+    ``observe`` hears each message's outcome once it is committed (metrics and logs).
+    """
     outcome: Counter[str] = Counter()
+    ids = sorted(set(message_ids))
+    if not ids:
+        return outcome
     sender.step_templates.clear()  # a new batch sees edited templates
     sender.breaker.sync()  # another worker may have paused the relay
     paused = sender.breaker.open_until(now())
     if paused is not None:
-        outcome["deferred"] += _hold(session, message_ids, paused)
-        return outcome
-    claimed = claim(session, message_ids, now())
-    if not claimed:
+        outcome["deferred"] += patiently(
+            session, lambda: _hold(session, ids, paused), "holding a batch", wait=sender.wait
+        )
         return outcome
     # Rows stay loaded across the per-message commits: the batch reads each once.
     session = session() if isinstance(session, scoped_session) else session
     expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
     try:
-        batch = load_batch(session, claimed, sender.timing, now())
-        for index, message in enumerate(batch.messages):
-            paused = sender.breaker.open_until(now())
-            if paused is not None:
-                # The relay keeps failing: the rest of the batch waits out the cooldown.
-                rest = [m.id for m in batch.messages[index:]]
-                outcome["deferred"] += _release(session, rest, paused)
-                break
-            outcome[_send_and_record(session, sender, batch, message, now())] += 1
+        batch = _claim_batch(session, sender, ids, now)
+        if batch is not None:
+            _send_batch(session, sender, batch, now, outcome, observe)
     finally:
         session.expire_on_commit = expire_on_commit
         session.expire_all()  # what the caller reads next comes from the database
     return outcome
 
 
+def _claim_batch(
+    session: Session, sender: Sender, ids: list[int], now: Callable[[], datetime]
+) -> Batch | None:
+    """Claim what is still queued of ``ids`` and load it, waiting out a database outage."""
+    tries = 0
+
+    def claim_and_load() -> Batch | None:
+        nonlocal tries
+        tries += 1
+        if tries > 1 and sender.owner is not None:
+            # The last try's COMMIT may have gone through unanswered: take back what it claimed.
+            _unclaim(session, ids, sender.owner)
+        lapses = _renew(session, sender.lease)
+        claimed = claim(session, ids, now(), sender.owner)
+        if not claimed:
+            return None
+        batch = load_batch(session, claimed, sender.timing, now())
+        batch.owner, batch.lapses, batch.checked_at = sender.owner, lapses, sender.monotonic()
+        return batch
+
+    return patiently(session, claim_and_load, "claiming a batch", wait=sender.wait)
+
+
+def _renew(session: Session, lease: Lease | None) -> int:
+    """Beat now unless the lease is fresh; returns the lapse count (0 without a lease)."""
+    if lease is None:
+        return 0
+    if not lease.fresh():
+        lease.beat(session)
+        session.commit()
+    return lease.lapses
+
+
+def _send_batch(
+    session: Session,
+    sender: Sender,
+    batch: Batch,
+    now: Callable[[], datetime],
+    outcome: Counter[str],
+    observe: Callable[[Batch, Message, str], None] | None = None,
+) -> None:
+    """Send the claimed batch mail by mail; give the rest back on a stop, a lapse or an outage."""
+    for index, message in enumerate(batch.messages):
+        if sender.stopping():
+            outcome["handed back"] += _give_up(session, sender, batch, "the worker is stopping")
+            return
+        paused = sender.breaker.open_until(now())
+        if paused is not None:
+            # The relay keeps failing: the rest of the batch waits out the cooldown.
+            ids = batch.ids[index:]
+            outcome["deferred"] += patiently(
+                session,
+                lambda ids=ids, until=paused: _release(session, ids, until, batch.owner),
+                "deferring a batch",
+                wait=sender.wait,
+            )
+            return
+        try:
+            state = _send_and_record(session, sender, batch, message, index, now())
+        except ClaimLapsed:
+            why = "the worker's heartbeat lapsed"
+            outcome["handed back"] += _give_up(session, sender, batch, why)
+            return
+        except Exception as exc:
+            # Whatever went wrong, a live worker's claim is returned by that worker or by nobody.
+            reset(session)
+            outage = isinstance(exc, DBAPIError) and is_outage(exc)
+            why = "the database went away" if outage else f"an error ({exc!r:.200})"
+            if batch.accepted is not None:
+                outcome[MessageState.SENT] += 1  # recorded by _give_up, first thing
+            outcome["handed back"] += _give_up(session, sender, batch, why)
+            if not outage:
+                raise
+            return
+        outcome[state] += 1
+        if observe is not None:
+            observe(batch, message, state)
+
+
+def _give_up(session: Session, sender: Sender, batch: Batch, why: str) -> int:
+    """Record the mail the relay took (if its record failed), hand the rest of the claim back.
+
+    Retried until the database answers: a live worker's claim is never returned by the
+    scheduler, so this worker must return it. Returns how many rows went back to the queue.
+    """
+    accepted = batch.accepted
+
+    def record_and_release() -> int:
+        if accepted is not None:
+            accepted.write(session)  # first: that row leaves "sending" before the release
+        released = _unclaim(session, batch.ids, batch.owner)
+        session.commit()
+        return released
+
+    released = patiently(session, record_and_release, "recording and releasing a batch",
+                         wait=sender.wait)  # fmt: skip
+    batch.accepted = None
+    log.warning(
+        "%s: %d claimed messages back in the queue%s",
+        why,
+        released,
+        f", message {accepted.message_pk} recorded as sent" if accepted else "",
+    )
+    return released
+
+
+def _unclaim(session: Session, message_ids: list[int], owner: str | None) -> int:
+    """Our claimed, unsent rows among ``message_ids`` go back to the queue, the claim uncounted.
+
+    Only rows still in *our* claim: one the scheduler handed back and another worker claimed
+    is that worker's now.
+    """
+    mine = Message.claimed_by.is_(None) if owner is None else Message.claimed_by == owner
+    result = session.execute(
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.state == MessageState.SENDING, mine)
+        .values(
+            state=MessageState.QUEUED,
+            enqueued_at=None,
+            claimed_by=None,
+            attempts=Message.attempts - 1,
+        )
+    )
+    return result.rowcount or 0
+
+
+def _keep_current(session: Session, sender: Sender, batch: Batch, index: int) -> None:
+    """Before a mail's SMTP transaction: the lease holds, and the checks' state is recent."""
+    lease = sender.lease
+    if lease is not None:
+        if not lease.fresh():
+            lease.beat(session)
+            session.commit()
+        if lease.lapses != batch.lapses:
+            raise ClaimLapsed
+    at = sender.monotonic()
+    if at - batch.checked_at >= sender.checks_max_age or index >= batch.covered:
+        # The mail's own COMMIT ends this read (SQLite's snapshot starts here: fresh enough).
+        batch.refresh(session, index, at)
+
+
 def _send_and_record(
-    session: Session, sender: Sender, batch: Batch, message: Message, now: datetime
+    session: Session,
+    sender: Sender,
+    batch: Batch,
+    message: Message,
+    index: int,
+    now: datetime,
 ) -> str:
-    """Send one message of the batch and commit its outcome; returns the outcome."""
+    """Send one message (``batch.messages[index]``) and commit its outcome; returns the outcome.
+
+    A database outage is raised to the caller, after noting a mail the relay accepted in
+    ``batch.accepted`` so that its record is written before anything else (a failure that is
+    no outage leaves it there too: the batch's error path records it the same way).
+    """
     message_id = message.id
     if _domain_deferred(sender, message, batch.candidates[message.candidate_id].email, now):
         session.commit()
         return "deferred"
     sender.limiter.wait_for_relay()
+    _keep_current(session, sender, batch, index)
+    if message_id in batch.lost:
+        return "taken"  # the scheduler handed it back while our lease lapsed; not ours to send
     try:
         state = send_one(session, sender, batch, message, now)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, DBAPIError) and is_outage(exc):
+            raise
         # A bug or a broken template must not leave the row in "sending" forever.
         session.rollback()
         log.exception("message %s could not be sent", message_id)
@@ -463,10 +825,17 @@ def _send_and_record(
             .values(state=MessageState.FAILED, error="internal error while rendering")
         )
         state = MessageState.FAILED
-    if state == MessageState.SENT:
-        sender.breaker.success()
+    if state != MessageState.SENT:
+        session.commit()
+        return state
+    sender.breaker.success()
+    # Noted before the COMMIT: a failed one may leave the objects expired (no values to read).
+    batch.accepted = Accepted.of(
+        message, batch.enrolments.get(message.enrolment_id or 0), batch.steps[message.step_id]
+    )
     # Record each outcome at once: a crash later in the batch must not resend this one.
     session.commit()
+    batch.accepted = None
     return state
 
 
@@ -501,15 +870,19 @@ def _hold(session: Session, message_ids: Iterable[int], until: datetime) -> int:
     return result.rowcount or 0
 
 
-def _release(session: Session, message_ids: list[int], until: datetime) -> int:
-    """Claimed messages go back to the queue until ``until``, their claim not counted."""
+def _release(
+    session: Session, message_ids: list[int], until: datetime, owner: str | None = None
+) -> int:
+    """Our claimed messages go back to the queue until ``until``, their claim not counted."""
+    mine = Message.claimed_by.is_(None) if owner is None else Message.claimed_by == owner
     result = session.execute(
         update(Message)
-        .where(Message.id.in_(message_ids), Message.state == MessageState.SENDING)
+        .where(Message.id.in_(message_ids), Message.state == MessageState.SENDING, mine)
         .values(
             state=MessageState.QUEUED,
             retry_at=until,
             enqueued_at=None,
+            claimed_by=None,
             attempts=Message.attempts - 1,
         )
     )

@@ -267,3 +267,26 @@ def backoff(attempt: int, base: timedelta, cap: timedelta, rng: random.Random) -
     if seconds * 1.2 > cap.total_seconds():
         return timedelta(seconds=cap.total_seconds() * rng.uniform(0.8, 1.0))  # spread below it
     return timedelta(seconds=seconds * rng.uniform(0.8, 1.2))
+
+
+def probe(settings: SmtpSettings, timeout: float) -> None:
+    """Connect, greet (EHLO), NOOP and QUIT within ``timeout``; raises what got in the way.
+
+    A readiness check, not a send: no login, no envelope, nothing the relay would count.
+    """
+    if settings.security == "tls":
+        conn: smtplib.SMTP = smtplib.SMTP_SSL(
+            settings.host, settings.port, timeout=timeout, context=ssl.create_default_context()
+        )
+    else:
+        conn = smtplib.SMTP(settings.host, settings.port, timeout=timeout)
+    try:
+        code, reply = conn.ehlo()
+        if code != 250:
+            raise smtplib.SMTPHeloError(code, reply)
+        code, reply = conn.noop()
+        if code != 250:
+            raise smtplib.SMTPResponseException(code, reply)
+        conn.quit()
+    finally:
+        conn.close()

@@ -16,10 +16,11 @@ from flufl.bounce import all_failures
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.core import addresses
+from nurture.core import addresses, settings
 from nurture.core.audience import candidates as candidate_service
 from nurture.core.compliance import suppressions
-from nurture.models import Candidate, CandidateStatus, Event, EventKind, Message
+from nurture.core.feedback import replies
+from nurture.models import Candidate, CandidateStatus, Event, EventKind, ExitRule, Message
 
 REPLY = "reply"
 AUTO_REPLY = "auto_reply"
@@ -69,6 +70,8 @@ class Inbound:
     # Complaints: the address that complained, when the report names it.
     complainant: str = ""
     feedback_type: str = ""
+    # A person's reply as received: kept for the team's inbox and attached to its forward.
+    raw: bytes = b""
 
 
 @dataclass
@@ -134,6 +137,7 @@ def classify(raw: bytes) -> Inbound:
         found.kind = AUTO_REPLY if found.refs else OTHER
     elif found.refs:
         found.kind = REPLY
+        found.raw = raw
     return found
 
 
@@ -378,16 +382,23 @@ def _apply_reply(
     if candidate is None:
         return Outcome(inbound.kind, detail="candidate gone")
     automatic = inbound.kind == AUTO_REPLY
-    _event(
+    event = _event(
         session, EventKind.REPLY, candidate.id, message, now, value=inbound.subject,
         source=source, machine=automatic,
     )  # fmt: skip
     outcome = Outcome(inbound.kind, matched=True, candidates=[candidate.id])
     if automatic:
         return outcome
+    session.flush()
+    replies.record_reply(
+        session, candidate, message, event, inbound.raw, inbound.message_id, inbound.subject,
+        now, team_address=settings.current().get("REPLY_TEAM_ADDRESS"),
+    )  # fmt: skip
     candidate.last_replied_at = now
     candidate.updated_at = now
-    ended = candidate_service.end_enrolments(session, candidate, "replied", now, by_rule=True)
+    ended = candidate_service.end_enrolments(
+        session, candidate, ExitRule.REPLIED, now, by_rule=True
+    )
     outcome.detail = f"{ended} enrolment(s) ended"
     return outcome
 

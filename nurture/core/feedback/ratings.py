@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from nurture.core.feedback.tracking import looks_like_machine
 from nurture.core.tokens import BadToken, Tokens
+from nurture.core.webhooks.events import emit
+from nurture.models.candidates import Candidate
 from nurture.models.messages import Event, EventKind, Message
 
 RATINGS = range(1, 6)
@@ -59,6 +61,13 @@ def record_rating(
     event.value = str(value)
     event.user_agent = (user_agent or "")[:400]
     event.created_at = now
+    emit(
+        session,
+        "candidate.rated",
+        now,
+        candidate=session.get(Candidate, message.candidate_id),
+        data={"rating": value, "message_id": message.id, "campaign_id": message.campaign_id},
+    )
     return event
 
 

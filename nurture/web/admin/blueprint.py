@@ -23,9 +23,14 @@ from nurture.web.admin import (
     imports,
     mailbox,
     openings,
+    promptness,
+    referrals,
+    replies,
     segments,
     suppressions,
+    system,
     users,
+    webhooks,
 )
 
 bp = Blueprint("admin", __name__, template_folder="templates", static_folder="static")
@@ -44,7 +49,12 @@ for feature, prefix in (
     (imports, "/imports"),
     (suppressions, "/suppressions"),
     (mailbox, "/mailbox"),
+    (system, "/system"),
     (users, ""),
+    (replies, "/replies"),
+    (referrals, "/referrals"),
+    (promptness, "/promptness"),
+    (webhooks, "/webhooks"),
 ):
     bp.register_blueprint(feature.bp, url_prefix=prefix)
 
@@ -52,15 +62,20 @@ for feature, prefix in (
 NAV = [
     ("admin.dashboard.dashboard", "Dashboard", "/admin/", Role.VIEWER),
     ("admin.candidates.candidates", "Candidates", "/admin/candidates", Role.VIEWER),
+    ("admin.replies.replies", "Replies", "/admin/replies", Role.VIEWER),
     ("admin.campaigns.campaigns", "Campaigns", "/admin/campaigns", Role.VIEWER),
     ("admin.broadcasts.broadcasts", "Broadcasts", "/admin/broadcasts", Role.VIEWER),
     ("admin.segments.segments", "Segments", "/admin/segments", Role.VIEWER),
     ("admin.openings.jobs", "Job alerts", "/admin/jobs", Role.VIEWER),
+    ("admin.referrals.referrals", "Referrals", "/admin/referrals", Role.VIEWER),
+    ("admin.promptness.promptness", "Promptness", "/admin/promptness", Role.VIEWER),
     ("admin.email_templates.templates", "Templates", "/admin/templates", Role.VIEWER),
     ("admin.imports.imports", "Imports", "/admin/imports", Role.EDITOR),
     ("admin.suppressions.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),
-    ("admin.mailbox.mailbox_list", "Mailbox", "/admin/mailbox", Role.VIEWER),
+    ("admin.mailbox.mailbox_list", "Mailbox", "/admin/mailbox", Role.EDITOR),
     ("admin.users.users", "Users & tokens", "/admin/users", Role.ADMIN),
+    ("admin.system.system", "System", "/admin/system", Role.ADMIN),
+    ("admin.webhooks.webhooks", "Webhooks", "/admin/webhooks", Role.ADMIN),
 ]
 
 

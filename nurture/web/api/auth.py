@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Any
 
-from flask import g, request
+from flask import current_app, g, request
 
 from nurture import runtime
 from nurture.core.accounts.users import user_for_token
@@ -19,6 +21,20 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, fields: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.fields = status, code, message, fields or {}
+
+
+def signed_body(secret: str) -> bytes:
+    """A webhook's raw body, once its size and its ``X-Nurture-Signature`` check out.
+
+    The size is checked first, from Content-Length, before a byte is read or hashed: a webhook
+    is open to anyone, and a big body must cost us nothing (413).
+    """
+    request.max_content_length = int(current_app.config["WEBHOOK_MAX_CONTENT_LENGTH"])
+    body = request.get_data(cache=True)
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, request.headers.get("X-Nurture-Signature", "")):
+        raise ApiError(401, "bad_signature", "X-Nurture-Signature does not match the body")
+    return body
 
 
 def requires(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -2,99 +2,45 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from datetime import datetime
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
 
 from nurture import runtime
-from nurture.core.addresses import normalise_email
-from nurture.core.errors import ValidationError
 from nurture.core.feedback import inbound as inbound_service
+from nurture.core.feedback.schemas import BounceReport, BounceReports
 from nurture.extensions import db
-from nurture.web.api.auth import ApiError
-from nurture.web.api.views import bp
-
-MAX_REPORTS = 1000
+from nurture.web.api.routes import operation
 
 
-def _report(item: Any, where: str) -> dict[str, Any]:
-    """Check one report, naming the field at fault."""
-    if not isinstance(item, dict):
-        raise ValidationError(f"{where} must be an object", {where: "must be an object"})
-    errors: dict[str, str] = {}
-    kind = item.get("type")
-    if kind not in ("bounce", "complaint"):
-        errors[f"{where}type"] = 'must be "bounce" or "complaint"'
-    try:
-        address = normalise_email(item.get("email"), f"{where}email")
-    except ValidationError as exc:
-        errors.update(exc.fields)
-        address = ""
-    bounce_type = item.get("bounce_type", "hard")
-    if kind == "bounce" and bounce_type not in ("hard", "soft"):
-        errors[f"{where}bounce_type"] = 'must be "hard" or "soft"'
-    message_id = item.get("message_id")
-    if message_id is not None and not (
-        isinstance(message_id, str) and inbound_service.MESSAGE_ID.fullmatch(message_id.strip())
-    ):
-        errors[f"{where}message_id"] = "must be a Message-ID such as <abc@example.com>"
-    diagnostic = item.get("diagnostic", "")
-    if not isinstance(diagnostic, str):
-        errors[f"{where}diagnostic"] = "must be a string"
-    if errors:
-        raise ValidationError("some fields are not valid", errors)
-    return {
-        "type": kind,
-        "email": address,
-        "hard": bounce_type == "hard",
-        "message_id": (message_id or "").strip(),
-        "diagnostic": diagnostic[:400],
-    }
-
-
-@bp.post("/bounces")
-def bounce_webhook():
+@operation("POST", "/bounces", signed="BOUNCE_WEBHOOK_SECRET", body=BounceReports)
+def bounce_webhook(body: BounceReports):
     """Bounces and complaints from a provider, signed with HMAC-SHA256 of the raw body."""
-    secret = current_app.config.get("BOUNCE_WEBHOOK_SECRET")
-    if not secret:
-        raise ApiError(
-            503, "not_configured", "set NURTURE_BOUNCE_WEBHOOK_SECRET to accept bounce reports"
-        )
-    expected = "sha256=" + hmac.new(secret.encode(), request.get_data(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, request.headers.get("X-Nurture-Signature", "")):
-        raise ApiError(401, "bad_signature", "X-Nurture-Signature does not match the body")
-    body = request.get_json(silent=True)
-    many = isinstance(body, list)
-    items = body if many else [body]
-    if not items or len(items) > MAX_REPORTS:
-        raise ApiError(400, "bad_request", f"send 1 to {MAX_REPORTS} reports")
-    # Check everything first, so a bad item changes nothing.
-    reports = [_report(item, f"[{n}]." if many else "") for n, item in enumerate(items)]
+    # Every report was checked before any is applied, so a bad item changes nothing.
     now = runtime.now()
     soft_limit = int(current_app.config.get("SOFT_BOUNCE_LIMIT", 3))
-    results = [_apply(report, now, soft_limit) for report in reports]
+    results = [_apply(report, now, soft_limit) for report in body.reports]
     db.session.commit()
-    return jsonify({"results": results} if many else results[0]), 200
+    return jsonify({"results": results} if body.many else results[0]), 200
 
 
-def _apply(report: dict[str, Any], now, soft_limit: int) -> dict[str, Any]:
-    messages = inbound_service.our_messages(db.session, [report["message_id"]])
-    if report["type"] == "complaint":
+def _apply(report: BounceReport, now: datetime, soft_limit: int) -> dict[str, Any]:
+    messages = inbound_service.our_messages(db.session, [(report.message_id or "").strip()])
+    if report.type == "complaint":
         outcome = inbound_service.record_complaint(
-            db.session, report["email"], now, message=messages[0] if messages else None
+            db.session, report.email, now, message=messages[0] if messages else None
         )
     else:
         failure = inbound_service.Failure(
-            report["email"], report["hard"], diagnostic=report["diagnostic"]
+            report.email, report.bounce_type == "hard", diagnostic=report.diagnostic[:400]
         )
         outcome = inbound_service.record_bounce(
             db.session, failure, now, soft_limit, messages=messages
         )
     return {
-        "type": report["type"],
-        "email": report["email"],
+        "type": report.type,
+        "email": report.email,
         "matched": bool(outcome.candidates),
         "message_matched": outcome.matched,
         "duplicate": outcome.duplicate,

@@ -7,11 +7,12 @@ from flask import current_app, jsonify
 from nurture import runtime
 from nurture.core.campaigns import broadcasts as broadcast_service
 from nurture.core.campaigns import service as campaign_service
+from nurture.core.campaigns.schemas import BroadcastIn
 from nurture.extensions import db
 from nurture.models import Campaign, CampaignKind, Role
 from nurture.tasks.sending import template_library
-from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.views import _json_body, bp
+from nurture.web.api.auth import ApiError
+from nurture.web.api.routes import operation
 
 
 def _broadcast_or_404(broadcast_id: int) -> Campaign:
@@ -27,19 +28,17 @@ def _answer(campaign: Campaign) -> dict:
     return body
 
 
-@bp.post("/broadcasts")
-@requires(Role.EDITOR)
-def create_broadcast():
+@operation("POST", "/broadcasts", role=Role.EDITOR, body=BroadcastIn, ok=(201,))
+def create_broadcast(body: BroadcastIn):
     """Create a broadcast and schedule it (``"activate": false`` keeps it a draft)."""
     campaign = broadcast_service.create_broadcast(
-        db.session, _json_body(), template_library(current_app), runtime.now()
+        db.session, body, template_library(current_app), runtime.now()
     )
     db.session.commit()
     return jsonify(_answer(campaign)), 201
 
 
-@bp.get("/broadcasts/<int:broadcast_id>")
-@requires(Role.VIEWER)
+@operation("GET", "/broadcasts/<int:broadcast_id>", role=Role.VIEWER)
 def get_broadcast(broadcast_id: int):
     """A broadcast and its progress: who is still waiting, and its messages by state."""
     return jsonify(_answer(_broadcast_or_404(broadcast_id)))

@@ -1,275 +1,137 @@
-"""The OpenAPI 3.1 document of the JSON API."""
+"""The OpenAPI 3.1 document of the JSON API, generated from the declared operations: paths
+and methods from the routes, request bodies and query parameters from their pydantic models
+(``model_json_schema``), statuses from what each route checks."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from nurture.core.campaigns.entry_rules import REENTRY
-from nurture.core.campaigns.service import EXIT_ON, TOPICS
-from nurture.models.campaigns import DEFAULT_EXIT_ON
+from flask import jsonify
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+from nurture.core.inputs import MAX_ID
+from nurture.web.api.routes import OPERATIONS, SIGNATURE, STATUS_TEXT, Operation, operation
 
-
-def _op(
-    summary: str,
-    ok: str = "200",
-    body: str | None = None,
-    auth: bool = True,
-    params: list[str] | None = None,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "summary": summary,
-        "responses": {
-            ok: {"description": "OK", "content": {"application/json": {}}},
-            "4XX": {"description": "Error", "content": {"application/json": {"schema": _ERROR}}},
-        },
-    }
-    if body:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+REF = "#/components/schemas/{model}"
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "each bad field's path (steps[1].delay) and its problem",
+                },
+            },
         }
-    if not auth:
-        operation["security"] = []
+    },
+}
+
+
+def model_schemas(models: list[type[BaseModel]]) -> tuple[dict[type[BaseModel], Any], dict]:
+    """Each model's schema (a $ref into components) and the components they need."""
+    keyed = [(model, "validation") for model in models]
+    refs, top = models_json_schema(keyed, ref_template=REF)
+    return {model: refs[(model, "validation")] for model in models}, top.get("$defs", {})
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        }
+        for name in op.path_params
+    ]
+    if op.query is not None:
+        schema = op.query.model_json_schema(ref_template=REF)
+        required = set(schema.get("required", []))
+        for name, prop in schema["properties"].items():
+            params.append(
+                {"name": name, "in": "query", "required": name in required, "schema": prop}
+            )
+    if op.signed:
+        params.append(
+            {
+                "name": SIGNATURE,
+                "in": "header",
+                "required": True,
+                "description": "sha256=<hex HMAC-SHA256 of the raw body with the shared secret>",
+                "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+            }
+        )
+    return params
+
+
+def _responses(op: Operation) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for status in op.statuses():
+        schema = {"type": "object"} if status < 400 else {"$ref": REF.format(model="Error")}
+        answers[str(status)] = {
+            "description": STATUS_TEXT[status],
+            "content": {"application/json": {"schema": schema}},
+        }
+    return answers
+
+
+def _operation(op: Operation, refs: dict[type[BaseModel], Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "operationId": op.endpoint,
+        "summary": op.summary,
+        "responses": _responses(op),
+    }
+    if op.role is None:
+        doc["security"] = []
+    else:
+        doc["description"] = f"Needs a token of the {op.role} role or above."
+    params = _parameters(op)
     if params:
-        operation["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
-            for p in params
-        ]
-    return operation
+        doc["parameters"] = params
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[op.body]}},
+        }
+    if op.form is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": refs[op.form]}},
+        }
+    return doc
 
 
+@functools.cache
 def openapi_document() -> dict[str, Any]:
     """What the API offers, for client generators and schemathesis."""
-    string = {"type": "string"}
-    strings = {"type": "array", "items": string}
+    models = [m for op in OPERATIONS for m in (op.body, op.form) if m is not None]
+    refs, components = model_schemas(list(dict.fromkeys(models)))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)
     return {
         "openapi": "3.1.0",
         "info": {"title": "nurture", "version": "1"},
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
-        "paths": {
-            "/candidates": {
-                "post": _op("Create or update a candidate by email", "201", "CandidateIn")
-            },
-            "/candidates/{id}": {
-                "get": _op("A candidate with enrolments and timeline", params=["id"]),
-                "delete": _op("Erase a candidate", params=["id"]),
-            },
-            "/candidates/import": {
-                "post": {
-                    **_op("Import candidates from a CSV file (202 and a status URL when large)"),
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["file"],
-                                    "properties": {
-                                        "file": {"type": "string", "format": "binary"},
-                                        "mapping": string,
-                                        "tags": string,
-                                        "dry_run": {"type": "boolean"},
-                                        "unknown": {"enum": ["attribute", "ignore"]},
-                                    },
-                                }
-                            }
-                        },
-                    },
-                }
-            },
-            "/imports/{id}": {"get": _op("Progress and report of an import", params=["id"])},
-            "/campaigns": {"post": _op("Create a campaign", "201", "CampaignIn")},
-            "/campaigns/{id}": {"get": _op("A campaign", params=["id"])},
-            "/campaigns/{id}/activate": {"post": _op("Activate a campaign", params=["id"])},
-            "/campaigns/{id}/pause": {"post": _op("Pause a campaign", params=["id"])},
-            "/campaigns/{id}/stats": {"get": _op("Per-step statistics", params=["id"])},
-            "/bounces": {
-                "post": _op(
-                    "Bounces and complaints reported over HTTP, signed in X-Nurture-Signature",
-                    auth=False,
-                )
-            },
-            "/broadcasts": {
-                "post": _op("Create (and schedule) a broadcast to a segment or tag", "201")
-            },
-            "/broadcasts/{id}": {"get": _op("A broadcast and its progress", params=["id"])},
-            "/jobs": {"post": _op("Create a job opening and propose matching candidates", "201")},
-            "/jobs/{id}": {"get": _op("A job opening and its match counts", params=["id"])},
-            "/jobs/{id}/matches": {
-                "get": _op("Ranked matches with the reasons", params=["id"]),
-                "post": _op("Add a candidate to the review list by email", params=["id"]),
-            },
-            "/jobs/{id}/matches/{candidate_id}/exclude": {
-                "post": _op("Remove a candidate from the alert", params=["id", "candidate_id"])
-            },
-            "/jobs/{id}/matches/{candidate_id}/include": {
-                "post": _op("Put a removed candidate back", params=["id", "candidate_id"])
-            },
-            "/jobs/{id}/approve": {
-                "post": _op("Send the alert to the reviewed matches", params=["id"])
-            },
-            "/segments": {"post": _op("Create a segment from rules", "201")},
-            "/segments/preview": {"post": _op("Count and sample for rules, unsaved")},
-            "/segments/{id}": {"get": _op("A segment", params=["id"])},
-            "/segments/{id}/count": {"get": _op("Live count of a segment", params=["id"])},
-            "/segments/{id}/members": {"get": _op("A page of a segment's members", params=["id"])},
-            "/suppressions": {
-                "get": _op("Suppressed addresses counted by reason (stored as hashes only)"),
-                "post": _op(
-                    "Suppress addresses (an import from another tool); answers a report "
-                    "of added, already suppressed and rejected lines",
-                    body="SuppressionsIn",
-                ),
-            },
-            "/suppressions/check": {
-                "get": {
-                    **_op("Whether an address is suppressed, why and since when"),
-                    "parameters": [
-                        {
-                            "name": "email",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "format": "email"},
-                        }
-                    ],
-                }
-            },
-            "/ats/events": {
-                "post": _op(
-                    "An ATS event, signed in X-Nurture-Signature", body="AtsEvent", auth=False
-                )
-            },
-        },
+        "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "properties": {
-                                "code": string,
-                                "message": string,
-                                "fields": {"type": "object", "additionalProperties": string},
-                            },
-                        }
-                    },
-                },
-                "CandidateIn": {
-                    "type": "object",
-                    "required": ["email"],
-                    "properties": {
-                        "email": {"type": "string", "format": "email"},
-                        **{
-                            name: string
-                            for name in (
-                                "first_name",
-                                "last_name",
-                                "timezone",
-                                "location",
-                                "role",
-                                "stage",
-                                "rejection_reason",
-                                "strengths",
-                                "source",
-                                "recruiter_name",
-                                "recruiter_email",
-                            )
-                        },
-                        "skills": strings,
-                        "tags": strings,
-                        "consent": {
-                            "type": "object",
-                            "properties": {
-                                "basis": string,
-                                "source": string,
-                                "at": {"type": "string", "format": "date-time"},
-                            },
-                        },
-                        "attributes": {"type": "object"},
-                    },
-                },
-                "CampaignIn": {
-                    "type": "object",
-                    "required": ["name", "steps"],
-                    "properties": {
-                        "name": string,
-                        "kind": {"enum": ["drip", "broadcast", "job_alert"]},
-                        "entry": {
-                            "type": "object",
-                            "properties": {
-                                "ats_event": {"enum": ["candidate.rejected"]},
-                                "tag": string,
-                                "segment_id": {"type": "integer"},
-                            },
-                        },
-                        "steps": {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "delay": {"type": "string", "examples": ["P3D", "PT30S"]},
-                                    "subject": string,
-                                    "template": string,
-                                    "html": string,
-                                    "text": string,
-                                    "condition": {
-                                        "enum": [
-                                            "",
-                                            "previous_opened",
-                                            "previous_not_opened",
-                                            "previous_clicked",
-                                        ]
-                                    },
-                                },
-                            },
-                        },
-                        "send_window": {"type": "object"},
-                        "exit_on": {
-                            "type": "array",
-                            "items": {"enum": list(EXIT_ON)},
-                            "default": list(DEFAULT_EXIT_ON),
-                            "description": "What ends a candidate's drip besides unsubscribes, "
-                            "bounces and complaints, which always do.",
-                        },
-                        "reentry": {"enum": list(REENTRY), "default": "after_exit"},
-                        "topic": {"enum": list(TOPICS)},
-                        "sender": {
-                            "type": "object",
-                            "properties": {
-                                "name": string,
-                                "email": string,
-                                "use_recruiter": {"type": "boolean"},
-                            },
-                        },
-                    },
-                },
-                "SuppressionsIn": {
-                    "type": "object",
-                    "required": ["emails"],
-                    "properties": {
-                        "emails": {"type": "array", "minItems": 1, "items": string},
-                        "reason": {
-                            "enum": ["unsubscribed", "bounced", "complained", "manual"],
-                            "default": "manual",
-                        },
-                    },
-                },
-                "AtsEvent": {
-                    "type": "object",
-                    "required": ["type", "candidate"],
-                    "properties": {
-                        "type": {
-                            "enum": ["candidate.rejected", "candidate.hired", "candidate.reapplied"]
-                        },
-                        "candidate": {"$ref": "#/components/schemas/CandidateIn"},
-                    },
-                },
-            },
+            "schemas": {**components, "Error": _ERROR},
         },
     }
+
+
+@operation("GET", "/openapi.json")
+def openapi():
+    """The OpenAPI document of this API."""
+    return jsonify(openapi_document())

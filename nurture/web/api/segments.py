@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, request
+from flask import jsonify
 from sqlalchemy import select
 
 from nurture import runtime
 from nurture.core.audience import segments as segment_service
 from nurture.core.audience.engagement import score_of
+from nurture.core.audience.schemas import MembersQuery, RulesIn, SegmentChange, SegmentIn
 from nurture.core.errors import NotFound
 from nurture.extensions import db
 from nurture.models import Candidate, Role, Segment
-from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.views import _json_body, bp
+from nurture.web.api.auth import ApiError
+from nurture.web.api.routes import operation
 
-MAX_LIMIT = 500
 SAMPLE = 10
 
 
@@ -52,54 +52,37 @@ def segment_dict(segment: Segment) -> dict[str, Any]:
     }
 
 
-def _int_arg(name: str, default: int | None, low: int, high: int | None = None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        problem = "must be a whole number"
-        raise ApiError(422, "invalid", f"{name} {problem}", {name: problem}) from None
-    if value < low or (high is not None and value > high):
-        limit = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise ApiError(422, "invalid", f"{name} must be {limit}", {name: f"must be {limit}"})
-    return value
-
-
-@bp.post("/segments")
-@requires(Role.EDITOR)
-def create_segment():
+@operation("POST", "/segments", role=Role.EDITOR, body=SegmentIn, ok=(201,))
+def create_segment(body: SegmentIn):
     """Save named rules; answers the id and the current count."""
-    body = _json_body()
     now = runtime.now()
     segment = segment_service.save_segment(
-        db.session, body.get("name"), body.get("rules"), now,
-        description=str(body.get("description") or ""),
-    )  # fmt: skip
+        db.session, body.name, body.rules, now, description=body.description
+    )
     total = segment_service.count(db.session, segment.rules, now)
     db.session.commit()
     return jsonify({**segment_dict(segment), "count": total}), 201
 
 
-@bp.put("/segments/<int:segment_id>")
-@requires(Role.EDITOR)
-def update_segment(segment_id: int):
+@operation("PUT", "/segments/<int:segment_id>", role=Role.EDITOR, body=SegmentChange)
+def update_segment(segment_id: int, body: SegmentChange):
     """Rename a segment or change its rules."""
     segment = _segment_or_404(segment_id)
-    body = _json_body()
     now = runtime.now()
     segment_service.save_segment(
-        db.session, body.get("name", segment.name), body.get("rules", segment.rules), now,
-        segment=segment, description=str(body.get("description", segment.description) or ""),
-    )  # fmt: skip
+        db.session,
+        segment.name if body.name is None else body.name,
+        segment.rules if body.rules is None else body.rules,
+        now,
+        segment=segment,
+        description=segment.description if body.description is None else body.description,
+    )
     total = segment_service.count(db.session, segment.rules, now)
     db.session.commit()
     return jsonify({**segment_dict(segment), "count": total})
 
 
-@bp.get("/segments")
-@requires(Role.VIEWER)
+@operation("GET", "/segments", role=Role.VIEWER)
 def list_segments():
     """Every segment (without counts: ask each one's /count)."""
     return jsonify(
@@ -107,15 +90,13 @@ def list_segments():
     )
 
 
-@bp.get("/segments/<int:segment_id>")
-@requires(Role.VIEWER)
+@operation("GET", "/segments/<int:segment_id>", role=Role.VIEWER)
 def get_segment(segment_id: int):
     """A segment's name and rules."""
     return jsonify(segment_dict(_segment_or_404(segment_id)))
 
 
-@bp.get("/segments/<int:segment_id>/count")
-@requires(Role.VIEWER)
+@operation("GET", "/segments/<int:segment_id>/count", role=Role.VIEWER)
 def count_segment(segment_id: int):
     """How many candidates the segment holds now."""
     segment = _segment_or_404(segment_id)
@@ -124,15 +105,12 @@ def count_segment(segment_id: int):
     )
 
 
-@bp.get("/segments/<int:segment_id>/members")
-@requires(Role.VIEWER)
-def segment_members(segment_id: int):
+@operation("GET", "/segments/<int:segment_id>/members", role=Role.VIEWER, query=MembersQuery)
+def segment_members(segment_id: int, query: MembersQuery):
     """A page of members in id order; pass the answer's ``next_after`` as ``after``."""
     segment = _segment_or_404(segment_id)
-    after = _int_arg("after", None, 0)
-    limit = _int_arg("limit", 100, 1, MAX_LIMIT) or 100
-    now = runtime.now()
-    ids = segment_service.page(db.session, segment.rules, now, after=after, limit=limit)
+    now, limit = runtime.now(), query.limit
+    ids = segment_service.page(db.session, segment.rules, now, after=query.after, limit=limit)
     found = db.session.scalars(select(Candidate).where(Candidate.id.in_(ids))) if ids else []
     people = {c.id: c for c in found}
     return jsonify(
@@ -143,10 +121,9 @@ def segment_members(segment_id: int):
     )
 
 
-@bp.post("/segments/preview")
-@requires(Role.EDITOR)
-def preview_segment():
+# A read, as in the admin's builder: it counts and saves nothing, so viewers may preview.
+@operation("POST", "/segments/preview", role=Role.VIEWER, body=RulesIn)
+def preview_segment(body: RulesIn):
     """Validate rules and answer their count and a sample, without saving anything."""
-    body = _json_body()
-    result = segment_service.preview(db.session, body.get("rules"), runtime.now(), n=SAMPLE)
+    result = segment_service.preview(db.session, body.rules, runtime.now(), n=SAMPLE)
     return jsonify({"count": result.count, "sample": [member_dict(c) for c in result.sample]})

@@ -1,5 +1,9 @@
-"""Public tracking paths: open pixel, click redirect, unsubscribe and preferences."""
+"""Public tracking paths: open pixel, click redirect, unsubscribe and preferences; referrals."""
 
+from nurture.web.public import referrals
+from nurture.web.public.hits import init_app
 from nurture.web.public.views import bp
 
-__all__ = ["bp"]
+bp.register_blueprint(referrals.bp)
+
+__all__ = ["bp", "init_app"]

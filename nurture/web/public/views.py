@@ -1,8 +1,10 @@
-"""Short public paths reached from mail; every token is signed, a forged one changes nothing."""
+"""Short public paths reached from mail; every token is signed, a forged one changes nothing.
+
+The open pixel and the click redirect are served ahead of Flask, by ``hits.py``.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Callable
@@ -23,10 +25,9 @@ from nurture.core.compliance import preferences as preference_service
 from nurture.core.compliance import unsubscribe as unsubscribe_service
 from nurture.core.errors import ValidationError
 from nurture.core.feedback import ratings
-from nurture.core.feedback import tracking as tracking_service
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
-from nurture.models import Candidate, CandidateStatus
+from nurture.models import Candidate, CandidateStatus, Topic
 from nurture.workflows import retention as retention_service
 
 bp = Blueprint(
@@ -40,8 +41,6 @@ bp = Blueprint(
 # in the URL is the authority, so there is nothing for a session CSRF token to protect. The
 # preference forms carry their own token instead (see _form_guard).
 csrf.exempt(bp)
-
-PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 # What the preference page says after each change (?done=<key>); nothing else is echoed.
 DONE = {
@@ -82,28 +81,6 @@ def brand_css():
         mimetype="text/css",
         headers={"Cache-Control": "public, max-age=3600"},
     )
-
-
-@bp.get("/o/<token>.gif")
-def open_pixel(token: str):
-    """Record an open and answer with a transparent pixel."""
-    try:
-        tracking_service.open_message(db.session, _tokens(), token, _user_agent(), runtime.now())
-    except BadToken:
-        abort(404)
-    db.session.commit()
-    return Response(PIXEL, mimetype="image/gif", headers={"Cache-Control": "no-store, private"})
-
-
-@bp.get("/c/<token>")
-def click(token: str):
-    """Record a click and redirect to the link the message contained."""
-    try:
-        url = tracking_service.click(db.session, _tokens(), token, _user_agent(), runtime.now())
-    except BadToken:
-        abort(404)
-    db.session.commit()
-    return redirect(url, code=302)
 
 
 def _target(token: str):
@@ -183,11 +160,11 @@ def resubscribe(token: str):
 # The page is reached from mail, with no login and no session: the signed token in the URL is the
 # authority, as for unsubscribing. A session CSRF token cannot work without a session, so each
 # form carries its own: a signed, timestamped value bound to this URL token and this action
-# (services/preferences.form_token). A page on another site that got hold of the URL (a forwarded
-# mail, a Referer) cannot submit a change blind: it must send a value only our page hands out,
-# for that action, within a day. Browsers that say a POST is cross-site (Sec-Fetch-Site) are
-# refused outright. The RFC 8058 one-click POST on /u/ keeps working without any of this: mail
-# providers send it without a page.
+# (core/compliance/preferences.form_token). A page on another site that got hold of the URL
+# (a forwarded mail, a Referer) cannot submit a change blind: it must send a value only our page
+# hands out, for that action, within a day. Browsers that say a POST is cross-site
+# (Sec-Fetch-Site) are refused outright. The RFC 8058 one-click POST on /u/ keeps working without
+# any of this: mail providers send it without a page.
 
 
 def _form_tokens(token: str) -> dict[str, str]:
@@ -221,8 +198,8 @@ def _page(token: str, candidate: Candidate, **extra):
         candidate=candidate,
         company=_company(),
         topics=[
-            (key, label, preference_service.wants_topic(candidate, key))
-            for key, label in preference_service.TOPICS.items()
+            (topic.value, topic.wording, preference_service.wants_topic(candidate, topic))
+            for topic in Topic
         ],
         paused=preference_service.is_paused(candidate, now),
         unsubscribed=candidate.status != CandidateStatus.ACTIVE,
@@ -255,7 +232,7 @@ def _change(token: str, action: str, apply: Callable[[Candidate], object]):
 @bp.post("/p/<token>/topics")
 def save_topics(token: str):
     """Keep the ticked topics, turn the others off."""
-    wanted = {t for t in preference_service.TOPICS if request.form.get(t) == "on"}
+    wanted = {t for t in Topic if request.form.get(t) == "on"}
     return _change(
         token, "topics", lambda c: preference_service.set_topics(c, wanted, runtime.now())
     )

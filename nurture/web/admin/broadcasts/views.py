@@ -30,7 +30,16 @@ from nurture.core.content import templates as template_service
 from nurture.core.errors import ValidationError
 from nurture.core.feedback.ratings import rating_summary, recent_comments
 from nurture.extensions import db
-from nurture.models import Campaign, CampaignKind, CampaignStatus, Candidate, Role, Segment, Tag
+from nurture.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Candidate,
+    Role,
+    Segment,
+    Tag,
+    Topic,
+)
 from nurture.tasks.sending import template_library
 from nurture.web.admin import mail as mail_helpers
 from nurture.web.admin.access import role_required
@@ -89,7 +98,7 @@ class BroadcastForm(FlaskForm):
     topic = SelectField(
         "Preference topic",
         choices=[SelectChoice(key, label) for key, label in TOPIC_LABELS.items()],
-        default="newsletter",
+        default=Topic.NEWSLETTER.value,
         validate_choice=False,
     )
 
@@ -237,7 +246,8 @@ def _segment_names() -> dict[int, str]:
 @role_required(Role.VIEWER)
 def broadcasts():
     """Every broadcast, newest first: its audience, when it goes or went, and how far it got."""
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    # Bounded: a page number of 30 digits is no page, not an OFFSET the database overflows on.
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), 1_000_000)
     where = Campaign.kind == CampaignKind.BROADCAST
     total = db.session.scalar(select(func.count()).select_from(Campaign).where(where)) or 0
     campaigns = db.session.scalars(

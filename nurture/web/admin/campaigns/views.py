@@ -43,17 +43,22 @@ from nurture.core.feedback import analytics
 from nurture.core.feedback.ratings import rating_summary, recent_comments
 from nurture.extensions import db
 from nurture.models import (
+    AtsEventType,
     Campaign,
     CampaignKind,
     CampaignStatus,
     Candidate,
     CandidateStatus,
     EntryType,
+    ExitRule,
     Message,
     MessageState,
+    Reentry,
     Role,
     Segment,
+    StepCondition,
     Tag,
+    Topic,
 )
 from nurture.tasks.sending import template_library
 from nurture.web.admin import mail as mail_helpers
@@ -86,11 +91,11 @@ _FORM_FIELDS = {
     "entry_filter.stages": "entry_stages",
     "entry_filter.delay": "entry_delay_amount",
 }
-TOPIC_LABELS = {"checkins": "Check-ins", "newsletter": "Newsletter", "job_alerts": "Job alerts"}
+TOPIC_LABELS = {topic.value: topic.label for topic in Topic}
 REENTRY_LABELS = {
-    "never": "Never: once through this drip is enough",
-    "after_exit": "Yes, once their earlier run has ended",
-    "always": "Yes, every time: a new entry restarts the drip",
+    Reentry.NEVER.value: "Never: once through this drip is enough",
+    Reentry.AFTER_EXIT.value: "Yes, once their earlier run has ended",
+    Reentry.ALWAYS.value: "Yes, every time: a new entry restarts the drip",
 }
 DAY_NAMES = {
     "mon": "Mon",
@@ -144,13 +149,13 @@ class CampaignForm(FlaskForm):
     topic = SelectField(
         "Preference topic",
         choices=[SelectChoice(key, label) for key, label in TOPIC_LABELS.items()],
-        default="checkins",
+        default=Topic.CHECKINS.value,
         validate_choice=False,
     )
     reentry = RadioField(
         "Entering again",
         choices=[SelectChoice(key, label) for key, label in REENTRY_LABELS.items()],
-        default="after_exit",
+        default=Reentry.AFTER_EXIT.value,
         validate_choice=False,
     )
     entry_reasons = StringField("Only these rejection reasons")
@@ -278,20 +283,14 @@ def _payload(
     if form.entry_type.data == EntryType.TAG:
         entry = {"tag": form.entry_tag.data or ""}
     elif form.entry_type.data == EntryType.ATS_EVENT:
-        entry = {"ats_event": "candidate.rejected"}
+        entry = {"ats_event": AtsEventType.REJECTED.value}
     elif form.entry_type.data == EntryType.SEGMENT and campaign is not None:
         entry = {"segment_id": campaign.entry_value}
     payload: dict[str, Any] = {
         "name": form.name.data,
         "description": form.description.data,
         "entry": entry,
-        # A hired candidate is never mailed, so "hired" is always an exit rule.
-        "exit_on": [
-            "hired",
-            *(["reapplied"] if form.exit_reapplied.data else []),
-            *(["replied"] if form.exit_replied.data else []),
-            *(["left_segment"] if form.exit_left_segment.data else []),
-        ],
+        "exit_on": _exit_rules(form),
         "sender": {
             "name": form.sender_name.data,
             "email": form.sender_email.data,
@@ -328,6 +327,16 @@ def _payload(
             "delay": form.entry_delay.data or "",
         }
     return payload
+
+
+def _exit_rules(form: CampaignForm) -> list[ExitRule]:
+    """The ticked exit rules; a hired candidate is never mailed, so "hired" always is one."""
+    ticked = {
+        ExitRule.REAPPLIED: form.exit_reapplied.data,
+        ExitRule.REPLIED: form.exit_replied.data,
+        ExitRule.LEFT_SEGMENT: form.exit_left_segment.data,
+    }
+    return [ExitRule.HIRED, *(rule for rule, on in ticked.items() if on)]
 
 
 def _listed(text: str | None) -> list[str]:
@@ -453,9 +462,12 @@ def _render_builder(
         templates=campaign_service.template_names(db.session, library),
         conditions=[
             ("", "Always"),
-            ("previous_not_opened", "Only if the previous mail was not opened"),
-            ("previous_opened", "Only if the previous mail was opened"),
-            ("previous_clicked", "Only if a link in the previous mail was clicked"),
+            (StepCondition.PREVIOUS_NOT_OPENED.value, "Only if the previous mail was not opened"),
+            (StepCondition.PREVIOUS_OPENED.value, "Only if the previous mail was opened"),
+            (
+                StepCondition.PREVIOUS_CLICKED.value,
+                "Only if a link in the previous mail was clicked",
+            ),
         ],
         tags=tags,
         default_sender=(current_app.config["SENDER_NAME"], current_app.config["SENDER_EMAIL"]),
@@ -478,6 +490,28 @@ def _form(campaign: Campaign | None, data: dict[str, Any] | None = None) -> Camp
     return form
 
 
+def _stored_form(campaign: Campaign) -> dict[str, Any]:
+    """A stored drip as the builder's fields."""
+    return {
+        "name": campaign.name,
+        "description": campaign.description,
+        "entry_type": campaign.entry_type,
+        "entry_tag": campaign.entry_value if campaign.entry_type == EntryType.TAG else "",
+        "exit_reapplied": ExitRule.REAPPLIED in campaign.exit_on,
+        "exit_replied": ExitRule.REPLIED in campaign.exit_on,
+        "exit_left_segment": ExitRule.LEFT_SEGMENT in campaign.exit_on,
+        "entry_segment": str(campaign.entry_segment_id or ""),
+        "exclusive": campaign.exclusive_group == campaign_service.REJECTION_GROUP,
+        "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
+        "sender_name": campaign.sender_name,
+        "sender_email": campaign.sender_email,
+        "topic": campaign.topic,
+        "reentry": campaign.reentry,
+        **_window_form(campaign.send_window or {}),
+        **_entry_filter_form(campaign.entry_filter or {}),
+    }
+
+
 def _builder(campaign: Campaign | None):
     """Show, rearrange or save the builder for a new or existing drip."""
     if campaign is not None and campaign.status == CampaignStatus.ARCHIVED:
@@ -490,29 +524,7 @@ def _builder(campaign: Campaign | None):
         form = _form(campaign)
         steps = [_blank_step()]
         if campaign is not None:
-            form = _form(
-                campaign,
-                {
-                    "name": campaign.name,
-                    "description": campaign.description,
-                    "entry_type": campaign.entry_type,
-                    "entry_tag": campaign.entry_value
-                    if campaign.entry_type == EntryType.TAG
-                    else "",
-                    "exit_reapplied": "reapplied" in campaign.exit_on,
-                    "exit_replied": "replied" in campaign.exit_on,
-                    "exit_left_segment": "left_segment" in campaign.exit_on,
-                    "entry_segment": str(campaign.entry_segment_id or ""),
-                    "exclusive": campaign.exclusive_group == campaign_service.REJECTION_GROUP,
-                    "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
-                    "sender_name": campaign.sender_name,
-                    "sender_email": campaign.sender_email,
-                    "topic": campaign.topic,
-                    "reentry": campaign.reentry,
-                    **_window_form(campaign.send_window or {}),
-                    **_entry_filter_form(campaign.entry_filter or {}),
-                },
-            )
+            form = _form(campaign, _stored_form(campaign))
             steps = _steps_of(campaign)
         return _render_builder(campaign, form, steps)
 
@@ -601,7 +613,8 @@ def campaign(campaign_id: int):
     campaign = _campaign_or_404(campaign_id)
     if campaign.kind == CampaignKind.BROADCAST:
         return redirect(url_for("admin.broadcasts.broadcast", broadcast_id=campaign.id))
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    # Bounded: a page number of 30 digits is no page, not an OFFSET the database overflows on.
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), 1_000_000)
     stats = campaign_service.campaign_stats(db.session, campaign)
     series = analytics.daily_series(db.session, runtime.now(), 30, campaign.id)
     enrolments, total = campaign_service.enrolments_page(db.session, campaign, page, PER_PAGE)

@@ -35,6 +35,7 @@ from nurture.models import Campaign, Candidate, CandidateStatus, Role, Segment
 from nurture.web.admin.access import role_required, safe_next
 from nurture.workflows import candidates as candidate_actions
 from nurture.workflows import imports as import_service
+from nurture.workflows import referrals as referral_service
 
 bp = Blueprint("candidates", __name__, template_folder="templates")
 
@@ -456,6 +457,7 @@ def candidate_hire(candidate_id: int):
     if (closed := _editable_or_redirect(candidate)) is not None:
         return closed
     candidate_service.mark_hired(db.session, candidate, runtime.now())
+    referral_service.on_hired(db.session, candidate, runtime.now())  # thanks their referrer
     db.session.commit()
     flash(
         f"{candidate.full_name or candidate.email} is marked hired; their drips stopped.", "success"

@@ -19,6 +19,7 @@ from nurture.models import Campaign, CampaignKind, Candidate, Role, Segment
 from nurture.tasks import get_redis
 from nurture.tasks.stores import RedisStore
 from nurture.web.admin.access import role_required
+from nurture.web.admin.promptness.views import dashboard_panel
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 
@@ -43,6 +44,7 @@ def dashboard():
         ],
         # The SMTP circuit breaker's pause, when the relay keeps failing (None otherwise).
         relay_pause=read_status(RedisStore(get_redis())),
+        promptness=dashboard_panel(),
         series_chart={
             "type": "line",
             "labels": [day["day"] for day in series],

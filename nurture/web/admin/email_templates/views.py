@@ -22,15 +22,16 @@ from sqlalchemy import select
 from wtforms import EmailField, StringField, TextAreaField
 
 from nurture import runtime
-from nurture.core.campaigns.openings import opening_context
+from nurture.core.campaigns.openings import job_shown
 from nurture.core.content import templates as template_service
 from nurture.core.content.rendering import CompiledTemplate, RenderedMail
 from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.extensions import db
-from nurture.models import Candidate, EmailTemplate, JobOpening, Role, Step
+from nurture.models import Candidate, EmailTemplate, Opening, Role, Step
 from nurture.tasks.sending import template_library
 from nurture.web.admin import mail as mail_helpers
 from nurture.web.admin.access import role_required, safe_next
+from nurture.web.security import MAX_ID
 
 bp = Blueprint("email_templates", __name__, template_folder="templates")
 
@@ -494,7 +495,8 @@ def preview_template():
         _starter_or_404(request.form["starter"])
         source, _ = template_service.current_source(db.session, library, request.form["starter"])
     elif request.form.get("template_id", "").isdigit():
-        template = _template_or_404(int(request.form["template_id"]))
+        template_id = int(request.form["template_id"][:12])
+        template = _template_or_404(template_id if template_id <= MAX_ID else 0)
         source = template_service.clean_source(template.html, template.text, template.subject)
     else:
         abort(403)  # viewers preview what is saved, not content of their own
@@ -532,20 +534,21 @@ def _mail_of(args: Any) -> tuple[CompiledTemplate, Candidate, dict[str, Any] | N
     it is for and the job it shows; 404 when one of them does not exist."""
     step = None
     if str(args.get("step", "")).isdigit():
-        step = db.session.get(Step, int(args["step"]))
+        step = db.session.get(Step, min(int(args["step"][:12]), MAX_ID + 1))
         if step is None:
             abort(404)
     candidate = None
     if str(args.get("candidate", "")).isdigit():
-        candidate = db.session.get(Candidate, int(args["candidate"]))
+        # Bounded: a 30-digit id is no candidate, not an integer the database overflows on.
+        candidate = db.session.get(Candidate, min(int(args["candidate"][:12]), MAX_ID + 1))
         if candidate is None:
             abort(404)
     job = None
     if str(args.get("job", "")).isdigit():
-        opening = db.session.get(JobOpening, int(args["job"]))
+        opening = db.session.get(Opening, min(int(args["job"][:12]), MAX_ID + 1))
         if opening is None:
             abort(404)
-        job = opening_context(opening)
+        job = job_shown(opening)
     try:
         mail = mail_helpers.compiled(
             str(args.get("template", "")), str(args.get("subject", "")), step

@@ -30,7 +30,7 @@ from nurture.core import csvfiles
 from nurture.core.audience import search
 from nurture.core.errors import ValidationError
 from nurture.extensions import db
-from nurture.models import ImportJob, ImportStatus, Role, Tag
+from nurture.models import Import, ImportStatus, Role, Tag
 from nurture.tasks.imports import enqueue_import
 from nurture.web.admin.access import role_required
 from nurture.workflows import imports as import_service
@@ -93,7 +93,7 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
-def _job_or_404(import_id: int, with_content: bool = True) -> ImportJob:
+def _import_or_404(import_id: int, with_content: bool = True) -> Import:
     """The import with this id, or 404."""
     job = import_service.get_import(db.session, import_id, with_content=with_content)
     if job is None:
@@ -145,7 +145,7 @@ def import_upload():
 @role_required(Role.EDITOR)
 def import_mapping(import_id: int):
     """Choose a candidate field for each column and the tags; see the first rows as mapped."""
-    job = _job_or_404(import_id)
+    job = _import_or_404(import_id)
     if job.status != ImportStatus.UPLOADED:
         return redirect(url_for("admin.imports.import_detail", import_id=job.id))
     header = import_service.header_of(job)
@@ -165,7 +165,7 @@ def import_mapping(import_id: int):
         if "tags" in exc.fields:
             form.tags.errors = [exc.fields["tags"]]
         # The preview follows what was chosen, even though nothing is saved.
-        draft = ImportJob(content=job.content, mapping=mapping, tags=job.tags)
+        draft = Import(content=job.content, mapping=mapping, tags=job.tags)
         return _mapping_page(job, form, draft, error=exc.fields.get("mapping"), status=422)
     db.session.commit()
     if request.form.get("action") == "check":
@@ -175,7 +175,7 @@ def import_mapping(import_id: int):
 
 
 def _mapping_page(
-    job: ImportJob, form: FlaskForm, source: ImportJob, error: str | None = None, status: int = 200
+    job: Import, form: FlaskForm, source: Import, error: str | None = None, status: int = 200
 ):
     """Render the mapping page with the preview of ``source`` (the job or an unsaved draft)."""
     rows = import_service.preview(source, 5)
@@ -200,7 +200,7 @@ def _mapping_page(
 @role_required(Role.EDITOR)
 def import_check(import_id: int):
     """The dry run: every row checked as the import will, nothing written."""
-    job = _job_or_404(import_id)
+    job = _import_or_404(import_id)
     if job.status != ImportStatus.UPLOADED:
         return redirect(url_for("admin.imports.import_detail", import_id=job.id))
     try:
@@ -215,7 +215,7 @@ def import_check(import_id: int):
 @role_required(Role.EDITOR)
 def import_start(import_id: int):
     """Start the import: a worker writes the good rows in batches."""
-    job = _job_or_404(import_id)
+    job = _import_or_404(import_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
@@ -244,7 +244,7 @@ def import_start(import_id: int):
 @role_required(Role.EDITOR)
 def import_detail(import_id: int):
     """Progress of an import and, when it is done, its report."""
-    job = _job_or_404(import_id, with_content=False)
+    job = _import_or_404(import_id, with_content=False)
     if job.status == ImportStatus.UPLOADED:
         return redirect(url_for("admin.imports.import_mapping", import_id=job.id))
     candidates_url = (
@@ -263,7 +263,7 @@ def import_detail(import_id: int):
         "admin/imports/detail.html",
         job=job,
         candidates_url=candidates_url,
-        report=import_service.job_report(job),
+        report=import_service.import_report(job),
         imported=imported,
         campaigns=campaigns,
         tags=db.session.scalars(select(Tag.name).order_by(Tag.name).limit(500)).all(),
@@ -274,7 +274,7 @@ def import_detail(import_id: int):
 @role_required(Role.EDITOR)
 def import_rejected(import_id: int):
     """The rejected rows as CSV, with their line and problem: fix them, upload them again."""
-    job = _job_or_404(import_id)
+    job = _import_or_404(import_id)
     stem = (job.filename or "import").rsplit(".", 1)[0][:80] or "import"
     return Response(
         stream_with_context(search.csv_lines(_neutral(import_service.rejected_rows(job)))),

@@ -25,8 +25,12 @@ def _mailbox() -> mailbox.Maildir | None:
     return mailbox.Maildir(directory, create=False)
 
 
+# Editors and admins only: captured mail carries live unsubscribe and preference links (a click
+# acts for the candidate), which a viewer, who changes nothing, must not be able to follow.
+
+
 @bp.get("")
-@role_required(Role.VIEWER)
+@role_required(Role.EDITOR)
 def mailbox_list():
     """Mail caught by the local SMTP capture, newest first."""
     box = _mailbox()
@@ -47,7 +51,7 @@ def mailbox_list():
 
 
 @bp.get("/<key>")
-@role_required(Role.VIEWER)
+@role_required(Role.EDITOR)
 def mailbox_message(key: str):
     """One captured mail, rendered (in a sandboxed frame) and as source."""
     box = _mailbox()

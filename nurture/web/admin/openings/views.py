@@ -20,13 +20,13 @@ from sqlalchemy import func, select
 from wtforms import BooleanField, StringField, TextAreaField
 
 from nurture import runtime
-from nurture.core.campaigns import openings as job_service
+from nurture.core.campaigns import openings as opening_service
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.timing import Timing, describe_hold, parse_cap
 from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Message, Role
-from nurture.models.openings import JobMatch, JobOpening
+from nurture.models.openings import Opening, OpeningMatch
 from nurture.web.admin import mail as mail_helpers
 from nurture.web.admin.access import role_required
 
@@ -55,9 +55,9 @@ class AddForm(FlaskForm):
     email = StringField("Add a candidate by email")
 
 
-def _job_or_404(job_id: int) -> JobOpening:
+def _opening_or_404(job_id: int) -> Opening:
     try:
-        return job_service.job_or_404(db.session, job_id)
+        return opening_service.opening_or_404(db.session, job_id)
     except NotFound:
         abort(404)
 
@@ -65,15 +65,15 @@ def _job_or_404(job_id: int) -> JobOpening:
 def _render_list(form: JobForm, status: int = 200):
     counts = dict(
         db.session.execute(
-            select(JobMatch.job_id, func.count())
-            .where(JobMatch.excluded.is_(False))
-            .group_by(JobMatch.job_id)
+            select(OpeningMatch.opening_id, func.count())
+            .where(OpeningMatch.excluded.is_(False))
+            .group_by(OpeningMatch.opening_id)
         ).all()
     )
     rows = db.session.execute(
-        select(JobOpening, Campaign.status)
-        .outerjoin(Campaign, Campaign.id == JobOpening.campaign_id)
-        .order_by(JobOpening.created_at.desc(), JobOpening.id.desc())
+        select(Opening, Campaign.status)
+        .outerjoin(Campaign, Campaign.id == Opening.campaign_id)
+        .order_by(Opening.created_at.desc(), Opening.id.desc())
         .limit(200)
     ).all()
     return render_template(
@@ -101,7 +101,7 @@ def job_create():
     }
     data["remote"] = bool(form.remote.data)
     try:
-        job, count = job_service.open_job(db.session, data, runtime.now())
+        job, count = opening_service.open_for_review(db.session, data, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         for name, problem in exc.fields.items():
@@ -115,7 +115,7 @@ def job_create():
     return redirect(url_for("admin.openings.job", job_id=job.id))
 
 
-def _mail_states(job: JobOpening) -> dict[int, Message]:
+def _mail_states(job: Opening) -> dict[int, Message]:
     """Candidate id -> the alert's mail to them, for the review list's state column."""
     if job.campaign_id is None:
         return {}
@@ -125,10 +125,10 @@ def _mail_states(job: JobOpening) -> dict[int, Message]:
     }
 
 
-def _live(job: JobOpening) -> dict[str, Any]:
+def _live(job: Opening) -> dict[str, Any]:
     """The alert's mail by state, and why some waits: the page shows it and polls it."""
     now = runtime.now()
-    summary = job_service.summary(db.session, job, now)
+    summary = opening_service.summary(db.session, job, now)
     if job.campaign_id is None:
         counts: dict[str, int] = {}
         waiting: list[Any] = []
@@ -177,16 +177,16 @@ def _send_label(live: dict[str, Any]) -> str:
     return "Everyone on the list has this alert"
 
 
-def _render_job(job: JobOpening, add_form: AddForm | None = None, status: int = 200):
+def _render_job(job: Opening, add_form: AddForm | None = None, status: int = 200):
     campaign = db.session.get(Campaign, job.campaign_id) if job.campaign_id else None
     live = _live(job)
     return render_template(
         "admin/jobs/detail.html",
         job=job,
         campaign=campaign,
-        rows=job_service.review_list(db.session, job),
+        rows=opening_service.review_list(db.session, job),
         mails=_mail_states(job),
-        summary=job_service.summary(db.session, job, runtime.now()),
+        summary=opening_service.summary(db.session, job, runtime.now()),
         live={k: v for k, v in live.items() if k != "waiting_list"},
         waiting=live["waiting_list"],
         send_label=_send_label(live),
@@ -198,7 +198,7 @@ def _render_job(job: JobOpening, add_form: AddForm | None = None, status: int = 
 @role_required(Role.VIEWER)
 def job_progress(job_id: int):
     """The alert's progress as JSON, for its page to follow live."""
-    live = _live(_job_or_404(job_id))
+    live = _live(_opening_or_404(job_id))
     live.pop("waiting_list")
     return jsonify(live)
 
@@ -207,23 +207,25 @@ def job_progress(job_id: int):
 @role_required(Role.VIEWER)
 def job(job_id: int):
     """The ranked review list of a job opening, with why each candidate matched."""
-    return _render_job(_job_or_404(job_id))
+    return _render_job(_opening_or_404(job_id))
 
 
 @bp.post("/<int:job_id>/matches/<int:candidate_id>/<any(exclude, include):action>")
 @role_required(Role.EDITOR)
 def job_match(job_id: int, candidate_id: int, action: str):
     """Remove a candidate from the list, or put them back."""
-    job = _job_or_404(job_id)
+    job = _opening_or_404(job_id)
     try:
-        job_service.set_excluded(db.session, job, candidate_id, action == "exclude", runtime.now())
+        opening_service.set_excluded(
+            db.session, job, candidate_id, action == "exclude", runtime.now()
+        )
     except NotFound:
         abort(404)
     db.session.commit()
     if request.accept_mimetypes.best == "application/json":
         # Answered in place: the row and the counts change, the page stays where it was.
-        row = next(r for r in job_service.review_list(db.session, job)
-                   if r.JobMatch.candidate_id == candidate_id)  # fmt: skip
+        row = next(r for r in opening_service.review_list(db.session, job)
+                   if r.OpeningMatch.candidate_id == candidate_id)  # fmt: skip
         live = _live(job)
         html = render_template(
             "admin/jobs/_row.html", job=job, row=row, mails=_mail_states(job), rank=""
@@ -240,12 +242,12 @@ def job_match(job_id: int, candidate_id: int, action: str):
 @role_required(Role.EDITOR)
 def job_add(job_id: int):
     """Add a candidate to the list by email."""
-    job = _job_or_404(job_id)
+    job = _opening_or_404(job_id)
     form = AddForm()
     if not form.validate():
         return _render_job(job, form, 400)
     try:
-        match = job_service.add_candidate(db.session, job, form.email.data, runtime.now())
+        match = opening_service.add_candidate(db.session, job, form.email.data, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         form.email.errors = [_sentence(p) for p in exc.fields.values()] or [exc.message]
@@ -259,11 +261,11 @@ def job_add(job_id: int):
 @role_required(Role.EDITOR)
 def job_send(job_id: int):
     """Confirm, then send the alert to everyone on the reviewed list not yet mailed."""
-    job = _job_or_404(job_id)
-    pending = job_service.pending_count(db.session, job, runtime.now())
+    job = _opening_or_404(job_id)
+    pending = opening_service.pending_count(db.session, job, runtime.now())
     if request.method == "GET":
         now = runtime.now()
-        to_mail = job_service.pending_ids(db.session, job, now)
+        to_mail = opening_service.pending_ids(db.session, job, now)
         first = db.session.scalar(
             select(Candidate).where(Candidate.id.in_(to_mail)).order_by(Candidate.id).limit(1)
         )
@@ -275,14 +277,14 @@ def job_send(job_id: int):
             capped=campaign_service.at_the_cap(db.session, to_mail, timing, now),
             preview=mail_helpers.preview(
                 first,
-                template=job_service.TEMPLATE,
+                template=opening_service.TEMPLATE,
                 job_id=job.id,
-                job=job_service.opening_context(job),
+                job=opening_service.job_shown(job),
                 back=request.path,
             ),
         )
     try:
-        enrolled = job_service.approve(db.session, job, runtime.now())
+        enrolled = opening_service.approve(db.session, job, runtime.now())
     except Conflict as exc:
         db.session.rollback()
         flash(_sentence(str(exc)) + ".", "error")

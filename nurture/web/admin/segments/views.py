@@ -19,7 +19,7 @@ from nurture.core.audience.engagement import score_of
 from nurture.core.campaigns.openings import FAMILY_WORDS
 from nurture.core.errors import NotFound, ValidationError
 from nurture.extensions import db
-from nurture.models import Candidate, JobOpening, Role, Segment, Tag
+from nurture.models import Candidate, Opening, Role, Segment, Tag
 from nurture.models.candidates import candidate_tags
 from nurture.web.admin.access import role_required
 
@@ -304,9 +304,9 @@ def segment_values():
         found = search.skill_counts(db.session, query, 20)
     elif field == "role_family":
         families = db.session.execute(
-            select(JobOpening.role_family, func.count())
-            .where(JobOpening.role_family != "")
-            .group_by(JobOpening.role_family)
+            select(Opening.role_family, func.count())
+            .where(Opening.role_family != "")
+            .group_by(Opening.role_family)
         ).all()
         known = dict(families)
         for family in FAMILY_WORDS:

@@ -3,8 +3,8 @@ personal steps the frequency cap never holds; template versions; stages as a man
 (today's spellings merged); a note on events (why they unsubscribed, a comment on a rating);
 case-insensitive text matching served by lower() indexes
 
-Revision ID: 0010
-Revises: 0006
+Revision ID: 0011
+Revises: 0010
 """
 
 import re
@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0006"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
