@@ -113,9 +113,8 @@ def readable_list(items: Any) -> str:
 def _finalize(value: Any) -> Any:
     """What ``{{ value }}`` prints: the sandbox's bounded value, never a Python repr of a list
     (``{{ candidate.skills }}`` reads "python, aws and django", not "['python', 'aws']")."""
-    if isinstance(value, list | tuple):
-        value = readable_list(value)
-    return finalize(value)
+    value = finalize(value)  # the sandbox's size check first: a huge list is never joined
+    return readable_list(value) if isinstance(value, list | tuple) else value
 
 
 def _environment(autoescape: bool) -> BoundedEnvironment:

@@ -22,6 +22,7 @@ from nurture.extensions import db
 from nurture.models import Candidate, Opening, Role, Segment, Tag
 from nurture.models.candidates import candidate_tags
 from nurture.web.admin.access import role_required
+from nurture.web.security import MAX_ID
 
 bp = Blueprint("segments", __name__, template_folder="templates")
 
@@ -330,40 +331,42 @@ def segment_values():
     return jsonify([{"value": value, "count": n} for value, n in found])
 
 
-@bp.route("/stages", methods=["GET", "POST"])
+@bp.get("/stages")
 @role_required(Role.VIEWER)
 def stages():
-    """The stages as a managed list: one spelling each, in pipeline order; rename or merge."""
-    if request.method == "POST":
-        if not current_user.has_role(Role.EDITOR):
-            abort(403)
-        stage_id = request.form.get("stage_id", "")
-        if not stage_id.isdigit():
-            abort(400)
-        try:
-            if request.form.get("action") in ("up", "down"):
-                offset = -1 if request.form["action"] == "up" else 1
-                stage_service.move(db.session, int(stage_id), offset)
-                message = "Order saved."
-            else:
-                name, moved = stage_service.rename(
-                    db.session, int(stage_id), request.form.get("name", "")
-                )
-                message = (
-                    f"Renamed to “{name}”: {moved} candidate{'s' if moved != 1 else ''} moved."
-                )
-        except NotFound:
-            abort(404)
-        except ValidationError as exc:
-            db.session.rollback()
-            flash("Not renamed: " + "; ".join(exc.fields.values()) + ".", "error")
-            return redirect(url_for("admin.segments.stages"))
-        db.session.commit()
-        flash(message, "success")
-        return redirect(url_for("admin.segments.stages"))
+    """The stages as a managed list: one spelling each, in pipeline order."""
     return render_template(
         "admin/segments/stages.html", stages=stage_service.list_stages(db.session)
     )
+
+
+@bp.post("/stages")
+@role_required(Role.EDITOR)
+def stages_change():
+    """Rename (or merge) a stage, or move it up or down the pipeline."""
+    stage_id = request.form.get("stage_id", "")
+    # Bounded: a 30-digit id is no stage, not an integer the database overflows on.
+    if not stage_id.isdigit() or int(stage_id[:12]) > MAX_ID:
+        abort(400)
+    try:
+        if request.form.get("action") in ("up", "down"):
+            offset = -1 if request.form["action"] == "up" else 1
+            stage_service.move(db.session, int(stage_id), offset)
+            message = "Order saved."
+        else:
+            name, moved = stage_service.rename(
+                db.session, int(stage_id), request.form.get("name", "")
+            )
+            message = f"Renamed to “{name}”: {moved} candidate{'s' if moved != 1 else ''} moved."
+    except NotFound:
+        abort(404)
+    except ValidationError as exc:
+        db.session.rollback()
+        flash("Not renamed: " + "; ".join(exc.fields.values()) + ".", "error")
+        return redirect(url_for("admin.segments.stages"))
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("admin.segments.stages"))
 
 
 @bp.route("/new", methods=["GET", "POST"])
