@@ -37,7 +37,11 @@ bp = Blueprint("email_templates", __name__, template_folder="templates")
 
 # A rendered mail shown in a frame of our own pages: its inline styles may apply, nothing else
 # may load or run (the frame is sandboxed too).
-MAIL_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; sandbox"
+# A rendered mail runs nothing and is shown only inside the admin's own pages (a frame).
+MAIL_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; sandbox; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
 
 
 class TemplateForm(FlaskForm):
@@ -211,7 +215,11 @@ def _mail_response(html: str) -> Response:
     return Response(
         html,
         mimetype="text/html",
-        headers={"Content-Security-Policy": MAIL_CSP, "Cache-Control": "no-store"},
+        headers={
+            "Content-Security-Policy": MAIL_CSP,
+            "X-Frame-Options": "SAMEORIGIN",
+            "Cache-Control": "no-store",
+        },
     )
 
 
