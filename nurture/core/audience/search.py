@@ -699,10 +699,13 @@ def enrolments(session: Session, candidate_id: int) -> list[EnrolmentRow]:
 
 
 def active_campaigns(session: Session) -> list[Campaign]:
-    """Campaigns a candidate can be enrolled into by hand."""
+    """Campaigns a candidate can be enrolled into by hand: the active ones a team runs (the
+    re-consent and referral mails are nurture's own, sent when their moment comes)."""
     return list(
         session.scalars(
-            select(Campaign).where(Campaign.status == CampaignStatus.ACTIVE).order_by(Campaign.name)
+            select(Campaign)
+            .where(Campaign.status == CampaignStatus.ACTIVE, Campaign.topic != "system")
+            .order_by(Campaign.name)
         )
     )
 
