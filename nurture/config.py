@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 class ConfigError(RuntimeError):
@@ -28,7 +29,7 @@ class Config:
     # Mails per second the relay takes from all workers together; 0 = no limit.
     SMTP_RATE_PER_SECOND = 0
     # Mails per second per recipient domain, e.g. {"gmail.com": 20}; "*" covers the others.
-    SMTP_DOMAIN_RATES: dict = {}
+    SMTP_DOMAIN_RATES: dict[str, Any] = {}
     # Relay failures in a row (no connection, 4xx, no reply) that pause all sending.
     SMTP_BREAKER_THRESHOLD = 5
     # How long sending pauses then; one trial send afterwards resumes it or pauses again.
@@ -84,7 +85,7 @@ class Config:
     SOFT_BOUNCE_LIMIT = 3
     # Domains whose provider delivers "name+tag@" to "name@" (Gmail also ignores dots): there a
     # suppressed address stops its variations too. E.g. ["gmail.com", "googlemail.com"].
-    SUPPRESSION_FOLD_DOMAINS: list = []
+    SUPPRESSION_FOLD_DOMAINS: list[str] = []
     # "system", or a path to a file holding an ISO-8601 instant (tests and demos).
     CLOCK = "system"
     QUEUE_NAME = "nurture"
@@ -119,9 +120,9 @@ class Config:
     # The zone send windows use for candidates without one (an IANA name such as Europe/London).
     TEAM_TIMEZONE = "UTC"
     # At most this many sent mails per candidate per this many days, across campaigns; {} = none.
-    FREQUENCY_CAP: dict = {"mails": 2, "days": 7}
+    FREQUENCY_CAP: dict[str, int] = {"mails": 2, "days": 7}
     # Kinds of mail the cap never holds (a step is "personal" or "regular"); [] = it holds all.
-    FREQUENCY_CAP_EXEMPT: list = ["personal"]
+    FREQUENCY_CAP_EXEMPT: list[str] = ["personal"]
     # Where the local SMTP capture keeps mail (a maildir), shown in the admin's mailbox.
     MAILBOX_DIR: str | None = None
     TEMPLATES_DIR = str(Path(__file__).resolve().parent.parent / "templates" / "emails")
@@ -139,13 +140,13 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {}
     # GET /metrics: the bearer token Prometheus must send. Unset: no token, but only clients
     # from METRICS_ALLOW are answered.
     METRICS_TOKEN: str | None = None
     # Client networks /metrics answers without a token: CIDRs, or "private" (loopback and the
     # private ranges). Requests that came through a proxy (X-Forwarded-For) never count as such.
-    METRICS_ALLOW: list | str = ["private"]
+    METRICS_ALLOW: list[str] | str = ["private"]
     # Where a scrape reads every process's counters; unset: $PROMETHEUS_MULTIPROC_DIR, which
     # web, workers and scheduler on this machine must share (see deploy/).
     METRICS_DIR: str | None = None

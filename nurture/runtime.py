@@ -78,7 +78,8 @@ def clock(app: Flask | None = None) -> Clock:
     """The clock of ``app`` or of the running app (``NURTURE_CLOCK``)."""
     from flask import current_app
 
-    return (app or current_app).extensions["nurture.clock"]
+    found: Clock = (app or current_app).extensions["nurture.clock"]
+    return found
 
 
 def now() -> datetime:

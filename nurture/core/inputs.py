@@ -16,11 +16,12 @@ text, go through ``parse`` in the lax mode.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
+from annotated_types import GroupedMetadata
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -106,6 +107,8 @@ _MESSAGES = {
     "int_type": "must be a whole number",
     "int_parsing": "must be a whole number",
     "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
     "greater_than_equal": "must be at least {ge}",
     "less_than_equal": "must be at most {le}",
     "too_short": "give at least {min_length}",
@@ -179,11 +182,11 @@ def parse_json(
 # --- the field types the domains share ---------------------------------------------------------
 
 
-def Text(max_length: int, min_length: int = 0) -> Any:  # noqa: N802 - used as a type
-    """A string of at most ``max_length`` characters (and no NUL)."""
+def Text(max_length: int, min_length: int = 0) -> Any:  # noqa: N802 - reads as a type's part
+    """``Annotated[str, Text(200)]``: at most ``max_length`` characters, and no NUL."""
     if min_length:
-        return Annotated[str, Field(max_length=max_length, min_length=min_length, pattern=_NO_NUL)]
-    return Annotated[str, Field(max_length=max_length, pattern=_NO_NUL)]
+        return Field(max_length=max_length, min_length=min_length, pattern=_NO_NUL)
+    return Field(max_length=max_length, pattern=_NO_NUL)
 
 
 def _stripped(value: str) -> str:
@@ -228,20 +231,22 @@ Zone = Annotated[
 Stripped = AfterValidator(_stripped)
 
 
-def Matching(pattern: str, message: str, max_length: int = 100) -> Any:  # noqa: N802 - a type
-    """A string that must match ``pattern`` (shown in the schema), else ``message``."""
-    compiled = re.compile(pattern)
+class Matching(GroupedMetadata):
+    """``Annotated[str, Matching(pattern, message)]``: a string that must match ``pattern``
+    (shown in the schema), else ``message``."""
 
-    def check(value: str) -> str:
-        if not compiled.fullmatch(value):
-            raise problem("pattern", message)
+    def __init__(self, pattern: str, message: str, max_length: int = 100) -> None:
+        self.pattern, self.message, self.max_length = pattern, message, max_length
+        self._compiled = re.compile(pattern)
+
+    def _check(self, value: str) -> str:
+        if not self._compiled.fullmatch(value):
+            raise problem("pattern", self.message)
         return value
 
-    return Annotated[
-        str,
-        Field(max_length=max_length, json_schema_extra={"pattern": pattern}),
-        AfterValidator(check),
-    ]
+    def __iter__(self) -> Iterator[Any]:
+        yield Field(max_length=self.max_length, json_schema_extra={"pattern": self.pattern})
+        yield AfterValidator(self._check)
 
 
 def names(message: str, *, lower: bool = True) -> Callable[[Any], Any]:

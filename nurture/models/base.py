@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, registry
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult, Result
 
 # The largest id an INTEGER primary key holds on every backend (32 bits on PostgreSQL): a larger
 # number names no row, and is refused before it reaches the database as an overflow.
@@ -55,3 +58,8 @@ class Base(DeclarativeBase):
             list[Any]: JSONType,
         },
     )
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE, DELETE or INSERT touched (0 where the driver cannot say)."""
+    return max(cast("CursorResult[Any]", result).rowcount or 0, 0)

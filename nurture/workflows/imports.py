@@ -225,7 +225,7 @@ class ImportForm(Input):
 
     file: Annotated[Any, WithJsonSchema({"type": "string", "format": "binary"})]
     mapping: Annotated[
-        Text(100_000),
+        Annotated[str, Text(100_000)],
         AfterValidator(_mapping),
         Field(description="a JSON object of CSV column → candidate field, overriding the guess"),
     ] = ""

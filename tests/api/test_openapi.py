@@ -26,6 +26,9 @@ SHOWN_ELSEWHERE = {
     409: "test_campaigns.py::test_pausing_a_draft_is_a_json_409_and_changes_nothing, "
     "test_jobs.py (an archived alert's approval)",
 }
+# A 404 no generic request gets: the body names what does not exist (every id in a path is
+# checked here with an id beyond the range).
+BODY_404 = {"referral_link": "test_referrals.py::test_a_referral_link_by_api_is_checked"}
 
 
 def _rule_path(rule: str) -> str:
@@ -109,11 +112,9 @@ def _observed(app: Flask, client, op: Operation) -> set[int]:
     if op.form:
         seen.add(_request(client, op, data={"file": [1]}, headers=admin).status_code)
     if op.query:
-        seen.add(
-            _request(
-                client, op, query_string={"limit": "x", "email": "x"}, headers=admin
-            ).status_code
-        )
+        # "x" is no number, address or state any query parameter takes.
+        wrong = dict.fromkeys(op.query.model_fields, "x")
+        seen.add(_request(client, op, query_string=wrong, headers=admin).status_code)
     if op.body or op.form:
         app.config["MAX_CONTENT_LENGTH"] = 64
         seen.add(_request(client, op, data=b"x" * 65, headers=admin).status_code)
@@ -141,7 +142,9 @@ def test_each_documented_status_is_one_the_route_answers(app: Flask, client, mon
         seen = _observed(app, client, op)
         documented = set(op.statuses())
         assert seen <= documented, (op.endpoint, seen - documented)
-        missing = documented - seen - set(SHOWN_ELSEWHERE)
+        missing = (
+            documented - seen - set(SHOWN_ELSEWHERE) - ({404} if op.endpoint in BODY_404 else set())
+        )
         if missing:
             unreached[op.endpoint] = missing
     # The import's 503: Redis is down (this app points at a closed port) for a large file.

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
 
 from nurture.extensions import db
 from nurture.tasks.scheduling import run_tick
@@ -19,6 +20,15 @@ from tests.support.workers import drain
 
 JORDAN = {"recruiter_name": "Jordan Lee", "recruiter_email": "jordan@acme.example.com"}
 SAM = {"recruiter_name": "Sam Park", "recruiter_email": "sam@acme.example.com"}
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    """Prometheus text as {(sample name, labels): value}."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 @pytest.fixture
@@ -108,9 +118,14 @@ def test_time_to_first_mail_per_campaign_and_recruiter_and_who_waits_why(
     }
     assert waiting["candidates"][0]["waited_hours"] == 60.0  # the longest wait first
 
-    metrics = client.get("/api/v1/metrics", headers=viewer)
-    assert "nurture_rejected_waiting_over_target 3\n" in metrics.text
-    assert 'nurture_rejection_first_mail_hours{quantile="0.95"} 4\n' in metrics.text
+    # The gauges, read as Prometheus reads them: with a token under /api/v1, and in the ops
+    # scrape beside every other gauge.
+    for answer in (client.get("/api/v1/metrics", headers=viewer), client.get("/metrics")):
+        assert answer.status_code == 200 and answer.content_type.startswith("text/plain")
+        samples = _samples(answer.text)
+        assert samples["nurture_rejected_waiting_over_target", ()] == 3
+        assert samples["nurture_rejection_first_mail_hours", (("quantile", "0.95"),)] == 4
+        assert samples["nurture_rejection_target_hours", ()] == 48
 
     # The team moves its target: nobody has waited 72 hours.
     for bad, field_problem in (({"hours": "soon"}, "number"), ({"hours": 0}, "between")):

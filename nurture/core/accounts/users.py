@@ -219,10 +219,13 @@ def user_for_session(session: Session, user_id: str) -> User | None:
 
 
 def _admins_left(session: Session, excluding: User) -> int:
-    return session.scalar(
-        select(func.count()).where(
-            User.role == Role.ADMIN, User.active.is_(True), User.id != excluding.id
+    return (
+        session.scalar(
+            select(func.count()).where(
+                User.role == Role.ADMIN, User.active.is_(True), User.id != excluding.id
+            )
         )
+        or 0
     )
 
 

@@ -23,11 +23,12 @@ import math
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Table,
     Update,
     bindparam,
     case,
@@ -47,7 +48,7 @@ from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.functions import FunctionElement
 
 from nurture.models import Candidate, Event, EventKind
-from nurture.models.base import UTCDateTime
+from nurture.models.base import UTCDateTime, rows_changed
 
 HALF_LIFE_DAYS = 30.0
 # Points double every half-life after this instant; a float holds them for centuries.
@@ -84,7 +85,7 @@ def is_machine(kind: str, user_agent: str, sent_at: datetime | None, now: dateti
 
 def growth(when: datetime) -> float:
     """How much a weight counted at ``when`` has grown since ``EPOCH`` (2 ** half-lives)."""
-    return 2.0 ** ((when - EPOCH).total_seconds() / 86400 / HALF_LIFE_DAYS)
+    return float(2.0 ** ((when - EPOCH).total_seconds() / 86400 / HALF_LIFE_DAYS))
 
 
 def score(points: float, now: datetime) -> float:
@@ -104,7 +105,7 @@ def score_column(now: datetime) -> ColumnElement[float]:
 
 def _summary_update(kind: str) -> Update:
     """The UPDATE that counts one ``kind`` in a candidate's summary and points, built once."""
-    table = Candidate.__table__
+    table = cast(Table, Candidate.__table__)
     column = table.c[_LAST[kind]]
     when = bindparam("when", type_=column.type)
     return (
@@ -141,7 +142,7 @@ def _summary_many() -> Update:
     Each ``last_*`` moves forward only, as in ``_summary_update``; a NULL bind (no such event
     for that candidate in the batch) leaves the column as it is: ``x < NULL`` is not true.
     """
-    table = Candidate.__table__
+    table = cast(Table, Candidate.__table__)
     values: dict[Any, Any] = {}
     for kind in (EventKind.OPEN.value, EventKind.CLICK.value):
         column = table.c[_LAST[kind]]
@@ -272,24 +273,28 @@ def rebuild_points(session: Session) -> int:
     """
     _ensure_exp(session)
     points = points_by_candidate()
-    updated = session.execute(
-        update(Candidate)
-        .where(Candidate.id == points.c.candidate_id)
-        .values(engagement_points=points.c.points)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    updated = rows_changed(
+        session.execute(
+            update(Candidate)
+            .where(Candidate.id == points.c.candidate_id)
+            .values(engagement_points=points.c.points)
+            .execution_options(synchronize_session=False)
+        )
+    )
     engaged = exists().where(
         Event.candidate_id == Candidate.id,
         Event.machine == false(),
         Event.kind.in_(list(WEIGHTS)),
     )
-    zeroed = session.execute(
-        update(Candidate)
-        .where(Candidate.engagement_points != 0, ~engaged)
-        .values(engagement_points=0.0)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return (updated or 0) + (zeroed or 0)
+    zeroed = rows_changed(
+        session.execute(
+            update(Candidate)
+            .where(Candidate.engagement_points != 0, ~engaged)
+            .values(engagement_points=0.0)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    return updated + zeroed
 
 
 def rebuild_summary(session: Session) -> int:
@@ -317,4 +322,4 @@ def rebuild_summary(session: Session) -> int:
         .values({column: latest(kind) for kind, column in _LAST.items()})
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount or 0
+    return rows_changed(session.execute(statement))

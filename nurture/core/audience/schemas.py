@@ -11,7 +11,6 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, Wit
 from nurture.core.audience import segments
 from nurture.core.errors import ValidationError
 from nurture.core.inputs import (
-    MAX_ID,
     Email,
     Input,
     OptionalEmail,
@@ -21,6 +20,7 @@ from nurture.core.inputs import (
     problem,
 )
 from nurture.models import AtsEventType
+from nurture.models.base import MAX_ID
 
 # Fields a caller may set, with their longest accepted length (the columns' own).
 TEXT_LIMITS = {
@@ -72,29 +72,25 @@ AwareTime = Annotated[
 class Consent(Input):
     """On what basis the team may mail the candidate, where that came from, and since when."""
 
-    basis: Text(100) = ""
-    source: Text(200) = ""
+    basis: Annotated[str, Text(100)] = ""
+    source: Annotated[str, Text(200)] = ""
     at: AwareTime = None
-
-
-def _text_field(limit: int) -> Any:
-    return Annotated[Text(limit) | None, Field(default=None)]
 
 
 class CandidateIn(Input):
     """A candidate's fields; those left out (or null) keep their stored values on an update."""
 
     email: Email
-    first_name: _text_field(100)
-    last_name: _text_field(100)
+    first_name: Annotated[str, Text(100)] | None = None
+    last_name: Annotated[str, Text(100)] | None = None
     timezone: Annotated[Zone | None, Field(default=None)]
-    location: _text_field(200)
-    role: _text_field(200)
-    stage: _text_field(100)
-    rejection_reason: _text_field(200)
-    strengths: _text_field(5000)
-    source: _text_field(100)
-    recruiter_name: _text_field(200)
+    location: Annotated[str, Text(200)] | None = None
+    role: Annotated[str, Text(200)] | None = None
+    stage: Annotated[str, Text(100)] | None = None
+    rejection_reason: Annotated[str, Text(200)] | None = None
+    strengths: Annotated[str, Text(5000)] | None = None
+    source: Annotated[str, Text(100)] | None = None
+    recruiter_name: Annotated[str, Text(200)] | None = None
     recruiter_email: OptionalEmail | None = None
     skills: Labels | None = None
     tags: Labels | None = None
@@ -169,14 +165,14 @@ def _named(value: str) -> str:
     return value.strip()
 
 
-Name = Annotated[Text(200), AfterValidator(_named)]
+Name = Annotated[Annotated[str, Text(200)], AfterValidator(_named)]
 
 
 class SegmentIn(Input):
     """A named rule tree."""
 
     name: Name
-    description: Text(2000) = ""
+    description: Annotated[str, Text(2000)] = ""
     rules: Rules
 
 
@@ -184,7 +180,7 @@ class SegmentChange(Input):
     """A new name, description or rule tree for a segment; what is left out stays."""
 
     name: Name | None = None
-    description: Text(2000) | None = None
+    description: Annotated[str, Text(2000)] | None = None
     rules: Rules | None = None
 
 

@@ -240,7 +240,7 @@ LAST_ACTIVITY = latest_of(Candidate.last_opened_at, Candidate.last_clicked_at,
                           Candidate.last_replied_at)  # fmt: skip
 
 # The engagement filters are segment rules, so the list and segments agree on what they mean.
-_OPENED_OR_CLICKED = [{"opened": {}}, {"clicked": {}}]
+_OPENED_OR_CLICKED: list[dict[str, Any]] = [{"opened": {}}, {"clicked": {}}]
 _RECENTLY = [{"opened": {"within_days": ENGAGED_DAYS}}, {"clicked": {"within_days": ENGAGED_DAYS}}]
 ENGAGEMENT_RULES: dict[str, dict[str, Any]] = {
     "engaged_30d": {"any": _RECENTLY},
@@ -307,7 +307,7 @@ def build_select(filters: CandidateFilters, now: datetime, *columns: Any) -> Sel
     )
 
 
-def matching_ids(filters: CandidateFilters, now: datetime) -> Select[tuple[int]]:
+def matching_ids(filters: CandidateFilters, now: datetime) -> Select[int]:
     """SELECT the ids of every candidate matching the search and filters."""
     return select(Candidate.id).where(*conditions(filters, now))
 
@@ -431,7 +431,7 @@ _facet_cache: dict[str, tuple[datetime, list[str], list[str]]] = {}
 def facets(session: Session, now: datetime) -> Facets:
     """Tag names, stages and sources that exist, for the filter menus."""
     tags = list(session.scalars(select(Tag.name).order_by(Tag.name).limit(500)))
-    key = str(session.get_bind().url)
+    key = str(session.get_bind().engine.url)
     cached = _facet_cache.get(key)
     if cached is not None and timedelta(0) <= now - cached[0] < FACETS_TTL:
         return Facets(tags, cached[1], cached[2])
@@ -599,7 +599,7 @@ class Timeline:
 
 def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
     """Every message and event of a candidate in time order (the latest ``limit`` of them)."""
-    messages = (
+    messages: Select[*tuple[Any, ...]] = (
         select(
             func.coalesce(Message.sent_at, Message.claimed_at, Message.queued_at).label("at"),
             literal_column("'message'").label("source"),
@@ -622,7 +622,7 @@ def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
         .where(Message.candidate_id == candidate_id)
     )
     about = Message.__table__.alias("about")
-    events = (
+    events: Select[*tuple[Any, ...]] = (
         select(
             Event.created_at,
             literal_column("'event'"),

@@ -86,7 +86,9 @@ def _members(campaign: Campaign, audience: ColumnElement[bool]) -> list[ColumnEl
     ]
 
 
-def _enrol(session: Session, campaign: Campaign, where: list[ColumnElement[bool]], now: datetime):
+def _enrol(
+    session: Session, campaign: Campaign, where: list[ColumnElement[bool]], now: datetime
+) -> None:
     """One enrolment per new member, in flight at once (no next_send_at): the pass sends it."""
     enrol_all(session, campaign.id, select(Candidate.id).where(*where), now, next_send_at=None)
 

@@ -16,7 +16,7 @@ def parse_delay(value: str, field: str = "delay") -> timedelta:
             f"{field} is required", {field: "give an ISO-8601 duration such as P3D or PT30S"}
         )
     try:
-        parsed = isodate.parse_duration(value.strip().upper())
+        parsed: timedelta | isodate.Duration = isodate.parse_duration(value.strip().upper())
     except (isodate.ISO8601Error, ValueError):
         raise ValidationError(
             f"{field} is not an ISO-8601 duration",

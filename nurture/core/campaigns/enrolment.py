@@ -24,7 +24,7 @@ from nurture.models import (
     Reentry,
     Tag,
 )
-from nurture.models.base import UTCDateTime
+from nurture.models.base import UTCDateTime, rows_changed
 from nurture.models.candidates import candidate_tags
 
 
@@ -92,7 +92,7 @@ def group_campaign(session: Session, candidate: Candidate, campaign: Campaign) -
     )
 
 
-def _tag_entrants(campaign: Campaign):  # noqa: ANN202 - a select of candidate ids
+def _tag_entrants(campaign: Campaign) -> Select[int]:
     """Active candidates with the campaign's entry tag and no active enrolment in it."""
     already = select(Enrolment.candidate_id).where(
         Enrolment.campaign_id == campaign.id, Enrolment.status == EnrolmentStatus.ACTIVE
@@ -114,13 +114,13 @@ def count_tag_entrants(session: Session, campaign: Campaign) -> int:
     """How many candidates activating a tag-entry campaign would enrol now."""
     if campaign.entry_type != EntryType.TAG or not campaign.entry_value:
         return 0
-    return session.scalar(select(func.count()).select_from(_tag_entrants(campaign).subquery()))
+    return session.scalar(select(func.count()).select_from(_tag_entrants(campaign).subquery())) or 0
 
 
 def enrol_all(
     session: Session,
     campaign_id: int,
-    candidate_ids: Select,
+    candidate_ids: Select[int],
     now: datetime,
     next_send_at: datetime | None,
 ) -> int:
@@ -152,10 +152,10 @@ def enrol_all(
         # SQLAlchemy 2.1 reports INSERT … SELECT row counts only when asked to keep them.
         .execution_options(preserve_rowcount=True)
     )
-    return max(result.rowcount or 0, 0)
+    return rows_changed(result)
 
 
-def queue_messages(session: Session, rows: Select, now: datetime) -> int:
+def queue_messages(session: Session, rows: Select[int, int, int, int], now: datetime) -> int:
     """Queue one message per row of ``rows`` in one INSERT … SELECT; returns how many it made.
 
     ``rows`` selects (candidate id, campaign id, step id, enrolment id); a message that exists
@@ -193,7 +193,7 @@ def queue_messages(session: Session, rows: Select, now: datetime) -> int:
         .on_conflict_do_nothing()
         .execution_options(preserve_rowcount=True)
     )
-    return max(result.rowcount or 0, 0)
+    return rows_changed(result)
 
 
 def enrol_tag_entrants(session: Session, campaign: Campaign, now: datetime) -> int:

@@ -29,10 +29,10 @@ from nurture.models import (
     ExitRule,
     Segment,
 )
-from nurture.models.base import UTCDateTime
+from nurture.models.base import UTCDateTime, rows_changed
 
 # Which candidates a check is limited to: ids, a select of ids, or None for everyone.
-Only = Collection[int] | Select | None
+Only = Collection[int] | Select[int] | None
 
 
 # --- entry filters and re-entry (pure) ---------------------------------------------------------
@@ -162,7 +162,7 @@ def _exit(session: Session, where: list[ColumnElement[bool]], reason: str, now: 
         .values(status=EnrolmentStatus.EXITED, exit_reason=reason, next_send_at=None, ended_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rows_changed(result)
 
 
 def exit_left_segment(

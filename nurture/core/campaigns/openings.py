@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     Float,
+    Select,
     and_,
     case,
     cast,
@@ -23,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import Text
 
 from nurture.core.addresses import normalise_email, suppressed_among
@@ -120,7 +122,7 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _skill_elements(session: Session):  # noqa: ANN202 - a table-valued function
+def _skill_elements(session: Session) -> TableValuedAlias:
     """The candidate's skills as rows of a column named ``value``."""
     if _dialect(session) == "postgresql":
         return func.jsonb_array_elements_text(Candidate.skills).table_valued("value")
@@ -193,7 +195,7 @@ def _score_columns(session: Session, job: Opening, now: datetime) -> dict[str, C
     if region and region.lower() != city.lower():
         place_cases.append((_contains(Candidate.location, region), REGION_POINTS))
     if job.remote:
-        place = literal(REMOTE_POINTS)
+        place: ColumnElement[Any] = literal(REMOTE_POINTS)
         if place_cases:
             place = case(*place_cases, else_=REMOTE_POINTS)
     else:
@@ -245,9 +247,9 @@ def _place_reason(job: Opening, row: Any) -> str:
     return ""
 
 
-def _ranked(  # noqa: ANN202 - a select
+def _ranked(
     session: Session, job: Opening, where: list[ColumnElement[bool]], now: datetime
-):
+) -> Select[Any]:
     parts = _score_columns(session, job, now)
     return (
         select(
@@ -430,7 +432,7 @@ def review_list(session: Session, job: Opening) -> list[Any]:
     )
 
 
-def _to_enrol(session: Session, job: Opening, campaign_id: int, now: datetime):  # noqa: ANN202
+def _to_enrol(session: Session, job: Opening, campaign_id: int, now: datetime) -> Select[int]:
     """Reviewed, kept, still-eligible matches who were never enrolled in this alert."""
     return (
         select(OpeningMatch.candidate_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -25,7 +25,7 @@ from pydantic import (
 
 from nurture.core import settings as core_settings
 from nurture.core.campaigns.durations import parse_delay
-from nurture.core.campaigns.timing import CATEGORIES, DAYS, parse_schedule
+from nurture.core.campaigns.timing import CATEGORIES, DAYS, Day, parse_schedule
 from nurture.core.content import templates as template_service
 from nurture.core.errors import ValidationError
 from nurture.core.inputs import (
@@ -97,9 +97,9 @@ class SendWindow(Input):
 
     model_config = _FORBID
 
-    days: Annotated[list[Literal[DAYS]], BeforeValidator(_days), Field(min_length=1)] | None = None
-    start: Matching(r"([01]\d|2[0-3]):[0-5]\d", _TIME) | None = None
-    end: Matching(r"([01]\d|2[0-3]):[0-5]\d|24:00", _TIME) | None = None
+    days: Annotated[list[Day], BeforeValidator(_days), Field(min_length=1)] | None = None
+    start: Annotated[str, Matching(r"([01]\d|2[0-3]):[0-5]\d", _TIME)] | None = None
+    end: Annotated[str, Matching(r"([01]\d|2[0-3]):[0-5]\d|24:00", _TIME)] | None = None
 
     @classmethod
     def across(cls, data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
@@ -122,8 +122,12 @@ class EntryFilter(Input):
 
     model_config = _FORBID
 
-    rejection_reasons: Annotated[list[Text(200)], BeforeValidator(names(_LISTED))] | None = None
-    stages: Annotated[list[Text(100)], BeforeValidator(names(_LISTED))] | None = None
+    rejection_reasons: (
+        Annotated[list[Annotated[str, Text(200)]], BeforeValidator(names(_LISTED))] | None
+    ) = None
+    stages: Annotated[list[Annotated[str, Text(100)]], BeforeValidator(names(_LISTED))] | None = (
+        None
+    )
     delay: OptionalDuration | None = None
 
     def stored(self) -> dict[str, Any]:
@@ -137,7 +141,7 @@ def _tag(value: str) -> str:
     return value.strip().lower()
 
 
-Tag = Annotated[Text(100), AfterValidator(_tag)]
+Tag = Annotated[Annotated[str, Text(100)], AfterValidator(_tag)]
 
 
 def _chosen(value: Any) -> Any:
@@ -171,10 +175,21 @@ class Audience(Input):
         return EntryType.TAG, str(self.tag)
 
 
+_CONDITIONS = ("", *(c.value for c in StepCondition))
+if TYPE_CHECKING:  # the literals are built from the enums, which a type checker cannot follow
+    Condition = str
+    Rejected = str
+    Category = str
+else:
+    Condition = Literal[_CONDITIONS]
+    Rejected = Literal[AtsEventType.REJECTED.value]
+    Category = Literal[("", *CATEGORIES)]
+
+
 class Entry(Audience):
     """How candidates enter a drip: a segment, a tag, or a rejection in the ATS."""
 
-    ats_event: Literal[AtsEventType.REJECTED.value] | None = None
+    ats_event: Rejected | None = None
 
     def entry(self) -> tuple[str, str]:
         """(entry type, entry value) as campaigns store them."""
@@ -186,12 +201,11 @@ class Entry(Audience):
 class Sender(Input):
     """Who the mail is from; with ``use_recruiter`` the candidate's recruiter, when known."""
 
-    name: Text(200) = ""
+    name: Annotated[str, Text(200)] = ""
     email: OptionalEmail = ""
     use_recruiter: bool = True
 
 
-_CONDITIONS = ("", *(c.value for c in StepCondition))
 # Starters that are a recruiter's personal note: their steps are personal mail by default.
 PERSONAL_TEMPLATES = ("rejection_followup",)
 
@@ -200,14 +214,14 @@ class StepIn(Input):
     """One mail: its delay after the previous one, and a template name or its own HTML."""
 
     delay: Duration = "PT0S"
-    subject: Text(2000) = ""
-    template: Text(200) = ""
-    html: Text(1_000_000) = ""
-    text: Text(1_000_000) = ""
-    condition: Literal[_CONDITIONS] | None = Field(
+    subject: Annotated[str, Text(2000)] = ""
+    template: Annotated[str, Text(200)] = ""
+    html: Annotated[str, Text(1_000_000)] = ""
+    text: Annotated[str, Text(1_000_000)] = ""
+    condition: Condition | None = Field(
         default="", description="only send if the previous mail was (not) opened or clicked"
     )
-    category: Literal[("", *CATEGORIES)] = Field(
+    category: Category = Field(
         default="",
         description="personal mail (a recruiter's note) is never held by the frequency cap; "
         "left out: personal for the rejection follow-up starter, regular otherwise",
@@ -267,6 +281,7 @@ def _no_segment(value: Any) -> Any:
 
 # Campaigns that share a group never run for the same candidate at once.
 ExclusiveGroup = Annotated[
+    str,
     Matching(
         r"|[a-z0-9][a-z0-9_-]{0,59}",
         "letters, digits, - and _ (at most 60), e.g. rejection-follow-up",
@@ -284,9 +299,9 @@ def _name(value: str) -> str:
 class CampaignIn(Input):
     """A campaign: a drip (by default), a broadcast or a job alert, stored as a draft."""
 
-    name: Annotated[Text(200), AfterValidator(_name)]
+    name: Annotated[Annotated[str, Text(200)], AfterValidator(_name)]
     kind: CampaignKind = CampaignKind.DRIP
-    description: Text(2000) = ""
+    description: Annotated[str, Text(2000)] = ""
     entry: Entry | None = None
     steps: Annotated[list[StepIn], Field(min_length=1)]
     sender: Sender | None = None
@@ -318,7 +333,7 @@ class CampaignIn(Input):
     local_time: bool | None = None
     scheduled_at: (
         Annotated[
-            Text(64),
+            Annotated[str, Text(64)],
             Field(
                 description="A broadcast's time, ISO-8601 with an offset; with local_time, a "
                 "wall-clock time read in each candidate's zone",
@@ -411,13 +426,13 @@ class BroadcastIn(Input):
 
     model_config = _FORBID
 
-    name: Text(200)
+    name: Annotated[str, Text(200)]
     audience: Audience
-    template: Text(200) = ""
-    html: Text(1_000_000) = ""
-    text: Text(1_000_000) = ""
-    subject: Text(2000) = ""
-    scheduled_at: Text(64) | None = None
+    template: Annotated[str, Text(200)] = ""
+    html: Annotated[str, Text(1_000_000)] = ""
+    text: Annotated[str, Text(1_000_000)] = ""
+    subject: Annotated[str, Text(2000)] = ""
+    scheduled_at: Annotated[str, Text(64)] | None = None
     local_time: bool | None = None
     topic: Topic | None = None
     sender: Sender | None = None
@@ -471,15 +486,19 @@ def _title(value: str) -> str:
 class OpeningIn(Input):
     """A role that opened: candidates are matched on its skills, role family and place."""
 
-    title: Annotated[Text(200), AfterValidator(_title)]
-    role_family: Annotated[Text(100), AfterValidator(lambda v: v.strip().lower())] = ""
+    title: Annotated[Annotated[str, Text(200)], AfterValidator(_title)]
+    role_family: Annotated[
+        Annotated[str, Text(100)], AfterValidator(lambda v: v.strip().lower())
+    ] = ""
     skills: Annotated[
         list[str], BeforeValidator(_skills), Field(min_length=1, max_length=MAX_SKILLS)
     ]
-    location: Annotated[Text(200), AfterValidator(str.strip)] = ""
+    location: Annotated[Annotated[str, Text(200)], AfterValidator(str.strip)] = ""
     remote: bool = False
-    url: Annotated[Text(2000), AfterValidator(_url), Field(json_schema_extra={"format": "uri"})]
-    summary: Annotated[Text(5000), AfterValidator(str.strip)] = ""
+    url: Annotated[
+        Annotated[str, Text(2000)], AfterValidator(_url), Field(json_schema_extra={"format": "uri"})
+    ]
+    summary: Annotated[Annotated[str, Text(5000)], AfterValidator(str.strip)] = ""
 
     @classmethod
     def across(cls, data: Mapping[str, Any]) -> list[tuple[Loc, str]]:

@@ -44,7 +44,7 @@ from nurture.models import (
     Segment,
     Step,
 )
-from nurture.models.base import MAX_ID
+from nurture.models.base import MAX_ID, rows_changed
 
 # The group rejection drips share by default: one follow-up per rejection.
 REJECTION_GROUP = "rejection-follow-up"
@@ -175,7 +175,7 @@ def campaign_stats(session: Session, campaign: Campaign) -> list[dict[str, Any]]
         .where(Message.campaign_id == campaign.id)
         .group_by(Message.step_id, Event.kind)
     )
-    kinds = {kind: name for name, kind in STAT_EVENTS.items()}
+    kinds: dict[str, str] = {kind: name for name, kind in STAT_EVENTS.items()}
     for step_id, kind, count in event_counts:
         if kind in kinds:
             rows[step_id][kinds[kind]] = count
@@ -699,14 +699,14 @@ def archive_campaign(session: Session, campaign: Campaign, now: datetime) -> int
         .values(
             status=EnrolmentStatus.EXITED, exit_reason="archived", next_send_at=None, ended_at=now
         )
-    ).rowcount
+    )
     # Claims only take mail of active campaigns, so these would otherwise wait forever.
     session.execute(
         update(Message)
         .where(Message.campaign_id == campaign.id, Message.state == MessageState.QUEUED)
         .values(state=MessageState.SKIPPED, error="campaign archived")
     )
-    return ended or 0
+    return rows_changed(ended)
 
 
 def apply_action(

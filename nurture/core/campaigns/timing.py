@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nurture.core.errors import ValidationError
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = get_args(Day)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def parse_cap(value: Any, field: str = "frequency_cap") -> Cap | None:
         raise ValidationError(
             f"{field} is not valid", {field: "mails and days must be whole numbers above 0"}
         )
+    assert isinstance(mails, int) and isinstance(days, int)  # checked above
     return Cap(mails, days)
 
 

@@ -34,7 +34,8 @@ def topic_allows(topic: str) -> ColumnElement[bool]:
     if topic not in set(Topic):
         return true()
     # JSON true/false on both backends; a missing key (NULL) is "subscribed", so IS NOT false.
-    return Candidate.topics[topic].as_boolean().is_not(False)
+    allows: ColumnElement[bool] = Candidate.topics[topic].as_boolean().is_not(False)
+    return allows
 
 
 def set_topics(candidate: Candidate, wanted: set[str], now: datetime) -> None:

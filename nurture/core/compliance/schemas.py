@@ -3,11 +3,11 @@ address whose suppression is looked up."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from nurture.core.compliance.suppressions import DEFAULT_REASON, MAX_ADDRESSES, REASONS
+from nurture.core.compliance.suppressions import DEFAULT_REASON, MAX_ADDRESSES, Reason
 from nurture.core.inputs import Email, Input, problem
 
 
@@ -32,7 +32,7 @@ class SuppressionsIn(Input):
         AfterValidator(_some),
         Field(min_length=1, max_length=MAX_ADDRESSES),
     ]
-    reason: Literal[REASONS] = Field(default=DEFAULT_REASON)
+    reason: Reason = Field(default=DEFAULT_REASON)
 
 
 class SuppressionQuery(Input):

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -32,8 +32,9 @@ from nurture.core.errors import ValidationError
 from nurture.models import Candidate, CandidateStatus, Suppression
 
 # What an operator may give as the reason; the others (erased) come from nurture itself.
-REASONS = ("unsubscribed", "bounced", "complained", "manual")
-DEFAULT_REASON = "manual"
+Reason = Literal["unsubscribed", "bounced", "complained", "manual"]
+REASONS: tuple[Reason, ...] = get_args(Reason)
+DEFAULT_REASON: Reason = "manual"
 # The order reasons are counted in; any other stored reason follows alphabetically.
 COUNT_ORDER = (*REASONS, "erased")
 # One request's worth: beyond this, the caller splits the list.

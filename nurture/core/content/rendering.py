@@ -142,7 +142,7 @@ class TemplateLibrary:
         self._text_env = _environment(autoescape=False)
         self._text_env.loader = jinja2.FileSystemLoader(str(self.directory))
         self._cache: OrderedDict[str, CompiledTemplate] = OrderedDict()
-        self._by_source: OrderedDict[tuple, CompiledTemplate] = OrderedDict()
+        self._by_source: OrderedDict[tuple[Any, ...], CompiledTemplate] = OrderedDict()
         self._layout_paths = sorted(self.directory.glob("layout*"))
         self._lock = threading.Lock()
         self.compilations = 0  # how often premailer ran; the benchmark and tests read it

@@ -481,7 +481,9 @@ def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     return bounded
 
 
-def _check_str_method(owner: str, name: str, args: tuple, kwargs: dict) -> tuple:
+def _check_str_method(
+    owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
     """Estimate what a string method would make before it makes it; returns the arguments."""
     what = f"str.{name}"
     if name in ("center", "ljust", "rjust", "zfill") and args:
@@ -537,7 +539,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     def __init__(self, **options: Any) -> None:
         options.setdefault("finalize", finalize)
         super().__init__(**options)
-        self.concat = bounded_concat  # type: ignore[assignment]
+        self.concat = bounded_concat  # type: ignore[method-assign]
         self.join_str = _join_str
         self.join_markup = _join_markup
         self.globals["range"] = _bounded_range

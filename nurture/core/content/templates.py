@@ -142,7 +142,7 @@ class Variable:
 # --- resolving templates by name -------------------------------------------------------------
 
 
-def sources_from(session: Session | scoped_session) -> Sources:
+def sources_from(session: Session | scoped_session[Session]) -> Sources:
     """The ``TemplateLibrary.sources`` hook: an admin-edited template's parts by name."""
 
     def lookup(name: str) -> tuple[str, str | None, str] | None:

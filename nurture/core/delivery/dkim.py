@@ -182,9 +182,8 @@ class DkimSigner:
         )
         signature = self._key.sign(digest.digest(), _PADDING, _PREHASHED)
         fields[-1] = (b"b", base64.b64encode(signature))
-        return (
-            _HEADER + b": " + dkim.fold(_join(fields) + _CRLF, namelen=len(_HEADER), linesep=_CRLF)
-        )
+        folded: bytes = dkim.fold(_join(fields) + _CRLF, namelen=len(_HEADER), linesep=_CRLF)
+        return _HEADER + b": " + folded
 
 
 def parse_key(private_pem: str | bytes) -> rsa.RSAPrivateKey:
@@ -270,7 +269,8 @@ def _relaxed_body(body: bytes) -> bytes:
     body = body.replace(b"\t", b" ")
     while b"  " in body:
         body = body.replace(b"  ", b" ")
-    return correct_empty_body(strip_trailing_lines(body.replace(b" \r\n", _CRLF)))
+    relaxed: bytes = correct_empty_body(strip_trailing_lines(body.replace(b" \r\n", _CRLF)))
+    return relaxed
 
 
 def _join(fields: list[tuple[bytes, bytes]]) -> bytes:

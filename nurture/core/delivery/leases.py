@@ -22,13 +22,14 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Double, delete, insert, select, update
+from sqlalchemy import Double, Select, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from nurture.models import WorkerHeartbeat
+from nurture.models.base import rows_changed
 
 
 class db_epoch(FunctionElement[float]):  # noqa: N801 - reads as a SQL function
@@ -96,7 +97,7 @@ class Lease:
         found = connection.execute(
             update(WorkerHeartbeat).where(WorkerHeartbeat.name == self.name).values(**values)
         )
-        if not found.rowcount:
+        if not rows_changed(found):
             connection.execute(
                 insert(WorkerHeartbeat).values(
                     name=self.name,
@@ -123,7 +124,7 @@ class Lease:
             self._renewed = None
 
 
-def live_workers(lease_seconds: float):  # noqa: ANN201 - a SELECT of names
+def live_workers(lease_seconds: float) -> Select[str]:
     """The names of workers whose heartbeat is younger than the lease, by the database's clock."""
     return select(WorkerHeartbeat.name).where(
         WorkerHeartbeat.beat_at > db_epoch() - float(lease_seconds)
@@ -137,4 +138,4 @@ def forget_dead_workers(session: Session, older_than_seconds: float = 86400.0) -
             WorkerHeartbeat.beat_at < db_epoch() - float(older_than_seconds)
         )
     )
-    return result.rowcount or 0
+    return rows_changed(result)

@@ -21,6 +21,7 @@ from nurture.models import (
     MessageState,
     Step,
 )
+from nurture.models.base import rows_changed
 
 # Hands batches of message ids to the queue, all of them or (raising) none.
 Enqueue = Callable[[Sequence[Sequence[int]]], None]
@@ -81,7 +82,7 @@ def create_due_messages(session: Session, now: datetime, batch_size: int = 5000)
             .values(status=EnrolmentStatus.COMPLETED, ended_at=now)
             .execution_options(preserve_rowcount=True)
         )
-        completed += max(finished.rowcount or 0, 0)
+        completed += rows_changed(finished)
         session.execute(update(Enrolment).where(Enrolment.id.in_(due)).values(next_send_at=None))
         session.commit()
     return created, completed
@@ -103,7 +104,7 @@ def recover_stuck(session: Session, now: datetime, stuck_after: timedelta) -> in
         .values(state=MessageState.QUEUED, enqueued_at=None)
     )
     session.commit()
-    return result.rowcount or 0
+    return rows_changed(result)
 
 
 def recover_orphans(session: Session, lease_seconds: float) -> int:
@@ -124,7 +125,7 @@ def recover_orphans(session: Session, lease_seconds: float) -> int:
     )
     forget_dead_workers(session)
     session.commit()
-    return result.rowcount or 0
+    return rows_changed(result)
 
 
 def messages_to_enqueue(
@@ -159,7 +160,7 @@ def forget_jobs(session: Session) -> int:
         .values(enqueued_at=None)
     )
     session.commit()
-    return result.rowcount or 0
+    return rows_changed(result)
 
 
 def mark_enqueued(session: Session, message_ids: Sequence[int], now: datetime) -> None:

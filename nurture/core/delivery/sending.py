@@ -49,6 +49,7 @@ from nurture.models import (
     Step,
     StepCondition,
 )
+from nurture.models.base import rows_changed
 
 log = logging.getLogger(__name__)
 
@@ -771,7 +772,7 @@ def _unclaim(session: Session, message_ids: list[int], owner: str | None) -> int
             attempts=Message.attempts - 1,
         )
     )
-    return result.rowcount or 0
+    return rows_changed(result)
 
 
 def _keep_current(session: Session, sender: Sender, batch: Batch, index: int) -> None:
@@ -867,7 +868,7 @@ def _hold(session: Session, message_ids: Iterable[int], until: datetime) -> int:
         .values(retry_at=until, enqueued_at=None)
     )
     session.commit()
-    return result.rowcount or 0
+    return rows_changed(result)
 
 
 def _release(
@@ -887,4 +888,4 @@ def _release(
         )
     )
     session.commit()
-    return result.rowcount or 0
+    return rows_changed(result)

@@ -119,7 +119,7 @@ def classify(raw: bytes) -> Inbound:
         subject=_text(msg.get("Subject")),
         sender=_address(_text(msg.get("From"))),
     )
-    report_type = (msg.get_param("report-type", header="content-type") or "").lower()
+    report_type = str(msg.get_param("report-type", header="content-type") or "").lower()
     if msg.get_content_type() == "multipart/report" and report_type == "feedback-report":
         _read_feedback_report(msg, found)
         return found

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from imap_tools import (
@@ -86,7 +87,7 @@ class Fetched:
 class _RawMessage(ImapMessage):
     """imap-tools' message, keeping the exact bytes the server sent."""
 
-    def __init__(self, fetch_data: list) -> None:
+    def __init__(self, fetch_data: list[Any]) -> None:
         super().__init__(fetch_data)
         self.raw = self._get_message_data_parts(fetch_data)[0]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Subquery,
     and_,
     case,
     func,
@@ -42,7 +43,7 @@ NO_CAMPAIGN = "No campaign matched"
 NO_RECRUITER = "No recruiter"
 
 
-class seconds_between(FunctionElement):  # noqa: N801 - used like a SQL function
+class seconds_between(FunctionElement[float]):  # noqa: N801 - used like a SQL function
     """``later - earlier`` in seconds, in each database's own arithmetic."""
 
     type = Float()
@@ -119,7 +120,7 @@ def _first_mail() -> ColumnElement[Any]:
     )
 
 
-def _rejections(since: datetime):  # noqa: ANN202 - a subquery
+def _rejections(since: datetime) -> Subquery:
     """One row per rejection since ``since``: its groups, wait (NULL until mailed), age."""
     first = _first_mail()
     return (
@@ -181,7 +182,9 @@ def _hours(seconds: Any) -> float | None:
     return None if seconds is None else round(float(seconds) / 3600, 1)
 
 
-def _grouped(session: Session, rejections, key, now: datetime, target: float) -> list[Row]:  # noqa: ANN001
+def _grouped(
+    session: Session, rejections: Subquery, key: Any, now: datetime, target: float
+) -> list[Row]:
     """Counts and nearest-rank p50/p95 of the wait per value of ``key`` (None: everyone)."""
     limit = target * 3600
     now_value = literal(now, UTCDateTime())

@@ -4,11 +4,12 @@ and the numbers (referrals per campaign, per referrer, hires from referrals) cou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import ColumnElement, Row, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from nurture.core.tokens import BadToken, Tokens
@@ -142,7 +143,8 @@ class Totals:
         }
 
 
-def _counts():  # noqa: ANN202 - the aggregate columns every breakdown shares
+def _counts() -> tuple[ColumnElement[Any], ...]:
+    """The aggregate columns every breakdown shares."""
     return (
         func.count(Referral.id),
         func.sum(case((Referral.state.in_(JOINED), 1), else_=0)),
@@ -169,9 +171,9 @@ def _link_clicks(session: Session, since: datetime, base_url: str) -> dict[int |
 
 def totals(session: Session, since: datetime, base_url: str) -> Totals:
     """Link clicks, referrals, joined, awaiting and hired since ``since``."""
-    n, joined, awaiting, hired = session.execute(
-        select(*_counts()).where(Referral.created_at >= since)
-    ).one()
+    n, joined, awaiting, hired = tuple(
+        session.execute(select(*_counts()).where(Referral.created_at >= since)).one()
+    )
     clicks = sum(_link_clicks(session, since, base_url).values())
     return Totals(clicks, n or 0, int(joined or 0), int(awaiting or 0), int(hired or 0))
 
@@ -263,7 +265,9 @@ def per_referrer(session: Session, since: datetime, limit: int = 20) -> list[Bre
     ]
 
 
-def recent(session: Session, limit: int = 50, state: str = ""):  # noqa: ANN201 - rows
+def recent(
+    session: Session, limit: int = 50, state: str = ""
+) -> Sequence[Row[Referral, Candidate, Candidate, str]]:
     """The latest referrals with referrer, referred person and campaign names."""
     referrer = aliased(Candidate)
     referred = aliased(Candidate)

@@ -16,7 +16,7 @@ from typing import Any
 
 import html2text
 from mailparser_reply import EmailReplyParser
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from nurture.core.webhooks.events import emit
@@ -60,13 +60,13 @@ def _plain_text(msg: email.message.EmailMessage) -> str:
         converter.body_width = 0
         converter.ignore_images = True
         content = converter.handle(content)
-    return content.replace("\r\n", "\n").strip()
+    return str(content).replace("\r\n", "\n").strip()
 
 
 def read_reply(raw: bytes) -> ReplyText:
     """Split a reply into its whole text and the part newly written (quotes, signature cut)."""
     msg = email.message_from_bytes(raw, policy=email.policy.default)
-    body = _plain_text(msg)[:TEXT_LIMIT]  # type: ignore[arg-type]
+    body = _plain_text(msg)[:TEXT_LIMIT]
     latest = body
     try:
         parsed = EmailReplyParser(languages=LANGUAGES).read(text=body)
@@ -174,7 +174,11 @@ def conversation(session: Session, reply: Reply, limit: int = CONVERSATION) -> l
         .order_by(Reply.received_at.desc(), Reply.id.desc())
         .limit(limit)
     ).all()
-    turns = [Turn(at, "us", subject or "(no subject)", campaign=name) for at, subject, name in sent]
+    turns = [
+        Turn(at, "us", subject or "(no subject)", campaign=name)
+        for at, subject, name in sent
+        if at is not None
+    ]
     turns += [Turn(r.received_at, "them", r.subject, r.latest, reply_id=r.id) for r in answers]
     turns.sort(key=lambda t: (t.at, t.who == "them"))
     return turns[-limit:]
@@ -203,7 +207,7 @@ def _when(at: datetime) -> str:
 
 def forward_mime(
     reply: Reply,
-    candidate: Candidate,
+    candidate: Candidate | None,
     turns: list[Turn],
     settings: ForwardSettings,
     answered: Message | None,
@@ -216,7 +220,7 @@ def forward_mime(
     so answering it writes to them; it threads under their reply, and the mail as they sent it
     is attached whole.
     """
-    name = reply.from_name or candidate.full_name or reply.from_address
+    name = reply.from_name or (candidate and candidate.full_name) or reply.from_address
     link = f"{settings.base_url}/admin/replies/{reply.id}"
     about = f"“{answered.subject}”" if answered is not None and answered.subject else "our mail"
     lines = [
@@ -290,13 +294,13 @@ def forward_mime(
 
 def inbox_counts(session: Session) -> dict[str, int]:
     """Replies by state, for the inbox's tabs and the navigation badge."""
-    counts = dict.fromkeys(ReplyState, 0)
+    counts: dict[str, int] = dict.fromkeys(ReplyState, 0)
     for state, n in session.execute(select(Reply.state, func.count()).group_by(Reply.state)):
         counts[state] = n
     return counts
 
 
-def inbox_query(state: str = ReplyState.OPEN):  # noqa: ANN201 - a select of (Reply, Candidate)
+def inbox_query(state: str = ReplyState.OPEN) -> Select[Reply, Candidate]:
     """The inbox, newest first: open ones by default, "handled", or "" for all."""
     query = select(Reply, Candidate).join(Candidate, Candidate.id == Reply.candidate_id)
     if state:

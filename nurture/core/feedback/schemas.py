@@ -1,14 +1,16 @@
 """What feedback takes in over HTTP: bounces and complaints a provider reports (one report,
-or a list of up to MAX_REPORTS)."""
+or a list of up to MAX_REPORTS); the API's referral, reply-inbox and promptness inputs."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, RootModel, TypeAdapter, model_validator
+from pydantic import AfterValidator, Field, RootModel, TypeAdapter, model_validator
 
 from nurture.core.feedback.inbound import MESSAGE_ID
-from nurture.core.inputs import Email, Input, Matching, Text
+from nurture.core.feedback.promptness import TARGET_RANGE
+from nurture.core.inputs import Email, Id, Input, Matching, Text, problem
+from nurture.models import ReferralState
 
 MAX_REPORTS = 1000
 
@@ -20,12 +22,15 @@ class BounceReport(Input):
     email: Email
     bounce_type: Literal["hard", "soft"] = "hard"
     message_id: (
-        Matching(
-            MESSAGE_ID.pattern, "must be a Message-ID such as <abc@example.com>", max_length=998
-        )
+        Annotated[
+            str,
+            Matching(
+                MESSAGE_ID.pattern, "must be a Message-ID such as <abc@example.com>", max_length=998
+            ),
+        ]
         | None
     ) = None
-    diagnostic: Text(10_000) = ""
+    diagnostic: Annotated[str, Text(10_000)] = ""
 
 
 _ONE = TypeAdapter(BounceReport)
@@ -56,3 +61,60 @@ class BounceReports(
     def many(self) -> bool:
         """Whether a list was sent (and a list of results is answered)."""
         return isinstance(self.root, list)
+
+
+# --- referrals, replies and rejection promptness over the API ----------------------------------
+
+
+class ReferralStatsQuery(Input):
+    """The window of the referral numbers: the last ``days`` days (90 by default)."""
+
+    days: Annotated[int, Field(ge=1, le=3650)] = 90
+
+
+class PromptnessQuery(Input):
+    """The window of the promptness report: the last ``days`` days (30 by default)."""
+
+    days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+class ReferralLinkIn(Input):
+    """Whose referral page, and for which job opening (none: for any role)."""
+
+    candidate_id: Id
+    opening_id: Id | None = None
+
+
+class ReferralsQuery(Input):
+    """Which referrals the list shows: those in ``state``, or all."""
+
+    state: ReferralState | None = None
+
+
+class InboxQuery(Input):
+    """Which replies the inbox shows: open ones (the default), handled ones, or all."""
+
+    # ReplyState's values, and "all".
+    state: Literal["open", "handled", "all"] = "open"
+
+    @property
+    def reply_state(self) -> str:
+        """The state to narrow the inbox to, or "" for all."""
+        return "" if self.state == "all" else self.state
+
+
+def _within_target(hours: float) -> float:
+    low, high = TARGET_RANGE
+    if not low <= hours <= high:  # NaN too: it is in no range
+        raise problem("range", f"must be between {low} and {high} hours")
+    return hours
+
+
+class TargetIn(Input):
+    """The team's target from a rejection to the first mail, in hours."""
+
+    hours: Annotated[
+        float,
+        Field(json_schema_extra={"minimum": TARGET_RANGE[0], "maximum": TARGET_RANGE[1]}),
+        AfterValidator(_within_target),
+    ]

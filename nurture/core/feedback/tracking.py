@@ -7,9 +7,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import Table, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from nurture.core.audience import engagement
@@ -78,7 +78,7 @@ class Tracked(Protocol):
 
 
 # Built once: a tracking hit is the hottest path there is.
-_INSERT_EVENT = Event.__table__.insert()
+_INSERT_EVENT = cast(Table, Event.__table__).insert()
 
 
 def _is_machine(kind: str, user_agent: str, sent_at: datetime | None, now: datetime) -> bool:

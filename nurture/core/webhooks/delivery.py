@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.core.webhooks.events import configured_endpoint, redacted
+from nurture.models.base import rows_changed
 from nurture.models.webhooks import DeliveryState, WebhookDelivery, WebhookEndpoint
 
 SIGNATURE_HEADER = "X-Nurture-Signature"
@@ -65,7 +66,8 @@ class Policy:
 
     def delay(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failed try."""
-        return min(self.base * (2 ** max(attempts - 1, 0)), self.cap)
+        wait: timedelta = self.base * (2 ** max(attempts - 1, 0))
+        return min(wait, self.cap)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -83,7 +85,7 @@ def requeue_stuck(session: Session, now: datetime, policy: Policy) -> int:
         )
         .values(state=DeliveryState.PENDING, next_attempt_at=now)
     )
-    return result.rowcount or 0
+    return rows_changed(result)
 
 
 def claim_due(session: Session, now: datetime, limit: int = 100) -> list[int]:
@@ -223,9 +225,9 @@ class LogFilter:
     endpoint_id: int | None = None
 
 
-def log_query(filters: LogFilter):  # noqa: ANN201 - a select of deliveries, newest first
+def log_query(filters: LogFilter) -> Select[WebhookDelivery]:
     """The delivery log, newest first, narrowed by ``filters``."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if filters.state:
         conditions.append(WebhookDelivery.state == filters.state)
     if filters.event_type:

@@ -1,22 +1,19 @@
-"""The webhook endpoints the team registers in the admin or the API, checked field by field."""
+"""The webhook endpoints the team registers in the admin or the API (checked by the models of
+``webhooks.schemas``), their delivery counts, and how the API shows them."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nurture.core.errors import NotFound, ValidationError
+from nurture.core.errors import NotFound
 from nurture.core.webhooks.events import EVENT_TYPES
+from nurture.core.webhooks.schemas import EndpointChange, EndpointIn
 from nurture.models.webhooks import DeliveryState, WebhookDelivery, WebhookEndpoint
-
-URL_LENGTH = 2000
-SECRET_MIN = 16
-SECRET_MAX = 200
 
 
 def new_secret() -> str:
@@ -24,74 +21,14 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def validate_endpoint(data: Any, *, partial: bool = False) -> dict[str, Any]:
-    """Check an endpoint's fields, all problems at once; returns the clean values.
-
-    With ``partial`` (an update) only the fields present are checked.
-    """
-    if not isinstance(data, dict):
-        raise ValidationError("the body must be a JSON object", {"body": "expected an object"})
-    errors: dict[str, str] = {}
-    clean: dict[str, Any] = {}
-    if "url" in data or not partial:
-        url = data.get("url")
-        if not isinstance(url, str) or not url.strip():
-            errors["url"] = "is required: the https:// address that receives the events"
-        else:
-            url = url.strip()
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                errors["url"] = "must be an http:// or https:// URL with a host"
-            elif len(url) > URL_LENGTH:
-                errors["url"] = f"must be at most {URL_LENGTH} characters"
-            else:
-                clean["url"] = url
-    if data.get("secret") not in (None, ""):
-        secret = data["secret"]
-        if not isinstance(secret, str):
-            errors["secret"] = "must be a string"
-        elif not SECRET_MIN <= len(secret.strip()) <= SECRET_MAX:
-            errors["secret"] = f"must be {SECRET_MIN} to {SECRET_MAX} characters"
-        else:
-            clean["secret"] = secret.strip()
-    if "events" in data and data["events"] is not None:
-        events = data["events"]
-        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-            errors["events"] = "must be a list of event types"
-        else:
-            unknown = sorted(set(events) - set(EVENT_TYPES))
-            if unknown:
-                known = ", ".join(EVENT_TYPES)
-                errors["events"] = f"unknown: {', '.join(unknown)}; known: {known}"
-            else:
-                clean["events"] = [e for e in EVENT_TYPES if e in set(events)]
-    if "description" in data and data["description"] is not None:
-        description = data["description"]
-        if not isinstance(description, str):
-            errors["description"] = "must be a string"
-        elif len(description) > 200:
-            errors["description"] = "must be at most 200 characters"
-        else:
-            clean["description"] = description.strip()
-    if "active" in data and data["active"] is not None:
-        if not isinstance(data["active"], bool):
-            errors["active"] = "must be true or false"
-        else:
-            clean["active"] = data["active"]
-    if errors:
-        raise ValidationError("some fields are not valid", errors)
-    return clean
-
-
-def create_endpoint(session: Session, data: Any, now: datetime) -> WebhookEndpoint:
+def create_endpoint(session: Session, data: EndpointIn, now: datetime) -> WebhookEndpoint:
     """Register an endpoint (a secret is generated when none is given)."""
-    clean = validate_endpoint(data)
     endpoint = WebhookEndpoint(
-        url=clean["url"],
-        secret=clean.get("secret") or new_secret(),
-        description=clean.get("description", ""),
-        events=clean.get("events", []),
-        active=clean.get("active", True),
+        url=data.url,
+        secret=data.secret or new_secret(),
+        description=data.description or "",
+        events=data.events or [],
+        active=True if data.active is None else data.active,
         created_at=now,
         updated_at=now,
     )
@@ -101,10 +38,10 @@ def create_endpoint(session: Session, data: Any, now: datetime) -> WebhookEndpoi
 
 
 def update_endpoint(
-    session: Session, endpoint: WebhookEndpoint, data: Any, now: datetime
+    session: Session, endpoint: WebhookEndpoint, change: EndpointChange, now: datetime
 ) -> WebhookEndpoint:
     """Change the fields given; deliveries already recorded keep the URL they were made for."""
-    for name, value in validate_endpoint(data, partial=True).items():
+    for name, value in change.changes().items():
         setattr(endpoint, name, value)
     endpoint.updated_at = now
     session.flush()
@@ -119,7 +56,9 @@ def endpoint_or_404(session: Session, endpoint_id: int) -> WebhookEndpoint:
     return endpoint
 
 
-def endpoint_dict(endpoint: WebhookEndpoint, counts: dict[str, int] | None = None) -> dict:
+def endpoint_dict(
+    endpoint: WebhookEndpoint, counts: dict[str, int] | None = None
+) -> dict[str, Any]:
     """The API's view of an endpoint (the secret is shown only when it is created)."""
     return {
         "id": endpoint.id,

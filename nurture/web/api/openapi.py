@@ -57,9 +57,10 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
         schema = op.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", []))
         for name, prop in schema["properties"].items():
-            params.append(
-                {"name": name, "in": "query", "required": name in required, "schema": prop}
-            )
+            param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+            if name not in required:
+                param["allowEmptyValue"] = True  # ?after= is a parameter left out
+            params.append(param)
     if op.signed:
         params.append(
             {
@@ -75,12 +76,13 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
 
 def _responses(op: Operation) -> dict[str, Any]:
     answers: dict[str, Any] = {}
+    ok = {"type": "object"} if op.media == "application/json" else {"type": "string"}
     for status in op.statuses():
-        schema = {"type": "object"} if status < 400 else {"$ref": REF.format(model="Error")}
-        answers[str(status)] = {
-            "description": STATUS_TEXT[status],
-            "content": {"application/json": {"schema": schema}},
-        }
+        if status < 400:
+            content = {op.media: {"schema": ok}}
+        else:
+            content = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
+        answers[str(status)] = {"description": STATUS_TEXT[status], "content": content}
     return answers
 
 
@@ -113,7 +115,8 @@ def _operation(op: Operation, refs: dict[type[BaseModel], Any]) -> dict[str, Any
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """What the API offers, for client generators and schemathesis."""
-    models = [m for op in OPERATIONS for m in (op.body, op.form) if m is not None]
+    # Query models too: the enums their parameters name are components.
+    models = [m for op in OPERATIONS for m in (op.body, op.form, op.query) if m is not None]
     refs, components = model_schemas(list(dict.fromkeys(models)))
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:

@@ -1,32 +1,31 @@
-"""JSON API: rejection promptness — time to first mail, the target, who is waiting; metrics."""
+"""JSON API: rejection promptness — time to first mail, the target, who is waiting; its gauges
+for a Prometheus that scrapes with a bearer token."""
 
 from __future__ import annotations
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, current_app, g, jsonify
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
 
 from nurture import runtime
 from nurture.core.feedback import promptness as promptness_service
+from nurture.core.feedback.schemas import PromptnessQuery, TargetIn
 from nurture.extensions import db
 from nurture.models import Role
-from nurture.web.api.auth import requires
-from nurture.web.api.referrals import parse_days
-from nurture.web.api.routes import bp
-from nurture.web.api.views_compat import _json_body
+from nurture.web.api.routes import operation
+from nurture.web.ops.collector import PromptnessCollector
 
 
-def _target() -> float:
-    return promptness_service.target_hours(db.session, current_app.config["REJECTION_TARGET_HOURS"])
-
-
-@bp.get("/promptness")
-@requires(Role.VIEWER)
-def promptness():
+@operation("GET", "/promptness", role=Role.VIEWER, query=PromptnessQuery)
+def promptness(query: PromptnessQuery):
     """p50/p95 from rejection to first mail, overall, per campaign and per recruiter, and the
     rejected candidates waiting past the target (``?days=``, 30 by default)."""
-    days = parse_days(request.args, default=30)
-    now, target = runtime.now(), _target()
-    summary = promptness_service.promptness(db.session, now, target, days)
-    waiting, total = promptness_service.waiting(db.session, now, target, days)
+    now = runtime.now()
+    target = promptness_service.target_hours(
+        db.session, current_app.config["REJECTION_TARGET_HOURS"]
+    )
+    summary = promptness_service.promptness(db.session, now, target, query.days)
+    waiting, total = promptness_service.waiting(db.session, now, target, query.days)
     return jsonify(
         {
             **summary.as_dict(),
@@ -35,37 +34,17 @@ def promptness():
     )
 
 
-@bp.put("/promptness/target")
-@requires(Role.ADMIN)
-def promptness_target():
+@operation("PUT", "/promptness/target", role=Role.ADMIN, body=TargetIn)
+def promptness_target(body: TargetIn):
     """Set the team's target: ``{"hours": 48}``."""
-    hours = promptness_service.set_target(
-        db.session, _json_body().get("hours"), g.api_user, runtime.now()
-    )
+    hours = promptness_service.set_target(db.session, body.hours, g.api_user, runtime.now())
     db.session.commit()
     return jsonify({"target_hours": hours})
 
 
-@bp.get("/metrics")
-@requires(Role.VIEWER)
+@operation("GET", "/metrics", role=Role.VIEWER, media="text/plain")
 def metrics():
-    """Prometheus text format: rejection promptness and who waits past the target."""
-    now, target = runtime.now(), _target()
-    summary = promptness_service.promptness(db.session, now, target, 30)
-    overall = summary.overall
-    lines = [
-        "# HELP nurture_rejected_waiting_over_target Rejected candidates (last 30 days) with "
-        "no mail yet, past the target.",
-        "# TYPE nurture_rejected_waiting_over_target gauge",
-        f"nurture_rejected_waiting_over_target {overall.waiting}",
-        "# HELP nurture_rejection_target_hours The team's target from rejection to first mail.",
-        "# TYPE nurture_rejection_target_hours gauge",
-        f"nurture_rejection_target_hours {target:g}",
-        "# HELP nurture_rejection_first_mail_hours Hours from rejection to first mail (30 days).",
-        "# TYPE nurture_rejection_first_mail_hours summary",
-    ]
-    for quantile, value in (("0.5", overall.p50_hours), ("0.95", overall.p95_hours)):
-        if value is not None:
-            lines.append(f'nurture_rejection_first_mail_hours{{quantile="{quantile}"}} {value:g}')
-    lines.append(f"nurture_rejection_first_mail_hours_count {overall.mailed}")
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    """Prometheus text: the rejection-promptness gauges (the ops /metrics carries them too)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PromptnessCollector(current_app._get_current_object()))  # type: ignore[attr-defined]
+    return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")

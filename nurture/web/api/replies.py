@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import g, jsonify, request
+from flask import g, jsonify
 
 from nurture import runtime
-from nurture.core.errors import ValidationError
 from nurture.core.feedback import replies as reply_service
+from nurture.core.feedback.schemas import InboxQuery
 from nurture.extensions import db
-from nurture.models import Reply, ReplyState, Role
-from nurture.web.api.auth import ApiError, requires
-from nurture.web.api.routes import bp
-
-
-def parse_inbox_state(args: Any) -> str:
-    """``?state=open`` (default), ``handled`` or ``all``."""
-    state = args.get("state", ReplyState.OPEN)
-    if state not in (*ReplyState, "all"):
-        raise ValidationError("state is not valid", {"state": "must be open, handled or all"})
-    return "" if state == "all" else state
+from nurture.models import Reply, Role
+from nurture.web.api.auth import ApiError
+from nurture.web.api.routes import operation
 
 
 def _reply(reply_id: int) -> Reply:
@@ -30,21 +20,20 @@ def _reply(reply_id: int) -> Reply:
     return reply
 
 
-@bp.get("/replies")
-@requires(Role.VIEWER)
-def list_replies():
-    """The inbox, newest first (200 at most), with counts by state."""
-    query = reply_service.inbox_query(parse_inbox_state(request.args)).limit(200)
+@operation("GET", "/replies", role=Role.VIEWER, query=InboxQuery)
+def list_replies(query: InboxQuery):
+    """The inbox (``?state=open``, ``handled`` or ``all``), newest first (200 at most), with
+    counts by state."""
+    rows = db.session.execute(reply_service.inbox_query(query.reply_state).limit(200))
     return jsonify(
         {
             "counts": reply_service.inbox_counts(db.session),
-            "replies": [reply_service.reply_dict(r) for r, _c in db.session.execute(query)],
+            "replies": [reply_service.reply_dict(r) for r, _c in rows],
         }
     )
 
 
-@bp.get("/replies/<int:reply_id>")
-@requires(Role.VIEWER)
+@operation("GET", "/replies/<int:reply_id>", role=Role.VIEWER)
 def get_reply(reply_id: int):
     """One reply with its whole text and the conversation it belongs to."""
     reply = _reply(reply_id)
@@ -68,15 +57,13 @@ def _set(reply_id: int, handled: bool):
     return jsonify(reply_service.reply_dict(reply))
 
 
-@bp.post("/replies/<int:reply_id>/handled")
-@requires(Role.EDITOR)
+@operation("POST", "/replies/<int:reply_id>/handled", role=Role.EDITOR)
 def reply_handled(reply_id: int):
     """Mark a reply handled."""
     return _set(reply_id, True)
 
 
-@bp.post("/replies/<int:reply_id>/reopen")
-@requires(Role.EDITOR)
+@operation("POST", "/replies/<int:reply_id>/reopen", role=Role.EDITOR)
 def reply_reopen(reply_id: int):
     """Put a handled reply back in the open inbox."""
     return _set(reply_id, False)

@@ -65,6 +65,8 @@ class Operation:
     context: Callable[[], dict[str, Any]] | None = field(default=None, compare=False)
     # Problems under this part of the body are reported by the part's own field names.
     flatten: str = ""
+    # The media type of a successful answer (errors are always JSON).
+    media: str = "application/json"
 
     @property
     def path(self) -> str:
@@ -112,6 +114,7 @@ def operation(
     errors: tuple[int, ...] = (),
     context: Callable[[], dict[str, Any]] | None = None,
     flatten: str = "",
+    media: str = "application/json",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a view as an operation: ``body=`` and ``query=`` reach it validated."""
 
@@ -120,7 +123,7 @@ def operation(
             method=method.upper(), rule=rule, endpoint=view.__name__,
             summary=(view.__doc__ or view.__name__).strip().splitlines()[0],
             role=role, signed=signed, body=body, form=form, query=query, ok=ok, errors=errors,
-            context=context, flatten=flatten,
+            context=context, flatten=flatten, media=media,
         )  # fmt: skip
 
         @functools.wraps(view)
@@ -134,9 +137,7 @@ def operation(
             if op.form is not None:
                 kwargs["form"] = _form(op.form)
             if op.query is not None:
-                # An empty parameter (?after=) is one left out.
-                given = {k: v for k, v in request.args.items() if v != ""}
-                kwargs["query"] = parse(op.query, given)
+                kwargs["query"] = _query(op.query)
             return view(**kwargs)
 
         guarded = requires(role)(handle) if role else handle
@@ -159,6 +160,18 @@ def _body(op: Operation) -> Any:
             raise
         fields = {key.removeprefix(op.flatten): problem for key, problem in exc.fields.items()}
         raise ValidationError(exc.message, fields) from None
+
+
+def _query(model: type[BaseModel]) -> Any:
+    """The query string as ``model``; a parameter it does not declare is refused (a typo must
+    not silently mean "no filter")."""
+    unknown = sorted(set(request.args) - set(model.model_fields))
+    if unknown:
+        raise ValidationError(
+            "some parameters are not known", dict.fromkeys(unknown, "is not a parameter here")
+        )
+    # An empty parameter (?after=) is one left out.
+    return parse(model, {k: v for k, v in request.args.items() if v != ""})
 
 
 def _form(model: type[BaseModel]) -> Any:

@@ -1,4 +1,5 @@
-"""The gauges a scrape reads from the system itself: the ledger's queue and Redis's workers."""
+"""The gauges a scrape reads from the system itself: the ledger's queue, Redis's workers, and
+how promptly rejected candidates got their first mail."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import logging
 from collections.abc import Iterator
 
 from flask import Flask
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from nurture import runtime
 from nurture.core.delivery.monitoring import queue_snapshot
+from nurture.core.feedback import promptness as promptness_service
 from nurture.extensions import db
 from nurture.tasks import monitoring
 
@@ -91,3 +93,51 @@ class SystemCollector(Collector):
                 "1 when the last scheduler pass succeeded",
                 value=1 if rq.last_pass.ok else 0,
             )
+
+
+# The window the promptness gauges cover, as the dashboard's panel.
+PROMPTNESS_DAYS = 30
+
+
+class PromptnessCollector(Collector):
+    """Read at each scrape, in SQL: rejected candidates waiting past the team's target, the
+    target, and the p50/p95 hours from rejection to first mail over the last 30 days."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauges; none while the database does not answer (``nurture_component_up``
+        says so)."""
+        now = runtime.clock(self.app).now()
+        try:
+            target = promptness_service.target_hours(
+                db.session, self.app.config["REJECTION_TARGET_HOURS"]
+            )
+            overall = promptness_service.promptness(
+                db.session, now, target, PROMPTNESS_DAYS
+            ).overall
+        except Exception:  # noqa: BLE001 - a scrape must answer while the database is down
+            log.warning("metrics: the database did not answer the promptness query", exc_info=True)
+            db.session.rollback()
+            return
+        yield GaugeMetricFamily(
+            "nurture_rejected_waiting_over_target",
+            f"Rejected candidates (last {PROMPTNESS_DAYS} days) with no mail yet, past the target",
+            value=overall.waiting,
+        )
+        yield GaugeMetricFamily(
+            "nurture_rejection_target_hours",
+            "The team's target from rejection to first mail",
+            value=target,
+        )
+        # prometheus-client's SummaryMetricFamily has no quantiles: the samples are written here.
+        name = "nurture_rejection_first_mail_hours"
+        summary = Metric(
+            name, f"Hours from rejection to first mail (last {PROMPTNESS_DAYS} days)", "summary"
+        )
+        for quantile, value in (("0.5", overall.p50_hours), ("0.95", overall.p95_hours)):
+            if value is not None:
+                summary.add_sample(name, {"quantile": quantile}, value)
+        summary.add_sample(f"{name}_count", {}, overall.mailed)
+        yield summary

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from nurture.extensions import db
 from nurture.observability.metrics import exposition
 from nurture.web.ops import access
-from nurture.web.ops.collector import SystemCollector
+from nurture.web.ops.collector import PromptnessCollector, SystemCollector
 from nurture.web.ops.readiness import readiness
 
 bp = Blueprint("ops", __name__)
@@ -31,7 +31,8 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    """Prometheus text: every process's counters and the system's gauges, read now."""
+    """Prometheus text: every process's counters and the system's gauges (queue, workers,
+    rejection promptness), read now."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     refused = access.refusal(app, request)
     if refused is not None:
@@ -42,7 +43,9 @@ def metrics():
         return jsonify(body), status, headers | NO_STORE
     try:
         text, content_type = exposition(
-            [SystemCollector(app)], app.config.get("METRICS_DIR"), request.headers.get("Accept")
+            [SystemCollector(app), PromptnessCollector(app)],
+            app.config.get("METRICS_DIR"),
+            request.headers.get("Accept"),
         )
     finally:
         db.session.remove()

@@ -13,9 +13,11 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from nurture import runtime
 from nurture.core.errors import ValidationError
+from nurture.core.inputs import parse
 from nurture.core.webhooks import delivery as delivery_service
 from nurture.core.webhooks import endpoints as endpoint_service
 from nurture.core.webhooks.events import EVENT_TYPES, TEST_EVENT, configured_endpoint, emit
+from nurture.core.webhooks.schemas import EndpointChange, EndpointIn
 from nurture.extensions import db
 from nurture.models import DeliveryState, Role, WebhookDelivery, WebhookEndpoint
 from nurture.web.admin.access import role_required
@@ -81,14 +83,16 @@ def endpoint_create():
     if not form.validate():
         return _page(form, status=400)
     data = {
-        "url": form.url.data,
-        "description": form.description.data,
-        "events": form.events.data,
-        "secret": form.secret.data,
+        "url": form.url.data or "",
+        "description": form.description.data or "",
+        "events": form.events.data or [],
+        "secret": form.secret.data or "",
         "active": bool(form.active.data),
     }
     try:
-        endpoint = endpoint_service.create_endpoint(db.session, data, runtime.now())
+        endpoint = endpoint_service.create_endpoint(
+            db.session, parse(EndpointIn, data), runtime.now()
+        )
     except ValidationError as exc:
         db.session.rollback()
         for name, problem in exc.fields.items():
@@ -112,7 +116,7 @@ def endpoint_toggle(endpoint_id: int):
     """Pause or resume an endpoint (paused: new events are not recorded for it)."""
     endpoint = _endpoint_or_404(endpoint_id)
     endpoint_service.update_endpoint(
-        db.session, endpoint, {"active": not endpoint.active}, runtime.now()
+        db.session, endpoint, EndpointChange(active=not endpoint.active), runtime.now()
     )
     db.session.commit()
     flash(f"{endpoint.url} is {'active' if endpoint.active else 'paused'}.", "success")
