@@ -118,6 +118,11 @@ def test_a_template_says_what_it_will_send_and_keeps_every_version(page, live_ap
     assert thumbs.count() == len(template_library(live_app).names())
     thumb = page.request.get(thumbs.first.get_attribute("src"))
     assert thumb.ok and "sandbox" in thumb.headers["content-security-policy"]
+    # Each thumbnail shows its mail (lazily: once scrolled to, as a reader would).
+    for index in range(thumbs.count()):
+        thumbs.nth(index).scroll_into_view_if_needed()
+        expect(thumbs.nth(index).content_frame.locator("body")).to_contain_text("Acme Talent")
+    page.evaluate("() => window.scrollTo(0, 0)")
     screenshot(page, "journey-templates-gallery")
 
     # The follow-up starter asks for a rating, and an editor edits it in place.
@@ -302,6 +307,9 @@ def test_held_mail_says_why_and_until_when_everywhere(page, live_app, smtp):
     expect(page.locator("[data-outlook]")).to_contain_text(
         "Cannot be met: they opened step 1, so step 2 will be skipped"
     )
+    # Her campaigns say it too: the alert's mail waits, and until when (not "in progress").
+    held = page.locator(".enrolments li:has-text('Job alert') [data-held]")
+    expect(held).to_contain_text("held by the frequency cap (2 mails per 7 days) until")
     screenshot(page, "journey-candidate-held")
 
     # The dashboard counts it under "Needs attention" instead of "all healthy".
@@ -418,7 +426,7 @@ def test_the_segment_builder_suggests_values_and_says_why_nobody_matches(page, l
     # A value nobody has: the count is 0, and the page says why, with what does exist.
     page.fill("#c-0-value", "Onsit")
     zero = page.locator("#seg-zero")
-    expect(zero).to_contain_text("Nobody matches “stage is “Onsit””")
+    expect(zero).to_contain_text("Nobody matches: stage is “Onsit”; known values: “Onsite”")
     expect(zero).to_contain_text("“Onsite” (3)")
     screenshot(page, "journey-segment-zero")
     page.fill("#c-0-value", "ONSITE")
@@ -486,6 +494,8 @@ def test_a_broadcast_shows_sent_held_and_skipped_live(page, live_app, smtp):
         "1 held by the frequency cap (2 mails per 7 days), the first until"
     )
     expect(live.locator("[data-list=skipped_why]")).to_contain_text("1 unsubscribed")
+    # What candidates did follows too: the one who got it counts as received.
+    expect(page.locator("[data-stat=sent]")).to_have_text("1")
     assert page.evaluate("window.notReloaded") is True
     screenshot(page, "journey-broadcast-live")
 

@@ -213,8 +213,8 @@ def test_stages_have_one_spelling_and_a_rename_merges_them(app: Flask) -> None:
     why = segments.explain_zero(db.session, {"all": [
         {"field": "stage", "op": "eq", "value": "Onsit"}, {"tag": "vip"}]}, now(app))  # fmt: skip
     assert why == [
-        "nobody matches “stage is “Onsit””; known: “Onsite” (4)",
-        "nobody matches “tagged “vip””",
+        "nobody matches: stage is “Onsit”; known values: “Onsite” (4)",
+        "nobody matches: tagged “vip”",
     ]
 
 

@@ -868,7 +868,7 @@ def _close_values(session: Session, rule: dict[str, Any]) -> str:
         close += difflib.get_close_matches(str(value).lower(), [v.lower() for v in counts], 3, 0.5)
     by_lower = {v.lower(): v for v in counts}
     shown = [by_lower[c] for c in dict.fromkeys(close)] or list(counts)[:5]
-    return "; known: " + ", ".join(f"“{v}” ({counts[v]})" for v in shown)
+    return "; known values: " + ", ".join(f"“{v}” ({counts[v]})" for v in shown)
 
 
 def explain_zero(session: Session, rules: dict[str, Any], now: datetime) -> list[str]:
@@ -882,10 +882,10 @@ def explain_zero(session: Session, rules: dict[str, Any], now: datetime) -> list
     empty = [(child, n) for child, n in alone if n == 0]
     if empty:
         return [
-            f"nobody matches “{describe(child)}”{_close_values(session, child)}"
+            f"nobody matches: {describe(child)}{_close_values(session, child)}"
             for child, _ in empty
         ]
     if mode == "all":
-        each = ", ".join(f"“{describe(child)}” {n:,}" for child, n in alone)
+        each = "; ".join(f"{describe(child)}: {n:,}" for child, n in alone)
         return [f"each condition matches someone, but nobody matches all of them: {each}"]
     return []

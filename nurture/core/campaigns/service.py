@@ -809,6 +809,23 @@ def _aware(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
+def held_mail(session: Session, enrolment_ids: list[int], now: datetime) -> dict[int, Message]:
+    """Per enrolment, its queued mail that waits for later (cap, window, pause, a retry)."""
+    if not enrolment_ids:
+        return {}
+    return {
+        m.enrolment_id: m
+        for m in session.scalars(
+            select(Message).where(
+                Message.enrolment_id.in_(enrolment_ids),
+                Message.state == MessageState.QUEUED,
+                Message.retry_at > now,
+            )
+        )
+        if m.enrolment_id is not None
+    }
+
+
 def skipped_reasons(session: Session, campaign_id: int) -> list[tuple[str, int]]:
     """Why a campaign's skipped mail was not sent, most common first."""
     return [

@@ -186,6 +186,14 @@ def humanize_delay(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
+@bp.app_template_filter("sentence")
+def sentence(text: str) -> str:
+    """The first letter in capitals and the rest as written (Jinja's ``capitalize`` lowers the
+    rest, and with it names, quotes and SMTP replies)."""
+    text = str(text or "")
+    return text[:1].upper() + text[1:]
+
+
 @bp.app_template_filter("score")
 def engagement_score(candidate: Any) -> str:
     """A candidate's engagement score now, as ``2.45``."""

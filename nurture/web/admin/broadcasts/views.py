@@ -404,6 +404,26 @@ def _live(campaign: Campaign, row: SimpleNamespace) -> dict[str, Any]:
             for why, count in campaign_service.skipped_reasons(db.session, campaign.id)
         ],
         "finished": row.phase in ("sent", "archived") and held == 0,
+        "stats": _stats(campaign),
+    }
+
+
+STAT_NAMES = ("opened", "clicked", "unsubscribed", "bounced")
+
+
+def _stats(campaign: Campaign) -> dict[str, Any]:
+    """What candidates did with the mail, with each rate, for "What candidates did"."""
+    rows = campaign_service.campaign_stats(db.session, campaign)
+    stats = rows[0] if rows else {"sent": 0, "failed": 0, **dict.fromkeys(STAT_NAMES, 0)}
+    rates = {
+        f"{name}_rate": f"{100 * stats[name] / stats['sent']:.1f}%" if stats["sent"] else "—"
+        for name in STAT_NAMES
+    }
+    return {
+        "sent": stats["sent"],
+        "failed": stats["failed"],
+        **{n: stats[n] for n in STAT_NAMES},
+        **rates,
     }
 
 

@@ -334,6 +334,9 @@ def _render_detail(
             candidate=candidate,
             enrolments=enrolments,
             outlooks=campaign_service.outlooks(db.session, [row.enrolment for row in enrolments]),
+            held=campaign_service.held_mail(
+                db.session, [row.enrolment.id for row in enrolments], runtime.now()
+            ),
             timeline=search.timeline(db.session, candidate.id, limit=max(1, min(shown, 5000))),
             timeline_step=TIMELINE_STEP,
             shown=shown,

@@ -73,8 +73,11 @@
   document.querySelectorAll("[data-poll]").forEach(function (box) {
     var every = Number(box.dataset.every || 2000);
     var stamp = box.querySelector("[data-updated]");
+    // Fields inside the box, and in other parts of the page that follow it (data-follows=id).
+    var followers = box.id ? Array.prototype.slice.call(
+      document.querySelectorAll("[data-follows='" + box.id + "'] [data-field]")) : [];
     function fill(data) {
-      box.querySelectorAll("[data-field]").forEach(function (el) {
+      Array.prototype.slice.call(box.querySelectorAll("[data-field]")).concat(followers).forEach(function (el) {
         var value = data;
         el.dataset.field.split(".").forEach(function (key) { value = value == null ? null : value[key]; });
         if (value == null) { return; }

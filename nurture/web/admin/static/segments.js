@@ -94,6 +94,8 @@
     document.querySelectorAll("[data-count-label]").forEach((el) => {
       el.textContent = (data.count === 1 ? "candidate" : "candidates") + " match now";
     });
+    // No header row over an empty list: "why nobody matches" says it instead.
+    document.getElementById("seg-sample-wrap").hidden = !data.sample.length;
     body.replaceChildren(...data.sample.map((c) => {
       const tr = document.createElement("tr");
       if (form.dataset.pick) {
