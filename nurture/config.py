@@ -37,6 +37,8 @@ class Config:
     BASE_URL = "http://127.0.0.1:5000"
     # Anything a reader sees in the footer and the From line.
     COMPANY_NAME = "Acme Talent"
+    # The company's colour on the pages candidates reach from their mail (#rrggbb).
+    BRAND_COLOR = "#1a5fb4"
     POSTAL_ADDRESS = "Acme Inc., 1 Example Street, Springfield"
     CAREERS_URL = "https://careers.example.com"
     TALENT_NETWORK_URL = "https://careers.example.com/talent-network"
@@ -119,6 +121,8 @@ class Config:
     TEAM_TIMEZONE = "UTC"
     # At most this many sent mails per candidate per this many days, across campaigns; {} = none.
     FREQUENCY_CAP: dict[str, int] = {"mails": 2, "days": 7}
+    # Kinds of mail the cap never holds (a step is "personal" or "regular"); [] = it holds all.
+    FREQUENCY_CAP_EXEMPT: list[str] = ["personal"]
     # Where the local SMTP capture keeps mail (a maildir), shown in the admin's mailbox.
     MAILBOX_DIR: str | None = None
     TEMPLATES_DIR = str(Path(__file__).resolve().parent.parent / "templates" / "emails")

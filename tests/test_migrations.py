@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -21,6 +22,8 @@ def _app(database_url: str, tmp_path):
     )
 
 
+# SQLite cannot reflect the lower() indexes; they are listed below as migration-only.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_the_migrated_schema_matches_the_models(database_url: str, tmp_path) -> None:
     app = _app(database_url, tmp_path)
     with app.app_context():
@@ -45,6 +48,8 @@ _MIGRATION_ONLY_INDEXES = {
     "ix_candidates_role", "ix_candidates_stage", "ix_candidates_last_clicked",
     "ix_candidates_last_replied", "ix_candidates_created", "ix_candidates_skills",
     "ix_events_human", "ix_messages_campaign_id", "uq_enrolments_active",
+    "ix_candidates_lower_stage", "ix_candidates_lower_role", "ix_candidates_lower_location",
+    "ix_candidates_lower_rejection_reason",
 }  # fmt: skip
 
 

@@ -89,6 +89,8 @@ DRIP: dict[str, Any] = {
     "name": DEMO_DRIP,
     "kind": "drip",
     "entry": {"ats_event": AtsEventType.REJECTED.value},
+    # One rejection follow-up per rejection, whatever other rejection drips a team adds.
+    "exclusive_group": "rejection-follow-up",
     "steps": [
         {"delay": "PT0S", "template": "rejection_followup"},
         {"delay": "P3D", "template": "talent_network_invite"},

@@ -21,9 +21,9 @@ from nurture.models.messages import Event, EventKind, Message, MessageState, Wor
 from nurture.models.openings import Opening, OpeningMatch
 from nurture.models.referrals import Referral, ReferralState
 from nurture.models.replies import ForwardState, Reply, ReplyState
-from nurture.models.segments import Segment
+from nurture.models.segments import Segment, Stage
 from nurture.models.settings import TeamSetting
-from nurture.models.templates import EmailTemplate
+from nurture.models.templates import EmailTemplate, TemplateVersion
 from nurture.models.users import ApiToken, LoginThrottle, Role, User
 from nurture.models.webhooks import DeliveryState, WebhookDelivery, WebhookEndpoint
 
@@ -60,11 +60,13 @@ __all__ = [
     "ReplyState",
     "Role",
     "Segment",
+    "Stage",
     "Step",
     "StepCondition",
     "Suppression",
     "Tag",
     "TeamSetting",
+    "TemplateVersion",
     "Topic",
     "User",
     "WebhookDelivery",

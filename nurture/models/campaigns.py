@@ -96,6 +96,10 @@ class EnrolmentStatus(enum.StrEnum):
     EXITED = "exited"
 
 
+# The exit reason of the rows that keep a segment's members at activation out of a drip whose
+# editor chose "only those who join from now": not enrolments anyone went through.
+BEFORE_ACTIVATION = "in segment before activation"
+
 # What ends a drip unless the campaign says otherwise (besides what always ends every drip).
 DEFAULT_EXIT_ON = (ExitRule.HIRED, ExitRule.REAPPLIED, ExitRule.REPLIED)
 
@@ -130,6 +134,13 @@ class Campaign(Base):
     # A broadcast: when its audience was closed (everyone due has a message). None until then.
     sent_at: Mapped[datetime | None]
     description: Mapped[str] = mapped_column(Text, default="")
+    # Campaigns sharing a group are exclusive: a candidate is in at most one of them at a time
+    # (e.g. "rejection-follow-up": one follow-up per rejection). "" = no group.
+    exclusive_group: Mapped[str] = mapped_column(String(60), default="")
+    # Also enters: candidates in this segment, whatever the entry above (None = nobody more).
+    entry_segment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("segments.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -156,6 +167,8 @@ class Step(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     # A StepCondition, or "" for always.
     condition: Mapped[str] = mapped_column(String(40), default="")
+    # "personal" (a recruiter's follow-up: the frequency cap never holds it) or "regular".
+    category: Mapped[str] = mapped_column(String(20), default="regular")
 
     campaign: Mapped[Campaign] = relationship(back_populates="steps")
 

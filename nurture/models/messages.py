@@ -115,4 +115,6 @@ class Event(Base):
     user_agent: Mapped[str] = mapped_column(String(400), default="")
     # Kind-specific detail: the rating (1-5), "hard"/"soft" for bounces, the reply's subject.
     value: Mapped[str] = mapped_column(String(400), default="")
+    # What the candidate wrote with it: why they unsubscribed, a comment on their rating.
+    note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]

@@ -22,3 +22,15 @@ class Segment(Base):
     rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class Stage(Base):
+    """A hiring stage in the team's own words, in pipeline order: the one spelling candidates
+    carry (imports and the ATS writing "Onsite" or "on-site" get "onsite")."""
+
+    __tablename__ = "stages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    position: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, literal, select
+from sqlalchemy import Select, exists, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from nurture.core import addresses
@@ -27,13 +27,29 @@ from nurture.core.audience.search import (
 from nurture.core.campaigns.enrolment import (
     count_tag_entrants,
     enrol,
+    enrol_all,
     enrol_tag_entrants,
+    group_campaign,
     on_tags_added,
 )
 from nurture.core.campaigns.entries import check_segments
+from nurture.core.campaigns.entry_rules import (
+    first_due,
+    in_group_elsewhere,
+    may_enter,
+    reentry_allows,
+)
+from nurture.core.compliance.preferences import topic_allows
 from nurture.core.errors import ValidationError
 from nurture.core.inputs import parse
-from nurture.models.campaigns import Campaign, CampaignStatus, Enrolment, EnrolmentStatus, EntryType
+from nurture.models.campaigns import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Enrolment,
+    EnrolmentStatus,
+    EntryType,
+)
 from nurture.models.candidates import Candidate, CandidateStatus, candidate_tags
 
 
@@ -82,6 +98,12 @@ def tag_entry_campaigns(session: Session, tag: str) -> list[Campaign]:
 def bulk_tag(session: Session, filters: CandidateFilters, tag: str, now: datetime) -> BulkTagResult:
     """Tag every candidate the filters match in one INSERT … SELECT, then enrol the newly
     tagged into the active campaigns that start on that tag."""
+    return tag_candidates(session, select(Candidate.id).where(*conditions(filters, now)), tag, now)
+
+
+def tag_candidates(session: Session, ids: Select, tag: str, now: datetime) -> BulkTagResult:
+    """Tag the candidates ``ids`` selects (a list's filters, a segment, an import, the rows
+    ticked) in one INSERT … SELECT, then enrol the newly tagged where the tag is an entry."""
     name = clean_tag(tag)
     (tag_row,) = candidate_service.tags_named(session, [name])
     session.flush()
@@ -89,7 +111,7 @@ def bulk_tag(session: Session, filters: CandidateFilters, tag: str, now: datetim
         candidate_tags.c.candidate_id == Candidate.id, candidate_tags.c.tag_id == tag_row.id
     )
     targets = select(Candidate.id, literal(tag_row.id)).where(
-        *conditions(filters, now),
+        Candidate.id.in_(ids),
         # Erased people keep no tags; tagging them would undo part of the erasure.
         Candidate.status != CandidateStatus.ERASED,
         ~already,
@@ -106,12 +128,71 @@ def bulk_tag(session: Session, filters: CandidateFilters, tag: str, now: datetim
         enrolled[campaign.name] = count_tag_entrants(session, campaign)
         enrol_tag_entrants(session, campaign, now)
     tagged_now = select(Candidate.id).where(
-        *conditions(filters, now), Candidate.status != CandidateStatus.ERASED
+        Candidate.id.in_(ids), Candidate.status != CandidateStatus.ERASED
     )
     check_segments(session, now, tagged_now)
     # Candidates loaded earlier in this session hold their old tag lists.
     session.expire_all()
     return BulkTagResult(name, tagged, enrolled)
+
+
+@dataclass
+class BulkEnrolResult:
+    """What a bulk enrol did: how many entered, and why the others did not."""
+
+    campaign: str
+    enrolled: int
+    # Why some were left out -> how many ("already in it", "unsubscribed, bounced or hired"…).
+    skipped: dict[str, int]
+
+
+def bulk_enrol(session: Session, ids: Select, campaign: Campaign, now: datetime) -> BulkEnrolResult:
+    """Enrol the candidates ``ids`` selects into an active drip in one INSERT … SELECT; those
+    who may not enter (not mailable, topic off, already in it, in a drip of its exclusive group)
+    are counted by reason, not enrolled."""
+
+    def refuse(reason: str) -> ValidationError:
+        return ValidationError(reason, {"campaign_id": reason})
+
+    if campaign.kind == CampaignKind.BROADCAST:
+        raise refuse("a broadcast chooses its audience itself; send one from Broadcasts")
+    if campaign.status != CampaignStatus.ACTIVE:
+        raise refuse(f"“{campaign.name}” is {campaign.status}, not active")
+    if not campaign.steps:
+        raise refuse(f"“{campaign.name}” has no steps")
+    chosen = [Candidate.id.in_(ids)]
+
+    def how_many(*where: Any) -> int:
+        return session.scalar(select(func.count()).select_from(Candidate).where(*chosen, *where))
+
+    skipped = {
+        "cannot be mailed (unsubscribed, bounced, hired or erased)": how_many(
+            Candidate.status != CandidateStatus.ACTIVE
+        ),
+        f"turned the {campaign.topic.replace('_', ' ')} topic off": how_many(
+            Candidate.status == CandidateStatus.ACTIVE, ~topic_allows(campaign.topic)
+        ),
+        "already in it, or once were and may not enter again": how_many(
+            Candidate.status == CandidateStatus.ACTIVE,
+            topic_allows(campaign.topic),
+            ~reentry_allows(campaign),
+        ),
+        f"in another “{campaign.exclusive_group}” campaign": how_many(
+            Candidate.status == CandidateStatus.ACTIVE,
+            topic_allows(campaign.topic),
+            reentry_allows(campaign),
+            in_group_elsewhere(campaign),
+        ),
+    }
+    entrants = select(Candidate.id).where(
+        *chosen,
+        Candidate.status == CandidateStatus.ACTIVE,
+        topic_allows(campaign.topic),
+        may_enter(campaign),
+    )
+    enrolled = enrol_all(session, campaign.id, entrants, now, first_due(campaign, now))
+    session.expire_all()
+    return BulkEnrolResult(campaign.name, enrolled, {k: v for k, v in skipped.items() if v})
 
 
 def enrol_by_hand(
@@ -140,6 +221,11 @@ def enrol_by_hand(
     )
     if running is not None:
         raise refuse(f"they are already enrolled in “{campaign.name}”")
+    other = group_campaign(session, candidate, campaign)
+    if other is not None:
+        raise refuse(
+            f"they are in “{other}”, which shares the exclusive group “{campaign.exclusive_group}”"
+        )
     enrolment = enrol(session, candidate, campaign, now)
     if enrolment is None:  # enrol() has the last word on who may be mailed
         raise refuse("they cannot be enrolled")

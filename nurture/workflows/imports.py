@@ -20,7 +20,7 @@ from itertools import islice
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, defer, load_only
 
 from nurture.core.addresses import normalise_email
@@ -908,3 +908,46 @@ def import_report(job: Import, with_rejected: bool = True) -> dict[str, Any]:
     if with_rejected:
         report["rejected"] = list(job.errors or [])
     return report
+
+
+# --- after an import: its rejected rows as a file, its candidates as a selection ----------
+
+
+def rejected_rows(job: Import) -> Iterator[list[str]]:
+    """The import's rejected rows as CSV rows: the file's own columns, then its line and why,
+    so the file can be fixed in a spreadsheet and uploaded again."""
+    text = job.content
+    delimiter = sniff_delimiter(text)
+    header, _ = _header(text, delimiter)
+    yield [*header, "line", "problem"]
+    # Problems the import itself met (a row that could not be saved) come from the stored
+    # report; the checks of every row are made again, so none is lost past the stored ones.
+    stored: dict[int, list[str]] = {}
+    for error in job.errors or []:
+        stored.setdefault(int(error.get("line") or 0), []).append(_problem(error))
+    cells_at = {line: cells for line, cells, _ in _records(text, delimiter)}
+    for row in iter_rows(job):
+        problems = [_problem(error) for error in row.errors] or stored.get(row.line, [])
+        if not problems:
+            continue
+        cells = list(cells_at.get(row.line) or [])
+        cells += [""] * (len(header) - len(cells))
+        yield [*cells[: len(header)], str(row.line), "; ".join(dict.fromkeys(problems))]
+
+
+def _problem(error: dict[str, Any]) -> str:
+    field = error.get("field") or ""
+    return f"{field}: {error.get('reason', '')}" if field else str(error.get("reason", ""))
+
+
+def imported_emails(job: Import) -> list[str]:
+    """The addresses of the rows an import wrote (or would write)."""
+    return [row.email for row in iter_rows(job) if not row.errors and row.email]
+
+
+def imported_ids(job: Import) -> Any:
+    """SELECT the ids of the candidates an import created or updated."""
+    emails = imported_emails(job)
+    # Rendered into the statement: an import may hold more addresses than a driver binds.
+    wanted = bindparam("imported", value=emails, expanding=True, literal_execute=True)
+    return select(Candidate.id).where(Candidate.email.in_(wanted))

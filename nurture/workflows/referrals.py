@@ -140,7 +140,17 @@ def system_campaign(session: Session, name: str, template: str, now: datetime) -
             description="Sent by nurture for a referral; pause it to stop these mails.",
             created_at=now,
             updated_at=now,
-            steps=[Step(position=0, delay_seconds=0, delay="PT0S", template=template)],
+            # An answer to what someone just did (a referral): personal mail, which the
+            # frequency cap never holds for a week.
+            steps=[
+                Step(
+                    position=0,
+                    delay_seconds=0,
+                    delay="PT0S",
+                    template=template,
+                    category="personal",
+                )
+            ],
         )
         session.add(campaign)
         session.flush()

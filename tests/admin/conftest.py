@@ -125,3 +125,19 @@ def screenshot(page, name: str) -> list[Path]:
         paths.append(path)
     page.set_viewport_size(original)
     return paths
+
+
+def work_off(app: Flask) -> None:
+    """Run a real RQ worker over the queue until it is empty (burst), in this process.
+
+    Without its pub/sub listener: RQ's listener thread sleeps up to 60 s between polls, and a
+    burst worker's teardown waits for it to wake, which made each call take up to a minute.
+    The listener only carries commands (stop a job) that these tests never send.
+    """
+    from nurture import tasks
+    from nurture.tasks.worker import SendWorker
+
+    with app.app_context():
+        worker = SendWorker([tasks.get_queue(app)], connection=tasks.get_redis(app))
+        worker.subscribe = lambda: None  # type: ignore[method-assign]
+        worker.work(burst=True)

@@ -10,16 +10,17 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
-from nurture import tasks
 from nurture.core.audience.segments import save_segment
 from nurture.core.campaigns.broadcasts import run_broadcasts
 from nurture.core.campaigns.service import campaign_dict
+from nurture.core.content.mime import MailSettings
+from nurture.core.content.templates import save_template
 from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Message
 from nurture.tasks.scheduling import run_tick
-from nurture.tasks.worker import SendWorker
+from nurture.tasks.sending import template_library
 from nurture.workflows.candidates import save_candidate
-from tests.admin.conftest import login, screenshot
+from tests.admin.conftest import login, screenshot, work_off
 from tests.admin.test_campaigns import csrf_of, signed_in
 
 TAG = "talent-network"
@@ -34,8 +35,34 @@ def shoot(page, name: str) -> None:
     screenshot(page, name)
 
 
-def seed(app: Flask) -> None:
-    """Five in the talent network (one turned newsletters off), one outside it."""
+def our_newsletter(app: Flask) -> None:
+    """The newsletter starter as a team sends it: its sample sections rewritten."""
+    library = template_library(app)
+    html, text = library.file_sources("newsletter")
+    ours = re.sub(
+        r"{# sample #}.*?{# end sample #}",
+        "<p>Our own news this month: the platform team moved to Lisbon and is hiring.</p>",
+        html,
+        flags=re.S,
+    )
+    save_template(
+        db.session,
+        library,
+        MailSettings.from_config(app.config),
+        {"name": "newsletter", "html": ours, "text": ""},
+        template=None,
+        user_id=None,
+        now=app.extensions["nurture.clock"].now(),
+        starter=True,
+    )
+    db.session.commit()
+
+
+def seed(app: Flask, newsletter: bool = True) -> None:
+    """Five in the talent network (one turned newsletters off), one outside it; the team's
+    own newsletter (the starter's sample copy is refused)."""
+    if newsletter:
+        our_newsletter(app)
     now = app.extensions["nurture.clock"].now()
     for name, zone in (
         ("ana", "Europe/Berlin"),
@@ -65,8 +92,7 @@ def send(app: Flask) -> int:
     """The scheduler's pass and a worker until the queue is empty; returns messages created."""
     with app.app_context():
         created = run_tick(app).created
-        queue = tasks.get_queue(app)
-        SendWorker([queue], connection=tasks.get_redis(app)).work(burst=True)
+    work_off(app)
     return created
 
 
@@ -147,10 +173,10 @@ def test_write_check_confirm_and_send_a_broadcast_once_each(
 
     page.reload()
     assert page.locator("h1 [data-phase]").inner_text() == "sent"
-    assert page.locator("[data-state=sent] .n").inner_text() == "4"
-    assert page.locator("[data-state=queued] .n").inner_text() == "0"
+    assert page.locator("[data-live=sent] .n").inner_text() == "4"
+    assert page.locator("[data-live=queued] .n").inner_text() == "0"
     assert page.locator("[data-stat=sent]").inner_text() == "4"
-    assert page.locator("[data-percent]").inner_text() == "100%"
+    assert page.locator(".progress-head [data-field=percent]").inner_text() == "100"
     shoot(page, "broadcasts-detail")
 
     page.click("nav >> text=Broadcasts")
@@ -168,7 +194,7 @@ def test_write_check_confirm_and_send_a_broadcast_once_each(
     viewer.goto("/admin/broadcasts")
     assert viewer.locator("text=New broadcast").count() == 0
     viewer.goto(f"/admin/broadcasts/{campaign.id}")
-    assert viewer.locator("[data-state=sent] .n").inner_text() == "4"
+    assert viewer.locator("[data-live=sent] .n").inner_text() == "4"
     assert viewer.locator("text=Archive…").count() == 0
     token = viewer.locator("input[name=csrf_token]").first.get_attribute("value")
     for action in ("check", "confirm"):
@@ -356,6 +382,20 @@ def test_a_broadcast_is_not_opened_in_the_drip_builder(app) -> None:
 
     assert answer.status_code == 302
     assert answer.headers["Location"].endswith(f"/admin/broadcasts/{campaign.id}")
-    page = client.get(f"/admin/campaigns/{campaign.id}").text
-    assert f'href="/admin/broadcasts/{campaign.id}"' in page and "/edit" not in page
+    # Broadcasts live apart from drips: the campaign page leads to the broadcast's own.
+    answer = client.get(f"/admin/campaigns/{campaign.id}")
+    assert answer.headers["Location"].endswith(f"/admin/broadcasts/{campaign.id}")
+    assert "No campaigns yet" in client.get("/admin/campaigns").text
     assert client.get("/admin/broadcasts/999").status_code == 404
+
+
+def test_the_starters_sample_copy_never_goes_out(app) -> None:
+    seed(app, newsletter=False)
+    client = signed_in(app, "editor")
+    token = csrf_of(client.get("/admin/broadcasts/new").text)
+    for action in ("check", "confirm"):
+        answer = client.post("/admin/broadcasts/new", data=new_form(token, action=action))
+        assert answer.status_code == 422
+        problem = entities.unescape(answer.text)
+        assert "still holds the newsletter starter's sample copy, “This quarter we" in problem
+    assert count(Campaign) == 0

@@ -10,7 +10,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from nurture import tasks
 from nurture.core.accounts.users import create_user
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.errors import Conflict, ValidationError
@@ -25,9 +24,8 @@ from nurture.models import (
 )
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import template_library
-from nurture.tasks.worker import SendWorker
 from nurture.workflows.candidates import save_candidate
-from tests.admin.conftest import PASSWORD, login, screenshot
+from tests.admin.conftest import PASSWORD, login, screenshot, work_off
 
 TAG = "silver-medalist"
 A_PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile"
@@ -123,8 +121,7 @@ def test_build_activate_send_measure_and_pause_a_drip(
     # Send: the scheduler's pass and the worker, in this process.
     with live_app.app_context():
         assert run_tick(live_app).created == 3
-        queue = tasks.get_queue(live_app)
-        SendWorker([queue], connection=tasks.get_redis(live_app)).work(burst=True)
+    work_off(live_app)
     assert len(smtp.messages) == 3
 
     # Ana opens her mail: her phone fetches the tracking pixel.

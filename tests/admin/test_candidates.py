@@ -404,23 +404,23 @@ def test_editor_edits_tags_enrols_and_marks_hired(page, live_app: Flask) -> None
     )
 
 
-def test_editor_tags_everyone_a_filter_matches(page, live_app: Flask) -> None:
+def test_editor_tags_everyone_a_filter_matches_and_enrols_the_rows_ticked(
+    page, live_app: Flask
+) -> None:
     network(live_app, people=12)
     pool = campaign(live_app, "Backend pool", tag="backend-pool")
+    by_hand = campaign(live_app, "Check-in by hand")
     db.session.commit()
-    asked = confirm_dialogs(page)
     login(page, "editor")
     page.goto("/admin/candidates?q=backend")
     assert "4 matching" in page.locator(".page-head .sub").inner_text()
-    bulk = page.locator(".bulk-tag")
-    assert bulk.get_attribute("open") is not None  # a filtered list offers it straight away
-    assert "Add tag to all 4" in bulk.inner_text()
+    bulk = page.locator("#bulk")
+    assert "every matching candidate (4)" in bulk.inner_text()
     bulk.locator("input[name=new_tag]").fill("Backend-Pool")
-    bulk.locator("button").click()
+    bulk.locator("button[value=tag]").click()
     page.wait_for_selector(".flash.success")
-    assert asked == ["Add this tag to all 4 matching candidates?"]
     flash = page.locator(".flash").inner_text()
-    assert "Tagged 4 candidates “backend-pool”." in flash
+    assert "Tagged 4 candidates “backend-pool” (every matching candidate)." in flash
     assert "4 enrolled in “Backend pool”." in flash
     assert "q=backend" in page.url  # still the same list
     db.session.expire_all()
@@ -429,14 +429,31 @@ def test_editor_tags_everyone_a_filter_matches(page, live_app: Flask) -> None:
     ).all()
     assert len(tagged) == 4 and all("example.org" in e for e in tagged)
     assert db.session.scalar(select(func.count()).where(Enrolment.campaign_id == pool.id)) == 4
-    # A blank tag is explained at the field.
-    page.locator(".bulk-tag button").click()
-    assert "type the tag to add" in page.locator(".bulk-tag .error").inner_text()
-    # Unfiltered, it is tucked away until asked for.
+    # A blank tag is explained, and nothing changes.
+    page.locator("#bulk button[value=tag]").click()
+    assert "type the tag to add" in page.locator(".flash.error").inner_text()
+
+    # Two rows ticked: only they enter the drip, in one go.
     page.goto("/admin/candidates")
-    assert page.locator(".bulk-tag").get_attribute("open") is None
-    page.click(".bulk-tag summary")
-    assert page.locator(".bulk-tag button").inner_text() == "Add tag to all 13"
+    boxes = page.locator("input[name=ids]")
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    assert page.locator("[data-bulk-count]").inner_text() == "2 ticked"
+    assert page.locator("#bulk input[name=scope][value=ids]").is_checked()
+    page.select_option("#bulk-campaign", str(by_hand.id))
+    page.click("#bulk button[value=enrol]")
+    page.wait_for_selector(".flash.success")
+    assert "Enrolled 2 candidates in “Check-in by hand”." in page.locator(".flash").inner_text()
+    assert db.session.scalar(select(func.count()).where(Enrolment.campaign_id == by_hand.id)) == 2
+    # The same two again: nobody twice, and the page says why.
+    boxes = page.locator("input[name=ids]")
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    page.select_option("#bulk-campaign", str(by_hand.id))
+    page.click("#bulk button[value=enrol]")
+    page.wait_for_selector(".flash.success")
+    assert "Not enrolled: 2 already in it" in page.locator(".flash").inner_text()
+    assert db.session.scalar(select(func.count()).where(Enrolment.campaign_id == by_hand.id)) == 2
 
 
 # --- admin: erase ------------------------------------------------------------------------------

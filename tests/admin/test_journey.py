@@ -15,13 +15,11 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
-from nurture import tasks
 from nurture.dev.embedded import SmtpCapture
 from nurture.extensions import db
 from nurture.models import Candidate
 from nurture.tasks.scheduling import run_tick
-from nurture.tasks.worker import SendWorker
-from tests.admin.conftest import login, screenshot
+from tests.admin.conftest import login, screenshot, work_off
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "candidates.csv"
 A_PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile"
@@ -37,8 +35,7 @@ def smtp(tmp_path: Path):
 
 
 def run_worker(app) -> None:
-    with app.app_context():
-        SendWorker([tasks.get_queue(app)], connection=tasks.get_redis(app)).work(burst=True)
+    work_off(app)
 
 
 def test_import_preview_build_activate_send_and_watch(page, live_app, live_server, smtp) -> None:

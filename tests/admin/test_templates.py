@@ -64,10 +64,11 @@ def test_editor_duplicates_edits_previews_saves_and_test_sends(
     login(page, "editor")
     page.goto("/admin/templates")
     page.click("#starters >> text=rejection_followup")
-    assert page.locator("textarea[name=html]").get_attribute("readonly") is not None
+    # Editors edit a starter in place; duplicating makes a template of their own.
+    assert page.locator("textarea[name=html]").get_attribute("readonly") is None
     # The starter is previewed for the first active candidate straight away.
     assert "Hi Inès" in frame_text(page, "frame-desktop")
-    page.click("text=Duplicate to edit")
+    page.click("text=Duplicate as a new template")
     page.wait_for_url(re.compile(r"/admin/templates/\d+$"))
     assert page.locator("h1").inner_text().startswith("rejection_followup_copy")
 

@@ -93,7 +93,8 @@ def test_templates_that_stay_inside_the_limits_render_as_before(library) -> None
         subject="For {{ candidate.first_name }}",
     )
     mail = compiled.render({"candidate": {"first_name": "Ana", "skills": ["go", "sql"]}})
-    assert "GO, SQL 1024 ababab 00042    7 go/sql [0, 1, 2]" in mail.html
+    # A list prints as a sentence says it (never a Python repr).
+    assert "GO, SQL 1024 ababab 00042    7 go/sql 0, 1 and 2" in mail.html
     assert mail.subject == "For Ana"
 
 

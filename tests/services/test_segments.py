@@ -150,12 +150,13 @@ def build_world(rng: random.Random, now: datetime, size: int = 300) -> World:
 
 
 def _text_op(text: str, op: str, value: Any) -> bool:
+    # Text compares ignoring case, as recruiters type it.
     if op == "eq":
-        return text == value
+        return text.lower() == value.lower()
     if op == "neq":
-        return text != value
+        return text.lower() != value.lower()
     if op == "in":
-        return text in value
+        return text.lower() in [v.lower() for v in value]
     if op == "contains":
         return value.lower() in text.lower()
     if op == "starts_with":

@@ -175,9 +175,11 @@ def test_one_batch_holds_the_frequency_cap_and_suppression_per_mail(
 
     client = mail_app.test_client()
     headers = auth_headers(mail_app, "editor")
+    # Regular mail: the cap never holds a personal step (the rejection follow-up's default).
+    regular = DRIP | {"steps": [step | {"category": "regular"} for step in DRIP["steps"]]}
     for n in range(3):
         campaign = client.post(
-            "/api/v1/campaigns", json=DRIP | {"name": f"Drip {n}"}, headers=headers
+            "/api/v1/campaigns", json=regular | {"name": f"Drip {n}"}, headers=headers
         ).json["id"]
         client.post(f"/api/v1/campaigns/{campaign}/activate", headers=headers)
     for email in ("ana@example.org", "gone@example.org"):

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.core.addresses import SUPPRESSED_STATUS, suppression_reason
+from nurture.core.audience import stages
 from nurture.core.audience.schemas import CandidateIn
 from nurture.core.inputs import parse
 from nurture.models import (
@@ -38,6 +39,8 @@ def upsert_candidate(
             candidate.status = SUPPRESSED_STATUS.get(reason, CandidateStatus.UNSUBSCRIBED)
         session.add(candidate)
     tags = clean.pop("tags", None)
+    if clean.get("stage"):
+        clean["stage"] = stages.canonical(session, clean["stage"], now)
     for field, value in clean.items():
         setattr(candidate, field, value)
     if tags is not None:

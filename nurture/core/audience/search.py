@@ -8,7 +8,7 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -20,6 +20,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -37,6 +38,7 @@ from nurture.models import (
     Enrolment,
     Event,
     Message,
+    Step,
     Tag,
 )
 from nurture.models.base import UTCDateTime
@@ -452,6 +454,26 @@ def facets(session: Session, now: datetime) -> Facets:
 # ---------------------------------------------------------------------------------------------
 
 
+def skill_counts(session: Session, query: str, limit: int = 20) -> list[tuple[str, int]]:
+    """Skills candidates list (containing ``query``), with how many list each, most common
+    first; read from the JSON lists on either database."""
+    if session.get_bind().dialect.name == "postgresql":
+        skills = func.jsonb_array_elements_text(Candidate.skills).table_valued("value")
+    else:
+        skills = func.json_each(Candidate.skills).table_valued("value")
+    value = skills.c.value
+    rows = session.execute(
+        select(value, func.count())
+        .select_from(Candidate)
+        .join(skills, true())
+        .where(func.lower(value).contains(query.lower(), autoescape=True))
+        .group_by(value)
+        .order_by(func.count().desc(), value)
+        .limit(limit)
+    )
+    return [(str(skill), n) for skill, n in rows]
+
+
 def clean_tag(value: Any) -> str:
     """A tag name as nurture stores it (trimmed, lower case), or ValidationError at ``tag``."""
     name = value.strip().lower() if isinstance(value, str) else ""
@@ -468,9 +490,14 @@ def neutralise(value: str) -> str:
 
 
 def export_rows(
-    session: Session, filters: CandidateFilters, now: datetime, chunk: int = 1000
+    session: Session,
+    filters: CandidateFilters,
+    now: datetime,
+    chunk: int = 1000,
+    only: Select | None = None,
 ) -> Iterator[list[str]]:
-    """The export's header, then one row per matching candidate, read ``chunk`` at a time."""
+    """The export's header, then one row per matching candidate (of ``only``, a select of ids,
+    when given: a segment, an import, the rows ticked), read ``chunk`` at a time."""
     yield list(EXPORT_COLUMNS)
     columns = [
         Candidate.id, Candidate.email, Candidate.first_name, Candidate.last_name, Candidate.role,
@@ -478,6 +505,8 @@ def export_rows(
         Candidate.status, Candidate.engagement_points, Candidate.created_at,
     ]  # fmt: skip
     where = conditions(filters, now)
+    if only is not None:
+        where.append(Candidate.id.in_(only))
     after = 0
     while True:
         # Keyset on the id: each chunk is a short query, whatever the export's size.
@@ -542,6 +571,11 @@ class TimelineItem:
     error: str
     message_id: int | None
     value: str = ""  # a reply's subject, "hard"/"soft" for a bounce, a rating
+    # A queued mail held back (cap, window, pause, retry): not before then.
+    until: datetime | None = None
+    # The template the mail is made from, for a queued mail that has no subject yet.
+    template: str = ""
+    note: str = ""  # what the candidate wrote: why they unsubscribed, a rating's comment
 
     @property
     def link(self) -> str:
@@ -579,8 +613,12 @@ def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
             literal_column("''").label("value"),
             literal(0).label("tiebreak"),
             Message.id.label("row_id"),
+            Message.retry_at.label("until"),
+            func.coalesce(Step.template, "").label("template"),
+            literal_column("''").label("note"),
         )
         .join(Campaign, Campaign.id == Message.campaign_id)
+        .outerjoin(Step, Step.id == Message.step_id)
         .where(Message.candidate_id == candidate_id)
     )
     about = Message.__table__.alias("about")
@@ -598,6 +636,9 @@ def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
             Event.value,
             literal(1),  # a message before the events it caused when the times are equal
             Event.id,
+            literal(None, UTCDateTime()),
+            literal_column("''"),
+            Event.note,
         )
         .outerjoin(about, about.c.id == Event.message_id)
         .outerjoin(Campaign, Campaign.id == about.c.campaign_id)
@@ -614,6 +655,7 @@ def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
             at=row.at, source=row.source, kind=row.kind, subject=row.subject or "",
             campaign=row.campaign or "", url=row.url or "", machine=bool(row.machine),
             error=row.error or "", message_id=row.message_id, value=row.value or "",
+            until=_utc(row.until), template=row.template or "", note=row.note or "",
         )
         for row in reversed(latest)
     ]  # fmt: skip
@@ -626,6 +668,14 @@ def timeline(session: Session, candidate_id: int, limit: int = 200) -> Timeline:
             select(func.count()).select_from(Event).where(Event.candidate_id == candidate_id)
         ) or 0)  # fmt: skip
     return Timeline(items, total)
+
+
+def _utc(value: Any) -> datetime | None:
+    """A time out of a UNION, which SQLite gives back as text."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -649,10 +699,13 @@ def enrolments(session: Session, candidate_id: int) -> list[EnrolmentRow]:
 
 
 def active_campaigns(session: Session) -> list[Campaign]:
-    """Campaigns a candidate can be enrolled into by hand."""
+    """Campaigns a candidate can be enrolled into by hand: the active ones a team runs (the
+    re-consent and referral mails are nurture's own, sent when their moment comes)."""
     return list(
         session.scalars(
-            select(Campaign).where(Campaign.status == CampaignStatus.ACTIVE).order_by(Campaign.name)
+            select(Campaign)
+            .where(Campaign.status == CampaignStatus.ACTIVE, Campaign.topic != "system")
+            .order_by(Campaign.name)
         )
     )
 

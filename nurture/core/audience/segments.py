@@ -5,7 +5,7 @@ The language (every rule is a JSON object; ``all``/``any``/``not`` nest):
     {"all": [rule, ...]}   {"any": [rule, ...]}   {"not": rule}
     {"field": F, "op": OP, "value": V}   F: role, stage, rejection_reason, location, source,
         status, timezone, first_name, last_name, email_domain; OP: eq, neq, in (a list),
-        contains, starts_with (ignoring case), empty, not_empty
+        contains, starts_with, empty, not_empty; text compares ignoring case (status exactly)
     {"field": "created_at" | "consent_at", "op": "before" | "after", "value": "2026-03-01"}
     {"field": "created_at" | "consent_at", "op": "within_days" | "older_than_days", "value": 30}
     {"attribute": "seniority", "op": OP, "value": V}   custom attributes, "a.b" for nested keys,
@@ -30,6 +30,7 @@ link scanners) count only where a leaf says ``"include_machine": true``.
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,8 @@ FIELDS = (
     "role", "stage", "rejection_reason", "location", "source", "status", "timezone",
     "first_name", "last_name", "email_domain",
 )  # fmt: skip
+# Fields whose values nurture writes itself, compared exactly (an index on the column serves them).
+EXACT = ("status",)
 FIELD_OPS = ("eq", "neq", "in", "contains", "starts_with", "empty", "not_empty")
 DATE_FIELDS = ("created_at", "consent_at")
 DATE_OPS = ("before", "after", "within_days", "older_than_days")
@@ -399,7 +402,12 @@ def _pattern(value: str, start: bool) -> str:
     return f"{escaped}%" if start else f"%{escaped}%"
 
 
-def _string_condition(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+def _string_condition(column: Any, op: str, value: Any, exact: bool = False) -> ColumnElement[bool]:
+    # Recruiters type "Onsite" for "onsite": text compares ignoring case (lower() indexes serve
+    # it); ``exact`` for the fields whose values nurture itself writes (status).
+    if not exact:
+        column = func.lower(column)
+        value = [v.lower() for v in value] if isinstance(value, list) else str(value).lower()
     if op == "eq":
         return column == value
     if op == "neq":
@@ -598,7 +606,7 @@ def _compile(
             return and_(column.is_not(None), found)
         if field == "email_domain":
             return _email_domain(op, value)
-        return _string_condition(getattr(Candidate, field), op, value)
+        return _string_condition(getattr(Candidate, field), op, value, exact=field in EXACT)
     if "attribute" in rule:
         return _string_condition(_attribute(rule["attribute"]), rule["op"], rule.get("value"))
     if "skills" in rule:
@@ -742,8 +750,41 @@ def list_segments(session: Session) -> list[Segment]:
     return list(session.scalars(select(Segment).order_by(Segment.name)))
 
 
+FIELD_WORDS = {
+    "role": "role", "stage": "stage", "rejection_reason": "rejection reason",
+    "location": "location", "source": "source", "status": "status", "timezone": "time zone",
+    "first_name": "first name", "last_name": "last name", "email_domain": "email domain",
+    "created_at": "added", "consent_at": "consent given",
+}  # fmt: skip
+OP_WORDS = {
+    "eq": "is", "neq": "is not", "in": "is one of", "contains": "contains",
+    "starts_with": "starts with", "empty": "is empty", "not_empty": "is not empty",
+}  # fmt: skip
+
+
+def _quoted(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(f"“{v}”" for v in value)
+    return f"“{value}”"
+
+
+def _scope(spec: dict[str, Any]) -> str:
+    where = ""
+    if "campaign_id" in spec:
+        where += f" of campaign #{spec['campaign_id']}"
+    if "step_id" in spec:
+        where += f" (step #{spec['step_id']})"
+    return where
+
+
+def _bounds(spec: dict[str, Any], unit: str = "") -> str:
+    words = {"gte": "at least", "gt": "above", "lte": "at most", "lt": "below", "eq": "exactly"}
+    return " and ".join(f"{words[op]} {value:g}{unit}" for op, value in spec.items() if op in words)
+
+
 def describe(rule: dict[str, Any]) -> str:
-    """A short human reading of a rule tree, e.g. ``role is "Designer" and opened in 30 days``."""
+    """A rule tree as a recruiter reads it: ``stage is “onsite” and opened a mail in the last
+    30 days``."""
     if "all" in rule:
         parts = [describe(r) for r in rule["all"]]
         return " and ".join(f"({p})" if " or " in p else p for p in parts) or "everyone"
@@ -751,11 +792,100 @@ def describe(rule: dict[str, Any]) -> str:
         return " or ".join(describe(r) for r in rule["any"])
     if "not" in rule:
         return f"not ({describe(rule['not'])})"
+    if rule.get("field") in DATE_FIELDS:
+        name, op, value = FIELD_WORDS[rule["field"]], rule["op"], rule["value"]
+        if op == "within_days":
+            return f"{name} in the last {value} days"
+        if op == "older_than_days":
+            return f"{name} more than {value} days ago"
+        return f"{name} {op} {str(value)[:10]}"
     if "field" in rule or "attribute" in rule:
-        name = rule.get("field") or rule.get("attribute")
-        value = rule.get("value")
-        shown = ", ".join(value) if isinstance(value, list) else value
-        op = str(rule["op"]).replace("_", " ")
-        return f"{name} {op}" + (f" {shown!r}" if shown is not None else "")
-    key = next(iter(rule))
-    return f"{key.replace('_', ' ')} {rule[key]}"
+        name = FIELD_WORDS.get(rule.get("field", ""), f"attribute {rule.get('attribute')}")
+        op = OP_WORDS.get(rule["op"], rule["op"])
+        return f"{name} {op}" + (f" {_quoted(rule['value'])}" if "value" in rule else "")
+    if "tag" in rule:
+        return f"tagged “{rule['tag']}”"
+    for key, noun in (("tags", "tags"), ("skills", "skills")):
+        if key in rule:
+            mode, values = next(iter(rule[key].items()))
+            verb = "tagged with" if key == "tags" else "has"
+            return f"{verb} {mode} of the {noun} {', '.join(values)}"
+    if "engagement_score" in rule:
+        return f"engagement score {_bounds(rule['engagement_score'])}"
+    if "rated" in rule:
+        return f"rated the interview {_bounds(rule['rated'], ' stars')}" + _scope(rule["rated"])
+    kind = next((k for k in ENGAGEMENT if k in rule), None)
+    if kind is None:
+        key = next(iter(rule))
+        return f"{key.replace('_', ' ')} {rule[key]}"
+    spec = rule[kind]
+    what = {"opened": "opened a mail", "clicked": "clicked a link", "replied": "replied",
+            "not_opened": "opened nothing", "not_clicked": "clicked nothing"}[kind]  # fmt: skip
+    days = spec.get("within_days") or spec.get("days")
+    return what + _scope(spec) + (f" in the last {days} days" if days else "")
+
+
+def _children(rule: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    if "all" in rule:
+        return "all", rule["all"]
+    if "any" in rule:
+        return "any", rule["any"]
+    return "one", [rule]
+
+
+def _close_values(session: Session, rule: dict[str, Any]) -> str:
+    """For a text or tag leaf: the values that exist and look like the one asked for."""
+    if (
+        rule.get("field") in FIELDS
+        and rule.get("op") in ("eq", "in")
+        and rule["field"] not in ("email_domain",)
+    ):
+        column = getattr(Candidate, rule["field"])
+        found = session.execute(
+            select(column, func.count())
+            .where(column != "")
+            .group_by(column)
+            .order_by(func.count().desc())
+            .limit(200)
+        ).all()
+    elif "tag" in rule or "tags" in rule:
+        found = session.execute(
+            select(Tag.name, func.count())
+            .join(candidate_tags, candidate_tags.c.tag_id == Tag.id)
+            .group_by(Tag.name)
+            .order_by(func.count().desc())
+            .limit(200)
+        ).all()
+    else:
+        return ""
+    if not found:
+        return ""
+    wanted = rule.get("value") or rule.get("tag") or next(iter(rule.get("tags", {}).values()), [])
+    wanted = wanted if isinstance(wanted, list) else [wanted]
+    counts = dict(found)
+    close: list[str] = []
+    for value in wanted:
+        close += difflib.get_close_matches(str(value).lower(), [v.lower() for v in counts], 3, 0.5)
+    by_lower = {v.lower(): v for v in counts}
+    shown = [by_lower[c] for c in dict.fromkeys(close)] or list(counts)[:5]
+    return "; known values: " + ", ".join(f"“{v}” ({counts[v]})" for v in shown)
+
+
+def explain_zero(session: Session, rules: dict[str, Any], now: datetime) -> list[str]:
+    """Why a rule tree matches nobody: the conditions that match no one on their own (with
+    the values that do exist), or, when each matches someone, how many each matches."""
+    rule = validate(rules)
+    mode, children = _children(rule)
+    if not children:
+        return ["there are no candidates yet"]
+    alone = [(child, count(session, child, now)) for child in children]
+    empty = [(child, n) for child, n in alone if n == 0]
+    if empty:
+        return [
+            f"nobody matches: {describe(child)}{_close_values(session, child)}"
+            for child, _ in empty
+        ]
+    if mode == "all":
+        each = "; ".join(f"{describe(child)}: {n:,}" for child, n in alone)
+        return [f"each condition matches someone, but nobody matches all of them: {each}"]
+    return []

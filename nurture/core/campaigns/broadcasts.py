@@ -13,15 +13,16 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, literal, select
+from sqlalchemy import ColumnElement, exists, false, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.enrolment import enrol_all, queue_messages
 from nurture.core.campaigns.schemas import BroadcastIn
-from nurture.core.campaigns.timing import local_instant, zone
+from nurture.core.campaigns.timing import Timing, local_instant, zone
 from nurture.core.compliance.preferences import topic_allows
 from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.content.templates import named_html, sample_copy
 from nurture.core.errors import ValidationError
 from nurture.core.inputs import parse
 from nurture.models import (
@@ -219,13 +220,19 @@ def progress(session: Session, campaign: Campaign, now: datetime) -> dict[str, A
 
 
 def check_broadcast(
-    session: Session, data: dict[str, Any], library: TemplateLibrary, now: datetime
+    session: Session,
+    data: dict[str, Any],
+    library: TemplateLibrary,
+    now: datetime,
+    timing: Timing | None = None,
 ) -> dict[str, Any]:
     """Check a broadcast as ``create_broadcast`` does, store nothing, and say whom it reaches now.
 
     Stricter than the API, for someone about to press "send": a scheduled time given empty or
-    already past, and an audience in which nobody can receive it, are errors too. Returns the
-    audience count, the schedule as stored, and whether some zones are already past a local hour.
+    already past, an audience in which nobody can receive it, and a mail that still holds a
+    starter's sample copy are errors too. Returns the audience count, one of its members (for a
+    preview), how many of them the frequency cap holds (with ``timing``), the schedule as
+    stored, and whether some zones are already past a local hour.
     """
     errors: dict[str, str] = {}
     if "scheduled_at" in data and data["scheduled_at"] in (None, ""):
@@ -241,6 +248,22 @@ def check_broadcast(
         elif start is not None and local and start + LATEST <= now:
             errors["scheduled_at"] = "that hour has passed in every time zone; choose a later one"
         audience = progress(session, campaign, now)["waiting_audience"] or 0
+        template = data.get("template") or ""
+        copy = sample_copy(library, named_html(library, template) if template else "")
+        if copy:
+            errors["template"] = copy
+        condition = _audience(session, campaign, now)
+        members = (
+            select(Candidate.id).where(*_members(campaign, condition))
+            if condition is not None
+            else select(Candidate.id).where(false())
+        )
+        first = session.scalar(members.order_by(Candidate.id.desc()).limit(1))
+        capped = (
+            campaign_service.at_the_cap(session, members, timing, now)
+            if timing is not None and timing.cap_for(campaign.steps[0].category) is not None
+            else {"held": 0, "until": None, "cap": None}
+        )
         if not audience:
             errors.setdefault(
                 "audience",
@@ -249,6 +272,8 @@ def check_broadcast(
             )
         answer = {
             "audience": audience,
+            "sample_id": first,
+            "capped": capped,
             "scheduled_at": start,
             "local_time": local,
             "topic": campaign.topic,

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from nurture.core import addresses
-from nurture.core.campaigns.entry_rules import first_due
+from nurture.core.campaigns.entry_rules import first_due, in_group_elsewhere
 from nurture.models import (
     Campaign,
     CampaignKind,
@@ -44,6 +44,8 @@ def enrol(
         return None  # they turned this topic off in the preference centre
     if addresses.is_suppressed(session, candidate.email):
         return None
+    if group_campaign(session, candidate, campaign) is not None:
+        return None  # one campaign of an exclusive group at a time: the first one keeps them
     previous = session.scalars(
         select(Enrolment).where(
             Enrolment.candidate_id == candidate.id, Enrolment.campaign_id == campaign.id
@@ -72,6 +74,24 @@ def enrol(
     return enrolment
 
 
+def group_campaign(session: Session, candidate: Candidate, campaign: Campaign) -> str | None:
+    """The name of the other campaign of ``campaign``'s exclusive group the candidate is
+    active in, or None."""
+    if not campaign.exclusive_group:
+        return None
+    return session.scalar(
+        select(Campaign.name)
+        .join(Enrolment, Enrolment.campaign_id == Campaign.id)
+        .where(
+            Campaign.exclusive_group == campaign.exclusive_group,
+            Campaign.id != campaign.id,
+            Enrolment.candidate_id == candidate.id,
+            Enrolment.status == EnrolmentStatus.ACTIVE,
+        )
+        .limit(1)
+    )
+
+
 def _tag_entrants(campaign: Campaign) -> Select[int]:
     """Active candidates with the campaign's entry tag and no active enrolment in it."""
     already = select(Enrolment.candidate_id).where(
@@ -85,6 +105,7 @@ def _tag_entrants(campaign: Campaign) -> Select[int]:
             Tag.name == campaign.entry_value,
             Candidate.status == CandidateStatus.ACTIVE,
             Candidate.id.not_in(already),
+            ~in_group_elsewhere(campaign),
         )
     )
 

@@ -10,12 +10,12 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 # A module import: enrolment imports this module too.
 from nurture.core.campaigns import enrolment as enrolment_service
-from nurture.core.campaigns.entry_rules import first_due, may_enter
+from nurture.core.campaigns.entry_rules import BEFORE_ACTIVATION, first_due, may_enter
 from nurture.core.compliance.preferences import topic_allows
 from nurture.models import (
     Campaign,
@@ -29,7 +29,7 @@ from nurture.models import (
     ExitRule,
     Segment,
 )
-from nurture.models.base import rows_changed
+from nurture.models.base import UTCDateTime, rows_changed
 
 # Which candidates a check is limited to: ids, a select of ids, or None for everyone.
 Only = Collection[int] | Select[int] | None
@@ -41,13 +41,92 @@ Only = Collection[int] | Select[int] | None
 # --- the periodic pass -------------------------------------------------------------------------
 
 
+def entry_segment_id(campaign: Campaign) -> int | None:
+    """The segment whose members enter the campaign: its entry, or its "also enters"."""
+    if campaign.entry_type == EntryType.SEGMENT:
+        value = campaign.entry_value.removeprefix("segment:")
+        return int(value) if value.isdigit() else None
+    return campaign.entry_segment_id
+
+
 def segment_rules(session: Session, campaign: Campaign) -> dict[str, Any] | None:
     """The rules of the campaign's entry segment, or None when it names no segment."""
-    value = campaign.entry_value.removeprefix("segment:")
-    if not value.isdigit():
-        return None
-    segment = session.get(Segment, int(value))
+    segment_id = entry_segment_id(campaign)
+    segment = session.get(Segment, segment_id) if segment_id is not None else None
     return segment.rules if segment is not None else None
+
+
+def _entrants(session: Session, campaign: Campaign, now: datetime, only: Only = None):  # noqa: ANN202
+    """SELECT the ids of the segment's members who may enter now, or None without a segment."""
+    rules = segment_rules(session, campaign)
+    if rules is None:
+        return None
+    return select(Candidate.id).where(
+        Candidate.status == CandidateStatus.ACTIVE,
+        in_segment(rules, now),
+        topic_allows(campaign.topic),
+        may_enter(campaign),
+        *([Candidate.id.in_(only)] if only is not None else []),
+    )
+
+
+def count_segment_entrants(session: Session, campaign: Campaign, now: datetime) -> int:
+    """How many of the segment's members would enter the campaign now."""
+    entrants = _entrants(session, campaign, now)
+    if entrants is None or not campaign.steps:
+        return 0
+    return session.scalar(select(func.count()).select_from(entrants.subquery())) or 0
+
+
+def keep_out_current_members(session: Session, campaign: Campaign, now: datetime) -> int:
+    """Activated for "only those who join from now": today's members get a row that keeps
+    them out (``BEFORE_ACTIVATION``) until they leave the segment; returns how many."""
+    entrants = _entrants(session, campaign, now)
+    if entrants is None:
+        return 0
+    ids = entrants.subquery()
+    rows = select(
+        list(ids.c)[0],
+        literal(campaign.id),
+        literal(0),
+        literal(EnrolmentStatus.EXITED.value),
+        literal(BEFORE_ACTIVATION),
+        literal(now, UTCDateTime()),
+        literal(now, UTCDateTime()),
+    )
+    result = session.execute(
+        insert(Enrolment)
+        .from_select(
+            [
+                "candidate_id",
+                "campaign_id",
+                "next_position",
+                "status",
+                "exit_reason",
+                "created_at",
+                "ended_at",
+            ],
+            rows,
+        )  # fmt: skip
+        .execution_options(preserve_rowcount=True)
+    )
+    return max(result.rowcount or 0, 0)
+
+
+def _forget_left_members(session: Session, campaign: Campaign, now: datetime) -> None:
+    """Those kept out at activation who left the segment since may enter when they return."""
+    rules = segment_rules(session, campaign)
+    if rules is None:
+        return
+    session.execute(
+        delete(Enrolment)
+        .where(
+            Enrolment.campaign_id == campaign.id,
+            Enrolment.exit_reason == BEFORE_ACTIVATION,
+            Enrolment.candidate_id.not_in(select(Candidate.id).where(in_segment(rules, now))),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def in_segment(rules: dict[str, Any], now: datetime) -> ColumnElement[bool]:
@@ -66,19 +145,12 @@ def enrol_segment_entrants(
     row is locked first (PostgreSQL), so two schedulers never both insert the same candidate;
     SQLite runs one writer at a time anyway.
     """
-    if campaign.entry_type != EntryType.SEGMENT or not campaign.steps:
-        return 0
-    rules = segment_rules(session, campaign)
-    if rules is None:
+    if entry_segment_id(campaign) is None or not campaign.steps:
         return 0
     session.execute(select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
-    entrants = select(Candidate.id).where(
-        Candidate.status == CandidateStatus.ACTIVE,
-        in_segment(rules, now),
-        topic_allows(campaign.topic),
-        may_enter(campaign),
-        *([Candidate.id.in_(only)] if only is not None else []),
-    )
+    entrants = _entrants(session, campaign, now, only)
+    if entrants is None:
+        return 0
     due = first_due(campaign, now)
     return enrolment_service.enrol_all(session, campaign.id, entrants, now, due)
 
@@ -96,8 +168,15 @@ def _exit(session: Session, where: list[ColumnElement[bool]], reason: str, now: 
 def exit_left_segment(
     session: Session, campaign: Campaign, now: datetime, only: Only = None
 ) -> int:
-    """End the enrolments of candidates (of ``only``, when given) no longer in its segment."""
-    if ExitRule.LEFT_SEGMENT not in (campaign.exit_on or []):
+    """End the enrolments of candidates (of ``only``, when given) no longer in its segment.
+
+    Only where the segment is the campaign's entry: a rejection drip that also takes a segment's
+    members keeps the candidates the ATS sent, in the segment or not.
+    """
+    if (
+        ExitRule.LEFT_SEGMENT not in (campaign.exit_on or [])
+        or campaign.entry_type != EntryType.SEGMENT
+    ):
         return 0
     rules = segment_rules(session, campaign)
     if rules is None:
@@ -137,12 +216,15 @@ def exit_unmailable(session: Session, now: datetime) -> int:
 
 
 def segment_campaigns(session: Session) -> list[Campaign]:
-    """Active drips whose entry is a segment."""
+    """Active drips that candidates enter by being in a segment."""
     return list(
         session.scalars(
             select(Campaign).where(
                 Campaign.status == CampaignStatus.ACTIVE,
-                Campaign.entry_type == EntryType.SEGMENT,
+                or_(
+                    Campaign.entry_type == EntryType.SEGMENT,
+                    Campaign.entry_segment_id.is_not(None),
+                ),
                 Campaign.kind != CampaignKind.BROADCAST,
             )
         )
@@ -162,6 +244,8 @@ def check_segments(session: Session, now: datetime, only: Only = None) -> dict[s
         return counts
     for campaign in segment_campaigns(session):
         counts["left_segment"] += exit_left_segment(session, campaign, now, only)
+        if only is None:
+            _forget_left_members(session, campaign, now)
         counts["entered"] += enrol_segment_entrants(session, campaign, now, only)
     return counts
 

@@ -8,10 +8,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists
+from sqlalchemy import ColumnElement, and_, exists, false, select
 
 from nurture.core.campaigns.durations import parse_delay
-from nurture.models.campaigns import Campaign, Enrolment, EnrolmentStatus, Reentry
+from nurture.models.campaigns import (
+    BEFORE_ACTIVATION,
+    Campaign,
+    Enrolment,
+    EnrolmentStatus,
+    Reentry,
+)
 from nurture.models.candidates import Candidate
 
 
@@ -40,9 +46,32 @@ def first_due(campaign: Campaign, now: datetime) -> datetime:
 
 
 def may_enter(campaign: Campaign) -> ColumnElement[bool]:
-    """SQL: a candidate the campaign's re-entry policy lets in now (over ``Candidate.id``)."""
+    """SQL: a candidate the campaign's re-entry policy and its exclusive group let in now (over
+    ``Candidate.id``)."""
+    return and_(reentry_allows(campaign), ~in_group_elsewhere(campaign))
+
+
+def reentry_allows(campaign: Campaign) -> ColumnElement[bool]:
+    """SQL: the campaign's re-entry policy lets the candidate (``Candidate.id``) in now."""
     mine = Enrolment.candidate_id == Candidate.id, Enrolment.campaign_id == campaign.id
     if campaign.reentry == Reentry.NEVER:
         return ~exists().where(*mine)
-    # ALWAYS restarts a running drip only on a new event; a segment member stays enrolled.
-    return ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE)
+    # "always" restarts a running drip only on a new event; a segment member stays enrolled.
+    return and_(
+        ~exists().where(*mine, Enrolment.status == EnrolmentStatus.ACTIVE),
+        ~exists().where(*mine, Enrolment.exit_reason == BEFORE_ACTIVATION),
+    )
+
+
+def in_group_elsewhere(campaign: Campaign) -> ColumnElement[bool]:
+    """SQL: the candidate (``Candidate.id``) is active in another campaign of the group."""
+    if not campaign.exclusive_group:
+        return false()
+    others = select(Campaign.id).where(
+        Campaign.exclusive_group == campaign.exclusive_group, Campaign.id != campaign.id
+    )
+    return exists().where(
+        Enrolment.candidate_id == Candidate.id,
+        Enrolment.status == EnrolmentStatus.ACTIVE,
+        Enrolment.campaign_id.in_(others),
+    )

@@ -450,6 +450,19 @@ def _to_enrol(session: Session, job: Opening, campaign_id: int, now: datetime) -
     )
 
 
+def pending_ids(session: Session, job: Opening, now: datetime):  # noqa: ANN201 - a select
+    """SELECT the ids of the candidates approving now would mail."""
+    return _to_enrol(session, job, job.campaign_id or 0, now)
+
+
+def job_shown(job: Opening) -> dict[str, str]:
+    """The ``job`` a job-alert mail shows for this opening (before its campaign exists too)."""
+    where = job.location
+    if job.remote:
+        where = f"{where} or remote" if where else "Remote"
+    return {"title": job.title, "location": where, "url": job.url, "summary": job.summary}
+
+
 def pending_count(session: Session, job: Opening, now: datetime) -> int:
     """How many candidates approving now would mail."""
     query = _to_enrol(session, job, job.campaign_id or 0, now)
@@ -535,12 +548,7 @@ def opening_context(session: Session, campaign: Campaign) -> dict[str, str] | No
     if campaign.kind != CampaignKind.JOB_ALERT:
         return None
     job = session.scalar(select(Opening).where(Opening.campaign_id == campaign.id))
-    if job is None:
-        return None
-    where = job.location
-    if job.remote:
-        where = f"{where} or remote" if where else "Remote"
-    return {"title": job.title, "location": where, "url": job.url, "summary": job.summary}
+    return None if job is None else job_shown(job)
 
 
 def opening_dict(job: Opening) -> dict[str, Any]:

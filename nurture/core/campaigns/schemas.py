@@ -25,7 +25,7 @@ from pydantic import (
 
 from nurture.core import settings as core_settings
 from nurture.core.campaigns.durations import parse_delay
-from nurture.core.campaigns.timing import DAYS, Day, parse_schedule
+from nurture.core.campaigns.timing import CATEGORIES, DAYS, Day, parse_schedule
 from nurture.core.content import templates as template_service
 from nurture.core.errors import ValidationError
 from nurture.core.inputs import (
@@ -179,9 +179,11 @@ _CONDITIONS = ("", *(c.value for c in StepCondition))
 if TYPE_CHECKING:  # the literals are built from the enums, which a type checker cannot follow
     Condition = str
     Rejected = str
+    Category = str
 else:
     Condition = Literal[_CONDITIONS]
     Rejected = Literal[AtsEventType.REJECTED.value]
+    Category = Literal[("", *CATEGORIES)]
 
 
 class Entry(Audience):
@@ -204,6 +206,10 @@ class Sender(Input):
     use_recruiter: bool = True
 
 
+# Starters that are a recruiter's personal note: their steps are personal mail by default.
+PERSONAL_TEMPLATES = ("rejection_followup",)
+
+
 class StepIn(Input):
     """One mail: its delay after the previous one, and a template name or its own HTML."""
 
@@ -214,6 +220,11 @@ class StepIn(Input):
     text: Annotated[str, Text(1_000_000)] = ""
     condition: Condition | None = Field(
         default="", description="only send if the previous mail was (not) opened or clicked"
+    )
+    category: Category = Field(
+        default="",
+        description="personal mail (a recruiter's note) is never held by the frequency cap; "
+        "left out: personal for the rejection follow-up starter, regular otherwise",
     )
 
     @model_validator(mode="after")
@@ -247,6 +258,9 @@ class StepIn(Input):
             html=self.html,
             text=self.text,
             condition=self.condition or "",
+            # A recruiter's follow-up is personal mail (the frequency cap never holds it).
+            category=self.category
+            or ("personal" if self.template in PERSONAL_TEMPLATES else "regular"),
         )
 
 
@@ -256,6 +270,26 @@ def _exit_rules(value: Any) -> Any:
     ):
         raise problem("exit_on", f"a list among {', '.join(ExitRule)}")
     return [rule for rule in ExitRule if rule in value]
+
+
+def _group(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _no_segment(value: Any) -> Any:
+    # A form's "No segment" comes as "" (or 0): the same as none.
+    return None if isinstance(value, str | int) and value in ("", 0) else value
+
+
+# Campaigns that share a group never run for the same candidate at once.
+ExclusiveGroup = Annotated[
+    str,
+    Matching(
+        r"|[a-z0-9][a-z0-9_-]{0,59}",
+        "letters, digits, - and _ (at most 60), e.g. rejection-follow-up",
+    ),
+    BeforeValidator(_group),
+]
 
 
 def _name(value: str) -> str:
@@ -288,6 +322,16 @@ class CampaignIn(Input):
         ]
         | None
     ) = None
+    exclusive_group: ExclusiveGroup | None = Field(
+        default=None,
+        description="campaigns of one group never run for the same candidate at once "
+        '(e.g. "rejection-follow-up": one rejection follow-up per rejection); "" for none',
+    )
+    entry_segment_id: Annotated[Id | None, BeforeValidator(_no_segment)] = Field(
+        default=None,
+        description="a segment whose members enter too (any drip, an ATS-triggered one "
+        "included); null for none",
+    )
     local_time: bool | None = None
     scheduled_at: (
         Annotated[
@@ -353,6 +397,10 @@ class CampaignIn(Input):
         }
         if self.exit_on is not None:
             clean["exit_on"] = list(self.exit_on)
+        if self.exclusive_group is not None:
+            clean["exclusive_group"] = self.exclusive_group
+        if "entry_segment_id" in self.model_fields_set:
+            clean["entry_segment_id"] = self.entry_segment_id
         if self.local_time is not None:
             clean["local_time"] = self.local_time
         if self._schedule is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, distinct, func, select, update
@@ -12,9 +13,19 @@ from sqlalchemy.orm import Session
 
 from nurture.core import settings as core_settings
 from nurture.core.campaigns.enrolment import count_tag_entrants, enrol_tag_entrants
+from nurture.core.campaigns.entries import (
+    count_segment_entrants,
+    enrol_segment_entrants,
+    entry_segment_id,
+    in_segment,
+    keep_out_current_members,
+    segment_rules,
+)
+from nurture.core.campaigns.entry_rules import BEFORE_ACTIVATION
 from nurture.core.campaigns.schemas import CampaignIn
 from nurture.core.compliance.identity import require_sender_identity
 from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.content.templates import named_html, sample_copy
 from nurture.core.errors import Conflict, ValidationError
 from nurture.core.inputs import parse
 from nurture.models import (
@@ -34,6 +45,9 @@ from nurture.models import (
     Step,
 )
 from nurture.models.base import MAX_ID, rows_changed
+
+# The group rejection drips share by default: one follow-up per rejection.
+REJECTION_GROUP = "rejection-follow-up"
 
 # Which status changes are allowed, and from where.
 TRANSITIONS = {
@@ -69,6 +83,7 @@ def create_campaign(
     given = definition(data, library)
     clean = given.stored()
     _require_segment(session, clean)
+    _check_entry_segment(session, clean)
     campaign = Campaign(
         **clean,
         status=CampaignStatus.DRAFT,
@@ -79,6 +94,15 @@ def create_campaign(
     session.add(campaign)
     session.flush()
     return campaign
+
+
+def _check_entry_segment(session: Session, clean: dict[str, Any]) -> None:
+    """The "also enters" segment must exist."""
+    segment_id = clean.get("entry_segment_id")
+    if segment_id is not None and session.get(Segment, segment_id) is None:
+        raise ValidationError(
+            "the campaign is not valid", {"entry_segment_id": f"no segment {segment_id}"}
+        )
 
 
 def set_status(
@@ -197,6 +221,8 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
         "exit_on": campaign.exit_on,
         "scheduled_at": _schedule_out(campaign),
         "local_time": campaign.local_time,
+        "exclusive_group": campaign.exclusive_group,
+        "entry_segment_id": campaign.entry_segment_id,
         "steps": [
             {
                 "id": s.id,
@@ -206,6 +232,7 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
                 "template": s.template,
                 "html": s.html,
                 "condition": s.condition,
+                "category": s.category,
             }
             for s in campaign.steps
         ],
@@ -243,8 +270,14 @@ def delay_parts(seconds: int) -> tuple[int, str] | None:
 
 def template_names(session: Session, library: TemplateLibrary) -> dict[str, list[str]]:
     """The templates a step may use: the starter files and those written in the admin."""
-    edited = list(session.scalars(select(EmailTemplate.name).order_by(EmailTemplate.name)))
-    return {"library": [n for n in library.names() if n not in edited], "edited": edited}
+    starters = library.names()
+    # A starter the team edited in place is still the starter, under its name.
+    edited = [
+        name
+        for name in session.scalars(select(EmailTemplate.name).order_by(EmailTemplate.name))
+        if name not in starters
+    ]
+    return {"library": starters, "edited": edited}
 
 
 def step_message_counts(session: Session, campaign: Campaign) -> dict[int, int]:
@@ -275,6 +308,7 @@ def _builder_step(
         "subject": raw.get("subject") or "",
         "condition": raw.get("condition") or "",
         "template": raw.get("template") or "",
+        "category": raw.get("category") or "",
         "delay": raw.get("delay")
         or _typed_delay(raw.get("delay_amount"), raw.get("delay_unit"), f"{where}.delay", errors),
     }
@@ -332,8 +366,8 @@ def _builder_payload(
             for index, raw in enumerate(data.get("steps") or [])
         ],
     }
-    # Send window, topic and re-entry go to the API's own checks as they are.
-    for key in ("send_window", "topic", "reentry"):
+    # Send window, topic, re-entry and the exclusive group go to the API's own checks as they are.
+    for key in ("send_window", "topic", "reentry", "exclusive_group", "entry_segment_id"):
         if key in data:
             body[key] = data[key]
     if "entry_filter" in data:
@@ -384,7 +418,10 @@ def _checked_drip(
     payload = _builder_payload(data, existing, errors)
     if campaign is not None:
         # What the caller did not send (a form without those fields) keeps its stored value.
-        for key in ("send_window", "topic", "reentry", "entry_filter"):
+        for key in (
+            "send_window", "topic", "reentry", "entry_filter", "exclusive_group",
+            "entry_segment_id",
+        ):  # fmt: skip
             payload.setdefault(key, getattr(campaign, key))
         _step_locks(session, campaign, ids, errors)
     try:
@@ -409,7 +446,9 @@ def save_drip(
     ``data`` has ``name``, ``description``, ``entry`` (as in the API), ``exit_on``, ``sender``
     and ``steps``: each with an optional ``id`` (an existing step), either ``delay`` (ISO-8601)
     or ``delay_amount`` and ``delay_unit``, ``template``, ``subject`` and ``condition``.
-    It may have ``send_window``, ``topic``, ``reentry`` and ``entry_filter`` as in the API (the
+    Steps may name a ``category`` (personal or regular mail). It may have ``send_window``,
+    ``topic``, ``reentry``, ``entry_filter``, ``exclusive_group`` and ``entry_segment_id`` as
+    in the API (the
     filter's delay may also come as ``delay_amount`` and ``delay_unit``); when editing, those
     left out keep their stored values.
     """
@@ -420,6 +459,7 @@ def save_drip(
     given = _checked_drip(session, campaign, data, existing, ids, library)
     clean, steps = given.stored(), given.step_rows()
     _require_segment(session, clean)
+    _check_entry_segment(session, clean)
     if campaign is None:
         campaign = Campaign(
             **clean, status=CampaignStatus.DRAFT, created_at=now, updated_at=now, steps=steps
@@ -449,7 +489,10 @@ def _replace_steps(
             ordered.append(new)
             continue
         step = existing[step_id]
-        for name in ("delay", "delay_seconds", "template", "subject", "html", "text", "condition"):
+        for name in (
+            "delay", "delay_seconds", "template", "subject", "html", "text", "condition",
+            "category",
+        ):  # fmt: skip
             setattr(step, name, getattr(new, name))
         ordered.append(step)
     kept = {step.id for step in ordered if step.id is not None}
@@ -492,7 +535,9 @@ def action_problem(campaign: Campaign, action: str) -> str:
     return ""
 
 
-def status_change_impact(session: Session, campaign: Campaign, action: str) -> dict[str, Any]:
+def status_change_impact(
+    session: Session, campaign: Campaign, action: str, now: datetime | None = None
+) -> dict[str, Any]:
     """What a status change would touch: who it enrols, and the enrolments and mail it affects."""
     active = session.scalar(
         select(func.count())
@@ -504,16 +549,145 @@ def status_change_impact(session: Session, campaign: Campaign, action: str) -> d
         .select_from(Message)
         .where(Message.campaign_id == campaign.id, Message.state == MessageState.QUEUED)
     )
-    entering = 0
+    entering = segment_now = 0
+    overlap: list[Overlap] = []
     if action in ("activate", "resume"):
         entering = count_tag_entrants(session, campaign)
+        now = now or datetime.now(UTC)
+        segment_now = count_segment_entrants(session, campaign, now)
+        overlap = overlaps(session, campaign, now)
     return {
         "action": action,
         "problem": action_problem(campaign, action),
         "entering": entering,
+        # Members of its segment who would enter now (or be kept out: "join from now on").
+        "segment_now": segment_now,
         "active_enrolments": active or 0,
         "queued_messages": queued or 0,
+        "overlap": overlap,
     }
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Another live campaign a candidate of this one may get as well, and how many would."""
+
+    campaign_id: int
+    name: str
+    status: str
+    why: str  # "the same ATS event", "the same tag", "the same segment"
+    both: int  # candidates who would be in both
+    exclusive: bool  # the two share an exclusive group: nobody gets both
+    window: str  # what ``both`` counts
+
+
+def overlaps(session: Session, campaign: Campaign, now: datetime) -> list[Overlap]:
+    """The other active or paused drips with the same trigger or audience, and how many
+    candidates would get both (none when they share an exclusive group)."""
+    others = session.scalars(
+        select(Campaign).where(
+            Campaign.id != campaign.id,
+            Campaign.status.in_([CampaignStatus.ACTIVE, CampaignStatus.PAUSED]),
+            Campaign.kind == CampaignKind.DRIP,
+        )
+    ).all()
+    mine = entry_segment_id(campaign)
+    found = []
+    for other in others:
+        exclusive = bool(campaign.exclusive_group) and (
+            campaign.exclusive_group == other.exclusive_group
+        )
+        if (
+            campaign.entry_type == EntryType.ATS_EVENT
+            and other.entry_type == EntryType.ATS_EVENT
+            and other.entry_value == campaign.entry_value
+        ):
+            # Who the other one took in the last 90 days that this one's filter lets in too.
+            recent = select(Enrolment.candidate_id).where(
+                Enrolment.campaign_id == other.id,
+                Enrolment.created_at >= now - timedelta(days=90),
+                Enrolment.exit_reason != BEFORE_ACTIVATION,
+            )
+            both = _count(session, [Candidate.id.in_(recent), *_filter_sql(campaign)])
+            found.append(
+                Overlap(
+                    other.id,
+                    other.name,
+                    other.status,
+                    f"the same ATS event, {campaign.entry_value}",
+                    both,
+                    exclusive,
+                    "of those it enrolled in the last 90 days",
+                )  # fmt: skip
+            )
+        elif (
+            campaign.entry_type == EntryType.TAG
+            and other.entry_type == EntryType.TAG
+            and other.entry_value == campaign.entry_value
+        ):
+            both = count_tag_entrants(session, campaign) + _count(
+                session, [Candidate.id.in_(_active_in(campaign))]
+            )
+            found.append(
+                Overlap(
+                    other.id,
+                    other.name,
+                    other.status,
+                    f"the same tag, {other.entry_value}",
+                    both,
+                    exclusive,
+                    "carrying the tag now",
+                )  # fmt: skip
+            )
+        elif mine is not None and entry_segment_id(other) == mine:
+            rules = segment_rules(session, campaign) or {"all": []}
+            both = _count(session, [in_segment(rules, now), Candidate.status == "active"])
+            found.append(
+                Overlap(
+                    other.id,
+                    other.name,
+                    other.status,
+                    "the same segment",
+                    both,
+                    exclusive,
+                    "in the segment now",
+                )  # fmt: skip
+            )
+    return [o if not o.exclusive else replace(o, both=0) for o in found]
+
+
+def _active_in(campaign: Campaign):  # noqa: ANN202 - a select of candidate ids
+    return select(Enrolment.candidate_id).where(
+        Enrolment.campaign_id == campaign.id, Enrolment.status == EnrolmentStatus.ACTIVE
+    )
+
+
+def _count(session: Session, where: list[Any]) -> int:
+    return session.scalar(select(func.count()).select_from(Candidate).where(*where)) or 0
+
+
+def _filter_sql(campaign: Campaign) -> list[Any]:
+    """The campaign's entry filter (rejection reasons, stages) as SQL over ``Candidate``."""
+    where = []
+    entry_filter = campaign.entry_filter or {}
+    if entry_filter.get("rejection_reasons"):
+        where.append(
+            func.lower(func.trim(Candidate.rejection_reason)).in_(entry_filter["rejection_reasons"])
+        )
+    if entry_filter.get("stages"):
+        where.append(func.lower(func.trim(Candidate.stage)).in_(entry_filter["stages"]))
+    return where
+
+
+def sample_copy_steps(campaign: Campaign, library: TemplateLibrary) -> list[str]:
+    """Steps whose mail still holds a starter's sample copy: "step 2: it still holds …"."""
+    problems = []
+    for step in campaign.steps:
+        html = named_html(library, step.template) if step.template else step.html
+        problem = sample_copy(library, html)
+        if problem:
+            problems.append(f"step {step.position + 1} ({step.template or 'own HTML'}): {problem}")
+    return problems
 
 
 def archive_campaign(session: Session, campaign: Campaign, now: datetime) -> int:
@@ -535,15 +709,31 @@ def archive_campaign(session: Session, campaign: Campaign, now: datetime) -> int
     return rows_changed(ended)
 
 
-def apply_action(session: Session, campaign: Campaign, action: str, now: datetime) -> Campaign:
-    """Activate, pause, resume or archive a campaign; Conflict when its status does not allow it."""
+def apply_action(
+    session: Session,
+    campaign: Campaign,
+    action: str,
+    now: datetime,
+    *,
+    segment_members: bool = True,
+) -> Campaign:
+    """Activate, pause, resume or archive a campaign; Conflict when its status does not allow it.
+
+    Activating a drip with a segment enrols the members who match now, or, without
+    ``segment_members``, keeps them out: only those who join the segment from now on enter.
+    """
     problem = action_problem(campaign, action)
     if problem:
         raise Conflict(problem)
     if action == "archive":
         archive_campaign(session, campaign, now)
-    else:
-        set_status(session, campaign, ACTIONS[action][1], now)
+        return campaign
+    set_status(session, campaign, ACTIONS[action][1], now)
+    if action == "activate" and entry_segment_id(campaign) is not None:
+        if segment_members:
+            enrol_segment_entrants(session, campaign, now)
+        else:
+            keep_out_current_members(session, campaign, now)
     return campaign
 
 
@@ -551,9 +741,8 @@ def enrolments_page(
     session: Session, campaign: Campaign, page: int, per_page: int = 25
 ) -> tuple[list[Any], int]:
     """One page of a campaign's enrolments, newest first, with who they are; and the total."""
-    total = session.scalar(
-        select(func.count()).select_from(Enrolment).where(Enrolment.campaign_id == campaign.id)
-    )
+    shown = (Enrolment.campaign_id == campaign.id, Enrolment.exit_reason != BEFORE_ACTIVATION)
+    total = session.scalar(select(func.count()).select_from(Enrolment).where(*shown))
     rows = session.execute(
         select(
             Enrolment,
@@ -563,9 +752,194 @@ def enrolments_page(
             Candidate.status.label("candidate_status"),
         )
         .join(Candidate, Candidate.id == Enrolment.candidate_id)
-        .where(Enrolment.campaign_id == campaign.id)
+        .where(*shown)
         .order_by(Enrolment.created_at.desc(), Enrolment.id.desc())
         .offset((max(page, 1) - 1) * per_page)
         .limit(per_page)
     ).all()
     return list(rows), total or 0
+
+
+# --- mail that waits: why, until when, and how many a send would hold --------------------------
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Queued mail that waits for the same reason: how many, and when the first and last go."""
+
+    reason: str  # as stored by sending: "frequency cap", "send window", "paused", "attempt …"
+    count: int
+    first: datetime | None
+    last: datetime | None
+
+
+def waiting(session: Session, now: datetime, *, campaign_id: int | None = None) -> list[Waiting]:
+    """Queued mail held back for later (cap, window, pause, a retry), by reason."""
+    where = [Message.state == MessageState.QUEUED, Message.retry_at > now]
+    if campaign_id is not None:
+        where.append(Message.campaign_id == campaign_id)
+    rows = session.execute(
+        select(
+            Message.error,
+            func.count(),
+            func.min(Message.retry_at),
+            func.max(Message.retry_at),
+        )
+        .where(*where)
+        .group_by(Message.error)
+        .order_by(func.count().desc())
+    ).all()
+    groups: dict[str, Waiting] = {}
+    for error, count, first, last in rows:
+        # "attempt 2 of 5: 451 …" and friends are one group: retries.
+        reason = "retry" if (error or "").startswith("attempt") else (error or "")
+        known = groups.get(reason)
+        if known is not None:
+            first = min(filter(None, (known.first, first)), default=None)
+            last = max(filter(None, (known.last, last)), default=None)
+            count += known.count
+        groups[reason] = Waiting(reason, count, _aware(first), _aware(last))
+    return list(groups.values())
+
+
+def _aware(value: Any) -> datetime | None:
+    """min()/max() of a UTC column comes back as the database wrote it."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def held_mail(session: Session, enrolment_ids: list[int], now: datetime) -> dict[int, Message]:
+    """Per enrolment, its queued mail that waits for later (cap, window, pause, a retry)."""
+    if not enrolment_ids:
+        return {}
+    return {
+        m.enrolment_id: m
+        for m in session.scalars(
+            select(Message).where(
+                Message.enrolment_id.in_(enrolment_ids),
+                Message.state == MessageState.QUEUED,
+                Message.retry_at > now,
+            )
+        )
+        if m.enrolment_id is not None
+    }
+
+
+def skipped_reasons(session: Session, campaign_id: int) -> list[tuple[str, int]]:
+    """Why a campaign's skipped mail was not sent, most common first."""
+    return [
+        (error or "not given", count)
+        for error, count in session.execute(
+            select(Message.error, func.count())
+            .where(Message.campaign_id == campaign_id, Message.state == MessageState.SKIPPED)
+            .group_by(Message.error)
+            .order_by(func.count().desc())
+        )
+    ]
+
+
+def at_the_cap(session: Session, candidate_ids: Any, timing: Any, now: datetime) -> dict[str, Any]:
+    """How many of these candidates (a select of ids) the frequency cap would hold now, and
+    when the first of them may be mailed again."""
+    cap = timing.cap
+    if cap is None:
+        return {"held": 0, "until": None, "cap": None}
+    recent = (
+        select(Message.candidate_id, func.count().label("n"), func.min(Message.sent_at).label("t"))
+        .where(
+            Message.state == MessageState.SENT,
+            Message.sent_at > now - cap.period,
+            Message.candidate_id.in_(candidate_ids),
+        )
+        .group_by(Message.candidate_id)
+        .having(func.count() >= cap.mails)
+        .subquery()
+    )
+    held, oldest = session.execute(select(func.count(), func.min(recent.c.t))).one()
+    oldest = _aware(oldest)
+    return {"held": held or 0, "until": oldest + cap.period if oldest else None, "cap": cap}
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """What happens to an enrolment's next step that has a condition."""
+
+    text: str  # "only if they open step 1 by …", "will be skipped: step 1 was never sent"
+    doomed: bool  # the condition can no longer be met: the step will be skipped
+
+
+CONDITION_WORDS = {
+    "previous_opened": ("open", "opened"),
+    "previous_clicked": ("click a link in", "clicked a link in"),
+    "previous_not_opened": ("not open", "opened"),
+}
+
+
+def outlooks(session: Session, enrolments: list[Enrolment]) -> dict[int, Outlook]:
+    """For active enrolments whose next step has a condition, whether it can still be met."""
+    pending = []
+    for enrolment in enrolments:
+        if enrolment.status != EnrolmentStatus.ACTIVE:
+            continue
+        steps = enrolment.campaign.steps
+        if 0 < enrolment.next_position < len(steps) and steps[enrolment.next_position].condition:
+            pending.append(enrolment)
+    if not pending:
+        return {}
+    previous = {
+        (m.enrolment_id, m.step_id): m
+        for m in session.scalars(
+            select(Message).where(Message.enrolment_id.in_([e.id for e in pending]))
+        )
+    }
+    message_ids = [m.id for m in previous.values()]
+    happened = {
+        (message_id, kind)
+        for message_id, kind in session.execute(
+            select(Event.message_id, Event.kind)
+            .where(
+                Event.message_id.in_(message_ids),
+                Event.kind.in_([EventKind.OPEN, EventKind.CLICK]),
+                Event.machine.is_(False),
+            )
+            .distinct()
+        )
+    }
+    found = {}
+    for enrolment in pending:
+        steps = enrolment.campaign.steps
+        step, before = steps[enrolment.next_position], steps[enrolment.next_position - 1]
+        number, last = enrolment.next_position + 1, enrolment.next_position
+        message = previous.get((enrolment.id, before.id))
+        kind = EventKind.CLICK if step.condition == "previous_clicked" else EventKind.OPEN
+        did = message is not None and (message.id, kind) in happened
+        wants, past = CONDITION_WORDS.get(step.condition, ("", ""))
+        if message is None or message.state in (MessageState.SKIPPED, MessageState.FAILED):
+            if step.condition == "previous_not_opened":
+                found[enrolment.id] = Outlook(
+                    f"step {number} goes out: step {last} never reached them", False
+                )
+            else:
+                why = f" ({message.error})" if message is not None and message.error else ""
+                found[enrolment.id] = Outlook(
+                    f"cannot be met: step {last} was never delivered{why}, so step {number} "
+                    "will be skipped",
+                    True,
+                )
+        elif step.condition == "previous_not_opened":
+            found[enrolment.id] = (
+                Outlook(
+                    f"cannot be met: they {past} step {last}, so step {number} will be skipped",
+                    True,
+                )  # fmt: skip
+                if did
+                else Outlook(f"only if they do not open step {last} before it is due", False)
+            )
+        elif did:
+            found[enrolment.id] = Outlook(f"condition met: they {past} step {last}", False)
+        else:
+            found[enrolment.id] = Outlook(
+                f"only if they {wants} step {last} before it is due; otherwise skipped", False
+            )
+    return found

@@ -30,20 +30,42 @@ class Cap:
         return timedelta(days=self.days)
 
 
+# Kinds of mail a step sends: a recruiter's personal note (the rejection follow-up, a reply)
+# or regular mail (check-ins, newsletters, job alerts).
+CATEGORIES = ("personal", "regular")
+
+
 @dataclass(frozen=True)
 class Timing:
     """The team-wide timing settings a sender applies at send time."""
 
     team_zone: str = "UTC"
     cap: Cap | None = Cap(2, 7)
+    # Kinds of mail the frequency cap never holds (they still count towards it).
+    cap_exempt: tuple[str, ...] = ("personal",)
 
     @classmethod
     def from_config(cls, config: Any) -> Timing:
-        """Read ``TEAM_TIMEZONE`` and ``FREQUENCY_CAP`` from the app's configuration."""
+        """Read ``TEAM_TIMEZONE``, ``FREQUENCY_CAP`` and ``FREQUENCY_CAP_EXEMPT``."""
+        exempt = config.get("FREQUENCY_CAP_EXEMPT", ("personal",))
         return cls(
             team_zone=config.get("TEAM_TIMEZONE") or "UTC",
             cap=parse_cap(config.get("FREQUENCY_CAP"), "FREQUENCY_CAP"),
+            cap_exempt=tuple(exempt or ()),
         )
+
+    def cap_for(self, category: str) -> Cap | None:
+        """The cap a mail of ``category`` waits for: none for personal mail (by default)."""
+        return None if category in self.cap_exempt else self.cap
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a mail waits, and until when: ``reason`` is "paused", "frequency cap" or
+    "send window"."""
+
+    until: datetime
+    reason: str
 
 
 def parse_cap(value: Any, field: str = "frequency_cap") -> Cap | None:
@@ -150,16 +172,75 @@ def earliest_send(
     paused_until: datetime | None = None,
 ) -> datetime:
     """The first instant at or after ``now`` that the pause, the cap and the window all allow."""
-    sent = list(sent)
-    when = now
+    return _earliest(now, window, tz, list(sent), cap, paused_until)[0]
+
+
+def _earliest(
+    now: datetime,
+    window: dict[str, Any] | None,
+    tz: ZoneInfo,
+    sent: list[datetime],
+    cap: Cap | None,
+    paused_until: datetime | None,
+) -> tuple[datetime, str]:
+    """``earliest_send`` and the rule that moved it last ("" when nothing holds the mail)."""
+    when, reason = now, ""
     for _ in range(50):  # each rule only moves time forward; a few rounds settle it
         moved = max(when, paused_until or when)
-        moved = cap_release(sent, moved, cap)
-        moved = next_allowed(moved, window, tz)
+        if moved > when:
+            reason = "paused"
+        capped = cap_release(sent, moved, cap)
+        if capped > moved:
+            reason = "frequency cap"
+        moved = next_allowed(capped, window, tz)
+        if moved > capped:
+            reason = "send window"
         if moved == when:
-            return when
+            return when, reason
         when = moved
-    return when
+    return when, reason
+
+
+def hold_for(
+    candidate: Any, campaign: Any, step: Any, timing: Timing, now: datetime, sent: list[datetime]
+) -> Hold | None:
+    """Why a mail of ``step`` to ``candidate`` waits now, and until when; None when it may go.
+
+    The candidate's pause, the frequency cap (which personal mail skips, see ``Timing``) and
+    the campaign's send window in the candidate's zone. ``sent`` holds when the candidate was
+    last mailed, within the cap's period at least.
+    """
+    when, reason = _earliest(
+        now,
+        campaign.send_window,
+        zone(candidate.timezone, timing.team_zone),
+        sent,
+        timing.cap_for(getattr(step, "category", "") or "regular"),
+        candidate.paused_until,
+    )
+    return Hold(when, reason) if when > now else None
+
+
+def describe_hold(
+    reason: str,
+    *,
+    window: dict[str, Any] | None = None,
+    tz_name: str = "",
+    cap: Cap | None = None,
+) -> str:
+    """Why a mail waits, as a recruiter reads it (the page adds "until <time>"): "held by the
+    frequency cap (2 mails per 7 days)", "waiting for the send window 09:00–17:00 Europe/Berlin"."""
+    if reason == "frequency cap":
+        rule = f" ({cap.mails} mails per {cap.days} days)" if cap else ""
+        return f"held by the frequency cap{rule}"
+    if reason == "send window":
+        hours = f" {window.get('start', '00:00')}–{window.get('end', '24:00')}" if window else ""
+        return f"waiting for the send window{hours}{' ' + tz_name if tz_name else ''}"
+    if reason == "paused":
+        return "held: the candidate paused their mail"
+    if reason.startswith("attempt"):
+        return f"retrying after a temporary failure ({reason})"
+    return "waiting for the relay's rate limit" if not reason else f"waiting ({reason})"
 
 
 def parse_schedule(value: Any, local_time: bool, field: str = "scheduled_at") -> datetime:

@@ -25,7 +25,7 @@ import jinja2
 from jinja2 import meta, nodes
 from premailer import Premailer
 
-from nurture.core.content.sandbox import BoundedEnvironment, TemplateLimitError, budget
+from nurture.core.content.sandbox import BoundedEnvironment, TemplateLimitError, budget, finalize
 from nurture.core.errors import ValidationError
 
 _EXTENDS = re.compile(r"""\A\s*{%-?\s*extends\s+["']([\w./-]+)["']\s*-?%}""")
@@ -102,10 +102,26 @@ def _render_part(template: jinja2.Template, context: Mapping[str, Any], field: s
         raise RenderError(field, f"cannot be rendered: {exc}") from None
 
 
+def readable_list(items: Any) -> str:
+    """A list as a sentence says it: ``python, aws and django`` (empty items left out)."""
+    words = [str(item) for item in items if item not in (None, "")]
+    if len(words) < 2:
+        return "".join(words)
+    return f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _finalize(value: Any) -> Any:
+    """What ``{{ value }}`` prints: the sandbox's bounded value, never a Python repr of a list
+    (``{{ candidate.skills }}`` reads "python, aws and django", not "['python', 'aws']")."""
+    value = finalize(value)  # the sandbox's size check first: a huge list is never joined
+    return readable_list(value) if isinstance(value, list | tuple) else value
+
+
 def _environment(autoescape: bool) -> BoundedEnvironment:
     return BoundedEnvironment(
         autoescape=autoescape,
         undefined=jinja2.ChainableUndefined,
+        finalize=_finalize,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,

@@ -1,8 +1,10 @@
-"""Templates edited in the admin: listing, validation on save, previews and test sends.
+"""Templates edited in the admin: listing, validation on save, previews, versions, test sends.
 
-The starter files in ``templates/emails`` are read-only; the team's own templates are
-``EmailTemplate`` rows that extend the same layout. Both are compiled by the one
-``TemplateLibrary``, which reaches the rows through ``sources_from(session)``.
+The starter files in ``templates/emails`` ship with nurture; the team's own templates are
+``EmailTemplate`` rows that extend the same layout. A starter edited in the admin is a row of
+the starter's own name, which the library prefers to the file until it is reset. Both are
+compiled by the one ``TemplateLibrary``, which reaches the rows through ``sources_from``.
+Every save keeps a ``TemplateVersion``, by name, so a reset or a bad edit can be undone.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from jinja2 import meta, nodes
-from sqlalchemy import func, or_, select
+from lxml import etree
+from lxml import html as lxml_html
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 
@@ -28,6 +32,7 @@ from nurture.core.content.rendering import (
     RenderError,
     Sources,
     TemplateLibrary,
+    _blocks,
 )
 from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.core.tokens import Tokens
@@ -38,6 +43,7 @@ from nurture.models import (
     CandidateStatus,
     EmailTemplate,
     Step,
+    TemplateVersion,
     User,
 )
 
@@ -111,6 +117,8 @@ class TemplateInfo:
     id: int | None = None
     updated_at: datetime | None = None
     updated_by: str = ""
+    # A starter the team edited in place (the library sends the edit until it is reset).
+    edited: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,23 +199,29 @@ def list_templates(
     """The starter library and the team's templates, each by name."""
     using = campaigns_using(session)
     purposes = starter_descriptions(library)
-    starters = []
-    for name in library.names():
-        html, _ = library.file_sources(name)
-        starters.append(
-            TemplateInfo(
-                name=name,
-                kind="starter",
-                subject=block_subject(html),
-                description=purposes.get(name, ""),
-                used_by=using.get(name, []),
-            )
-        )
     rows = session.execute(
         select(EmailTemplate, User.name, User.email)
         .outerjoin(User, User.id == EmailTemplate.updated_by_id)
         .order_by(EmailTemplate.name)
     ).all()
+    edits = {template.name: (template, name or email or "") for template, name, email in rows}
+    starters = []
+    for name in library.names():
+        html, _ = library.file_sources(name)
+        edit, by = edits.pop(name, (None, ""))
+        starters.append(
+            TemplateInfo(
+                name=name,
+                kind="starter",
+                subject=(edit.subject or block_subject(edit.html)) if edit else block_subject(html),
+                description=purposes.get(name, ""),
+                used_by=using.get(name, []),
+                id=edit.id if edit else None,
+                updated_at=edit.updated_at if edit else None,
+                updated_by=by,
+                edited=edit is not None,
+            )
+        )
     team = [
         TemplateInfo(
             name=template.name,
@@ -217,9 +231,9 @@ def list_templates(
             used_by=using.get(template.name, []),
             id=template.id,
             updated_at=template.updated_at,
-            updated_by=user_name or user_email or "",
+            updated_by=by,
         )
-        for template, user_name, user_email in rows
+        for template, by in edits.values()
     ]
     return starters, team
 
@@ -415,7 +429,7 @@ def compile_checked(
         except ValidationError as exc:
             errors.update(exc.fields)
             continue
-        problem = unknown_variables(trees[field])
+        problem = unknown_variables(trees[field]) or whole_objects(trees[field])
         if problem:
             errors[field] = problem
     if "html" in trees and "html" not in errors:
@@ -502,17 +516,36 @@ def _trial_render(compiled: CompiledTemplate, settings: MailSettings, source: So
     fail every send, so it is refused on save (a limit by name, e.g. the output limit)."""
     context = preview_context(settings, None, sample_candidate())
     try:
-        compiled.render(context)
+        mail = compiled.render(context)
     except RenderError as exc:
         # A subject from the HTML's {% block subject %} is the HTML's to fix.
         field = "html" if exc.field == "subject" and not source.subject else exc.field
         raise ValidationError("the template cannot be rendered", {field: exc.problem}) from None
+    # What only Python would print ("None", "['python']") must never reach a candidate.
+    found = leaks(mail)
+    if found:
+        part = next((p for p in ("subject", "text") if f"the {p} " in found[0]), "html")
+        field = part if part == "html" or getattr(source, part) else "html"
+        raise ValidationError(
+            "the template cannot be rendered",
+            {
+                field: f"for a sample candidate {found[0]}: print one value, "
+                "or guard it with {% if … %}"
+            },
+        )
 
 
 def _name_problem(
-    session: Session, library: TemplateLibrary, name: str, template: EmailTemplate | None
+    session: Session,
+    library: TemplateLibrary,
+    name: str,
+    template: EmailTemplate | None,
+    starter: bool = False,
 ) -> str | None:
     """What is wrong with ``name`` for this template, or None."""
+    if starter:
+        # A starter edited in place keeps the starter's name: campaigns find it by that name.
+        return None if name in library.names() else f"no starter named {name}"
     if not name:
         return "give the template a name, e.g. silver-followup"
     if len(name) > NAME_LENGTH or not NAME.fullmatch(name):
@@ -541,13 +574,17 @@ def save_template(
     template: EmailTemplate | None,
     user_id: int | None,
     now: datetime,
+    starter: bool = False,
+    note: str = "saved",
 ) -> EmailTemplate:
-    """Validate every field, then create or update a template; nothing is written on error."""
+    """Validate every field, then create or update a template and keep the new version;
+    nothing is written on error. With ``starter`` it is the starter of that name, edited in
+    place (``template`` is its earlier edit, if any)."""
     name = str(data.get("name") or "").strip()
     description = " ".join(str(data.get("description") or "").split())
     source = clean_source(data.get("html"), data.get("text"), data.get("subject"))
     errors: dict[str, str] = {}
-    problem = _name_problem(session, library, name, template)
+    problem = _name_problem(session, library, name, template, starter)
     if problem:
         errors["name"] = problem
     if len(description) > DESCRIPTION_LENGTH:
@@ -561,6 +598,11 @@ def save_template(
     if template is None:
         template = EmailTemplate(created_at=now)
         session.add(template)
+    elif template.name != name:
+        # The history follows the template to its new name.
+        session.execute(
+            update(TemplateVersion).where(TemplateVersion.name == template.name).values(name=name)
+        )
     template.name = name
     template.description = description
     template.subject = source.subject
@@ -576,16 +618,122 @@ def save_template(
         raise ValidationError(
             "the name is taken", {"name": f"there is already a template named {name}"}
         ) from None
+    record_version(session, name, source, user_id, now, note)
     return template
 
 
 def delete_template(session: Session, template: EmailTemplate) -> None:
-    """Delete a template no campaign uses; Conflict names the campaigns that do."""
+    """Delete a template no campaign uses, with its history; Conflict names the campaigns
+    that use it."""
     users = campaigns_using(session).get(template.name)
     if users:
         raise Conflict(f"{template.name} is used by {', '.join(users)}; change their steps first")
+    session.execute(delete(TemplateVersion).where(TemplateVersion.name == template.name))
     session.delete(template)
     session.flush()
+
+
+# --- starters edited in place, and every version kept -----------------------------------------
+
+
+def edit_of(session: Session, name: str) -> EmailTemplate | None:
+    """The team's edit of the starter ``name``, or None while the file is what is sent."""
+    return session.scalar(select(EmailTemplate).where(EmailTemplate.name == name))
+
+
+def current_source(
+    session: Session, library: TemplateLibrary, name: str
+) -> tuple[Source, EmailTemplate | None]:
+    """What the starter ``name`` sends now (the team's edit, else the file) and the edit."""
+    edit = edit_of(session, name)
+    if edit is not None:
+        return clean_source(edit.html, edit.text, edit.subject), edit
+    return starter_source(library, name), None
+
+
+def record_version(
+    session: Session,
+    name: str,
+    source: Source,
+    user_id: int | None,
+    now: datetime,
+    note: str = "saved",
+) -> TemplateVersion:
+    """Keep this content as the next version of ``name``."""
+    last = session.scalar(
+        select(func.max(TemplateVersion.number)).where(TemplateVersion.name == name)
+    )
+    version = TemplateVersion(
+        name=name,
+        number=(last or 0) + 1,
+        subject=source.subject,
+        html=source.html,
+        text=source.text,
+        note=note[:200],
+        created_at=now,
+        created_by_id=user_id,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def versions(session: Session, name: str, limit: int = 50) -> list[Any]:
+    """The saved versions of ``name``, newest first, with who saved each."""
+    return list(
+        session.execute(
+            select(TemplateVersion, User.name, User.email)
+            .outerjoin(User, User.id == TemplateVersion.created_by_id)
+            .where(TemplateVersion.name == name)
+            .order_by(TemplateVersion.number.desc())
+            .limit(limit)
+        ).all()
+    )
+
+
+def reset_starter(
+    session: Session, library: TemplateLibrary, name: str, user_id: int | None, now: datetime
+) -> None:
+    """Send the starter file again: the team's edit goes (its versions stay, to restore)."""
+    source = starter_source(library, name)
+    edit = edit_of(session, name)
+    if edit is None:
+        raise Conflict(f"{name} is the starter as shipped already")
+    session.delete(edit)
+    record_version(session, name, source, user_id, now, "reset to the starter")
+
+
+def restore_version(
+    session: Session,
+    library: TemplateLibrary,
+    settings: MailSettings,
+    version_id: int,
+    user_id: int | None,
+    now: datetime,
+) -> EmailTemplate:
+    """Make an earlier version current again, checked as any save is."""
+    version = session.get(TemplateVersion, version_id)
+    if version is None:
+        raise NotFound(f"template version {version_id}")
+    starter = version.name in library.names()
+    template = edit_of(session, version.name)
+    return save_template(
+        session,
+        library,
+        settings,
+        {
+            "name": version.name,
+            "description": template.description if template is not None else "",
+            "subject": version.subject,
+            "html": version.html,
+            "text": version.text,
+        },
+        template=template,
+        user_id=user_id,
+        now=now,
+        starter=starter,
+        note=f"restored version {version.number}",
+    )
 
 
 def free_name(session: Session, base: str) -> str:
@@ -614,8 +762,8 @@ def duplicate_starter(
     user_id: int | None,
     now: datetime,
 ) -> EmailTemplate:
-    """A team copy of a starter, ready to edit (``<name>_copy``)."""
-    source = starter_source(library, name)
+    """A team copy of a starter as it sends now, ready to edit (``<name>_copy``)."""
+    source, _ = current_source(session, library, name)
     return save_template(
         session,
         library,
@@ -728,9 +876,13 @@ def uses_job(source: Source) -> bool:
 
 
 def preview_context(
-    settings: MailSettings, tokens: Tokens | None, candidate: Candidate
+    settings: MailSettings,
+    tokens: Tokens | None,
+    candidate: Candidate,
+    job: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The real context for ``candidate`` (links signed by ``tokens``; inert without them)."""
+    """The real context for ``candidate`` (links signed by ``tokens``; inert without them),
+    with ``job`` (a job alert's opening) or a sample one."""
     if tokens is None:
         tokens = Tokens(secrets.token_hex(16), settings.base_url)  # links that verify nowhere
     candidate_id = candidate.id or 0
@@ -740,11 +892,11 @@ def preview_context(
         settings,
         unsubscribe_url=tokens.unsubscribe_url(candidate_id, None),
         preferences_url=tokens.preferences_url(candidate_id, None),
-        job=sample_job(settings),
+        job=job or sample_job(settings),
         # Sample names: the referral mails name real people only when they are sent.
         referral={
             "url": tokens.referral_url(candidate_id, None, None),
-            "opening": sample_job(settings)["title"],
+            "opening": (job or sample_job(settings))["title"],
             "referrer_name": "Ana Lima",
             "referred_name": "Ben",
             "consent_url": tokens.referral_consent_url(candidate_id),
@@ -753,10 +905,14 @@ def preview_context(
 
 
 def render_preview(
-    compiled: CompiledTemplate, settings: MailSettings, tokens: Tokens, candidate: Candidate
+    compiled: CompiledTemplate,
+    settings: MailSettings,
+    tokens: Tokens,
+    candidate: Candidate,
+    job: dict[str, Any] | None = None,
 ) -> RenderedMail:
     """What ``candidate`` would receive; links are left as written (no tracking, no pixel)."""
-    return compiled.render(preview_context(settings, tokens, candidate))
+    return compiled.render(preview_context(settings, tokens, candidate, job))
 
 
 def subject_warning(mail: RenderedMail) -> str:
@@ -777,3 +933,339 @@ def flatten_keys(context: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
             yield from flatten_keys(value, f"{path}.")
         else:
             yield path
+
+
+# --- what a mail says: reprs, empty values, the text part, sample copy -----------------------
+
+# Variables that are empty for some candidates ("may be empty" above): printed without a guard,
+# the mail reads "right up to the ." for them.
+OPTIONAL = (
+    "candidate.last_name",
+    "candidate.stage",
+    "candidate.strengths",
+    "candidate.skills",
+    "candidate.location",
+    "recruiter.first_name",
+)
+# Objects whose printing shows a Python dict to the candidate.
+_WHOLE = {"candidate", "recruiter", "company", "campaign", "job"}
+# What only Python would write: a dict or list repr, None, an undefined marker, an object.
+_LEAK = re.compile(r"\bNone\b|\[\s*'|\{\s*'|<(?:built-in|bound method|function|[\w.]+ object)")
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_LINK_REF = re.compile(r"^\s*\[\d+\]:.*$|\[\d+\]", re.MULTILINE)
+_RULE_LINE = re.compile(r"^\s*[-=*_#|]+\s*$", re.MULTILINE)
+SAME_WORDING = 0.8  # share of a paragraph's words the other part must say, in order
+SAMPLE_MARK = "Sample copy"  # a starter whose source says so in a {# comment #} holds sample copy
+# Within such a starter, the sample paragraphs sit between {# sample #} and {# end sample #}.
+_SAMPLE_SPAN = re.compile(r"{#-?\s*sample\s*-?#}(.*?){#-?\s*end sample\s*-?#}", re.S | re.I)
+
+
+def _paths_in(node: nodes.Node) -> list[tuple[str, int]]:
+    """Context variables an expression reads, as (dotted path, line)."""
+    found: list[tuple[str, int]] = []
+
+    def walk(item: nodes.Node) -> None:
+        if isinstance(item, nodes.Getattr | nodes.Getitem | nodes.Name):
+            inner, segments, dynamic = _chain(item)
+            if isinstance(inner, nodes.Name):
+                if inner.ctx == "load":
+                    found.append((".".join([inner.name, *segments]), inner.lineno))
+            else:
+                walk(inner)
+            for index in dynamic:
+                walk(index)
+            return
+        for child in item.iter_child_nodes():
+            walk(child)
+
+    walk(node)
+    return found
+
+
+def _guards_itself(expr: nodes.Node) -> bool:
+    """``{{ x or "…" }}``, ``{{ x if x }}`` and ``{{ x|default(…) }}`` say what empty prints."""
+    if isinstance(expr, nodes.Or | nodes.CondExpr):
+        return True
+    return any(f.name in ("default", "d") for f in expr.find_all(nodes.Filter)) or (
+        isinstance(expr, nodes.Filter) and expr.name in ("default", "d")
+    )
+
+
+def _outputs(tree: nodes.Template) -> list[tuple[nodes.Node, frozenset[str]]]:
+    """Every printed expression with the variables the ``if``/``for`` around it test."""
+    found: list[tuple[nodes.Node, frozenset[str]]] = []
+
+    def walk(node: nodes.Node, guarded: frozenset[str]) -> None:
+        if isinstance(node, nodes.If):
+            inner = guarded | {path for path, _ in _paths_in(node.test)}
+            for child in node.body:
+                walk(child, inner)
+            for branch in node.elif_:
+                walk(branch, guarded)
+            for child in node.else_:
+                walk(child, guarded)
+            return
+        if isinstance(node, nodes.For):
+            inner = guarded | {path for path, _ in _paths_in(node.iter)}
+            for child in node.body:
+                walk(child, inner)
+            for child in node.else_:
+                walk(child, guarded)
+            return
+        if isinstance(node, nodes.Output):
+            for expr in node.nodes:
+                if not isinstance(expr, nodes.TemplateData):
+                    found.append((expr, guarded))
+            return
+        for child in node.iter_child_nodes():
+            walk(child, guarded)
+
+    walk(tree, frozenset())
+    return found
+
+
+def whole_objects(tree: nodes.Template) -> str:
+    """An error when a template prints a whole object (``{{ candidate }}``), else ""."""
+    for expr, _ in _outputs(tree):
+        for path, line in _paths_in(expr):
+            if path in _WHOLE and not isinstance(expr, nodes.Filter | nodes.Call):
+                example = next(p for p in VARIABLES if p.startswith(path + "."))
+                return (
+                    f"line {line}: {{{{ {path} }}}} prints the whole {path} record; "
+                    f"print one value, e.g. {{{{ {example} }}}}"
+                )
+    return ""
+
+
+def unguarded(tree: nodes.Template) -> list[tuple[str, int]]:
+    """Optional variables printed outside an ``{% if %}`` on them: (path, line)."""
+    found: list[tuple[str, int]] = []
+    for expr, guarded in _outputs(tree):
+        if _guards_itself(expr):
+            continue
+        for path, line in _paths_in(expr):
+            base = next((o for o in OPTIONAL if path == o or path.startswith(o + ".")), None)
+            if base and base not in guarded and (base, line) not in found:
+                found.append((base, line))
+    return found
+
+
+def shows_internal_reason(tree: nodes.Template) -> int | None:
+    """The line where the internal rejection reason is printed for the candidate, if any."""
+    for expr, _ in _outputs(tree):
+        for path, line in _paths_in(expr):
+            if path == "candidate.rejection_reason":
+                return line
+    return None
+
+
+def leaks(mail: RenderedMail) -> list[str]:
+    """Bits of a rendered mail only Python would write (``None``, ``['a', 'b']``), in context."""
+    found = []
+    html_text = " ".join(text for text, _ in _html_paragraphs(mail.html))
+    parts = (("subject", mail.subject), ("HTML", html_text), ("text", mail.text))
+    for part, text in parts:
+        for hit in _LEAK.finditer(text):
+            start, end = max(0, hit.start() - 30), min(len(text), hit.end() + 30)
+            snippet = " ".join(text[start:end].split())
+            found.append(f"the {part} shows “…{snippet}…”")
+    return found[:3]
+
+
+def _paragraphs(text: str) -> list[tuple[str, list[str]]]:
+    """A text part's paragraphs as (text, lower-case words); links and rules left out."""
+    text = _RULE_LINE.sub("", _LINK_REF.sub(" ", text))
+    text = re.sub(r"https?://\S+", " ", text)
+    found = []
+    for block in re.split(r"\n\s*\n", text):
+        words = [w.lower() for w in _WORD.findall(block)]
+        if len(words) >= 4:
+            found.append((" ".join(block.split()), words))
+    return found
+
+
+def _html_paragraphs(html: str) -> list[tuple[str, list[str]]]:
+    """The headings, paragraphs and list items of a mail's card (the layout's frame left out)."""
+    try:
+        doc = lxml_html.fromstring(html or "<p></p>")
+    except (etree.ParserError, ValueError):
+        return []
+    card = next(iter(doc.find_class("card")), doc)
+    found = []
+    for element in card.iter("h1", "h2", "h3", "p", "li"):
+        text = " ".join(element.text_content().split())
+        words = [w.lower() for w in _WORD.findall(text)]
+        if len(words) >= 4:
+            found.append((text, words))
+    return found
+
+
+def _card_words(html: str) -> list[str]:
+    """Every word of a mail's card, in order."""
+    try:
+        doc = lxml_html.fromstring(html or "<p></p>")
+    except (etree.ParserError, ValueError):
+        return []
+    card = next(iter(doc.find_class("card")), doc)
+    return [w.lower() for w in _WORD.findall(card.text_content())]
+
+
+def _said(words: list[str], other: list[str]) -> bool:
+    """Whether ``other`` says ``words`` (most of them, in order)."""
+    blocks = difflib.SequenceMatcher(None, words, other, autojunk=False).get_matching_blocks()
+    return sum(block.size for block in blocks) / len(words) >= SAME_WORDING
+
+
+def _quote(text: str, limit: int = 90) -> str:
+    return f"“{text if len(text) <= limit else text[: limit - 1].rstrip() + '…'}”"
+
+
+_EMPTY_HTML = '{% extends "layout.html" %}{% block subject %}-{% endblock %}'
+_EMPTY_TEXT = '{% extends "layout.txt" %}'
+
+
+def text_drift(library: TemplateLibrary, compiled: CompiledTemplate, context: Any) -> str:
+    """What the written plain-text part and the HTML do not both say, or "" (also when the
+    text part is generated from the HTML)."""
+    if compiled.text is None:
+        return ""
+    html_only = _html_paragraphs(compiled.html.render(context))
+    text_words = _paragraphs(compiled.text.render(context))
+    try:
+        frame = library.compile(_EMPTY_HTML, _EMPTY_TEXT)
+        text_frame = _paragraphs(frame.text.render(context)) if frame.text else []
+    except ValidationError:  # no layout to compare with: compare everything
+        text_frame = []
+    # The text layout's footer says what the HTML's footer says, outside the card.
+    text_only = [p for p in text_words if not any(_said(p[1], f[1]) for f in text_frame)]
+    all_text = [w for _, words in text_only for w in words]
+    # The text may say what the HTML puts in buttons and table cells, not only in paragraphs.
+    all_html = _card_words(compiled.html.render(context))
+    missing = [p for p, words in html_only if not _said(words, all_text)]
+    extra = [p for p, words in text_only if not _said(words, all_html)]
+    if not missing and not extra:
+        return ""
+    parts = []
+    if missing:
+        parts.append("only in the HTML: " + "; ".join(_quote(p) for p in missing[:2]))
+    if extra:
+        parts.append("only in the plain text: " + "; ".join(_quote(p) for p in extra[:2]))
+    return (
+        "The plain-text part and the HTML say different things (" + "; ".join(parts) + "). "
+        "Edit the plain text, or empty it to have it made from the HTML."
+    )
+
+
+_sample_cache: dict[tuple[str, int], list[tuple[str, list[str]]]] = {}
+_JINJA_TAG = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
+
+
+def _source_paragraphs(html: str) -> list[tuple[str, list[str]]]:
+    """The paragraphs of an HTML template's content block as written, Jinja tags left out."""
+    try:
+        content = _blocks(html).get("content", html)
+    except ValidationError:
+        content = html
+    return _html_paragraphs(_JINJA_TAG.sub(" ", content))
+
+
+def sample_paragraphs(library: TemplateLibrary) -> list[tuple[str, str, list[str]]]:
+    """(starter, paragraph, words) of the sample copy the starter library ships."""
+    found = []
+    for name in library.names():
+        path = library.directory / f"{name}.html"
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in _sample_cache:
+            source = path.read_text("utf-8")
+            marked = any(SAMPLE_MARK in c for c in re.findall(r"{#(.*?)#}", source, re.S))
+            spans = _SAMPLE_SPAN.findall(source) or [_blocks(source).get("content", source)]
+            _sample_cache[key] = [
+                paragraph
+                for span in (spans if marked else [])
+                for paragraph in _html_paragraphs(_JINJA_TAG.sub(" ", span))
+                if len(paragraph[1]) >= 12
+            ]
+        found += [(name, text, words) for text, words in _sample_cache[key]]
+    return found
+
+
+def sample_copy(library: TemplateLibrary, html: str) -> str:
+    """The first paragraph of a starter's sample copy that ``html`` still says, or ""."""
+    words = [w for _, ws in _source_paragraphs(html) for w in ws]
+    for starter, text, sample in sample_paragraphs(library):
+        if _said(sample, words):
+            return (
+                f"it still holds the {starter} starter's sample copy, {_quote(text, 70)}: "
+                "write your own before it goes to candidates"
+            )
+    return ""
+
+
+def named_html(library: TemplateLibrary, name: str) -> str:
+    """The HTML a template of that name sends now (the team's edit, else the file), or ""."""
+    found = library.sources(name) if library.sources is not None else None
+    if found is not None:
+        return found[0]
+    try:
+        return library.file_sources(name)[0]
+    except ValidationError:
+        return ""
+
+
+def review(
+    library: TemplateLibrary,
+    settings: MailSettings,
+    source: Source,
+    compiled: CompiledTemplate,
+    mail: RenderedMail,
+    candidate: Candidate,
+) -> list[str]:
+    """What an author should know before this goes out (never a reason to refuse a save):
+    optional values printed without a guard (and empty for this candidate), the internal
+    rejection reason shown, Python in the output, parts that disagree, sample copy."""
+    notes: list[str] = []
+    context = preview_context(settings, None, candidate)
+    for field, part, is_text in (
+        ("subject", source.subject, True),
+        ("HTML", source.html, False),
+        ("plain text", source.text, True),
+    ):
+        if not part.strip():
+            continue
+        try:
+            tree = library.check(part, field, text=is_text)
+        except ValidationError:
+            continue
+        for path, line in unguarded(tree):
+            value = _value_at(context, path)
+            who = (
+                f"and is empty for {candidate.first_name or candidate.email}, whose mail "
+                "shows nothing there"
+                if not value
+                else "and is empty for some candidates"
+            )
+            notes.append(
+                f"{field} line {line}: {{{{ {path} }}}} is not inside "
+                f"{{% if {path} %}}…{{% endif %}} {who}"
+            )
+        line = shows_internal_reason(tree)
+        if line is not None:
+            notes.append(
+                f"{field} line {line}: candidate.rejection_reason is an internal note; "
+                "candidates should never read it"
+            )
+    notes += [f"For this candidate {leak}" for leak in leaks(mail)]
+    drift = text_drift(library, compiled, context)
+    if drift:
+        notes.append(drift)
+    copy = sample_copy(library, source.html)
+    if copy:
+        notes.append(f"This mail cannot be sent yet: {copy}.")
+    return notes
+
+
+def _value_at(context: Mapping[str, Any], path: str) -> Any:
+    value: Any = context
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value

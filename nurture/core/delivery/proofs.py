@@ -36,13 +36,15 @@ def send_test(
     now: datetime,
     *,
     dkim: DkimSigner | None = None,
+    job: dict[str, str] | None = None,
 ) -> RenderedMail:
     """Mail one test of a template, as ``candidate`` would get it, to ``to``.
 
     No ledger row, no events, no tracking; the subject says "[Test]". Its unsubscribe link
     is inert, so a colleague clicking it cannot unsubscribe the candidate. A suppressed
     address is never mailed, not even a test. Signed with ``dkim`` as campaign mail is, so
-    the test lands (and authenticates) as the real mail will.
+    the test lands (and authenticates) as the real mail will. ``job`` is the opening a job
+    alert shows (a sample one otherwise).
     """
     address = addresses.normalise_email(to, "to")
     reason = addresses.suppression_reason(session, address)
@@ -54,7 +56,7 @@ def send_test(
                 "not even a test"
             },
         )
-    context = preview_context(settings, None, candidate)
+    context = preview_context(settings, None, candidate, job)
     mail = compiled.render(context)
     from_name, from_email = recruiter_of(candidate, preview_campaign(), settings)
     data = build_mime(

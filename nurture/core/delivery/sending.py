@@ -20,7 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from nurture.core import addresses
 from nurture.core.audience import candidates as candidate_service
 from nurture.core.campaigns.openings import opening_context
-from nurture.core.campaigns.timing import Timing, earliest_send, zone
+from nurture.core.campaigns.timing import Timing, earliest_send, hold_for, zone
 from nurture.core.compliance.identity import extra_headers
 from nurture.core.content.mime import MailSettings, build_mime, ledger_message_id
 from nurture.core.content.personalisation import build_context, recruiter_of
@@ -512,11 +512,11 @@ def send_one(
         advance(enrolment, step, batch.following(step), now)
         return message.state
     sent = batch.sent.setdefault(candidate.id, [])
-    later = deferred_until(candidate, campaign, sender.timing, now, sent)
-    if later is not None:
+    held = hold_for(candidate, campaign, step, sender.timing, now, sent)
+    if held is not None:
         # Deferred, not dropped: back in the queue until then; a deferral is no failed attempt.
         message.state = MessageState.QUEUED
-        message.retry_at = later
+        message.retry_at, message.error = held.until, held.reason  # the pages say why it waits
         message.enqueued_at = None
         message.attempts = max(message.attempts - 1, 0)
         return "deferred"

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, cast, distinct, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    and_,
+    cast,
+    distinct,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from nurture.models import (
@@ -25,6 +35,7 @@ from nurture.models import (
     MessageState,
     Step,
 )
+from nurture.models.campaigns import BEFORE_ACTIVATION
 
 ENGAGED_DAYS = 30
 ENGAGEMENT = (EventKind.OPEN, EventKind.CLICK)
@@ -144,7 +155,7 @@ def campaign_overview(
     enrolled: dict[int, dict[str, int]] = {}
     for campaign_id, enrolment_status, count in session.execute(
         select(Enrolment.campaign_id, Enrolment.status, func.count())
-        .where(Enrolment.campaign_id.in_(ids))
+        .where(Enrolment.campaign_id.in_(ids), Enrolment.exit_reason != BEFORE_ACTIVATION)
         .group_by(Enrolment.campaign_id, Enrolment.status)
     ):
         enrolled.setdefault(campaign_id, {})[enrolment_status] = count
@@ -176,7 +187,7 @@ def enrolment_counts(session: Session, campaign_id: int) -> dict[str, int]:
     counts = dict(
         session.execute(
             select(Enrolment.status, func.count())
-            .where(Enrolment.campaign_id == campaign_id)
+            .where(Enrolment.campaign_id == campaign_id, Enrolment.exit_reason != BEFORE_ACTIVATION)
             .group_by(Enrolment.status)
         ).all()
     )
@@ -191,6 +202,24 @@ def status_counts(session: Session) -> dict[str, int]:
     return dict(
         session.execute(select(Campaign.status, func.count()).group_by(Campaign.status)).all()
     )
+
+
+# Why queued mail waits (``Message.error`` as sending records it), as the dashboard says it.
+HELD = {
+    "frequency cap": "held by the frequency cap",
+    "send window": "waiting for the send window",
+    "paused": "held: the candidates paused their mail",
+    "": "waiting for the relay's rate limit",
+}
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """min() of a UTC column, as the database answers it (text on SQLite)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -213,8 +242,10 @@ def campaigns_needing_attention(
     idle_days: int = 14,
     draft_days: int = 7,
     failure_days: int = 30,
+    stuck_after: timedelta = timedelta(minutes=15),
 ) -> list[Attention]:
-    """Paused campaigns holding candidates, failing or bouncing ones, idle ones and old drafts."""
+    """Held and stuck mail, paused campaigns holding candidates, failing or bouncing ones, idle
+    ones and old drafts."""
     live = select(Campaign.id).where(Campaign.status != CampaignStatus.ARCHIVED)
     campaigns = {
         c.id: c
@@ -265,6 +296,54 @@ def campaigns_needing_attention(
                 f"{what} rate {100 * count / total:.1f}% ({count} of {total} sent)",
                 "bad",
             )
+
+    # Mail held back for later (frequency cap, send window, the candidate's pause, a retry).
+    held = session.execute(
+        select(Message.campaign_id, Message.error, func.count(), func.min(Message.retry_at))
+        .join(Campaign, Campaign.id == Message.campaign_id)
+        .where(
+            Campaign.status == CampaignStatus.ACTIVE,
+            Message.state == MessageState.QUEUED,
+            Message.retry_at > now,
+        )
+        .group_by(Message.campaign_id, Message.error)
+    )
+    for campaign_id, error, count, first in held:
+        why = HELD.get(error or "", "waiting to retry after a temporary failure")
+        first = _as_utc(first)
+        until = (
+            f", the first until {first.strftime('%d %b %H:%M UTC').lstrip('0')}" if first else ""
+        )
+        note(campaign_id, f"{plural(count, 'mail')} {why}{until}", "warn")
+
+    # Mail due but not moving: no worker took it, or one died holding it.
+    stuck = session.execute(
+        select(Message.campaign_id, func.count())
+        .join(Campaign, Campaign.id == Message.campaign_id)
+        .where(
+            Campaign.status == CampaignStatus.ACTIVE,
+            or_(
+                and_(
+                    Message.state == MessageState.QUEUED,
+                    or_(Message.retry_at.is_(None), Message.retry_at <= now - stuck_after),
+                    Message.queued_at <= now - stuck_after,
+                ),
+                and_(
+                    Message.state == MessageState.SENDING,
+                    Message.claimed_at <= now - stuck_after,
+                ),
+            ),
+        )
+        .group_by(Message.campaign_id)
+    )
+    minutes = int(stuck_after.total_seconds() // 60)
+    for campaign_id, count in stuck:
+        note(
+            campaign_id,
+            f"{plural(count, 'mail')} due for over {minutes} minutes and not sent: "
+            "is a worker running?",
+            "bad",
+        )
 
     waiting = session.execute(
         select(Enrolment.campaign_id, func.count())

@@ -80,18 +80,20 @@ class RatingSummary:
     distribution: dict[int, int]  # answer (1-5) -> how many candidates gave it
 
 
-def rating_summary(session: Session, campaign_id: int) -> RatingSummary:
-    """Count, average and distribution of the ratings given in a campaign's mail."""
+def rating_summary(
+    session: Session, campaign_id: int | None, since: datetime | None = None
+) -> RatingSummary:
+    """Count, average and distribution of the ratings given in a campaign's mail (or in all
+    mail, with ``campaign_id`` None), those given ``since`` then when it is set."""
+    where = [Event.kind == EventKind.RATING, Event.machine.is_(False)]
+    if campaign_id is not None:
+        where.append(Message.campaign_id == campaign_id)
+    if since is not None:
+        where.append(Event.created_at >= since)
     rows = session.execute(
         select(Event.value, func.count())
         .join(Message, Message.id == Event.message_id)
-        .where(
-            and_(
-                Message.campaign_id == campaign_id,
-                Event.kind == EventKind.RATING,
-                Event.machine.is_(False),
-            )
-        )
+        .where(and_(*where))
         .group_by(Event.value)
     )
     distribution = dict.fromkeys(RATINGS, 0)
@@ -105,3 +107,37 @@ def rating_summary(session: Session, campaign_id: int) -> RatingSummary:
         else None
     )
     return RatingSummary(total, average, distribution)
+
+
+def recent_comments(
+    session: Session, campaign_id: int | None = None, limit: int = 5
+) -> list[tuple[int, str, datetime]]:
+    """The latest comments candidates added to their rating: (rating, comment, when)."""
+    query = (
+        select(Event.value, Event.note, Event.created_at)
+        .join(Message, Message.id == Event.message_id)
+        .where(Event.kind == EventKind.RATING, Event.note != "", Event.machine.is_(False))
+        .order_by(Event.created_at.desc())
+        .limit(limit)
+    )
+    if campaign_id is not None:
+        query = query.where(Message.campaign_id == campaign_id)
+    return [(int(v) if v.isdigit() else 0, n, t) for v, n, t in session.execute(query)]
+
+
+COMMENT_LENGTH = 1000
+
+
+def add_comment(session: Session, message: Message, text: str) -> Event | None:
+    """Keep what the candidate wrote with their rating of this message (None when there is no
+    rating to add it to)."""
+    event = session.scalar(
+        select(Event)
+        .where(Event.message_id == message.id, Event.kind == EventKind.RATING)
+        .order_by(Event.id)
+        .limit(1)
+    )
+    if event is None:
+        return None
+    event.note = " ".join((text or "").split())[:COMMENT_LENGTH]
+    return event

@@ -70,7 +70,7 @@ Events = Annotated[
     ),
     AfterValidator(_known_events),
 ]
-Description = Annotated[Annotated[str, Text(200)], AfterValidator(_stripped)]
+Description = Annotated[str, Text(200), AfterValidator(_stripped)]
 
 
 class EndpointChange(Input):

@@ -6,6 +6,7 @@ The open pixel and the click redirect are served ahead of Flask, by ``hits.py``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from flask import (
@@ -22,13 +23,20 @@ from flask import (
 from nurture import runtime
 from nurture.core.compliance import preferences as preference_service
 from nurture.core.compliance import unsubscribe as unsubscribe_service
+from nurture.core.errors import ValidationError
 from nurture.core.feedback import ratings
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
 from nurture.models import Candidate, CandidateStatus, Topic
 from nurture.workflows import retention as retention_service
 
-bp = Blueprint("tracking", __name__, template_folder="templates")
+bp = Blueprint(
+    "tracking",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/assets",
+)
 # One-click unsubscribe (RFC 8058) comes from mail providers with no cookie: the signed token
 # in the URL is the authority, so there is nothing for a session CSRF token to protect. The
 # preference forms carry their own token instead (see _form_guard).
@@ -56,6 +64,25 @@ def _company() -> str:
     return current_app.config["COMPANY_NAME"]
 
 
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+@bp.get("/assets/brand.css")
+def brand_css():
+    """The company's colour for the candidates' pages (a stylesheet: no inline style)."""
+    colour = str(current_app.config.get("BRAND_COLOR") or "")
+    if not _COLOUR.fullmatch(colour):
+        colour = "#2f5bd3"
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    # Dark text on a light brand colour, white on a dark one (WCAG's relative luminance).
+    ink = "#111827" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 150 else "#ffffff"
+    return Response(
+        f":root {{ --brand: {colour}; --brand-ink: {ink}; }}\n",
+        mimetype="text/css",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
 def _target(token: str):
     try:
         return unsubscribe_service.unsubscribe_target(db.session, _tokens(), token)
@@ -63,10 +90,8 @@ def _target(token: str):
         abort(404)
 
 
-@bp.get("/u/<token>")
-def unsubscribe_page(token: str):
-    """A small confirmation page; GET never unsubscribes (link scanners fetch every link)."""
-    candidate, _ = _target(token)
+def _unsubscribe_page(token: str, candidate: Candidate, **state):
+    """The unsubscribe page: the question, or what happened and what the candidate may do."""
     done = candidate.status in (CandidateStatus.UNSUBSCRIBED, CandidateStatus.ERASED)
     return render_template(
         "tracking/unsubscribe.html",
@@ -75,7 +100,19 @@ def unsubscribe_page(token: str):
         company=_company(),
         action=f"/u/{token}",
         preferences=f"/p/{token}",
+        reasons=unsubscribe_service.REASONS,
+        forms=_form_tokens(token),
+        can_resubscribe=unsubscribe_service.can_resubscribe(db.session, candidate),
+        thanked=state.get("thanked") or request.args.get("thanks") == "1",
+        resubscribed=state.get("resubscribed", False),
     )
+
+
+@bp.get("/u/<token>")
+def unsubscribe_page(token: str):
+    """A small confirmation page; GET never unsubscribes (link scanners fetch every link)."""
+    candidate, _ = _target(token)
+    return _unsubscribe_page(token, candidate)
 
 
 @bp.post("/u/<token>")
@@ -86,14 +123,36 @@ def unsubscribe(token: str):
     db.session.commit()
     if request.form.get("List-Unsubscribe") == "One-Click":
         return Response("unsubscribed\n", mimetype="text/plain")
-    return render_template(
-        "tracking/unsubscribe.html",
-        done=True,
-        email=candidate.email,
-        company=_company(),
-        action=f"/u/{token}",
-        preferences=f"/p/{token}",
-    )
+    return _unsubscribe_page(token, candidate)
+
+
+@bp.post("/u/<token>/reason")
+def unsubscribe_reason(token: str):
+    """Why they left, if they say (both the choice and the words are optional)."""
+    candidate = _form_guard(token, "reason")
+    if candidate.status != CandidateStatus.UNSUBSCRIBED:
+        return redirect(url_for("tracking.unsubscribe_page", token=token), code=303)
+    try:
+        unsubscribe_service.record_reason(
+            db.session,
+            candidate,
+            request.form.get("reason", ""),
+            request.form.get("note", ""),
+            runtime.now(),
+        )
+    except ValidationError:
+        abort(400, "Choose one of the reasons offered.")
+    db.session.commit()
+    return redirect(url_for("tracking.unsubscribe_page", token=token, thanks=1), code=303)
+
+
+@bp.post("/u/<token>/resubscribe")
+def resubscribe(token: str):
+    """They changed their mind: mail again, with their consent recorded."""
+    candidate = _form_guard(token, "resubscribe")
+    unsubscribe_service.resubscribe(db.session, candidate, runtime.now())
+    db.session.commit()
+    return _unsubscribe_page(token, candidate, resubscribed=candidate.status == "active")
 
 
 # --- the preference centre ---------------------------------------------------------------------
@@ -110,7 +169,10 @@ def unsubscribe(token: str):
 
 def _form_tokens(token: str) -> dict[str, str]:
     tokens, now = _tokens(), runtime.now()
-    actions = ("topics", "pause", "unpause", "tracking", "download", "delete", "stay")
+    actions = (
+        "topics", "pause", "unpause", "tracking", "download", "delete", "stay", "reason",
+        "resubscribe",
+    )  # fmt: skip
     return {a: preference_service.form_token(tokens, token, a, now) for a in actions}
 
 
@@ -143,6 +205,7 @@ def _page(token: str, candidate: Candidate, **extra):
         unsubscribed=candidate.status != CandidateStatus.ACTIVE,
         erased=candidate.status == CandidateStatus.ERASED,
         forms=_form_tokens(token),
+        can_resubscribe=unsubscribe_service.can_resubscribe(db.session, candidate),
         done=DONE.get(request.args.get("done", ""), ""),
         ask_consent=extra.pop("ask_consent", request.args.get("stay") == "1"),
         **extra,
@@ -256,6 +319,36 @@ def rating(token: str):
         message, value = ratings.rating_target(db.session, _tokens(), token)
     except BadToken:
         abort(404)
-    ratings.record_rating(db.session, message, value, _user_agent(), runtime.now())
+    event = ratings.record_rating(db.session, message, value, _user_agent(), runtime.now())
     db.session.commit()
-    return render_template("tracking/rating.html", value=value, company=_company())
+    return render_template(
+        "tracking/rating.html",
+        value=value,
+        company=_company(),
+        # Link scanners record nothing, so there is nothing for them to comment on.
+        comment_action=url_for("tracking.rating_comment", token=token) if event else "",
+        form_token=preference_service.form_token(_tokens(), token, "comment", runtime.now()),
+        commented=request.args.get("thanks") == "1",
+    )
+
+
+@bp.post("/r/<token>/comment")
+def rating_comment(token: str):
+    """What the candidate adds to their rating (optional, at most a thousand characters)."""
+    try:
+        message, value = ratings.rating_target(db.session, _tokens(), token)
+    except BadToken:
+        abort(404)
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        abort(403)
+    try:
+        preference_service.check_form_token(
+            _tokens(), token, "comment", request.form.get("form_token", ""), runtime.now()
+        )
+    except BadToken:
+        abort(400, "This form has expired or did not come from our page: reload and try again.")
+    if ratings.add_comment(db.session, message, request.form.get("comment", "")) is None:
+        ratings.record_rating(db.session, message, value, _user_agent(), runtime.now())
+        ratings.add_comment(db.session, message, request.form.get("comment", ""))
+    db.session.commit()
+    return render_template("tracking/rating.html", value=value, company=_company(), commented=True)

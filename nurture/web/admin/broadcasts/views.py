@@ -6,7 +6,17 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import BooleanField, RadioField, SelectField, StringField
@@ -15,11 +25,23 @@ from wtforms.fields.choices import SelectChoice
 from nurture import runtime
 from nurture.core.campaigns import broadcasts as broadcast_service
 from nurture.core.campaigns import service as campaign_service
-from nurture.core.campaigns.timing import local_instant, zone
+from nurture.core.campaigns.timing import Timing, describe_hold, local_instant, parse_cap, zone
+from nurture.core.content import templates as template_service
 from nurture.core.errors import ValidationError
+from nurture.core.feedback.ratings import rating_summary, recent_comments
 from nurture.extensions import db
-from nurture.models import Campaign, CampaignKind, CampaignStatus, Role, Segment, Tag, Topic
+from nurture.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Candidate,
+    Role,
+    Segment,
+    Tag,
+    Topic,
+)
 from nurture.tasks.sending import template_library
+from nurture.web.admin import mail as mail_helpers
 from nurture.web.admin.access import role_required
 from nurture.web.admin.campaigns.views import TOPIC_LABELS
 
@@ -270,18 +292,26 @@ def broadcast_new():
         return _render_form(form, status=400)
     data = _data(form)
     library = template_library(current_app)
+    timing = Timing.from_config(current_app.config)
     try:
-        check = broadcast_service.check_broadcast(db.session, data, library, runtime.now())
+        check = broadcast_service.check_broadcast(db.session, data, library, runtime.now(), timing)
         if action == "confirm":
             campaign = broadcast_service.create_broadcast(db.session, data, library, runtime.now())
     except ValidationError as exc:
         db.session.rollback()
         return _render_form(form, _place_errors(form, exc.fields), 422)
     if action != "confirm":
+        sample = db.session.get(Candidate, check["sample_id"]) if check["sample_id"] else None
+        if action == "test":
+            answer = _test(sample, data, request.form.get("to", ""))
+            if answer is not None:
+                return answer
+        preview = mail_helpers.preview(sample, template=data["template"], subject=data["subject"])
         return render_template(
             "admin/broadcasts/confirm.html",
             form=form,
             check=check,
+            preview=preview,
             audience=_audience_typed(form),
             topics=TOPIC_LABELS,
         )
@@ -292,6 +322,24 @@ def broadcast_new():
     else:
         flash(f"“{campaign.name}” is scheduled: {people} in its audience today.", "success")
     return redirect(url_for("admin.broadcasts.broadcast", broadcast_id=campaign.id))
+
+
+def _test(sample: Candidate | None, data: dict[str, Any], to: str):
+    """A test of the broadcast from its confirm page: JSON for the page's fetch, else a flash
+    (and the confirm page again, with everything as typed)."""
+    person = sample or template_service.sample_candidate()
+    ok, message = True, ""
+    try:
+        mail = mail_helpers.compiled(data["template"], data["subject"])
+        message = mail_helpers.send_test(mail, person, to)
+    except ValidationError as exc:
+        ok, message = False, "The test was not sent: " + "; ".join(exc.fields.values()) + "."
+    except mail_helpers.TestProblem as exc:
+        ok, message = False, str(exc)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(ok=ok, message=message), 200 if ok else 422
+    flash(message, "success" if ok else "error")
+    return None
 
 
 def _audience_typed(form: BroadcastForm) -> tuple[str, str]:
@@ -314,6 +362,9 @@ def broadcast(broadcast_id: int):
         row=row,
         campaign=campaign,
         stats=stats[0] if stats else None,
+        live=_live(campaign, row),
+        ratings=rating_summary(db.session, campaign.id),
+        comments=recent_comments(db.session, campaign.id),
         states=STATES,
         topics=TOPIC_LABELS,
         # A broadcast that has gone out has nothing left to pause.
@@ -324,3 +375,73 @@ def broadcast(broadcast_id: int):
             and not (a == "pause" and row.phase == "sent")
         ],
     )
+
+
+def _live(campaign: Campaign, row: SimpleNamespace) -> dict[str, Any]:
+    """What the progress panel shows, and what its polling gets: counts, and why mail waits
+    or was skipped."""
+    now = runtime.now()
+    messages = row.messages
+    waiting = campaign_service.waiting(db.session, now, campaign_id=campaign.id)
+    held = sum(w.count for w in waiting)
+    return {
+        "phase": row.phase,
+        "percent": row.percent,
+        "done": row.done,
+        "expected": row.expected,
+        "sent": messages.get("sent", 0),
+        "held": held,
+        "queued": messages.get("queued", 0) + messages.get("sending", 0) - held,
+        "skipped": messages.get("skipped", 0),
+        "failed": messages.get("failed", 0),
+        "waiting_audience": row.progress["waiting_audience"] or 0,
+        "audience_note": _audience_note(campaign, row.progress["waiting_audience"] or 0),
+        "held_why": [
+            f"{w.count} {_why(w.reason)}{mail_helpers.first_until(w.first)}" for w in waiting
+        ],
+        "skipped_why": [
+            f"{count} {why}"
+            for why, count in campaign_service.skipped_reasons(db.session, campaign.id)
+        ],
+        "finished": row.phase in ("sent", "archived") and held == 0,
+        "stats": _stats(campaign),
+    }
+
+
+STAT_NAMES = ("opened", "clicked", "unsubscribed", "bounced")
+
+
+def _stats(campaign: Campaign) -> dict[str, Any]:
+    """What candidates did with the mail, with each rate, for "What candidates did"."""
+    rows = campaign_service.campaign_stats(db.session, campaign)
+    stats = rows[0] if rows else {"sent": 0, "failed": 0, **dict.fromkeys(STAT_NAMES, 0)}
+    rates = {
+        f"{name}_rate": f"{100 * stats[name] / stats['sent']:.1f}%" if stats["sent"] else "—"
+        for name in STAT_NAMES
+    }
+    return {
+        "sent": stats["sent"],
+        "failed": stats["failed"],
+        **{n: stats[n] for n in STAT_NAMES},
+        **rates,
+    }
+
+
+def _audience_note(campaign: Campaign, waiting: int) -> str:
+    """Who in the audience has no mail yet, and why (their local hour, the next pass)."""
+    if not waiting:
+        return ""
+    why = ": their local hour has not come" if campaign.local_time else " (the next pass makes it)"
+    return f"{waiting} more in the audience have no mail yet{why}."
+
+
+def _why(reason: str) -> str:
+    return describe_hold(reason, cap=parse_cap(current_app.config.get("FREQUENCY_CAP")))
+
+
+@bp.get("/<int:broadcast_id>/progress")
+@role_required(Role.VIEWER)
+def broadcast_progress(broadcast_id: int):
+    """A broadcast's progress as JSON, for its page to follow live."""
+    campaign = _broadcast_or_404(broadcast_id)
+    return jsonify(_live(campaign, _view(campaign, runtime.now(), _segment_names())))

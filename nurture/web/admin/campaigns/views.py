@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,7 +18,7 @@ from flask import (
     url_for,
 )
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.routing import BuildError
 from wtforms import (
     BooleanField,
@@ -31,28 +32,36 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from nurture import runtime
+from nurture.core.audience import segments as segment_service
 from nurture.core.campaigns import service as campaign_service
 from nurture.core.campaigns.durations import parse_delay
+from nurture.core.campaigns.entries import entry_segment_id, segment_rules
 from nurture.core.campaigns.entry_rules import entry_delay
-from nurture.core.campaigns.timing import DAYS
+from nurture.core.campaigns.timing import DAYS, Timing
 from nurture.core.errors import Conflict, ValidationError
 from nurture.core.feedback import analytics
-from nurture.core.feedback.ratings import rating_summary
+from nurture.core.feedback.ratings import rating_summary, recent_comments
 from nurture.extensions import db
 from nurture.models import (
     AtsEventType,
     Campaign,
     CampaignKind,
     CampaignStatus,
+    Candidate,
+    CandidateStatus,
     EntryType,
     ExitRule,
+    Message,
+    MessageState,
     Reentry,
     Role,
+    Segment,
     StepCondition,
     Tag,
     Topic,
 )
 from nurture.tasks.sending import template_library
+from nurture.web.admin import mail as mail_helpers
 from nurture.web.admin.access import role_required
 
 bp = Blueprint("campaigns", __name__, template_folder="templates")
@@ -121,6 +130,8 @@ class CampaignForm(FlaskForm):
         default=EntryType.TAG.value,
     )
     entry_tag = StringField("Tag")
+    entry_segment = SelectField("Also enters: candidates in a segment", validate_choice=False)
+    exclusive = BooleanField("One rejection follow-up per rejection", default=True)
     exit_reapplied = BooleanField("They apply again", default=True)
     exit_replied = BooleanField("They reply to one of its mails", default=True)
     exit_left_segment = BooleanField("They no longer match the entry segment", default=True)
@@ -201,6 +212,7 @@ def _blank_step() -> dict[str, Any]:
         "template": "",
         "subject": "",
         "condition": "",
+        "category": "",
     }
 
 
@@ -220,6 +232,7 @@ def _steps_of(campaign: Campaign) -> list[dict[str, Any]]:
                 "template": template,
                 "subject": step.subject,
                 "condition": step.condition,
+                "category": step.category,
             }
         )
     return steps
@@ -289,6 +302,16 @@ def _payload(
         ],
     }
     # Fields missing from the post (an older page, a script) keep what the campaign has.
+    if request.form.get("exclusive_shown"):
+        kept = campaign.exclusive_group if campaign is not None else ""
+        if form.entry_type.data == EntryType.ATS_EVENT:
+            payload["exclusive_group"] = (
+                campaign_service.REJECTION_GROUP if form.exclusive.data else ""
+            )
+        else:  # a group set through the API stays; the rejection group is for rejections
+            payload["exclusive_group"] = "" if kept == campaign_service.REJECTION_GROUP else kept
+    if request.form.get("entry_segment_shown"):
+        payload["entry_segment_id"] = form.entry_segment.data or None
     if form.topic.raw_data:
         payload["topic"] = form.topic.data
     if form.reentry.raw_data:
@@ -429,6 +452,7 @@ def _render_builder(
     tags = db.session.scalars(select(Tag.name).order_by(Tag.name)).all()
     return render_template(
         "admin/campaigns/builder.html",
+        rejection_group=campaign_service.REJECTION_GROUP,
         campaign=campaign,
         form=form,
         steps=steps,
@@ -453,6 +477,10 @@ def _render_builder(
 
 def _form(campaign: Campaign | None, data: dict[str, Any] | None = None) -> CampaignForm:
     form = CampaignForm(data=data)
+    segments = db.session.execute(select(Segment.id, Segment.name).order_by(Segment.name)).all()
+    form.entry_segment.choices = [SelectChoice("", "Nobody more")] + [
+        SelectChoice(str(segment_id), name) for segment_id, name in segments
+    ]
     if campaign is not None and campaign.entry_type == EntryType.SEGMENT:
         # Segments are chosen through the API for now; the builder keeps the one it has.
         form.entry_type.choices = [
@@ -472,6 +500,8 @@ def _stored_form(campaign: Campaign) -> dict[str, Any]:
         "exit_reapplied": ExitRule.REAPPLIED in campaign.exit_on,
         "exit_replied": ExitRule.REPLIED in campaign.exit_on,
         "exit_left_segment": ExitRule.LEFT_SEGMENT in campaign.exit_on,
+        "entry_segment": str(campaign.entry_segment_id or ""),
+        "exclusive": campaign.exclusive_group == campaign_service.REJECTION_GROUP,
         "sender_mode": "recruiter" if campaign.sender_is_recruiter else "team",
         "sender_name": campaign.sender_name,
         "sender_email": campaign.sender_email,
@@ -535,12 +565,31 @@ def campaigns():
     status = request.args.get("status", "")
     if status not in set(CampaignStatus):
         status = ""
+    # Broadcasts and job alerts have pages of their own; this list is the drips.
+    rows = [
+        row
+        for row in analytics.campaign_overview(db.session, runtime.now(), status or None)
+        if row["campaign"].kind == CampaignKind.DRIP
+    ]
+    counts = dict(
+        db.session.execute(
+            select(Campaign.status, func.count())
+            .where(Campaign.kind == CampaignKind.DRIP)
+            .group_by(Campaign.status)
+        ).all()
+    )
     return render_template(
         "admin/campaigns/list.html",
-        rows=analytics.campaign_overview(db.session, runtime.now(), status or None),
-        counts=analytics.status_counts(db.session),
+        rows=rows,
+        counts=counts,
         status=status,
+        segment_names=_segment_names(),
     )
+
+
+def _segment_names() -> dict[str, str]:
+    """Segment id (as the entry stores it) -> name."""
+    return {str(i): n for i, n in db.session.execute(select(Segment.id, Segment.name)).all()}
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -562,6 +611,8 @@ def campaign_edit(campaign_id: int):
 def campaign(campaign_id: int):
     """A campaign: its setup, the funnel per step, sends over time and its enrolments."""
     campaign = _campaign_or_404(campaign_id)
+    if campaign.kind == CampaignKind.BROADCAST:
+        return redirect(url_for("admin.broadcasts.broadcast", broadcast_id=campaign.id))
     # Bounded: a page number of 30 digits is no page, not an OFFSET the database overflows on.
     page = min(max(1, request.args.get("page", 1, type=int) or 1), 1_000_000)
     stats = campaign_service.campaign_stats(db.session, campaign)
@@ -595,11 +646,21 @@ def campaign(campaign_id: int):
         "labels": [day["day"] for day in series],
         "series": [[name, [day[name] for day in series]] for name in ("sent", "opened", "clicked")],
     }
+    now = runtime.now()
+    page_enrolments = [row.Enrolment for row in enrolments]
     return render_template(
         "admin/campaigns/detail.html",
         campaign=campaign,
         funnel=list(zip(campaign.steps, stats, strict=True)),
         ratings=rating_summary(db.session, campaign.id),
+        comments=recent_comments(db.session, campaign.id),
+        waiting=campaign_service.waiting(db.session, now, campaign_id=campaign.id),
+        outlooks=campaign_service.outlooks(db.session, page_enrolments),
+        held=_held_by_enrolment(page_enrolments, now),
+        segment_names=_segment_names(),
+        overlap=campaign_service.overlaps(db.session, campaign, now)
+        if campaign.status in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
+        else [],
         enrolled=analytics.enrolment_counts(db.session, campaign.id),
         funnel_chart=funnel_chart,
         time_chart=time_chart,
@@ -616,6 +677,44 @@ def campaign(campaign_id: int):
     )
 
 
+def _held_by_enrolment(enrolments: list[Any], now: datetime) -> dict[int, Message]:
+    """The queued mail each of these enrolments waits on, when it is held for later."""
+    ids = [e.id for e in enrolments]
+    if not ids:
+        return {}
+    return {
+        message.enrolment_id: message
+        for message in db.session.scalars(
+            select(Message).where(
+                Message.enrolment_id.in_(ids),
+                Message.state == MessageState.QUEUED,
+                Message.retry_at > now,
+            )
+        )
+    }
+
+
+def _first_recipient(campaign: Campaign) -> Candidate | None:
+    """A real candidate the first mail would go to, for the confirm page's preview."""
+    now = runtime.now()
+    query = select(Candidate).where(Candidate.status == CandidateStatus.ACTIVE)
+    if campaign.entry_type == EntryType.TAG:
+        query = query.where(Candidate.tags.any(Tag.name == campaign.entry_value))
+    elif entry_segment_id(campaign) is not None:
+        rules = segment_rules(db.session, campaign)
+        if rules is not None:
+            query = query.where(segment_service.compile_rules(rules, now))
+    found = db.session.scalar(query.order_by(Candidate.id.desc()).limit(1))
+    if found is None:  # nobody there yet: whoever the network holds
+        found = db.session.scalar(
+            select(Candidate)
+            .where(Candidate.status == CandidateStatus.ACTIVE)
+            .order_by(Candidate.id.desc())
+            .limit(1)
+        )
+    return found
+
+
 @bp.route(
     "/<int:campaign_id>/<any(activate, pause, resume, archive):action>",
     methods=["GET", "POST"],
@@ -624,17 +723,44 @@ def campaign(campaign_id: int):
 def campaign_status(campaign_id: int, action: str):
     """Confirm a status change with how many candidates it affects, then apply it."""
     campaign = _campaign_or_404(campaign_id)
-    impact = campaign_service.status_change_impact(db.session, campaign, action)
+    impact = campaign_service.status_change_impact(db.session, campaign, action, runtime.now())
     back = url_for("admin.campaigns.campaign", campaign_id=campaign.id)
     if impact["problem"]:
         flash(_sentence(impact["problem"]) + ".", "error")
         return redirect(back)
+    starting = action in ("activate", "resume")
+    # The admin never starts mail that still says a starter's sample copy.
+    blocked = (
+        campaign_service.sample_copy_steps(campaign, template_library(current_app))
+        if starting
+        else []
+    )
     if request.method == "GET":
+        recipient = _first_recipient(campaign) if starting and campaign.steps else None
         return render_template(
-            "admin/campaigns/confirm.html", campaign=campaign, action=action, impact=impact
+            "admin/campaigns/confirm.html",
+            campaign=campaign,
+            action=action,
+            impact=impact,
+            blocked=blocked,
+            preview=mail_helpers.preview(recipient, step=campaign.steps[0], back=request.path)
+            if starting and campaign.steps
+            else None,
+            cap=_cap_forecast(campaign, impact) if starting else None,
+            window=window_text(campaign.send_window),
+            segment_name=_segment_names().get(str(entry_segment_id(campaign) or ""), ""),
         )
+    if blocked:
+        flash("Not activated: " + "; ".join(blocked) + ".", "error")
+        return redirect(request.path)
     try:
-        campaign_service.apply_action(db.session, campaign, action, runtime.now())
+        campaign_service.apply_action(
+            db.session,
+            campaign,
+            action,
+            runtime.now(),
+            segment_members=request.form.get("segment_members", "yes") == "yes",
+        )
     except Conflict as exc:
         db.session.rollback()
         flash(_sentence(str(exc)) + ".", "error")
@@ -643,7 +769,36 @@ def campaign_status(campaign_id: int, action: str):
     detail = ""
     if action in ("activate", "resume") and impact["entering"]:
         detail = f" {analytics.plural(impact['entering'], 'candidate')} with the tag entered it."
+    elif action == "activate" and impact["segment_now"]:
+        if request.form.get("segment_members", "yes") == "yes":
+            detail = (
+                f" {analytics.plural(impact['segment_now'], 'candidate')} in the segment entered."
+            )
+        else:
+            detail = " Only candidates who join the segment from now on will enter."
     elif action == "archive" and impact["active_enrolments"]:
         detail = f" {analytics.plural(impact['active_enrolments'], 'enrolment')} ended."
     flash(f"“{campaign.name}” {DONE[action]}.{detail}", "success")
     return redirect(back)
+
+
+def _cap_forecast(campaign: Campaign, impact: dict[str, Any]) -> dict[str, Any] | None:
+    """How many of those entering now the frequency cap would hold, for a regular first step."""
+    if not campaign.steps or not (impact["entering"] or impact["segment_now"]):
+        return None
+    timing = Timing.from_config(current_app.config)
+    first = campaign.steps[0]
+    if timing.cap_for(first.category) is None:
+        return {"held": 0, "personal": True}
+    ids = select(Candidate.id).where(Candidate.status == CandidateStatus.ACTIVE)
+    if campaign.entry_type == EntryType.TAG:
+        ids = ids.where(Candidate.tags.any(Tag.name == campaign.entry_value))
+    else:
+        rules = segment_rules(db.session, campaign)
+        if rules is None:
+            return None
+        ids = ids.where(segment_service.compile_rules(rules, runtime.now()))
+    return {
+        **campaign_service.at_the_cap(db.session, ids, timing, runtime.now()),
+        "personal": False,
+    }

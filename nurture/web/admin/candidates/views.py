@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -17,18 +18,23 @@ from flask import (
     url_for,
 )
 from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import EmailField, SelectField, StringField, TextAreaField
 from wtforms.validators import Optional
 
 from nurture import runtime
 from nurture.core.audience import candidates as candidate_service
 from nurture.core.audience import search
+from nurture.core.audience import segments as segment_service
+from nurture.core.campaigns import service as campaign_service
 from nurture.core.compliance import erasure
 from nurture.core.errors import ValidationError
+from nurture.core.feedback.analytics import plural
 from nurture.extensions import db
-from nurture.models import Campaign, Candidate, CandidateStatus, Role
-from nurture.web.admin.access import role_required
+from nurture.models import Campaign, Candidate, CandidateStatus, Role, Segment
+from nurture.web.admin.access import role_required, safe_next
 from nurture.workflows import candidates as candidate_actions
+from nurture.workflows import imports as import_service
 from nurture.workflows import referrals as referral_service
 
 bp = Blueprint("candidates", __name__, template_folder="templates")
@@ -133,6 +139,7 @@ def _render_list(
     return (
         render_template(
             "admin/candidates/list.html",
+            campaigns=[c for c in search.active_campaigns(db.session) if c.kind == "drip"],
             filters=filters,
             errors=errors or {},
             result=result,
@@ -197,6 +204,94 @@ def candidates_bulk_tag():
     return redirect(url_for("admin.candidates.candidates", **filters.to_args()))
 
 
+def _selection() -> tuple[Any, str]:
+    """The candidates a bulk action is for, as a select of ids, and how to name them.
+
+    The rows ticked (``scope=ids``), or everyone the page was about: a list's search and
+    filters, a segment (``segment_id``) or an import (``import_id``).
+    """
+    form = request.form
+    if form.get("scope") == "ids":
+        ids = [int(value) for value in form.getlist("ids") if value.isdigit()]
+        if not ids:
+            raise ValidationError("nothing ticked", {"ids": "tick at least one candidate"})
+        return select(Candidate.id).where(Candidate.id.in_(ids)), plural(len(ids), "candidate")
+    if form.get("segment_id", "").isdigit():
+        segment = db.session.get(Segment, int(form["segment_id"]))
+        if segment is None:
+            abort(404)
+        return (
+            segment_service.members(segment.rules, runtime.now(), db.session).order_by(None),
+            f"everyone in “{segment.name}”",
+        )
+    if form.get("import_id", "").isdigit():
+        job = import_service.get_import(db.session, int(form["import_id"]))
+        if job is None:
+            abort(404)
+        return import_service.imported_ids(job), f"everyone imported from {job.filename}"
+    try:
+        filters = search.CandidateFilters.from_args(form)
+    except ValidationError as exc:
+        raise ValidationError("the list options are not valid", exc.fields) from None
+    label = "every matching candidate" if filters.is_filtered else "every candidate"
+    return search.matching_ids(filters, runtime.now()), label
+
+
+@bp.post("/bulk")
+@role_required(Role.EDITOR)
+def candidates_bulk():
+    """Enrol, tag or export a selection of candidates: the rows ticked, or every one a list,
+    a segment or an import holds."""
+    back = safe_next(request.form.get("next") or url_for("admin.candidates.candidates"))
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    action = request.form.get("action", "")
+    try:
+        ids, who = _selection()
+        if action == "export":
+            rows = search.export_rows(
+                db.session, search.CandidateFilters(), runtime.now(), only=ids
+            )
+            stamp = runtime.now().strftime("%Y%m%d-%H%M")
+            return Response(
+                stream_with_context(search.csv_lines(rows)),
+                mimetype="text/csv",
+                headers={
+                    "Content-Disposition": f'attachment; filename="candidates-{stamp}.csv"',
+                    "Cache-Control": "no-store",
+                },
+            )
+        if action == "tag":
+            result = candidate_actions.tag_candidates(
+                db.session, ids, request.form.get("new_tag", ""), runtime.now()
+            )
+            message = f"Tagged {plural(result.tagged, 'candidate')} “{result.tag}” ({who})."
+            for name, count in result.enrolled.items():
+                message += f" {count:,} enrolled in “{name}”."
+        elif action == "enrol":
+            campaign_id = request.form.get("campaign_id", "")
+            campaign = db.session.get(Campaign, int(campaign_id)) if campaign_id.isdigit() else None
+            if campaign is None:
+                raise ValidationError("no campaign", {"campaign_id": "choose a drip to enrol in"})
+            outcome = candidate_actions.bulk_enrol(db.session, ids, campaign, runtime.now())
+            message = f"Enrolled {plural(outcome.enrolled, 'candidate')} in “{outcome.campaign}”."
+            if outcome.skipped:
+                message += (
+                    " Not enrolled: "
+                    + "; ".join(f"{count:,} {why}" for why, count in outcome.skipped.items())
+                    + "."
+                )
+        else:
+            raise ValidationError("no action", {"action": "choose enrol, tag or export"})
+    except ValidationError as exc:
+        db.session.rollback()
+        flash("Nothing changed: " + "; ".join(exc.fields.values()) + ".", "error")
+        return redirect(back)
+    db.session.commit()
+    flash(message, "success")
+    return redirect(back)
+
+
 @bp.get("/export.csv")
 @role_required(Role.VIEWER)
 def candidates_export():
@@ -232,11 +327,16 @@ def _render_detail(
     enrol_form = enrol_form or EnrolForm()
     enrol_form.campaign_id.choices = [(c.id, c.name) for c in campaigns]
     shown = request.args.get("show", type=int) or TIMELINE_STEP
+    enrolments = search.enrolments(db.session, candidate.id)
     return (
         render_template(
             "admin/candidates/detail.html",
             candidate=candidate,
-            enrolments=search.enrolments(db.session, candidate.id),
+            enrolments=enrolments,
+            outlooks=campaign_service.outlooks(db.session, [row.enrolment for row in enrolments]),
+            held=campaign_service.held_mail(
+                db.session, [row.enrolment.id for row in enrolments], runtime.now()
+            ),
             timeline=search.timeline(db.session, candidate.id, limit=max(1, min(shown, 5000))),
             timeline_step=TIMELINE_STEP,
             shown=shown,

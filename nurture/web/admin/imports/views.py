@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -13,20 +14,23 @@ from flask import (
     redirect,
     render_template,
     request,
+    stream_with_context,
     url_for,
 )
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
+from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
 from nurture import runtime
 from nurture.core import csvfiles
+from nurture.core.audience import search
 from nurture.core.errors import ValidationError
 from nurture.extensions import db
-from nurture.models import Import, ImportStatus, Role
+from nurture.models import Import, ImportStatus, Role, Tag
 from nurture.tasks.imports import enqueue_import
 from nurture.web.admin.access import role_required
 from nurture.workflows import imports as import_service
@@ -248,12 +252,49 @@ def import_detail(import_id: int):
         if "admin.candidates.candidates" in current_app.view_functions
         else None
     )
+    imported = 0
+    campaigns: list = []
+    if job.status in (ImportStatus.DONE, ImportStatus.FAILED) and (
+        job.created_count or job.updated_count
+    ):
+        imported = job.created_count + job.updated_count
+        campaigns = [c for c in search.active_campaigns(db.session) if c.kind == "drip"]
     return render_template(
         "admin/imports/detail.html",
         job=job,
         candidates_url=candidates_url,
         report=import_service.import_report(job),
+        imported=imported,
+        campaigns=campaigns,
+        tags=db.session.scalars(select(Tag.name).order_by(Tag.name).limit(500)).all(),
     )
+
+
+@bp.get("/<int:import_id>/rejected.csv")
+@role_required(Role.EDITOR)
+def import_rejected(import_id: int):
+    """The rejected rows as CSV, with their line and problem: fix them, upload them again."""
+    job = _import_or_404(import_id)
+    stem = (job.filename or "import").rsplit(".", 1)[0][:80] or "import"
+    return Response(
+        stream_with_context(search.csv_lines(_neutral(import_service.rejected_rows(job)))),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{_safe(stem)}-rejected.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _neutral(rows):  # noqa: ANN001, ANN202 - rows of cells
+    """Cells a spreadsheet would run as formulas are made inert."""
+    for row in rows:
+        yield [search.neutralise(cell) for cell in row]
+
+
+def _safe(name: str) -> str:
+    """A file name that survives a Content-Disposition header."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
 
 
 @bp.get("/<int:import_id>/progress")

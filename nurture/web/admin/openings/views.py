@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import BooleanField, StringField, TextAreaField
 
 from nurture import runtime
 from nurture.core.campaigns import openings as opening_service
+from nurture.core.campaigns import service as campaign_service
+from nurture.core.campaigns.timing import Timing, describe_hold, parse_cap
 from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.extensions import db
-from nurture.models import Campaign, Role
+from nurture.models import Campaign, Candidate, Message, Role
 from nurture.models.openings import Opening, OpeningMatch
+from nurture.web.admin import mail as mail_helpers
 from nurture.web.admin.access import role_required
 
 bp = Blueprint("openings", __name__, template_folder="templates")
@@ -102,16 +115,92 @@ def job_create():
     return redirect(url_for("admin.openings.job", job_id=job.id))
 
 
+def _mail_states(job: Opening) -> dict[int, Message]:
+    """Candidate id -> the alert's mail to them, for the review list's state column."""
+    if job.campaign_id is None:
+        return {}
+    return {
+        m.candidate_id: m
+        for m in db.session.scalars(select(Message).where(Message.campaign_id == job.campaign_id))
+    }
+
+
+def _live(job: Opening) -> dict[str, Any]:
+    """The alert's mail by state, and why some waits: the page shows it and polls it."""
+    now = runtime.now()
+    summary = opening_service.summary(db.session, job, now)
+    if job.campaign_id is None:
+        counts: dict[str, int] = {}
+        waiting: list[Any] = []
+    else:
+        counts = dict(
+            db.session.execute(
+                select(Message.state, func.count())
+                .where(Message.campaign_id == job.campaign_id)
+                .group_by(Message.state)
+            ).all()
+        )
+        waiting = campaign_service.waiting(db.session, now, campaign_id=job.campaign_id)
+    held = sum(w.count for w in waiting)
+    cap = parse_cap(current_app.config.get("FREQUENCY_CAP"))
+    in_queue = counts.get("queued", 0) + counts.get("sending", 0) - held
+    return {
+        "matches": summary["matches"] - summary["excluded"],
+        "pending": summary["pending"],
+        "enrolled": summary["enrolled"],
+        "sent": counts.get("sent", 0),
+        "held": held,
+        "queued": in_queue,
+        "skipped": counts.get("skipped", 0),
+        "held_why": [
+            f"{w.count} {describe_hold(w.reason, cap=cap)}"
+            + (
+                f", the first until {w.first.strftime('%d %b %H:%M UTC').lstrip('0')}"
+                if w.first
+                else ""
+            )
+            for w in waiting
+        ],
+        "waiting_list": waiting,
+        "finished": summary["pending"] == 0 and held == 0 and in_queue <= 0,
+    }
+
+
+def _send_label(live: dict[str, Any]) -> str:
+    """What the send button (or its stand-in) says."""
+    if live["pending"]:
+        return f"Send alert to {live['pending']} candidate{'s' if live['pending'] != 1 else ''}…"
+    if live["held"]:
+        return f"Everyone is getting it: {live['held']} waiting for their time"
+    if live["sent"] + live["skipped"] < live["enrolled"]:
+        return f"Everyone is getting it: {live['sent']} sent so far"
+    return "Everyone on the list has this alert"
+
+
 def _render_job(job: Opening, add_form: AddForm | None = None, status: int = 200):
     campaign = db.session.get(Campaign, job.campaign_id) if job.campaign_id else None
+    live = _live(job)
     return render_template(
         "admin/jobs/detail.html",
         job=job,
         campaign=campaign,
         rows=opening_service.review_list(db.session, job),
+        mails=_mail_states(job),
         summary=opening_service.summary(db.session, job, runtime.now()),
+        live={k: v for k, v in live.items() if k != "waiting_list"},
+        waiting=live["waiting_list"],
+        send_label=_send_label(live),
         add_form=add_form or AddForm(),
     ), status
+
+
+@bp.get("/<int:job_id>/progress")
+@role_required(Role.VIEWER)
+def job_progress(job_id: int):
+    """The alert's progress as JSON, for its page to follow live."""
+    live = _live(_opening_or_404(job_id))
+    live.pop("waiting_list")
+    return jsonify(live)
 
 
 @bp.get("/<int:job_id>")
@@ -133,6 +222,19 @@ def job_match(job_id: int, candidate_id: int, action: str):
     except NotFound:
         abort(404)
     db.session.commit()
+    if request.accept_mimetypes.best == "application/json":
+        # Answered in place: the row and the counts change, the page stays where it was.
+        row = next(r for r in opening_service.review_list(db.session, job)
+                   if r.OpeningMatch.candidate_id == candidate_id)  # fmt: skip
+        live = _live(job)
+        html = render_template(
+            "admin/jobs/_row.html", job=job, row=row, mails=_mail_states(job), rank=""
+        )
+        return jsonify(
+            row=html,
+            counts={"matches": live["matches"], "pending": live["pending"], "sent": live["sent"]},
+            send=_send_label(live),
+        )
     return redirect(url_for("admin.openings.job", job_id=job.id, _anchor=f"c{candidate_id}"))
 
 
@@ -162,7 +264,25 @@ def job_send(job_id: int):
     job = _opening_or_404(job_id)
     pending = opening_service.pending_count(db.session, job, runtime.now())
     if request.method == "GET":
-        return render_template("admin/jobs/confirm.html", job=job, pending=pending)
+        now = runtime.now()
+        to_mail = opening_service.pending_ids(db.session, job, now)
+        first = db.session.scalar(
+            select(Candidate).where(Candidate.id.in_(to_mail)).order_by(Candidate.id).limit(1)
+        )
+        timing = Timing.from_config(current_app.config)
+        return render_template(
+            "admin/jobs/confirm.html",
+            job=job,
+            pending=pending,
+            capped=campaign_service.at_the_cap(db.session, to_mail, timing, now),
+            preview=mail_helpers.preview(
+                first,
+                template=opening_service.TEMPLATE,
+                job_id=job.id,
+                job=opening_service.job_shown(job),
+                back=request.path,
+            ),
+        )
     try:
         enrolled = opening_service.approve(db.session, job, runtime.now())
     except Conflict as exc:

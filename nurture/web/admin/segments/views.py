@@ -9,14 +9,20 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import func, select
 
 from nurture import runtime
+from nurture.core.audience import search
 from nurture.core.audience import segments as segment_service
+from nurture.core.audience import stages as stage_service
 from nurture.core.audience.engagement import score_of
+from nurture.core.campaigns.openings import FAMILY_WORDS
 from nurture.core.errors import NotFound, ValidationError
 from nurture.extensions import db
-from nurture.models import Role, Segment
+from nurture.models import Candidate, Opening, Role, Segment, Tag
+from nurture.models.candidates import candidate_tags
 from nurture.web.admin.access import role_required
+from nurture.web.security import MAX_ID
 
 bp = Blueprint("segments", __name__, template_folder="templates")
 
@@ -29,14 +35,25 @@ ROW_KINDS = {
     "tag": ("Has the tag", "tag"),
     "skills": ("Has any of the skills", "skills, comma-separated"),
     "attribute": ("Custom attribute", "value"),
-    "opened": ("Opened a mail in the last", "days"),
-    "clicked": ("Clicked a link in the last", "days"),
-    "not_opened": ("Opened nothing in the last", "days"),
-    "replied": ("Replied in the last", "days"),
-    "score": ("Engagement score at least", "score"),
-    "created": ("Added in the last", "days"),
-    "rated": ("Rated the interview at most", "stars (1-5)"),
+    "opened": ("Opened a mail in the last", "number of days"),
+    "clicked": ("Clicked a link in the last", "number of days"),
+    "not_opened": ("Opened nothing in the last", "number of days"),
+    "replied": ("Replied in the last", "number of days"),
+    "score": ("Engagement score at least", "e.g. 2.5"),
+    "created": ("Added in the last", "number of days"),
+    "rated": ("Rated the interview at most", "1 to 5"),
 }
+# The unit shown after a row's value, so "30" reads "30 days".
+UNITS = {
+    "opened": "days", "clicked": "days", "not_opened": "days", "replied": "days",
+    "created": "days", "score": "points", "rated": "stars",
+}  # fmt: skip
+# Fields whose values the builder suggests (the ones that exist, most common first).
+PICKED = {
+    "stage": Candidate.stage, "role": Candidate.role, "location": Candidate.location,
+    "rejection_reason": Candidate.rejection_reason, "source": Candidate.source,
+    "timezone": Candidate.timezone, "email": Candidate.email,
+}  # fmt: skip
 FIELD_LABELS = {
     "role": "Role applied for", "stage": "Stage reached", "rejection_reason": "Rejection reason",
     "location": "Location", "source": "Source", "status": "Status", "timezone": "Time zone",
@@ -215,15 +232,22 @@ def _page(builder: Builder, segment: Segment | None, status: int = 200):
             preview = segment_service.preview(db.session, _rules(builder), runtime.now(), n=SAMPLE)
         except ValidationError as exc:
             _place_errors(builder, exc.fields)
+    zero = []
+    if preview is not None and preview.count == 0:
+        zero = segment_service.explain_zero(db.session, _rules(builder), runtime.now())
     return render_template(
         "admin/segments/builder.html",
         builder=builder,
         segment=segment,
         preview=preview,
+        zero=zero,
         row_kinds=ROW_KINDS,
+        units=UNITS,
         fields=FIELD_LABELS,
         ops=OP_LABELS,
         can_json_to_simple=_can_go_simple(builder),
+        campaigns=[c for c in search.active_campaigns(db.session) if c.kind == "drip"],
+        tags=db.session.scalars(select(Tag.name).order_by(Tag.name).limit(500)).all(),
     ), status
 
 
@@ -247,11 +271,102 @@ def _segment_or_404(segment_id: int) -> Segment:
 @bp.get("")
 @role_required(Role.VIEWER)
 def segments():
-    """Every saved segment, with its rules in words."""
-    items = [
-        (s, segment_service.describe(s.rules)) for s in segment_service.list_segments(db.session)
-    ]
+    """Every saved segment: its rules in words, and how many match now."""
+    now = runtime.now()
+    items = []
+    for segment in segment_service.list_segments(db.session):
+        try:
+            count = segment_service.count(db.session, segment.rules, now)
+        except ValidationError:
+            count = None  # rules written before a check that now refuses them
+        items.append((segment, segment_service.describe(segment.rules), count))
     return render_template("admin/segments/list.html", items=items)
+
+
+@bp.get("/values")
+@role_required(Role.VIEWER)
+def segment_values():
+    """The values a field has (tags, skills, stages, roles…) with how many candidates carry
+    each, most common first, for the builder's pickers."""
+    field = request.args.get("field", "")
+    query = (request.args.get("q") or "").strip().lower()[:100]
+    found: list[tuple[str, int]] = []
+    if field == "tag":
+        rows = db.session.execute(
+            select(Tag.name, func.count(candidate_tags.c.candidate_id))
+            .outerjoin(candidate_tags, candidate_tags.c.tag_id == Tag.id)
+            .where(Tag.name.contains(query, autoescape=True))
+            .group_by(Tag.name)
+            .order_by(func.count(candidate_tags.c.candidate_id).desc(), Tag.name)
+            .limit(20)
+        )
+        found = [(name, n) for name, n in rows]
+    elif field == "skill":
+        found = search.skill_counts(db.session, query, 20)
+    elif field == "role_family":
+        families = db.session.execute(
+            select(Opening.role_family, func.count())
+            .where(Opening.role_family != "")
+            .group_by(Opening.role_family)
+        ).all()
+        known = dict(families)
+        for family in FAMILY_WORDS:
+            known.setdefault(family, 0)
+        found = sorted(
+            ((f, n) for f, n in known.items() if query in f.lower()), key=lambda i: (-i[1], i[0])
+        )[:20]
+    elif field == "stage":
+        rows = stage_service.list_stages(db.session)
+        found = [(r.name, r.candidates) for r in rows if query in r.name.lower()]
+    elif field in PICKED:
+        column = PICKED[field]
+        rows = db.session.execute(
+            select(column, func.count())
+            .where(column != "", func.lower(column).contains(query, autoescape=True))
+            .group_by(column)
+            .order_by(func.count().desc(), column)
+            .limit(20)
+        )
+        found = [(value, n) for value, n in rows]
+    return jsonify([{"value": value, "count": n} for value, n in found])
+
+
+@bp.get("/stages")
+@role_required(Role.VIEWER)
+def stages():
+    """The stages as a managed list: one spelling each, in pipeline order."""
+    return render_template(
+        "admin/segments/stages.html", stages=stage_service.list_stages(db.session)
+    )
+
+
+@bp.post("/stages")
+@role_required(Role.EDITOR)
+def stages_change():
+    """Rename (or merge) a stage, or move it up or down the pipeline."""
+    stage_id = request.form.get("stage_id", "")
+    # Bounded: a 30-digit id is no stage, not an integer the database overflows on.
+    if not stage_id.isdigit() or int(stage_id[:12]) > MAX_ID:
+        abort(400)
+    try:
+        if request.form.get("action") in ("up", "down"):
+            offset = -1 if request.form["action"] == "up" else 1
+            stage_service.move(db.session, int(stage_id), offset)
+            message = "Order saved."
+        else:
+            name, moved = stage_service.rename(
+                db.session, int(stage_id), request.form.get("name", "")
+            )
+            message = f"Renamed to “{name}”: {moved} candidate{'s' if moved != 1 else ''} moved."
+    except NotFound:
+        abort(404)
+    except ValidationError as exc:
+        db.session.rollback()
+        flash("Not renamed: " + "; ".join(exc.fields.values()) + ".", "error")
+        return redirect(url_for("admin.segments.stages"))
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("admin.segments.stages"))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -326,9 +441,13 @@ def segment_preview():
             "count": result.count,
             "rows": {},
             "general": [],
+            "zero": segment_service.explain_zero(db.session, rules, now)
+            if not result.count
+            else [],
             "rules": rules,
             "sample": [
                 {
+                    "id": c.id,
                     "name": c.full_name or "—",
                     "email": c.email,
                     "role": c.role,
