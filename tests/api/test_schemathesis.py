@@ -17,6 +17,7 @@ import pytest
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
+from schemathesis.generation.meta import ParameterLocation
 
 from nurture.extensions import db
 from nurture.web.api.openapi import openapi_document
@@ -69,7 +70,14 @@ def _signed(case, secret: str) -> dict:
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_keeps_its_document(case, fuzzed_app: Flask, admin: dict[str, str]) -> None:
-    headers = dict(admin)
+    # A case generated without a valid Authorization header is sent without the admin's token:
+    # adding it would turn the request the case stands for into another one.
+    unauthorised = (
+        case.meta is not None
+        and case.meta.is_negative_at(ParameterLocation.HEADER)
+        and "Authorization" not in (case.headers or {})
+    )
+    headers = {} if unauthorised else dict(admin)
     secret = {"/ats/events": fuzzed_app.config["ATS_SECRET"], "/bounces": BOUNCE_SECRET}.get(
         case.path
     )
