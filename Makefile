@@ -36,7 +36,7 @@ run: install $(SECRET) $(ATS)
 	$(if $(PORT),NURTURE_PORT="$(PORT)") $(BIN)/nurture up
 
 test: install system-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # The habits, quickly: formatting, lint, the layers (mypy joins once the tree is clean).
 lint: install

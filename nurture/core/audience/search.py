@@ -494,7 +494,7 @@ def export_rows(
     filters: CandidateFilters,
     now: datetime,
     chunk: int = 1000,
-    only: Select | None = None,
+    only: Select[int] | None = None,
 ) -> Iterator[list[str]]:
     """The export's header, then one row per matching candidate (of ``only``, a select of ids,
     when given: a segment, an import, the rows ticked), read ``chunk`` at a time."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -133,7 +134,8 @@ def _validate(rule: Any, path: str, depth: int, counter: list[int]) -> dict[str,
     if kind == "not":
         _only(rule, path, ("not",))
         return {"not": _validate(rule["not"], f"{path}.not", depth + 1, counter)}
-    return _LEAVES[kind](rule, path)
+    leaf: dict[str, Any] = _LEAVES[kind](rule, path)
+    return leaf
 
 
 def _only(rule: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
@@ -235,7 +237,10 @@ def _when(value: Any, path: str) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-def _leaf_set(key: str, lower: bool):
+Leaf = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+def _leaf_set(key: str, lower: bool) -> Leaf:
     def leaf(rule: dict[str, Any], path: str) -> dict[str, Any]:
         _only(rule, path, (key,))
         spec = rule[key]
@@ -268,7 +273,7 @@ def _leaf_attribute(rule: dict[str, Any], path: str) -> dict[str, Any]:
     return {"attribute": name, **_string_op(rule, path)}
 
 
-def _leaf_engagement(kind: str):
+def _leaf_engagement(kind: str) -> Leaf:
     def leaf(rule: dict[str, Any], path: str) -> dict[str, Any]:
         _only(rule, path, (kind,))
         spec = rule[kind]
@@ -278,7 +283,7 @@ def _leaf_engagement(kind: str):
         if not isinstance(spec, dict):
             raise _fail(where, 'must be an object such as {"within_days": 30}')
         window = "days" if kind.startswith("not_") else "within_days"
-        allowed = (window, "campaign_id", "step_id", "include_machine")
+        allowed: tuple[str, ...] = (window, "campaign_id", "step_id", "include_machine")
         if kind == "replied":
             allowed = (window,)
         out: dict[str, Any] = {}
@@ -300,7 +305,9 @@ def _leaf_engagement(kind: str):
     return leaf
 
 
-def _comparison(spec: Any, where: str, low: float | None = None, high: float | None = None):
+def _comparison(
+    spec: Any, where: str, low: float | None = None, high: float | None = None
+) -> dict[str, float]:
     if not isinstance(spec, dict) or not spec:
         raise _fail(where, 'must be an object such as {"gte": 2.5}')
     out: dict[str, float] = {}
@@ -408,19 +415,22 @@ def _string_condition(column: Any, op: str, value: Any, exact: bool = False) -> 
     if not exact:
         column = func.lower(column)
         value = [v.lower() for v in value] if isinstance(value, list) else str(value).lower()
+    found: ColumnElement[bool]
     if op == "eq":
-        return column == value
-    if op == "neq":
-        return column != value
-    if op == "in":
-        return column.in_(value)
-    if op == "contains":
-        return _like_ci(column, _pattern(value, start=False))
-    if op == "starts_with":
-        return _like_ci(column, _pattern(value, start=True))
-    if op == "empty":
-        return column == ""
-    return column != ""
+        found = column == value
+    elif op == "neq":
+        found = column != value
+    elif op == "in":
+        found = column.in_(value)
+    elif op == "contains":
+        found = _like_ci(column, _pattern(value, start=False))
+    elif op == "starts_with":
+        found = _like_ci(column, _pattern(value, start=True))
+    elif op == "empty":
+        found = column == ""
+    else:
+        found = column != ""
+    return found
 
 
 def _email_domain(op: str, value: Any) -> ColumnElement[bool]:
@@ -508,6 +518,7 @@ def _engaged(kind: str, spec: dict[str, Any], now: datetime) -> ColumnElement[bo
     days = spec.get("days") or spec.get("within_days")
     since = now - timedelta(days=days) if days else None
     scoped = "campaign_id" in spec or "step_id" in spec or spec.get("include_machine")
+    found: ColumnElement[bool]
     if not scoped:
         # The summary column answers "any campaign, human events": no event scan.
         found = summary.is_not(None)
@@ -563,13 +574,13 @@ def _attribute(name: str) -> Any:
     return func.coalesce(cast(element, String), "")
 
 
-def compile_rules(  # noqa: ANN201 - a SQL boolean expression
+def compile_rules(
     rules: dict[str, Any],
     now: datetime,
     *,
     session: Session | None = None,
     checked: bool = False,
-):
+) -> ColumnElement[bool]:
     """The SQL condition over ``Candidate`` that a (validated) rule tree stands for; with a
     session, tag names are looked up first so the database can plan for each tag's size."""
     rule = rules if checked else validate(rules)
@@ -591,7 +602,8 @@ def _compile(
     if "not" in rule:
         return not_(_compile(rule["not"], now, tag_ids))
     if "field" in rule:
-        field, op, value = rule["field"], rule["op"], rule.get("value")
+        field, op = rule["field"], rule["op"]
+        value: Any = rule.get("value")
         if field in DATE_FIELDS:
             column = getattr(Candidate, field)
             if op == "before":
@@ -633,9 +645,7 @@ def _compile(
 # Members, counts, samples, pages.
 
 
-def members(
-    rules: dict[str, Any], now: datetime, session: Session | None = None
-) -> Select[tuple[int]]:
+def members(rules: dict[str, Any], now: datetime, session: Session | None = None) -> Select[int]:
     """SELECT the ids of the candidates a rule tree matches, in id order."""
     condition = compile_rules(rules, now, session=session)
     return select(Candidate.id).where(condition).order_by(Candidate.id)
@@ -697,7 +707,7 @@ def _clean_name(name: Any) -> str:
     name = " ".join(name.split())
     if len(name) > 200:
         raise ValidationError("name is too long", {"name": "at most 200 characters"})
-    return name
+    return str(name)
 
 
 def save_segment(
@@ -860,9 +870,11 @@ def _close_values(session: Session, rule: dict[str, Any]) -> str:
         return ""
     if not found:
         return ""
-    wanted = rule.get("value") or rule.get("tag") or next(iter(rule.get("tags", {}).values()), [])
+    wanted: Any = (
+        rule.get("value") or rule.get("tag") or next(iter(rule.get("tags", {}).values()), [])
+    )
     wanted = wanted if isinstance(wanted, list) else [wanted]
-    counts = dict(found)
+    counts: dict[str, int] = dict(found)
     close: list[str] = []
     for value in wanted:
         close += difflib.get_close_matches(str(value).lower(), [v.lower() for v in counts], 3, 0.5)

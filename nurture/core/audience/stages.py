@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from nurture.core.errors import NotFound, ValidationError
 from nurture.models import Candidate, Stage
+from nurture.models.base import rows_changed
 
 NAME_LENGTH = 100
 
@@ -113,10 +114,10 @@ def rename(session: Session, stage_id: int, new_name: str) -> tuple[str, int]:
         .where(Candidate.stage == old)
         .values(stage=new_name)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     session.flush()
     session.info.pop(_CACHE, None)
-    return new_name, moved or 0
+    return new_name, rows_changed(moved)
 
 
 def move(session: Session, stage_id: int, offset: int) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 # A module import: enrolment imports this module too.
 from nurture.core.campaigns import enrolment as enrolment_service
-from nurture.core.campaigns.entry_rules import BEFORE_ACTIVATION, first_due, may_enter
+from nurture.core.campaigns.entry_rules import first_due, may_enter
 from nurture.core.compliance.preferences import topic_allows
 from nurture.models import (
     Campaign,
@@ -30,6 +30,7 @@ from nurture.models import (
     Segment,
 )
 from nurture.models.base import UTCDateTime, rows_changed
+from nurture.models.campaigns import BEFORE_ACTIVATION
 
 # Which candidates a check is limited to: ids, a select of ids, or None for everyone.
 Only = Collection[int] | Select[int] | None
@@ -56,7 +57,9 @@ def segment_rules(session: Session, campaign: Campaign) -> dict[str, Any] | None
     return segment.rules if segment is not None else None
 
 
-def _entrants(session: Session, campaign: Campaign, now: datetime, only: Only = None):  # noqa: ANN202
+def _entrants(
+    session: Session, campaign: Campaign, now: datetime, only: Only = None
+) -> Select[int] | None:
     """SELECT the ids of the segment's members who may enter now, or None without a segment."""
     rules = segment_rules(session, campaign)
     if rules is None:
@@ -110,7 +113,7 @@ def keep_out_current_members(session: Session, campaign: Campaign, now: datetime
         )  # fmt: skip
         .execution_options(preserve_rowcount=True)
     )
-    return max(result.rowcount or 0, 0)
+    return rows_changed(result)
 
 
 def _forget_left_members(session: Session, campaign: Campaign, now: datetime) -> None:

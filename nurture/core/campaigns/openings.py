@@ -450,7 +450,7 @@ def _to_enrol(session: Session, job: Opening, campaign_id: int, now: datetime) -
     )
 
 
-def pending_ids(session: Session, job: Opening, now: datetime):  # noqa: ANN201 - a select
+def pending_ids(session: Session, job: Opening, now: datetime) -> Select[int]:
     """SELECT the ids of the candidates approving now would mail."""
     return _to_enrol(session, job, job.campaign_id or 0, now)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, distinct, func, select, update
+from sqlalchemy import Select, and_, distinct, func, select, update
 from sqlalchemy.orm import Session
 
 from nurture.core import settings as core_settings
@@ -21,7 +21,6 @@ from nurture.core.campaigns.entries import (
     keep_out_current_members,
     segment_rules,
 )
-from nurture.core.campaigns.entry_rules import BEFORE_ACTIVATION
 from nurture.core.campaigns.schemas import CampaignIn
 from nurture.core.compliance.identity import require_sender_identity
 from nurture.core.content.rendering import TemplateLibrary
@@ -45,6 +44,7 @@ from nurture.models import (
     Step,
 )
 from nurture.models.base import MAX_ID, rows_changed
+from nurture.models.campaigns import BEFORE_ACTIVATION
 
 # The group rejection drips share by default: one follow-up per rejection.
 REJECTION_GROUP = "rejection-follow-up"
@@ -656,7 +656,7 @@ def overlaps(session: Session, campaign: Campaign, now: datetime) -> list[Overla
     return [o if not o.exclusive else replace(o, both=0) for o in found]
 
 
-def _active_in(campaign: Campaign):  # noqa: ANN202 - a select of candidate ids
+def _active_in(campaign: Campaign) -> Select[int]:
     return select(Enrolment.candidate_id).where(
         Enrolment.campaign_id == campaign.id, Enrolment.status == EnrolmentStatus.ACTIVE
     )

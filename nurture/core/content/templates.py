@@ -1248,10 +1248,10 @@ def review(
                 f"{field} line {line}: {{{{ {path} }}}} is not inside "
                 f"{{% if {path} %}}…{{% endif %}} {who}"
             )
-        line = shows_internal_reason(tree)
-        if line is not None:
+        shown_at = shows_internal_reason(tree)
+        if shown_at is not None:
             notes.append(
-                f"{field} line {line}: candidate.rejection_reason is an internal note; "
+                f"{field} line {shown_at}: candidate.rejection_reason is an internal note; "
                 "candidates should never read it"
             )
     notes += [f"For this candidate {leak}" for leak in leaks(mail)]

@@ -219,7 +219,8 @@ def _as_utc(value: Any) -> datetime | None:
         return None
     if not isinstance(value, datetime):
         value = datetime.fromisoformat(str(value))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    aware: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware
 
 
 @dataclass(frozen=True)
