@@ -16,9 +16,18 @@ from nurture.models.campaigns import (
     StepCondition,
 )
 from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag, Topic
+from nurture.models.feedback import FeedbackAnswer
 from nurture.models.imports import Import, ImportStatus
-from nurture.models.messages import Event, EventKind, Message, MessageState, WorkerHeartbeat
+from nurture.models.messages import (
+    HELD_FOR_STRENGTHS,
+    Event,
+    EventKind,
+    Message,
+    MessageState,
+    WorkerHeartbeat,
+)
 from nurture.models.openings import Opening, OpeningMatch
+from nurture.models.pool import PoolSnapshot
 from nurture.models.referrals import Referral, ReferralState
 from nurture.models.replies import ForwardState, Reply, ReplyState
 from nurture.models.segments import Segment
@@ -45,7 +54,9 @@ __all__ = [
     "Event",
     "EventKind",
     "ExitRule",
+    "FeedbackAnswer",
     "ForwardState",
+    "HELD_FOR_STRENGTHS",
     "Import",
     "ImportStatus",
     "LoginThrottle",
@@ -53,6 +64,7 @@ __all__ = [
     "MessageState",
     "Opening",
     "OpeningMatch",
+    "PoolSnapshot",
     "Reentry",
     "Referral",
     "ReferralState",

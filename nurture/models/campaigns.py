@@ -156,6 +156,8 @@ class Step(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     # A StepCondition, or "" for always.
     condition: Mapped[str] = mapped_column(String(40), default="")
+    # A personal follow-up: held (not sent) while the candidate's ``strengths`` is empty.
+    require_strengths: Mapped[bool] = mapped_column(default=False)
 
     campaign: Mapped[Campaign] = relationship(back_populates="steps")
 

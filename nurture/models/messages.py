@@ -33,6 +33,11 @@ class EventKind(enum.StrEnum):
     RATING = "rating"
 
 
+# ``messages.error`` of a mail held back because its step needs the recruiter's note: the mail
+# stays queued, and goes as soon as someone writes the candidate's strengths.
+HELD_FOR_STRENGTHS = "held: this step needs the recruiter's note (strengths), which is empty"
+
+
 class Message(Base):
     """One email to one candidate; at most one per (enrolment, step)."""
 

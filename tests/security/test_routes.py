@@ -110,6 +110,8 @@ ACCESS: dict[str, str] = {
     "admin.referrals.referral_link": E,
     "admin.promptness.promptness": V,
     "admin.promptness.promptness_target": A,
+    # feedback both ways, talent-pool health, A/B subjects
+    "admin.feedback.feedback": V,
     "admin.webhooks.webhooks": A,
     "admin.webhooks.delivery": A,
     "admin.webhooks.delivery_retry": A,
@@ -167,6 +169,8 @@ ACCESS: dict[str, str] = {
     "api.test_endpoint": A,
     "api.list_deliveries": A,
     "api.retry_delivery": A,
+    "api.feedback": V,
+    "api.missing_strengths": V,
     # candidates' mail links: the signed token in the URL is the authority (the open pixel and
     # the click redirect are answered ahead of Flask, by web/public/hits.py: not in the URL map)
     **{
@@ -184,6 +188,7 @@ ACCESS: dict[str, str] = {
             "delete_page",
             "delete",
             "rating",
+            "rating_answer",
             "reconsent_page",
             "referrals.refer_page",
             "referrals.refer",

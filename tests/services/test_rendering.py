@@ -12,6 +12,7 @@ from nurture.core.errors import ValidationError
 
 STARTERS = [
     "checkin_3_months",
+    "feedback_request",
     "job_alert",
     "newsletter",
     "reconsent",

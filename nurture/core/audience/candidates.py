@@ -6,18 +6,21 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nurture.core.addresses import SUPPRESSED_STATUS, suppression_reason
 from nurture.core.audience.schemas import CandidateIn
 from nurture.core.inputs import parse
 from nurture.models import (
+    HELD_FOR_STRENGTHS,
     Candidate,
     CandidateStatus,
     Enrolment,
     EnrolmentStatus,
     ExitRule,
+    Message,
+    MessageState,
     Tag,
 )
 
@@ -38,13 +41,29 @@ def upsert_candidate(
             candidate.status = SUPPRESSED_STATUS.get(reason, CandidateStatus.UNSUBSCRIBED)
         session.add(candidate)
     tags = clean.pop("tags", None)
+    had_strengths = bool((candidate.strengths or "").strip())
     for field, value in clean.items():
         setattr(candidate, field, value)
     if tags is not None:
         candidate.tags = tags_named(session, tags)
     candidate.updated_at = now
     session.flush()
+    if not created and not had_strengths and (candidate.strengths or "").strip():
+        release_strength_holds(session, candidate.id)
     return candidate, created
+
+
+def release_strength_holds(session: Session, candidate_id: int) -> int:
+    """The candidate's mails held for the recruiter's note go at the scheduler's next pass."""
+    return session.execute(
+        update(Message)
+        .where(
+            Message.candidate_id == candidate_id,
+            Message.state == MessageState.QUEUED,
+            Message.error == HELD_FOR_STRENGTHS,
+        )
+        .values(retry_at=None, enqueued_at=None, error="")
+    ).rowcount
 
 
 def tags_named(session: Session, names: list[str]) -> list[Tag]:

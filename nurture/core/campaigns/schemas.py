@@ -205,6 +205,11 @@ class StepIn(Input):
     condition: Literal[_CONDITIONS] | None = Field(
         default="", description="only send if the previous mail was (not) opened or clicked"
     )
+    require_strengths: bool = Field(
+        default=False,
+        description="hold the mail (not sent) while the candidate's strengths, the recruiter's "
+        "personal note, is empty",
+    )
 
     @model_validator(mode="after")
     def _compiles(self, info: ValidationInfo) -> StepIn:
@@ -237,6 +242,7 @@ class StepIn(Input):
             html=self.html,
             text=self.text,
             condition=self.condition or "",
+            require_strengths=self.require_strengths,
         )
 
 

@@ -206,6 +206,7 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
                 "template": s.template,
                 "html": s.html,
                 "condition": s.condition,
+                "require_strengths": s.require_strengths,
             }
             for s in campaign.steps
         ],
@@ -274,6 +275,7 @@ def _builder_step(
     step = {
         "subject": raw.get("subject") or "",
         "condition": raw.get("condition") or "",
+        "require_strengths": raw.get("require_strengths") in ("on", True),
         "template": raw.get("template") or "",
         "delay": raw.get("delay")
         or _typed_delay(raw.get("delay_amount"), raw.get("delay_unit"), f"{where}.delay", errors),
@@ -449,7 +451,10 @@ def _replace_steps(
             ordered.append(new)
             continue
         step = existing[step_id]
-        for name in ("delay", "delay_seconds", "template", "subject", "html", "text", "condition"):
+        for name in (
+            "delay", "delay_seconds", "template", "subject", "html", "text", "condition",
+            "require_strengths",
+        ):  # fmt: skip
             setattr(step, name, getattr(new, name))
         ordered.append(step)
     kept = {step.id for step in ordered if step.id is not None}

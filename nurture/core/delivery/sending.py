@@ -36,6 +36,7 @@ from nurture.core.feedback.referrals import opening_of, referral_context
 from nurture.core.feedback.tracking import instrument
 from nurture.core.tokens import Tokens
 from nurture.models import (
+    HELD_FOR_STRENGTHS,
     Campaign,
     CampaignStatus,
     Candidate,
@@ -58,6 +59,11 @@ log = logging.getLogger(__name__)
 CHECKS_MAX_AGE = 0.5
 # A re-read reaches at least this many mails ahead (behind a slow relay, the next few).
 REFRESH_WINDOW = 8
+
+
+# A mail held for the recruiter's note is looked at again this often; writing the note releases
+# it at once (``audience.candidates.upsert_candidate``), this is only the safety net.
+STRENGTHS_RECHECK = timedelta(hours=1)
 
 
 def _never() -> bool:
@@ -510,6 +516,16 @@ def send_one(
         message.error = f"condition {step.condition} not met"
         advance(enrolment, step, batch.following(step), now)
         return message.state
+    if step.require_strengths and not (candidate.strengths or "").strip():
+        # A personal follow-up without the personal part reads as a form letter: held, not
+        # sent and not skipped, so it goes once the recruiter writes the note.
+        message.state = MessageState.QUEUED
+        message.retry_at = now + STRENGTHS_RECHECK
+        message.enqueued_at = None
+        message.claimed_by = None
+        message.attempts = max(message.attempts - 1, 0)
+        message.error = HELD_FOR_STRENGTHS
+        return "deferred"
     sent = batch.sent.setdefault(candidate.id, [])
     later = deferred_until(candidate, campaign, sender.timing, now, sent)
     if later is not None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from nurture.core.feedback.answers import feedback_row
 from nurture.core.feedback.tracking import looks_like_machine
 from nurture.core.tokens import BadToken, Tokens
 from nurture.core.webhooks.events import emit
@@ -61,6 +62,10 @@ def record_rating(
     event.value = str(value)
     event.user_agent = (user_agent or "")[:400]
     event.created_at = now
+    # Kept beside the free-text answer that may follow, with the stage and rejection reason.
+    feedback = feedback_row(session, message, now)
+    feedback.rating = value
+    feedback.updated_at = now
     emit(
         session,
         "candidate.rated",

@@ -56,3 +56,13 @@ class BounceReports(
     def many(self) -> bool:
         """Whether a list was sent (and a list of results is answered)."""
         return isinstance(self.root, list)
+
+
+class FeedbackQuery(Input):
+    """Which feedback to show: one stage or rejection reason (``(not given)`` for none), and the
+    last ``days`` days (all time when left out)."""
+
+    stage: Text(100) | None = None
+    rejection_reason: Text(200) | None = None
+    days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 100

@@ -17,6 +17,7 @@ from nurture.web.admin import (
     candidates,
     dashboard,
     email_templates,
+    feedback,
     imports,
     mailbox,
     openings,
@@ -51,6 +52,7 @@ for feature, prefix in (
     (replies, "/replies"),
     (referrals, "/referrals"),
     (promptness, "/promptness"),
+    (feedback, "/feedback"),
     (webhooks, "/webhooks"),
 ):
     bp.register_blueprint(feature.bp, url_prefix=prefix)
@@ -66,6 +68,7 @@ NAV = [
     ("admin.openings.jobs", "Job alerts", "/admin/jobs", Role.VIEWER),
     ("admin.referrals.referrals", "Referrals", "/admin/referrals", Role.VIEWER),
     ("admin.promptness.promptness", "Promptness", "/admin/promptness", Role.VIEWER),
+    ("admin.feedback.feedback", "Feedback", "/admin/feedback", Role.VIEWER),
     ("admin.email_templates.templates", "Templates", "/admin/templates", Role.VIEWER),
     ("admin.imports.imports", "Imports", "/admin/imports", Role.EDITOR),
     ("admin.suppressions.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),

@@ -3,6 +3,7 @@
 from nurture.web.api import (
     bounces,  # noqa: F401 - adds the bounce webhook to bp
     broadcasts,  # noqa: F401 - adds the broadcast routes to bp
+    feedback,  # noqa: F401 - adds the feedback (answers, missing strengths) routes to bp
     imports,  # noqa: F401 - adds the import routes to bp
     openapi,  # noqa: F401 - adds the OpenAPI document to bp
     openings,  # noqa: F401 - adds the job-alert routes to bp

@@ -22,7 +22,8 @@ from flask import (
 from nurture import runtime
 from nurture.core.compliance import preferences as preference_service
 from nurture.core.compliance import unsubscribe as unsubscribe_service
-from nurture.core.feedback import ratings
+from nurture.core.errors import ValidationError
+from nurture.core.feedback import answers, ratings
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
 from nurture.models import Candidate, CandidateStatus, Topic
@@ -249,13 +250,59 @@ def reconsent_page(token: str):
     return _page(token, candidate, ask_consent=True)
 
 
-@bp.get("/r/<token>")
-def rating(token: str):
-    """Record a one-click interview rating and thank the candidate."""
+def _rated(token: str):
     try:
-        message, value = ratings.rating_target(db.session, _tokens(), token)
+        return ratings.rating_target(db.session, _tokens(), token)
     except BadToken:
         abort(404)
-    ratings.record_rating(db.session, message, value, _user_agent(), runtime.now())
+
+
+def _rating_page(token: str, value: int, *, answer: str = "", error: str = "", status=200):
+    """The thank-you for a rating, with the one question that may follow it."""
+    return render_template(
+        "tracking/rating.html",
+        value=value,
+        company=_company(),
+        question=answers.QUESTION,
+        max_answer=answers.MAX_ANSWER,
+        action=url_for("tracking.rating_answer", token=token),
+        form_token=preference_service.form_token(_tokens(), token, "feedback", runtime.now()),
+        answer=answer,
+        error=error,
+        done=request.args.get("done") == "1",
+    ), status
+
+
+@bp.get("/r/<token>")
+def rating(token: str):
+    """Record a one-click interview rating, thank the candidate and ask one optional question."""
+    message, value = _rated(token)
+    if request.args.get("done") != "1":
+        ratings.record_rating(db.session, message, value, _user_agent(), runtime.now())
+        db.session.commit()
+    return _rating_page(token, value)
+
+
+@bp.post("/r/<token>/answer")
+def rating_answer(token: str):
+    """Store the candidate's answer to "what could we have done better?" (post/redirect/get)."""
+    message, value = _rated(token)
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        abort(403)
+    try:
+        preference_service.check_form_token(
+            _tokens(), token, "feedback", request.form.get("form_token", ""), runtime.now()
+        )
+    except BadToken:
+        abort(400, "This form has expired or did not come from our page: reload and try again.")
+    text = request.form.get("answer", "")
+    try:
+        answers.record_answer(db.session, message, text, runtime.now())
+    except ValidationError as exc:
+        db.session.rollback()
+        return _rating_page(
+            token, value, answer=text[: answers.MAX_ANSWER * 2], error=exc.fields["answer"],
+            status=422,
+        )  # fmt: skip
     db.session.commit()
-    return render_template("tracking/rating.html", value=value, company=_company())
+    return redirect(url_for("tracking.rating", token=token, done=1), code=303)

@@ -201,6 +201,7 @@ def _blank_step() -> dict[str, Any]:
         "template": "",
         "subject": "",
         "condition": "",
+        "require_strengths": "",
     }
 
 
@@ -220,6 +221,7 @@ def _steps_of(campaign: Campaign) -> list[dict[str, Any]]:
                 "template": template,
                 "subject": step.subject,
                 "condition": step.condition,
+                "require_strengths": "on" if step.require_strengths else "",
             }
         )
     return steps
