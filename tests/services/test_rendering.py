@@ -16,6 +16,7 @@ STARTERS = [
     "job_alert",
     "newsletter",
     "reconsent",
+    "reengage",
     "referral_ask",
     "referral_consent",
     "referral_thanks",

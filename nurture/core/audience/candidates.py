@@ -53,6 +53,17 @@ def upsert_candidate(
     return candidate, created
 
 
+def come_back(candidate: Candidate, why: str, now: datetime) -> bool:
+    """A sunset candidate said yes again (``why``: "re-engaged", "new application"): mailable
+    from now on. False, and nothing changes, for anyone who is not sunset."""
+    if candidate.status != CandidateStatus.SUNSET:
+        return False
+    candidate.status = CandidateStatus.ACTIVE
+    candidate.sunset_reason = f"came back ({why})"[:200]
+    candidate.updated_at = now
+    return True
+
+
 def release_strength_holds(session: Session, candidate_id: int) -> int:
     """The candidate's mails held for the recruiter's note go at the scheduler's next pass."""
     return session.execute(

@@ -7,6 +7,7 @@ from nurture.web.api import (
     imports,  # noqa: F401 - adds the import routes to bp
     openapi,  # noqa: F401 - adds the OpenAPI document to bp
     openings,  # noqa: F401 - adds the job-alert routes to bp
+    pool,  # noqa: F401 - adds the talent-pool health routes to bp
     promptness,  # noqa: F401 - adds the rejection-promptness routes and metrics to bp
     referrals,  # noqa: F401 - adds the referral routes to bp
     replies,  # noqa: F401 - adds the replies inbox routes to bp

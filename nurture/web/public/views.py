@@ -141,11 +141,14 @@ def _page(token: str, candidate: Candidate, **extra):
             for topic in Topic
         ],
         paused=preference_service.is_paused(candidate, now),
-        unsubscribed=candidate.status != CandidateStatus.ACTIVE,
+        unsubscribed=candidate.status not in (CandidateStatus.ACTIVE, CandidateStatus.SUNSET),
         erased=candidate.status == CandidateStatus.ERASED,
+        sunset=candidate.status == CandidateStatus.SUNSET,
         forms=_form_tokens(token),
         done=DONE.get(request.args.get("done", ""), ""),
-        ask_consent=extra.pop("ask_consent", request.args.get("stay") == "1"),
+        # A sunset candidate comes back by saying yes here (pool health's re-consent rule).
+        ask_consent=extra.pop("ask_consent", request.args.get("stay") == "1")
+        or candidate.status == CandidateStatus.SUNSET,
         **extra,
     )
 
