@@ -23,9 +23,7 @@ from tests.conftest import ats_post, auth_headers, make_app
 from tests.support.workers import drain
 
 HUMAN = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"}
-PROXY = {
-    "User-Agent": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
-}  # noqa: E501
+PROXY = {"User-Agent": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) (via ggpht.com GoogleImageProxy)"}
 PEOPLE = ("ana", "bo", "cy", "dee")
 
 
