@@ -196,10 +196,15 @@ def reengage_campaign(session: Session, now: datetime) -> Campaign:
     return campaign
 
 
-def _cold_to_ask(campaign: Campaign, now: datetime, rules: PoolPolicy):  # noqa: ANN202
+def _cold_to_ask(campaign: Campaign | None, now: datetime, rules: PoolPolicy):  # noqa: ANN202
     """Active cold candidates not yet asked in this cold spell (asked after their last sign
     of life), oldest first."""
     cutoff = _cold_cutoff(now, rules)
+    cold = select(Candidate.id).where(
+        Candidate.status == CandidateStatus.ACTIVE, quiet_since(cutoff)
+    )
+    if campaign is None:
+        return cold.order_by(Candidate.id)
     # Asked after every sign of life they gave: this cold spell's question has gone out.
     asked = exists().where(
         Enrolment.candidate_id == Candidate.id,
@@ -214,11 +219,7 @@ def _cold_to_ask(campaign: Campaign, now: datetime, rules: PoolPolicy):  # noqa:
             )
         ),
     )
-    return (
-        select(Candidate.id)
-        .where(Candidate.status == CandidateStatus.ACTIVE, quiet_since(cutoff), not_(asked))
-        .order_by(Candidate.id)
-    )
+    return cold.where(not_(asked)).order_by(Candidate.id)
 
 
 # --- sunset and coming back ----------------------------------------------------------------
@@ -336,28 +337,34 @@ def pool_pass(session: Session, now: datetime, rules: PoolPolicy) -> PoolReport:
         candidate.updated_at = now
         # Their drips end now: nothing waits in a queue for someone we stopped writing to.
         end_enrolments(session, candidate, "sunset", now)
-    campaign = reengage_campaign(session, now)
-    # Those who answered (opened, clicked, said yes) need no last call: their drip ends here.
-    session.execute(
-        update(Enrolment)
-        .where(
-            Enrolment.campaign_id == campaign.id,
-            Enrolment.status == EnrolmentStatus.ACTIVE,
-            Enrolment.candidate_id.in_(
-                select(Candidate.id).where(not_(quiet_since(_cold_cutoff(now, rules))))
-            ),
-        )
-        .values(
-            status=EnrolmentStatus.EXITED, exit_reason="re-engaged", next_send_at=None, ended_at=now
-        )
-        .execution_options(synchronize_session=False)
-    )
+    campaign = existing_reengage_campaign(session)
+    if campaign is None and session.scalar(select(_cold_to_ask(None, now, rules).exists())):
+        # Made on first need, so a pool with nobody cold has no idle system campaign.
+        campaign = reengage_campaign(session, now)
     asked = 0
-    if campaign.status == CampaignStatus.ACTIVE and campaign.steps:
-        first_due = now + timedelta(seconds=campaign.steps[0].delay_seconds)
-        asked = enrol_all(
-            session, campaign.id, _cold_to_ask(campaign, now, rules).limit(BATCH), now, first_due
+    if campaign is not None:
+        # Those who answered (opened, clicked, said yes) need no last call: their drip ends.
+        session.execute(
+            update(Enrolment)
+            .where(
+                Enrolment.campaign_id == campaign.id,
+                Enrolment.status == EnrolmentStatus.ACTIVE,
+                Enrolment.candidate_id.in_(
+                    select(Candidate.id).where(not_(quiet_since(_cold_cutoff(now, rules))))
+                ),
+            )
+            .values(
+                status=EnrolmentStatus.EXITED,
+                exit_reason="re-engaged",
+                next_send_at=None,
+                ended_at=now,
+            )  # fmt: skip
+            .execution_options(synchronize_session=False)
         )
+        if campaign.status == CampaignStatus.ACTIVE and campaign.steps:
+            first_due = now + timedelta(seconds=campaign.steps[0].delay_seconds)
+            entrants = _cold_to_ask(campaign, now, rules).limit(BATCH)
+            asked = enrol_all(session, campaign.id, entrants, now, first_due)
     session.flush()
     snapshot = take_snapshot(session, now, rules)
     report = PoolReport(
@@ -366,3 +373,15 @@ def pool_pass(session: Session, now: datetime, rules: PoolPolicy) -> PoolReport:
     if report.asked or report.sunset:
         log.info("pool health: %s asked to re-engage, %s sunset", report.asked, report.sunset)
     return report
+
+
+def recently_sunset(session: Session, limit: int = 50) -> list[Candidate]:
+    """Sunset candidates, the latest first, for the admin."""
+    return list(
+        session.scalars(
+            select(Candidate)
+            .where(Candidate.status == CandidateStatus.SUNSET)
+            .order_by(Candidate.sunset_at.desc(), Candidate.id.desc())
+            .limit(limit)
+        )
+    )

@@ -112,6 +112,8 @@ ACCESS: dict[str, str] = {
     "admin.promptness.promptness_target": A,
     # feedback both ways, talent-pool health, A/B subjects
     "admin.feedback.feedback": V,
+    "admin.pool.pool": V,
+    "admin.pool.pool_policy": A,
     "admin.webhooks.webhooks": A,
     "admin.webhooks.delivery": A,
     "admin.webhooks.delivery_retry": A,

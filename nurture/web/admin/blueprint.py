@@ -21,6 +21,7 @@ from nurture.web.admin import (
     imports,
     mailbox,
     openings,
+    pool,
     promptness,
     referrals,
     replies,
@@ -53,6 +54,7 @@ for feature, prefix in (
     (referrals, "/referrals"),
     (promptness, "/promptness"),
     (feedback, "/feedback"),
+    (pool, "/pool"),
     (webhooks, "/webhooks"),
 ):
     bp.register_blueprint(feature.bp, url_prefix=prefix)
@@ -69,6 +71,7 @@ NAV = [
     ("admin.referrals.referrals", "Referrals", "/admin/referrals", Role.VIEWER),
     ("admin.promptness.promptness", "Promptness", "/admin/promptness", Role.VIEWER),
     ("admin.feedback.feedback", "Feedback", "/admin/feedback", Role.VIEWER),
+    ("admin.pool.pool", "Pool health", "/admin/pool", Role.VIEWER),
     ("admin.email_templates.templates", "Templates", "/admin/templates", Role.VIEWER),
     ("admin.imports.imports", "Imports", "/admin/imports", Role.EDITOR),
     ("admin.suppressions.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),
