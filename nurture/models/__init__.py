@@ -14,11 +14,13 @@ from nurture.models.campaigns import (
     Reentry,
     Step,
     StepCondition,
+    StepVariant,
 )
 from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag, Topic
 from nurture.models.feedback import FeedbackAnswer
 from nurture.models.imports import Import, ImportStatus
 from nurture.models.messages import (
+    HELD_FOR_AB_WINNER,
     HELD_FOR_STRENGTHS,
     Event,
     EventKind,
@@ -56,6 +58,7 @@ __all__ = [
     "ExitRule",
     "FeedbackAnswer",
     "ForwardState",
+    "HELD_FOR_AB_WINNER",
     "HELD_FOR_STRENGTHS",
     "Import",
     "ImportStatus",
@@ -74,6 +77,7 @@ __all__ = [
     "Segment",
     "Step",
     "StepCondition",
+    "StepVariant",
     "Suppression",
     "Tag",
     "TeamSetting",

@@ -174,6 +174,8 @@ ACCESS: dict[str, str] = {
     "api.feedback": V,
     "api.missing_strengths": V,
     "api.pool": V,
+    "api.campaign_ab_tests": V,
+    "admin.abtests.ab_tests": V,
     "api.pool_policy": A,
     # candidates' mail links: the signed token in the URL is the authority (the open pixel and
     # the click redirect are answered ahead of Flask, by web/public/hits.py: not in the URL map)

@@ -167,6 +167,22 @@ def _schedule_out(campaign: Campaign) -> str | None:
     return campaign.scheduled_at.isoformat()
 
 
+def _ab_test_out(step: Step) -> dict[str, Any] | None:
+    """A step's A/B test as the API takes it, with its winner once decided (None without)."""
+    if not step.ab_sample_percent or not step.variants:
+        return None
+    return {
+        "variants": [{"subject": v.subject, "preheader": v.preheader} for v in step.variants],
+        "sample_percent": step.ab_sample_percent,
+        "metric": step.ab_metric,
+        "decide_after": f"PT{step.ab_decide_after_seconds}S"
+        if step.ab_decide_after_seconds
+        else "",
+        "min_sample": step.ab_min_sample,
+        "winner": step.ab_winner,
+    }
+
+
 def campaign_dict(campaign: Campaign) -> dict[str, Any]:
     """The API's view of a campaign."""
     entry: dict[str, Any] = {}
@@ -207,6 +223,7 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
                 "html": s.html,
                 "condition": s.condition,
                 "require_strengths": s.require_strengths,
+                "ab_test": _ab_test_out(s),
             }
             for s in campaign.steps
         ],

@@ -11,6 +11,7 @@ from flask_login import current_user
 from nurture.core.audience.engagement import score_of
 from nurture.models import Role
 from nurture.web.admin import (
+    abtests,
     auth,
     broadcasts,
     campaigns,
@@ -55,6 +56,7 @@ for feature, prefix in (
     (promptness, "/promptness"),
     (feedback, "/feedback"),
     (pool, "/pool"),
+    (abtests, "/ab-tests"),
     (webhooks, "/webhooks"),
 ):
     bp.register_blueprint(feature.bp, url_prefix=prefix)
@@ -72,6 +74,7 @@ NAV = [
     ("admin.promptness.promptness", "Promptness", "/admin/promptness", Role.VIEWER),
     ("admin.feedback.feedback", "Feedback", "/admin/feedback", Role.VIEWER),
     ("admin.pool.pool", "Pool health", "/admin/pool", Role.VIEWER),
+    ("admin.abtests.ab_tests", "A/B tests", "/admin/ab-tests", Role.VIEWER),
     ("admin.email_templates.templates", "Templates", "/admin/templates", Role.VIEWER),
     ("admin.imports.imports", "Imports", "/admin/imports", Role.EDITOR),
     ("admin.suppressions.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),

@@ -1,6 +1,7 @@
 """The JSON API under /api/v1: each module declares its operations on the one blueprint."""
 
 from nurture.web.api import (
+    abtests,  # noqa: F401 - adds the A/B subject test results to bp
     bounces,  # noqa: F401 - adds the bounce webhook to bp
     broadcasts,  # noqa: F401 - adds the broadcast routes to bp
     feedback,  # noqa: F401 - adds the feedback (answers, missing strengths) routes to bp
