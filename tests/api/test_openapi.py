@@ -111,7 +111,7 @@ def _observed(app: Flask, client, op: Operation) -> set[int]:
     if op.query:
         seen.add(
             _request(
-                client, op, query_string={"limit": "x", "email": "x"}, headers=admin
+                client, op, query_string={"limit": "x", "email": "x", "days": "x"}, headers=admin
             ).status_code
         )
     if op.body or op.form:
