@@ -166,7 +166,7 @@ def test_the_winner_by_human_opens_goes_to_the_rest(system: Flask, clock, smtp) 
     _work(system)
     decided = client.get(f"/api/v1/campaigns/{campaign}/ab-tests", headers=viewer).json["steps"][0]
     assert decided["winner"] == 1 and decided["significant"], decided
-    assert decided["rule"].startswith("B won on unique human opens (p = 0.0")
+    assert decided["rule"].startswith("B won on unique human opens (p ")
     assert decided["variants"] == test["variants"]  # the sample's figures, kept as decided
     rest = smtp.wait_for(160)[len(tried) :]
     assert {m.as_email()["Subject"].split(", ", 1)[1] for m in rest} == {

@@ -36,6 +36,11 @@ NO_CLEAR_WINNER_RULE = "no clear winner: variant A (the first) goes to the rest"
 RECHECK = timedelta(minutes=10)
 
 
+def p_text(p: float) -> str:
+    """A p-value as people read it: ``p = 0.043``, or ``p < 0.001``."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def has_test(step: Step) -> bool:
     """Whether the step tries subject variants."""
     return bool(step.ab_sample_percent) and len(step.variants) >= 2
@@ -177,9 +182,9 @@ def evaluate(session: Session, step: Step) -> Evaluation:
     if step.ab_decided_at is not None:
         rule = step.ab_result.get("rule", "")
     elif significant:
-        rule = f"{best.label} leads significantly (p = {p:.3f}); it goes to the rest when decided"
+        rule = f"{best.label} leads significantly ({p_text(p)}); it goes to the rest when decided"
     else:
-        rule = f"no clear winner yet (p = {p:.3f}); if it stays so, {NO_CLEAR_WINNER_RULE}"
+        rule = f"no clear winner yet ({p_text(p)}); if it stays so, {NO_CLEAR_WINNER_RULE}"
     waiting = session.scalar(
         select(func.count())
         .select_from(Message)
@@ -211,10 +216,10 @@ def decide(session: Session, step: Step, now: datetime) -> Evaluation:
     if live.significant and live.best is not None:
         winner = live.best
         label = "ABCD"[winner]
-        rule = f"{label} won on unique human {step.ab_metric} (p = {live.p_value:.3f})"
+        rule = f"{label} won on unique human {step.ab_metric} ({p_text(live.p_value)})"
     else:
         winner = 0
-        rule = f"{NO_CLEAR_WINNER_RULE} (p = {live.p_value:.3f})"
+        rule = f"{NO_CLEAR_WINNER_RULE} ({p_text(live.p_value)})"
     step.ab_winner = winner
     step.ab_decided_at = now
     step.ab_result = {
