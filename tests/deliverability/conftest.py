@@ -107,6 +107,9 @@ def render_as_sent(
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
         job=JOB,
+        # As the sender fills them for a mail that shows them (feedback_request, reengage).
+        rating_urls=TOKENS.rating_urls(message_id),
+        reconsent_url=TOKENS.reconsent_url(person.id, message_id),
         # As the sender fills it for a referral mail (the names come from the referral row).
         referral={
             "url": TOKENS.referral_url(person.id, None, message_id),
@@ -117,7 +120,7 @@ def render_as_sent(
         },
     )
     mail = library.get(name).render(context)
-    keep = (f"{BASE_URL}/u/", f"{BASE_URL}/p/", f"{BASE_URL}/f/consent/")
+    keep = tuple(f"{BASE_URL}/{path}/" for path in ("u", "p", "r", "k", "f/consent"))
     html = instrument(mail.html, TOKENS, message_id, keep=keep)
     from_name, from_email = recruiter_of(person, drip, SETTINGS)
     wire = build_mime(
