@@ -115,6 +115,11 @@ class Config:
     RETENTION_MONTHS = 24
     # Days after the re-consent mail before a candidate who did not confirm is anonymised.
     RECONSENT_GRACE_DAYS = 30
+    # Talent-pool health: days without a human open before a candidate is cold (and gets the
+    # re-engagement drip), months without engagement before they are sunset (no longer mailed).
+    # Admins can change both on the Pool health page.
+    COLD_AFTER_DAYS = 60
+    SUNSET_AFTER_MONTHS = 6
     # A queued message whose job has not run for this long is enqueued again.
     REQUEUE_AFTER_SECONDS = 120
     # The zone send windows use for candidates without one (an IANA name such as Europe/London).

@@ -14,11 +14,22 @@ from nurture.models.campaigns import (
     Reentry,
     Step,
     StepCondition,
+    StepVariant,
 )
 from nurture.models.candidates import Candidate, CandidateStatus, Suppression, Tag, Topic
+from nurture.models.feedback import FeedbackAnswer
 from nurture.models.imports import Import, ImportStatus
-from nurture.models.messages import Event, EventKind, Message, MessageState, WorkerHeartbeat
+from nurture.models.messages import (
+    HELD_FOR_AB_WINNER,
+    HELD_FOR_STRENGTHS,
+    Event,
+    EventKind,
+    Message,
+    MessageState,
+    WorkerHeartbeat,
+)
 from nurture.models.openings import Opening, OpeningMatch
+from nurture.models.pool import PoolSnapshot
 from nurture.models.referrals import Referral, ReferralState
 from nurture.models.replies import ForwardState, Reply, ReplyState
 from nurture.models.segments import Segment, Stage
@@ -45,7 +56,10 @@ __all__ = [
     "Event",
     "EventKind",
     "ExitRule",
+    "FeedbackAnswer",
     "ForwardState",
+    "HELD_FOR_AB_WINNER",
+    "HELD_FOR_STRENGTHS",
     "Import",
     "ImportStatus",
     "LoginThrottle",
@@ -53,6 +67,7 @@ __all__ = [
     "MessageState",
     "Opening",
     "OpeningMatch",
+    "PoolSnapshot",
     "Reentry",
     "Referral",
     "ReferralState",
@@ -63,6 +78,7 @@ __all__ = [
     "Stage",
     "Step",
     "StepCondition",
+    "StepVariant",
     "Suppression",
     "Tag",
     "TeamSetting",

@@ -169,8 +169,46 @@ class Step(Base):
     condition: Mapped[str] = mapped_column(String(40), default="")
     # "personal" (a recruiter's follow-up: the frequency cap never holds it) or "regular".
     category: Mapped[str] = mapped_column(String(20), default="regular")
+    # A personal follow-up: held (not sent) while the candidate's ``strengths`` is empty.
+    require_strengths: Mapped[bool] = mapped_column(default=False)
+    # A/B subjects (with ``variants``): the share of the step's mails that try the variants
+    # (0: no test); the rest wait for the winner by unique human ``ab_metric`` ("opens" or
+    # "clicks"), decided ``ab_decide_after_seconds`` after the first test mail or once each
+    # variant went to ``ab_min_sample`` candidates, whichever comes first.
+    ab_sample_percent: Mapped[int] = mapped_column(default=0)
+    ab_metric: Mapped[str] = mapped_column(String(10), default="opens")
+    ab_decide_after_seconds: Mapped[int] = mapped_column(default=0)
+    ab_min_sample: Mapped[int] = mapped_column(default=0)
+    ab_started_at: Mapped[datetime | None]
+    ab_decided_at: Mapped[datetime | None]
+    # The variant (position) everyone else gets, once decided; and the test's figures then.
+    ab_winner: Mapped[int | None]
+    ab_result: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     campaign: Mapped[Campaign] = relationship(back_populates="steps")
+    variants: Mapped[list[StepVariant]] = relationship(
+        back_populates="step", order_by="StepVariant.position", cascade="all, delete-orphan"
+    )
+
+
+class StepVariant(Base):
+    """One subject line (and preview text) a step's A/B test tries; A is position 0."""
+
+    __tablename__ = "step_variants"
+    __table_args__ = (UniqueConstraint("step_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    subject: Mapped[str] = mapped_column(Text, default="")
+    preheader: Mapped[str] = mapped_column(Text, default="")
+
+    step: Mapped[Step] = relationship(back_populates="variants")
+
+    @property
+    def label(self) -> str:
+        """A, B, C or D."""
+        return "ABCD"[self.position]
 
 
 class Enrolment(Base):

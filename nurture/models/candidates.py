@@ -21,6 +21,8 @@ class CandidateStatus(enum.StrEnum):
     COMPLAINED = "complained"
     HIRED = "hired"
     ERASED = "erased"
+    # No engagement for the sunset period: not mailed until they re-engage or apply again.
+    SUNSET = "sunset"
 
 
 class Topic(enum.StrEnum):
@@ -119,6 +121,10 @@ class Candidate(Base):
     soft_bounces: Mapped[int] = mapped_column(default=0)
     # Who recommended them (source "referral"); the referral itself is in ``referrals``.
     referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"), index=True)
+    # Talent-pool health: when and why mailing stopped (status "sunset"), kept after they come
+    # back so the admin can tell a returning candidate.
+    sunset_at: Mapped[datetime | None]
+    sunset_reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

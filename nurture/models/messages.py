@@ -33,6 +33,13 @@ class EventKind(enum.StrEnum):
     RATING = "rating"
 
 
+# ``messages.error`` of a mail held back because its step needs the recruiter's note: the mail
+# stays queued, and goes as soon as someone writes the candidate's strengths.
+HELD_FOR_STRENGTHS = "held: this step needs the recruiter's note (strengths), which is empty"
+# ... and of a mail held back for the winner of its step's A/B test: it goes once it is decided.
+HELD_FOR_AB_WINNER = "held: waiting for the winner of this step's A/B subject test"
+
+
 class Message(Base):
     """One email to one candidate; at most one per (enrolment, step)."""
 
@@ -69,6 +76,8 @@ class Message(Base):
     sent_at: Mapped[datetime | None]
     # Not before: a retry after a temporary failure, or a mail deferred by a send window or cap.
     retry_at: Mapped[datetime | None]
+    # The A/B variant (position: 0 is A) this mail's subject came from, when its step tests some.
+    ab_variant: Mapped[int | None]
 
 
 class WorkerHeartbeat(Base):

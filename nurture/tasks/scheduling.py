@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy.exc import DBAPIError
 
 from nurture import runtime
+from nurture.core.campaigns.abtest import decide_due
 from nurture.core.campaigns.entries import run_entries
 from nurture.core.delivery.outages import is_outage
 from nurture.core.delivery.scheduling import TickResult, tick
@@ -22,6 +23,7 @@ from nurture.tasks.imports import enqueue_import
 from nurture.tasks.inbound import process_inbound
 from nurture.tasks.telemetry import timed_pass
 from nurture.tasks.webhooks import schedule_webhooks
+from nurture.workflows import pool_health
 from nurture.workflows.imports import claim_stalled
 from nurture.workflows.referrals import referral_pass
 from nurture.workflows.retention import RetentionPolicy, retention_pass
@@ -144,15 +146,28 @@ def _referrals(app: Flask, now: datetime) -> object:
     return referral_pass(db.session, now, int(app.config["REFERRAL_CONSENT_DAYS"]))
 
 
+def _ab_tests(app: Flask, now: datetime) -> object:
+    return decide_due(db.session, now)
+
+
+def _pool_health(app: Flask, now: datetime) -> object:
+    rules = pool_health.policy(db.session, app.config)
+    return pool_health.pool_pass(db.session, now, rules)
+
+
 # The one list of periodic jobs besides the send pass itself.
 PERIODIC = [
     Periodic("segment entries and exits", timedelta(minutes=1), _entries),
     Periodic("inbound mail", timedelta(minutes=1), _inbound),
     Periodic("stalled imports", timedelta(minutes=1), _stalled_imports),
+    # A/B subjects whose time or sample size has come: the winner (or A) goes to the rest.
+    Periodic("A/B subject tests", timedelta(minutes=1), _ab_tests),
     # Every pass: a retry is due to the second its backoff says, not to the next minute.
     Periodic("webhook deliveries", timedelta(seconds=1), _webhooks),
     Periodic("referrals", timedelta(minutes=10), _referrals),
     Periodic("retention", timedelta(days=1), _retention),
+    # Sunset, re-engagement and today's snapshot of the pool's shares (the day's last pass wins).
+    Periodic("pool health", timedelta(hours=1), _pool_health),
 ]
 
 

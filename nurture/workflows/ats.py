@@ -38,6 +38,9 @@ def handle_ats_event(
         enrolled=0,
     )
     session.add(record)
+    if event.type in (AtsEventType.REJECTED, AtsEventType.REAPPLIED):
+        # A new application is the other way back from a sunset (pool health).
+        candidate_service.come_back(candidate, "new application", now)
     if event.type == AtsEventType.REJECTED:
         if candidate.status == CandidateStatus.HIRED:
             # Hired once, rejected now (they left and re-applied): a candidate again.

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
+from nurture.core.audience.candidates import come_back
 from nurture.core.campaigns.enrolment import enrol_all
 from nurture.core.compliance import erasure
 from nurture.models import (
@@ -39,7 +40,13 @@ CONSENT_BASIS = "consent"
 CONSENT_SOURCE = "re-consent mail"
 HUMAN_KINDS = (EventKind.OPEN, EventKind.CLICK, EventKind.REPLY, EventKind.RATING)
 # Statuses that can no longer be mailed, so cannot be asked: their data just ages out.
-UNMAILABLE = (CandidateStatus.UNSUBSCRIBED, CandidateStatus.BOUNCED, CandidateStatus.COMPLAINED)
+# Sunset candidates are not mailed either (pool health): quiet for the whole period, they age out.
+UNMAILABLE = (
+    CandidateStatus.UNSUBSCRIBED,
+    CandidateStatus.BOUNCED,
+    CandidateStatus.COMPLAINED,
+    CandidateStatus.SUNSET,
+)
 
 
 @dataclass(frozen=True)
@@ -236,4 +243,6 @@ def confirm_consent(candidate: Candidate, now: datetime) -> bool:
     candidate.consent_source = CONSENT_SOURCE
     candidate.consent_at = now
     candidate.updated_at = now
+    # The re-consent rule of the pool-health sunset: saying yes brings them back.
+    come_back(candidate, "re-engaged", now)
     return True

@@ -29,6 +29,7 @@ from nurture.models import (
     Candidate,
     Enrolment,
     Event,
+    FeedbackAnswer,
     Message,
     Stage,
     Suppression,
@@ -601,7 +602,7 @@ def test_the_admin_works_on_a_phone(browser, live_server, live_app):
 # --- the candidates' own pages: leave, say why, come back, rate and comment, at 390 px -------
 
 
-def test_a_candidate_leaves_says_why_comes_back_and_comments_on_a_rating(
+def test_a_candidate_leaves_says_why_comes_back_and_answers_after_a_rating(
     browser, live_server, live_app, smtp
 ):
     live_app.config.update(COMPANY_NAME="Northwind Labs", BRAND_COLOR="#0f766e")
@@ -645,14 +646,16 @@ def test_a_candidate_leaves_says_why_comes_back_and_comments_on_a_rating(
     assert count(Suppression) == 0
     screenshot(page, "journey-resubscribed")
 
-    # A rating, then a comment with it.
+    # A rating, then an answer to the one question that follows it.
     page.goto(rating)
     expect(page.locator("h1")).to_have_text("Thank you for your answer")
-    page.fill("#comment", "The panel was kind, the take-home was too long.")
-    page.click("button:has-text('Send my comment')")
-    expect(page.locator(".notice")).to_contain_text("the interview team will read it")
+    page.fill("#answer", "The panel was kind, the take-home was too long.")
+    page.click("button:has-text('Send my answer')")
+    expect(page.locator("#answer-saved")).to_contain_text("your answer reached the team")
     given = db.session.scalar(select(Event).where(Event.kind == "rating"))
-    assert (given.value, given.note) == ("4", "The panel was kind, the take-home was too long.")
+    assert given.value == "4"
+    answer = db.session.scalar(select(FeedbackAnswer))
+    assert answer.answer == "The panel was kind, the take-home was too long."
     screenshot(page, "journey-rating-comment")
     # A link cut in two by a mail program: a page that says so, in the company's colours.
     assert page.goto(unsubscribe[:-6]).status == 404

@@ -107,6 +107,7 @@ def render_as_sent(
         unsubscribe_url=unsubscribe_url,
         preferences_url=preferences_url,
         job=JOB,
+        # As the sender fills them for a mail that shows them (feedback_request, reengage).
         rating_urls=TOKENS.rating_urls(message_id),
         reconsent_url=TOKENS.reconsent_url(person.id, message_id),
         # As the sender fills it for a referral mail (the names come from the referral row).

@@ -125,6 +125,10 @@ ACCESS: dict[str, str] = {
     "admin.referrals.referral_link": E,
     "admin.promptness.promptness": V,
     "admin.promptness.promptness_target": A,
+    # feedback both ways, talent-pool health, A/B subjects
+    "admin.feedback.feedback": V,
+    "admin.pool.pool": V,
+    "admin.pool.pool_policy": A,
     "admin.webhooks.webhooks": A,
     "admin.webhooks.delivery": A,
     "admin.webhooks.delivery_retry": A,
@@ -182,6 +186,12 @@ ACCESS: dict[str, str] = {
     "api.test_endpoint": A,
     "api.list_deliveries": A,
     "api.retry_delivery": A,
+    "api.feedback": V,
+    "api.missing_strengths": V,
+    "api.pool": V,
+    "api.campaign_ab_tests": V,
+    "admin.abtests.ab_tests": V,
+    "api.pool_policy": A,
     # candidates' mail links: the signed token in the URL is the authority (the open pixel and
     # the click redirect are answered ahead of Flask, by web/public/hits.py: not in the URL map)
     **{
@@ -201,7 +211,7 @@ ACCESS: dict[str, str] = {
             "delete_page",
             "delete",
             "rating",
-            "rating_comment",
+            "rating_answer",
             "reconsent_page",
             "referrals.refer_page",
             "referrals.refer",

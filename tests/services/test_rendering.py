@@ -12,9 +12,11 @@ from nurture.core.errors import ValidationError
 
 STARTERS = [
     "checkin_3_months",
+    "feedback_request",
     "job_alert",
     "newsletter",
     "reconsent",
+    "reengage",
     "referral_ask",
     "referral_consent",
     "referral_thanks",

@@ -179,8 +179,10 @@ def test_housekeeping_runs_once_per_interval_by_the_injected_clock(system: Flask
         "segment entries and exits",
         "inbound mail",
         "stalled imports",
+        "A/B subject tests",
         "webhook deliveries",
         "referrals",
+        "pool health",
     ]
     clock.advance(timedelta(days=1))
     assert "retention" in run_periodic(system, state)

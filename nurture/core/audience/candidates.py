@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nurture.core.addresses import SUPPRESSED_STATUS, suppression_reason
@@ -14,11 +14,14 @@ from nurture.core.audience import stages
 from nurture.core.audience.schemas import CandidateIn
 from nurture.core.inputs import parse
 from nurture.models import (
+    HELD_FOR_STRENGTHS,
     Candidate,
     CandidateStatus,
     Enrolment,
     EnrolmentStatus,
     ExitRule,
+    Message,
+    MessageState,
     Tag,
 )
 
@@ -41,13 +44,40 @@ def upsert_candidate(
     tags = clean.pop("tags", None)
     if clean.get("stage"):
         clean["stage"] = stages.canonical(session, clean["stage"], now)
+    had_strengths = bool((candidate.strengths or "").strip())
     for field, value in clean.items():
         setattr(candidate, field, value)
     if tags is not None:
         candidate.tags = tags_named(session, tags)
     candidate.updated_at = now
     session.flush()
+    if not created and not had_strengths and (candidate.strengths or "").strip():
+        release_strength_holds(session, candidate.id)
     return candidate, created
+
+
+def come_back(candidate: Candidate, why: str, now: datetime) -> bool:
+    """A sunset candidate said yes again (``why``: "re-engaged", "new application"): mailable
+    from now on. False, and nothing changes, for anyone who is not sunset."""
+    if candidate.status != CandidateStatus.SUNSET:
+        return False
+    candidate.status = CandidateStatus.ACTIVE
+    candidate.sunset_reason = f"came back ({why})"[:200]
+    candidate.updated_at = now
+    return True
+
+
+def release_strength_holds(session: Session, candidate_id: int) -> int:
+    """The candidate's mails held for the recruiter's note go at the scheduler's next pass."""
+    return session.execute(
+        update(Message)
+        .where(
+            Message.candidate_id == candidate_id,
+            Message.state == MessageState.QUEUED,
+            Message.error == HELD_FOR_STRENGTHS,
+        )
+        .values(retry_at=None, enqueued_at=None, error="")
+    ).rowcount
 
 
 def tags_named(session: Session, names: list[str]) -> list[Tag]:

@@ -3,6 +3,7 @@ edit form: one model for all four), an ATS event, and segments with their rules.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -195,3 +196,30 @@ class MembersQuery(Input):
 
     after: Annotated[int, Field(ge=0, le=MAX_ID)] | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 100
+
+
+class PoolPolicyIn(Input):
+    """The talent-pool health policy: when a candidate is cold, and when they are sunset."""
+
+    cold_after_days: Annotated[int, Field(ge=7, le=365)]
+    sunset_after_months: Annotated[int, Field(ge=1, le=36)]
+
+    @classmethod
+    def across(cls, data: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+        """The sunset comes after the cold period, so the re-engagement mail goes first."""
+        cold, months = data.get("cold_after_days"), data.get("sunset_after_months")
+        if isinstance(cold, int) and isinstance(months, int) and months * 30 <= cold:
+            return [
+                (
+                    ("sunset_after_months",),
+                    "must be longer than the cold period, so that cold candidates get the "
+                    "re-engagement mail before they are sunset",
+                )
+            ]
+        return []
+
+
+class PoolQuery(Input):
+    """How many days of daily snapshots to show."""
+
+    days: Annotated[int, Field(ge=1, le=730)] = 90

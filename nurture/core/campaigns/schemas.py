@@ -48,6 +48,7 @@ from nurture.models import (
     Reentry,
     Step,
     StepCondition,
+    StepVariant,
     Topic,
 )
 
@@ -210,6 +211,51 @@ class Sender(Input):
 PERSONAL_TEMPLATES = ("rejection_followup",)
 
 
+def _plain_line(value: str) -> str:
+    if "{{" in value or "{%" in value or "\n" in value:
+        raise problem("preheader", "one line of plain text (no {{ }} or {% %})")
+    return value.strip()
+
+
+class VariantIn(Input):
+    """One subject line an A/B test tries, with its own preview text (optional)."""
+
+    model_config = _FORBID
+
+    subject: Annotated[Annotated[str, Text(2000)], AfterValidator(lambda v: v.strip())]
+    preheader: Annotated[Annotated[str, Text(300)], AfterValidator(_plain_line)] = ""
+
+    @classmethod
+    def across(cls, data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+        """A variant has a subject."""
+        subject = data.get("subject")
+        if not isinstance(subject, str) or not subject.strip():
+            return [(("subject",), "each variant needs a subject line")]
+        return []
+
+
+class ABTestIn(Input):
+    """A/B subjects: 2 to 4 variants tried on ``sample_percent`` of the step's mails; the rest
+    get the winner by unique human ``metric`` after ``decide_after`` or once each variant went
+    to ``min_sample`` candidates, whichever comes first."""
+
+    model_config = _FORBID
+
+    variants: Annotated[list[VariantIn], Field(min_length=2, max_length=4)]
+    sample_percent: Annotated[int, Field(ge=2, le=100)] = 20
+    metric: Literal["opens", "clicks"] = "opens"
+    decide_after: OptionalDuration = "PT4H"
+    min_sample: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+    @classmethod
+    def across(cls, data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+        """The test must end somehow: after a time, or a sample size."""
+        after = data.get("decide_after", "PT4H")
+        if (isinstance(after, str) and not after.strip()) and not data.get("min_sample"):
+            return [(("decide_after",), "give a time to decide after, or a min_sample")]
+        return []
+
+
 class StepIn(Input):
     """One mail: its delay after the previous one, and a template name or its own HTML."""
 
@@ -225,6 +271,12 @@ class StepIn(Input):
         default="",
         description="personal mail (a recruiter's note) is never held by the frequency cap; "
         "left out: personal for the rejection follow-up starter, regular otherwise",
+    )
+    ab_test: ABTestIn | None = None
+    require_strengths: bool = Field(
+        default=False,
+        description="hold the mail (not sent) while the candidate's strengths, the recruiter's "
+        "personal note, is empty",
     )
 
     @model_validator(mode="after")
@@ -243,8 +295,20 @@ class StepIn(Input):
                 html=self.html,
                 text=self.text,
             )
-            if problems:
-                raise fail_at("step", [((name,), msg) for name, msg in problems.items()])
+            found = [((name,), msg) for name, msg in problems.items()]
+            for index, variant in enumerate(self.ab_test.variants if self.ab_test else []):
+                for name, msg in template_service.step_problems(
+                    library,
+                    template_service.trial_settings(core_settings.current()),
+                    template=self.template or "",
+                    subject=variant.subject,
+                    html=self.html,
+                    text=self.text,
+                ).items():
+                    if name == "subject":
+                        found.append((("ab_test", "variants", index, "subject"), msg))
+            if found:
+                raise fail_at("step", found)
         return self
 
     def row(self, position: int) -> Step:
@@ -261,7 +325,25 @@ class StepIn(Input):
             # A recruiter's follow-up is personal mail (the frequency cap never holds it).
             category=self.category
             or ("personal" if self.template in PERSONAL_TEMPLATES else "regular"),
+            require_strengths=self.require_strengths,
+            **(self._ab_columns() if self.ab_test else {}),
         )
+
+    def _ab_columns(self) -> dict[str, Any]:
+        test = self.ab_test
+        assert test is not None
+        return {
+            "ab_sample_percent": test.sample_percent,
+            "ab_metric": test.metric,
+            "ab_decide_after_seconds": (
+                int(parse_delay(test.decide_after).total_seconds()) if test.decide_after else 0
+            ),
+            "ab_min_sample": test.min_sample,
+            "variants": [
+                StepVariant(position=i, subject=v.subject, preheader=v.preheader)
+                for i, v in enumerate(test.variants)
+            ],
+        }
 
 
 def _exit_rules(value: Any) -> Any:

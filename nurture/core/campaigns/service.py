@@ -191,6 +191,22 @@ def _schedule_out(campaign: Campaign) -> str | None:
     return campaign.scheduled_at.isoformat()
 
 
+def _ab_test_out(step: Step) -> dict[str, Any] | None:
+    """A step's A/B test as the API takes it, with its winner once decided (None without)."""
+    if not step.ab_sample_percent or not step.variants:
+        return None
+    return {
+        "variants": [{"subject": v.subject, "preheader": v.preheader} for v in step.variants],
+        "sample_percent": step.ab_sample_percent,
+        "metric": step.ab_metric,
+        "decide_after": f"PT{step.ab_decide_after_seconds}S"
+        if step.ab_decide_after_seconds
+        else "",
+        "min_sample": step.ab_min_sample,
+        "winner": step.ab_winner,
+    }
+
+
 def campaign_dict(campaign: Campaign) -> dict[str, Any]:
     """The API's view of a campaign."""
     entry: dict[str, Any] = {}
@@ -233,6 +249,8 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
                 "html": s.html,
                 "condition": s.condition,
                 "category": s.category,
+                "require_strengths": s.require_strengths,
+                "ab_test": _ab_test_out(s),
             }
             for s in campaign.steps
         ],
@@ -307,6 +325,7 @@ def _builder_step(
     step = {
         "subject": raw.get("subject") or "",
         "condition": raw.get("condition") or "",
+        "require_strengths": raw.get("require_strengths") in ("on", True),
         "template": raw.get("template") or "",
         "category": raw.get("category") or "",
         "delay": raw.get("delay")
@@ -492,6 +511,7 @@ def _replace_steps(
         for name in (
             "delay", "delay_seconds", "template", "subject", "html", "text", "condition",
             "category",
+            "require_strengths",
         ):  # fmt: skip
             setattr(step, name, getattr(new, name))
         ordered.append(step)

@@ -12,6 +12,7 @@ from nurture.core.audience.schemas import TEXT_FIELDS
 from nurture.core.compliance.suppressions import suppress
 from nurture.core.webhooks.events import emit, forget_candidate
 from nurture.models.candidates import Candidate, CandidateStatus
+from nurture.models.feedback import FeedbackAnswer
 from nurture.models.messages import Message
 from nurture.models.referrals import Referral
 from nurture.models.replies import Reply
@@ -37,6 +38,10 @@ def erase(session: Session, candidate: Candidate, now: datetime, *, notify: bool
     # What they wrote to us, and what a referrer wrote about them, go with them; the reply
     # events stay (without their subject) so the statistics still add up.
     session.execute(delete(Reply).where(Reply.candidate_id == candidate.id))
+    # Their written feedback goes; the rating, stage and reason stay for the statistics.
+    session.execute(
+        update(FeedbackAnswer).where(FeedbackAnswer.candidate_id == candidate.id).values(answer="")
+    )
     session.execute(
         update(Referral).where(Referral.candidate_id == candidate.id).values(note="", relation="")
     )

@@ -23,6 +23,7 @@ from typing import Any
 import html2text
 import jinja2
 from jinja2 import meta, nodes
+from markupsafe import escape
 from premailer import Premailer
 
 from nurture.core.content.sandbox import BoundedEnvironment, TemplateLimitError, budget, finalize
@@ -168,6 +169,16 @@ class TemplateLibrary:
         text_path = self.directory / f"{name}.txt"
         text = text_path.read_text("utf-8") if text_path.is_file() else None
         return html_path.read_text("utf-8"), text
+
+    def source(self, name: str) -> tuple[str, str | None, str]:
+        """The (html, text or None, own subject) of template ``name``, as ``get`` finds it."""
+        if self.sources is not None and re.fullmatch(r"[\w-]+", name or ""):
+            found = self.sources(name)
+            if found is not None:
+                html, text, own_subject = found
+                return html, text or None, own_subject
+        html, text = self.file_sources(name)
+        return html, text, ""
 
     def get(self, name: str, subject: str = "") -> CompiledTemplate:
         """The compiled template ``name`` (admin-edited, else a starter file), optionally with
@@ -394,3 +405,21 @@ def _tidy_text(text: str) -> str:
             continue
         tidy.append(line)
     return "\n".join(tidy) + "\n"
+
+
+_PREHEADER = re.compile(
+    r"\{%-?\s*block\s+preheader\s*-?%\}.*?\{%-?\s*endblock(?:\s+preheader)?\s*-?%\}", re.DOTALL
+)
+_EXTENDS_TAG = re.compile(r"\{%-?\s*extends\s[^%]*%\}")
+
+
+def with_preheader(html: str, preheader: str) -> str:
+    """``html`` with its preview text replaced by ``preheader`` (plain text, escaped as HTML):
+    an A/B variant's own preview line. Added after the ``extends`` line when there is none."""
+    block = "{% block preheader %}" + str(escape(preheader)) + "{% endblock %}"
+    if _PREHEADER.search(html):
+        return _PREHEADER.sub(lambda _m: block, html, count=1)
+    found = _EXTENDS_TAG.search(html)
+    if found is None:
+        return html
+    return html[: found.end()] + block + html[found.end() :]

@@ -19,12 +19,18 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from nurture.core import addresses
 from nurture.core.audience import candidates as candidate_service
+from nurture.core.campaigns import abtest
 from nurture.core.campaigns.openings import opening_context
 from nurture.core.campaigns.timing import Timing, earliest_send, hold_for, zone
 from nurture.core.compliance.identity import extra_headers
 from nurture.core.content.mime import MailSettings, build_mime, ledger_message_id
 from nurture.core.content.personalisation import build_context, recruiter_of
-from nurture.core.content.rendering import CompiledTemplate, RenderError, TemplateLibrary
+from nurture.core.content.rendering import (
+    CompiledTemplate,
+    RenderError,
+    TemplateLibrary,
+    with_preheader,
+)
 from nurture.core.delivery.circuit import CircuitBreaker
 from nurture.core.delivery.dkim import DkimSigner
 from nurture.core.delivery.leases import Lease
@@ -36,6 +42,8 @@ from nurture.core.feedback.referrals import opening_of, referral_context
 from nurture.core.feedback.tracking import instrument
 from nurture.core.tokens import Tokens
 from nurture.models import (
+    HELD_FOR_AB_WINNER,
+    HELD_FOR_STRENGTHS,
     Campaign,
     CampaignStatus,
     Candidate,
@@ -61,6 +69,11 @@ CHECKS_MAX_AGE = 0.5
 REFRESH_WINDOW = 8
 
 
+# A mail held for the recruiter's note is looked at again this often; writing the note releases
+# it at once (``audience.candidates.upsert_candidate``), this is only the safety net.
+STRENGTHS_RECHECK = timedelta(hours=1)
+
+
 def _never() -> bool:
     return False
 
@@ -75,6 +88,8 @@ class Sender:
     transport: SmtpTransport
     # Compiled template per step for the batch at hand: one lookup per step, not per message.
     step_templates: dict[int, CompiledTemplate] = field(default_factory=dict)
+    # The same per A/B variant of a step: (step id, variant position).
+    variant_templates: dict[tuple[int, int], CompiledTemplate] = field(default_factory=dict)
     max_attempts: int = 5
     dkim: DkimSigner | None = None
     # Retries after a temporary failure: base × 2^(attempt-1) with jitter, at most the cap.
@@ -146,6 +161,40 @@ def compiled_for(library: TemplateLibrary, step: Step) -> CompiledTemplate:
     if step.template:
         return library.get(step.template, subject=step.subject)
     return library.compile(step.html, step.text or None, subject=step.subject)
+
+
+def compiled_variant(library: TemplateLibrary, step: Step, position: int) -> CompiledTemplate:
+    """The step's template with A/B variant ``position``'s subject and preview text."""
+    variant = step.variants[position]
+    if step.template:
+        html, text, own_subject = library.source(step.template)
+    else:
+        html, text, own_subject = step.html, step.text or None, ""
+    if variant.preheader:
+        html = with_preheader(html, variant.preheader)
+    return library.compile(html, text, subject=variant.subject or step.subject or own_subject)
+
+
+def ab_variant_for(session: Session, step: Step, message: Message, now: datetime) -> int | None:
+    """The A/B variant this mail gets (its own, the winner's, or its sample group's), or None
+    when it must wait for the winner (or the step tests nothing: then -1)."""
+    if not abtest.has_test(step):
+        return -1
+    if message.ab_variant is not None:
+        return message.ab_variant
+    if step.ab_winner is not None:
+        return step.ab_winner
+    group = abtest.ab_group(message.id, step.ab_sample_percent, len(step.variants))
+    if group is not None and step.ab_started_at is None:
+        # The test's clock starts with its first mail (one UPDATE: the first worker wins).
+        session.execute(
+            update(Step)
+            .where(Step.id == step.id, Step.ab_started_at.is_(None))
+            .values(ab_started_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(step, "ab_started_at", now)
+    return group
 
 
 def _previous_message(session: Session, enrolment: Enrolment, step: Step) -> Message | None:
@@ -381,7 +430,7 @@ class Accepted:
             )
 
 
-_SENT_FIELDS = ("state", "sent_at", "error", "message_id", "to_address", "subject")
+_SENT_FIELDS = ("state", "sent_at", "error", "message_id", "to_address", "subject", "ab_variant")
 _ADVANCE_FIELDS = ("next_position", "next_send_at", "status", "ended_at")
 
 
@@ -511,6 +560,26 @@ def send_one(
         message.error = f"condition {step.condition} not met"
         advance(enrolment, step, batch.following(step), now)
         return message.state
+    if step.require_strengths and not (candidate.strengths or "").strip():
+        # A personal follow-up without the personal part reads as a form letter: held, not
+        # sent and not skipped, so it goes once the recruiter writes the note.
+        message.state = MessageState.QUEUED
+        message.retry_at = now + STRENGTHS_RECHECK
+        message.enqueued_at = None
+        message.claimed_by = None
+        message.attempts = max(message.attempts - 1, 0)
+        message.error = HELD_FOR_STRENGTHS
+        return "deferred"
+    variant = ab_variant_for(session, step, message, now)
+    if variant is None:
+        # In the A/B test's holdout: it goes with the winner's subject once that is decided.
+        message.state = MessageState.QUEUED
+        message.retry_at = abtest.hold_until(step, now)
+        message.enqueued_at = None
+        message.claimed_by = None
+        message.attempts = max(message.attempts - 1, 0)
+        message.error = HELD_FOR_AB_WINNER
+        return "deferred"
     sent = batch.sent.setdefault(candidate.id, [])
     held = hold_for(candidate, campaign, step, sender.timing, now, sent)
     if held is not None:
@@ -524,9 +593,18 @@ def send_one(
     tokens, settings = sender.tokens, sender.settings
     unsubscribe_url = tokens.unsubscribe_url(candidate.id, message.id)
     preferences_url = tokens.preferences_url(candidate.id, message.id)
-    compiled = sender.step_templates.get(step.id)
-    if compiled is None:
-        compiled = sender.step_templates[step.id] = compiled_for(sender.library, step)
+    if variant >= 0:
+        if step.ab_winner is None:
+            message.ab_variant = variant  # a mail of the sample: its figures decide the test
+        compiled = sender.variant_templates.get((step.id, variant))
+        if compiled is None:
+            compiled = sender.variant_templates[step.id, variant] = compiled_variant(
+                sender.library, step, variant
+            )
+    else:
+        compiled = sender.step_templates.get(step.id)
+        if compiled is None:
+            compiled = sender.step_templates[step.id] = compiled_for(sender.library, step)
     # Signing URLs costs per recipient: only for templates that show them.
     context = build_context(
         candidate,
@@ -629,6 +707,7 @@ def send_messages(
     if not ids:
         return outcome
     sender.step_templates.clear()  # a new batch sees edited templates
+    sender.variant_templates.clear()
     sender.breaker.sync()  # another worker may have paused the relay
     paused = sender.breaker.open_until(now())
     if paused is not None:

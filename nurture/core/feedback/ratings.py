@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from nurture.core.feedback.answers import feedback_row
 from nurture.core.feedback.tracking import looks_like_machine
 from nurture.core.tokens import BadToken, Tokens
 from nurture.core.webhooks.events import emit
@@ -61,6 +62,10 @@ def record_rating(
     event.value = str(value)
     event.user_agent = (user_agent or "")[:400]
     event.created_at = now
+    # Kept beside the free-text answer that may follow, with the stage and rejection reason.
+    feedback = feedback_row(session, message, now)
+    feedback.rating = value
+    feedback.updated_at = now
     emit(
         session,
         "candidate.rated",
@@ -123,21 +128,3 @@ def recent_comments(
     if campaign_id is not None:
         query = query.where(Message.campaign_id == campaign_id)
     return [(int(v) if v.isdigit() else 0, n, t) for v, n, t in session.execute(query)]
-
-
-COMMENT_LENGTH = 1000
-
-
-def add_comment(session: Session, message: Message, text: str) -> Event | None:
-    """Keep what the candidate wrote with their rating of this message (None when there is no
-    rating to add it to)."""
-    event = session.scalar(
-        select(Event)
-        .where(Event.message_id == message.id, Event.kind == EventKind.RATING)
-        .order_by(Event.id)
-        .limit(1)
-    )
-    if event is None:
-        return None
-    event.note = " ".join((text or "").split())[:COMMENT_LENGTH]
-    return event

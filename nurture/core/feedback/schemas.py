@@ -118,3 +118,13 @@ class TargetIn(Input):
         Field(json_schema_extra={"minimum": TARGET_RANGE[0], "maximum": TARGET_RANGE[1]}),
         AfterValidator(_within_target),
     ]
+
+
+class FeedbackQuery(Input):
+    """Which feedback to show: one stage or rejection reason (``(not given)`` for none), and the
+    last ``days`` days (all time when left out)."""
+
+    stage: Annotated[str, Text(100)] | None = None
+    rejection_reason: Annotated[str, Text(200)] | None = None
+    days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 100

@@ -14,15 +14,18 @@ from nurture.core.campaigns.timing import describe_hold, parse_cap
 from nurture.extensions import db
 from nurture.models import Role
 from nurture.web.admin import (
+    abtests,
     auth,
     broadcasts,
     campaigns,
     candidates,
     dashboard,
     email_templates,
+    feedback,
     imports,
     mailbox,
     openings,
+    pool,
     promptness,
     referrals,
     replies,
@@ -54,6 +57,9 @@ for feature, prefix in (
     (replies, "/replies"),
     (referrals, "/referrals"),
     (promptness, "/promptness"),
+    (feedback, "/feedback"),
+    (pool, "/pool"),
+    (abtests, "/ab-tests"),
     (webhooks, "/webhooks"),
 ):
     bp.register_blueprint(feature.bp, url_prefix=prefix)
@@ -69,6 +75,9 @@ NAV = [
     ("admin.openings.jobs", "Job alerts", "/admin/jobs", Role.VIEWER),
     ("admin.referrals.referrals", "Referrals", "/admin/referrals", Role.VIEWER),
     ("admin.promptness.promptness", "Promptness", "/admin/promptness", Role.VIEWER),
+    ("admin.feedback.feedback", "Feedback", "/admin/feedback", Role.VIEWER),
+    ("admin.pool.pool", "Pool health", "/admin/pool", Role.VIEWER),
+    ("admin.abtests.ab_tests", "A/B tests", "/admin/ab-tests", Role.VIEWER),
     ("admin.email_templates.templates", "Templates", "/admin/templates", Role.VIEWER),
     ("admin.imports.imports", "Imports", "/admin/imports", Role.EDITOR),
     ("admin.suppressions.suppressions", "Suppressions", "/admin/suppressions", Role.VIEWER),

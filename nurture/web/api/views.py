@@ -64,6 +64,11 @@ def candidate_dict(candidate: Candidate) -> dict[str, Any]:
             "at": candidate.consent_at.isoformat() if candidate.consent_at else None,
         },
         "status": candidate.status,
+        # Pool health: when and why mailing stopped ("came back (...)" once they returned).
+        "sunset": {
+            "at": candidate.sunset_at.isoformat() if candidate.sunset_at else None,
+            "reason": candidate.sunset_reason,
+        },
         "engagement_score": score_of(candidate, runtime.now()),
     }
 

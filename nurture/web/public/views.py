@@ -24,7 +24,7 @@ from nurture import runtime
 from nurture.core.compliance import preferences as preference_service
 from nurture.core.compliance import unsubscribe as unsubscribe_service
 from nurture.core.errors import ValidationError
-from nurture.core.feedback import ratings
+from nurture.core.feedback import answers, ratings
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
 from nurture.models import Candidate, CandidateStatus, Topic
@@ -202,12 +202,15 @@ def _page(token: str, candidate: Candidate, **extra):
             for topic in Topic
         ],
         paused=preference_service.is_paused(candidate, now),
-        unsubscribed=candidate.status != CandidateStatus.ACTIVE,
+        unsubscribed=candidate.status not in (CandidateStatus.ACTIVE, CandidateStatus.SUNSET),
         erased=candidate.status == CandidateStatus.ERASED,
+        sunset=candidate.status == CandidateStatus.SUNSET,
         forms=_form_tokens(token),
         can_resubscribe=unsubscribe_service.can_resubscribe(db.session, candidate),
         done=DONE.get(request.args.get("done", ""), ""),
-        ask_consent=extra.pop("ask_consent", request.args.get("stay") == "1"),
+        # A sunset candidate comes back by saying yes here (pool health's re-consent rule).
+        ask_consent=extra.pop("ask_consent", request.args.get("stay") == "1")
+        or candidate.status == CandidateStatus.SUNSET,
         **extra,
     )
 
@@ -312,43 +315,59 @@ def reconsent_page(token: str):
     return _page(token, candidate, ask_consent=True)
 
 
-@bp.get("/r/<token>")
-def rating(token: str):
-    """Record a one-click interview rating and thank the candidate."""
+def _rated(token: str):
     try:
-        message, value = ratings.rating_target(db.session, _tokens(), token)
+        return ratings.rating_target(db.session, _tokens(), token)
     except BadToken:
         abort(404)
-    event = ratings.record_rating(db.session, message, value, _user_agent(), runtime.now())
-    db.session.commit()
+
+
+def _rating_page(token: str, value: int, *, answer: str = "", error: str = "", status=200):
+    """The thank-you for a rating, with the one question that may follow it."""
     return render_template(
         "tracking/rating.html",
         value=value,
         company=_company(),
-        # Link scanners record nothing, so there is nothing for them to comment on.
-        comment_action=url_for("tracking.rating_comment", token=token) if event else "",
-        form_token=preference_service.form_token(_tokens(), token, "comment", runtime.now()),
-        commented=request.args.get("thanks") == "1",
-    )
+        question=answers.QUESTION,
+        max_answer=answers.MAX_ANSWER,
+        action=url_for("tracking.rating_answer", token=token),
+        form_token=preference_service.form_token(_tokens(), token, "feedback", runtime.now()),
+        answer=answer,
+        error=error,
+        done=request.args.get("done") == "1",
+    ), status
 
 
-@bp.post("/r/<token>/comment")
-def rating_comment(token: str):
-    """What the candidate adds to their rating (optional, at most a thousand characters)."""
-    try:
-        message, value = ratings.rating_target(db.session, _tokens(), token)
-    except BadToken:
-        abort(404)
+@bp.get("/r/<token>")
+def rating(token: str):
+    """Record a one-click interview rating, thank the candidate and ask one optional question."""
+    message, value = _rated(token)
+    if request.args.get("done") != "1":
+        ratings.record_rating(db.session, message, value, _user_agent(), runtime.now())
+        db.session.commit()
+    return _rating_page(token, value)
+
+
+@bp.post("/r/<token>/answer")
+def rating_answer(token: str):
+    """Store the candidate's answer to "what could we have done better?" (post/redirect/get)."""
+    message, value = _rated(token)
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
         abort(403)
     try:
         preference_service.check_form_token(
-            _tokens(), token, "comment", request.form.get("form_token", ""), runtime.now()
+            _tokens(), token, "feedback", request.form.get("form_token", ""), runtime.now()
         )
     except BadToken:
         abort(400, "This form has expired or did not come from our page: reload and try again.")
-    if ratings.add_comment(db.session, message, request.form.get("comment", "")) is None:
-        ratings.record_rating(db.session, message, value, _user_agent(), runtime.now())
-        ratings.add_comment(db.session, message, request.form.get("comment", ""))
+    text = request.form.get("answer", "")
+    try:
+        answers.record_answer(db.session, message, text, runtime.now())
+    except ValidationError as exc:
+        db.session.rollback()
+        return _rating_page(
+            token, value, answer=text[: answers.MAX_ANSWER * 2], error=exc.fields["answer"],
+            status=422,
+        )  # fmt: skip
     db.session.commit()
-    return render_template("tracking/rating.html", value=value, company=_company(), commented=True)
+    return redirect(url_for("tracking.rating", token=token, done=1), code=303)

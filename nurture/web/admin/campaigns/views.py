@@ -213,6 +213,7 @@ def _blank_step() -> dict[str, Any]:
         "subject": "",
         "condition": "",
         "category": "",
+        "require_strengths": "",
     }
 
 
@@ -233,6 +234,7 @@ def _steps_of(campaign: Campaign) -> list[dict[str, Any]]:
                 "subject": step.subject,
                 "condition": step.condition,
                 "category": step.category,
+                "require_strengths": "on" if step.require_strengths else "",
             }
         )
     return steps
