@@ -23,7 +23,7 @@ from nurture.models.referrals import Referral, ReferralState
 from nurture.models.replies import ForwardState, Reply, ReplyState
 from nurture.models.segments import Segment
 from nurture.models.settings import TeamSetting
-from nurture.models.templates import EmailTemplate
+from nurture.models.templates import EmailTemplate, TemplateTranslation
 from nurture.models.users import ApiToken, LoginThrottle, Role, User
 from nurture.models.webhooks import DeliveryState, WebhookDelivery, WebhookEndpoint
 
@@ -65,6 +65,7 @@ __all__ = [
     "Suppression",
     "Tag",
     "TeamSetting",
+    "TemplateTranslation",
     "Topic",
     "User",
     "WebhookDelivery",

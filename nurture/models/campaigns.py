@@ -156,6 +156,9 @@ class Step(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     # A StepCondition, or "" for always.
     condition: Mapped[str] = mapped_column(String(40), default="")
+    # By language code: {"de": {"subject": "...", "html": "...", "text": "..."}}, each part
+    # optional; the step's own parts are the team's default language.
+    translations: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     campaign: Mapped[Campaign] = relationship(back_populates="steps")
 
