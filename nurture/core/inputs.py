@@ -24,8 +24,8 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from nurture.core.addresses import normalise_email
 from nurture.core import languages
+from nurture.core.addresses import normalise_email
 from nurture.core.errors import ValidationError
 from nurture.models.base import MAX_ID  # ids are INTEGER columns: at most 2**31-1
 

@@ -14,6 +14,7 @@ from nurture.core.inputs import (
     MAX_ID,
     Email,
     Input,
+    Language,
     OptionalEmail,
     Text,
     Zone,
@@ -35,7 +36,7 @@ TEXT_LIMITS = {
     "recruiter_name": 200,
 }
 # Every free-text field of a candidate (what an erasure blanks).
-TEXT_FIELDS = (*TEXT_LIMITS, "timezone")
+TEXT_FIELDS = (*TEXT_LIMITS, "timezone", "language")
 _STRINGS = "must be a list of strings"
 
 
@@ -88,6 +89,8 @@ class CandidateIn(Input):
     first_name: _text_field(100)
     last_name: _text_field(100)
     timezone: Annotated[Zone | None, Field(default=None)]
+    # Which translation of each mail they get, and of the footer and public pages.
+    language: Annotated[Language | None, Field(default=None)]
     location: _text_field(200)
     role: _text_field(200)
     stage: _text_field(100)
@@ -105,7 +108,7 @@ class CandidateIn(Input):
         """The values to store: what was given, cleaned (names stripped, lists sorted)."""
         clean: dict[str, Any] = {
             name: getattr(self, name).strip()
-            for name in (*TEXT_LIMITS, "timezone")
+            for name in (*TEXT_LIMITS, "timezone", "language")
             if getattr(self, name) is not None
         }
         for name in ("skills", "tags", "attributes"):

@@ -114,6 +114,7 @@ def export_data(session: Session, candidate: Candidate, now: datetime) -> dict[s
         "first_name": candidate.first_name,
         "last_name": candidate.last_name,
         "timezone": candidate.timezone,
+        "language": candidate.language,
         "location": candidate.location,
         "role": candidate.role,
         "stage": candidate.stage,
