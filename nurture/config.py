@@ -36,6 +36,9 @@ class Config:
     BASE_URL = "http://127.0.0.1:5000"
     # Anything a reader sees in the footer and the From line.
     COMPANY_NAME = "Acme Talent"
+    # The team's language (a BCP 47 code): its own templates are written in it, and candidates
+    # whose language has no translation get it (mails, footer, their preference pages).
+    DEFAULT_LANGUAGE = "en"
     POSTAL_ADDRESS = "Acme Inc., 1 Example Street, Springfield"
     CAREERS_URL = "https://careers.example.com"
     TALENT_NETWORK_URL = "https://careers.example.com/talent-network"

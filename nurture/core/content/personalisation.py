@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nurture.core.content import wording
 from nurture.core.content.mime import MailSettings
 from nurture.models import Campaign, Candidate
 
@@ -39,14 +40,18 @@ def build_context(
     rating_urls: list[str] | None = None,
     reconsent_url: str = "",
     referral: dict[str, str] | None = None,
+    language: str = "",
 ) -> dict[str, Any]:
     """Everything a template may use, never None.
 
     ``rating_urls`` are the five signed one-click answers (1 to 5) of this message; without
     a message (previews) they are inert ``#`` links. ``reconsent_url`` falls back to the
     preference page showing the same "keep me in your talent network" button.
+    ``language`` is the mail's (the translation chosen for the candidate): the footer's
+    words follow it.
     """
     recruiter_name, recruiter_email = recruiter_of(candidate, campaign, settings)
+    language = language or settings.default_language
     return {
         "candidate": {
             "first_name": candidate.first_name or FALLBACKS["candidate.first_name"],
@@ -72,6 +77,8 @@ def build_context(
             "talent_network_url": settings.talent_network_url,
         },
         "campaign": {"name": campaign.name},
+        "language": language,
+        "footer": wording.footer(language, settings.company_name, settings.default_language),
         "job": job or {"title": "", "location": "", "url": settings.careers_url, "summary": ""},
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,

@@ -28,6 +28,7 @@ from nurture.core.content.rendering import (
     RenderError,
     Sources,
     TemplateLibrary,
+    Translations,
 )
 from nurture.core.errors import Conflict, NotFound, ValidationError
 from nurture.core.tokens import Tokens
@@ -38,6 +39,7 @@ from nurture.models import (
     CandidateStatus,
     EmailTemplate,
     Step,
+    TemplateTranslation,
     User,
 )
 
@@ -62,6 +64,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "company.careers_url": ("Careers page", ""),
     "company.talent_network_url": ("Talent-network sign-up page", ""),
     "campaign.name": ("Internal campaign name", "not meant for candidates"),
+    "language": ("The mail's language code, e.g. de", "the layouts set <html lang> with it"),
+    "footer.reason": ("“You are receiving this because…”", "in the mail's language"),
+    "footer.unsubscribe": ("The word “Unsubscribe”", "in the mail's language"),
+    "footer.preferences": ("The words “Email preferences”", "in the mail's language"),
     "job.title": ("Job title (job alerts)", ""),
     "job.location": ("Job location (job alerts)", ""),
     "job.url": ("Job posting (job alerts)", "the careers page outside job alerts"),
@@ -146,6 +152,25 @@ def sources_from(session: Session | scoped_session) -> Sources:
         if row is None:
             return None
         return row.html, row.text or None, row.subject
+
+    return lookup
+
+
+def translations_from(session: Session | scoped_session) -> Translations:
+    """The ``TemplateLibrary.translations`` hook: a team template's translations by name."""
+
+    def lookup(name: str) -> dict[str, tuple[str, str | None, str]]:
+        rows = session.execute(
+            select(
+                TemplateTranslation.language,
+                TemplateTranslation.html,
+                TemplateTranslation.text,
+                TemplateTranslation.subject,
+            )
+            .join(EmailTemplate, EmailTemplate.id == TemplateTranslation.template_id)
+            .where(EmailTemplate.name == name)
+        ).all()
+        return {row.language: (row.html, row.text or None, row.subject) for row in rows}
 
     return lookup
 

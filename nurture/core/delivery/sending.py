@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from nurture.core import addresses
+from nurture.core import addresses, languages
 from nurture.core.audience import candidates as candidate_service
 from nurture.core.campaigns.openings import opening_context
 from nurture.core.campaigns.timing import Timing, earliest_send, zone
@@ -72,8 +72,9 @@ class Sender:
     library: TemplateLibrary
     tokens: Tokens
     transport: SmtpTransport
-    # Compiled template per step for the batch at hand: one lookup per step, not per message.
-    step_templates: dict[int, CompiledTemplate] = field(default_factory=dict)
+    # Compiled template per step and reader's language for the batch at hand: one lookup per
+    # step and language, not per message.
+    step_templates: dict[tuple[int, str], CompiledTemplate] = field(default_factory=dict)
     max_attempts: int = 5
     dkim: DkimSigner | None = None
     # Retries after a temporary failure: base × 2^(attempt-1) with jitter, at most the cap.
@@ -136,14 +137,32 @@ def claim(
     return sorted(claimed)
 
 
-def compiled_for(library: TemplateLibrary, step: Step) -> CompiledTemplate:
-    """The compiled template of a step (an admin-edited template, a starter file or its own HTML).
+def compiled_for(library: TemplateLibrary, step: Step, language: str = "") -> CompiledTemplate:
+    """The compiled template of a step (an admin-edited template, a starter file or its own HTML)
+    in the translation a reader of ``language`` gets (see ``languages.choose``).
 
     Templates are looked up at every send, so an edited template reaches the next mail; the
-    compiled form is cached by content, so each version is inlined once.
+    compiled form is cached by content and language, so each version is inlined once.
     """
+    translations = step.translations or {}
     if step.template:
-        return library.get(step.template, subject=step.subject)
+        subjects = {code: part.get("subject", "") for code, part in translations.items()}
+        return library.get(
+            step.template, subject=step.subject, language=language, subjects=subjects
+        )
+    # A step's own HTML is written in the team's language; its translations carry their HTML.
+    written = [code for code, part in translations.items() if part.get("html")]
+    chosen = languages.choose(
+        language, [library.default_language, *written], library.default_language
+    )
+    if chosen and chosen != library.default_language:
+        part = translations[chosen]
+        return library.compile(
+            part["html"],
+            part.get("text") or None,
+            subject=part.get("subject") or step.subject,
+            language=chosen,
+        )
     return library.compile(step.html, step.text or None, subject=step.subject)
 
 
@@ -523,9 +542,10 @@ def send_one(
     tokens, settings = sender.tokens, sender.settings
     unsubscribe_url = tokens.unsubscribe_url(candidate.id, message.id)
     preferences_url = tokens.preferences_url(candidate.id, message.id)
-    compiled = sender.step_templates.get(step.id)
+    compiled = sender.step_templates.get((step.id, candidate.language))
     if compiled is None:
-        compiled = sender.step_templates[step.id] = compiled_for(sender.library, step)
+        compiled = compiled_for(sender.library, step, candidate.language)
+        sender.step_templates[(step.id, candidate.language)] = compiled
     # Signing URLs costs per recipient: only for templates that show them.
     context = build_context(
         candidate,
@@ -554,6 +574,7 @@ def send_one(
             if "referral" in compiled.variables
             else None
         ),
+        language=compiled.language,
     )
     try:
         mail = compiled.render(context)
