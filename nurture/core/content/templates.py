@@ -68,6 +68,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "footer.reason": ("“You are receiving this because…”", "in the mail's language"),
     "footer.unsubscribe": ("The word “Unsubscribe”", "in the mail's language"),
     "footer.preferences": ("The words “Email preferences”", "in the mail's language"),
+    "footer.colon": ("A colon as the language writes it", "French: a space before it"),
     "job.title": ("Job title (job alerts)", ""),
     "job.location": ("Job location (job alerts)", ""),
     "job.url": ("Job posting (job alerts)", "the careers page outside job alerts"),

@@ -593,7 +593,7 @@ def send_one(
         track_opens=tokens.open_tracking and not candidate.tracking_opt_out,
         track_clicks=not candidate.tracking_opt_out,
     )
-    from_name, from_email = recruiter_of(candidate, campaign, settings)
+    from_name, from_email = recruiter_of(candidate, campaign, settings, compiled.language)
     # Fixed by the row, so a resend after a crash carries the same Message-ID as the first copy.
     message.message_id = message.message_id or ledger_message_id(
         settings.message_id_key, settings.domain, message.id, message.queued_at
