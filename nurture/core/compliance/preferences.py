@@ -9,8 +9,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import Session
 
+from nurture.core import languages
 from nurture.core.audience.engagement import score_of
 from nurture.core.compliance import erasure
+from nurture.core.errors import ValidationError
 from nurture.core.tokens import BadToken, Tokens
 from nurture.models import Campaign, Candidate, CandidateStatus, Event, Message, Topic
 
@@ -67,6 +69,22 @@ def is_paused(candidate: Candidate, now: datetime) -> bool:
 def set_tracking_opt_out(candidate: Candidate, opt_out: bool, now: datetime) -> None:
     """No open pixel and no click redirects in the candidate's mail (or tracking again)."""
     candidate.tracking_opt_out = opt_out
+    candidate.updated_at = now
+
+
+# --- language ------------------------------------------------------------------------------------
+
+
+def set_language(candidate: Candidate, language: str, now: datetime) -> None:
+    """Write to the candidate in ``language`` from now on ("" for the team's own language).
+
+    ValidationError (field ``language``) for what is not a language code; nothing changes.
+    """
+    try:
+        code = languages.normalise(language)
+    except languages.BadLanguage as exc:
+        raise ValidationError("not a language", {"language": str(exc)}) from None
+    candidate.language = code
     candidate.updated_at = now
 
 
