@@ -74,6 +74,15 @@ ACCESS: dict[str, str] = {
     "admin.email_templates.delete_template": E,
     "admin.email_templates.duplicate_starter": E,
     "admin.email_templates.test_starter": E,
+    # a template in each language: viewers read and preview, editors write and test-send
+    "admin.translations.template_languages": V,
+    "admin.translations.edit_translation": V,
+    "admin.translations.starter_languages": V,
+    "admin.translations.starter_translation": V,
+    "admin.translations.add_language": E,
+    "admin.translations.save_translation": E,
+    "admin.translations.delete_translation": E,
+    "admin.translations.test_starter": E,
     # imports, suppressions, captured mail (live unsubscribe links: not for viewers)
     "admin.imports.imports": E,
     "admin.imports.import_upload": E,
@@ -179,6 +188,7 @@ ACCESS: dict[str, str] = {
             "pause",
             "unpause",
             "tracking",
+            "language",
             "stay",
             "download",
             "delete_page",

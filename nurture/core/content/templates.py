@@ -417,7 +417,7 @@ def clean_source(html: str | None, text: str | None, subject: str | None) -> Sou
 
 
 def compile_checked(
-    library: TemplateLibrary, settings: MailSettings, source: Source
+    library: TemplateLibrary, settings: MailSettings, source: Source, language: str = ""
 ) -> CompiledTemplate:
     """Compile a template after every check a save makes; ValidationError names each field.
 
@@ -460,7 +460,9 @@ def compile_checked(
             )
     if errors:
         raise ValidationError("the template is not valid", errors)
-    compiled = library.compile(source.html, source.text or None, subject=source.subject)
+    compiled = library.compile(
+        source.html, source.text or None, subject=source.subject, language=language
+    )
     _trial_render(compiled, settings, source)
     return compiled
 
@@ -526,7 +528,7 @@ def trial_settings(config: Mapping[str, Any]) -> MailSettings:
 def _trial_render(compiled: CompiledTemplate, settings: MailSettings, source: Source) -> None:
     """Render once for the sample candidate, within the sandbox's limits; what fails here would
     fail every send, so it is refused on save (a limit by name, e.g. the output limit)."""
-    context = preview_context(settings, None, sample_candidate())
+    context = preview_context(settings, None, sample_candidate(), compiled.language)
     try:
         compiled.render(context)
     except RenderError as exc:
@@ -754,9 +756,10 @@ def uses_job(source: Source) -> bool:
 
 
 def preview_context(
-    settings: MailSettings, tokens: Tokens | None, candidate: Candidate
+    settings: MailSettings, tokens: Tokens | None, candidate: Candidate, language: str = ""
 ) -> dict[str, Any]:
-    """The real context for ``candidate`` (links signed by ``tokens``; inert without them)."""
+    """The real context for ``candidate`` (links signed by ``tokens``; inert without them), for
+    a mail in ``language`` (the team's when "")."""
     if tokens is None:
         tokens = Tokens(secrets.token_hex(16), settings.base_url)  # links that verify nowhere
     candidate_id = candidate.id or 0
@@ -775,6 +778,7 @@ def preview_context(
             "referred_name": "Ben",
             "consent_url": tokens.referral_consent_url(candidate_id),
         },
+        language=language,
     )
 
 
@@ -782,7 +786,7 @@ def render_preview(
     compiled: CompiledTemplate, settings: MailSettings, tokens: Tokens, candidate: Candidate
 ) -> RenderedMail:
     """What ``candidate`` would receive; links are left as written (no tracking, no pixel)."""
-    return compiled.render(preview_context(settings, tokens, candidate))
+    return compiled.render(preview_context(settings, tokens, candidate, compiled.language))
 
 
 def subject_warning(mail: RenderedMail) -> str:
