@@ -206,6 +206,7 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
                 "template": s.template,
                 "html": s.html,
                 "condition": s.condition,
+                "translations": s.translations or {},
             }
             for s in campaign.steps
         ],
