@@ -247,3 +247,79 @@ def test_a_german_candidate_gets_german_mail_footer_and_unsubscribe_page(
     assert _candidate("lena@example.org").status == CandidateStatus.UNSUBSCRIBED
     # The one-click header points at the same page (mail providers POST it without a page).
     assert path in lena["List-Unsubscribe"]
+
+
+# --- the preference page in the candidate's language, on a phone -------------------------------
+
+
+def test_the_preference_page_in_french_on_a_390px_phone_and_a_new_language(
+    app: Flask, clock, browser
+) -> None:
+    from nurture.core.tokens import Tokens
+    from tests.admin.conftest import ARTIFACTS, LiveServer
+
+    now = clock.now()
+    chloe = Candidate(email="chloe@example.org", first_name="Chloé", language="fr-CA",
+                      created_at=now, updated_at=now)  # fmt: skip
+    db.session.add(chloe)
+    db.session.commit()
+    path = Tokens.from_config(app.config).preferences_url(chloe.id, None)
+    path = path.replace(app.config["BASE_URL"], "")
+    server = LiveServer(app)
+    try:
+        context = browser.new_context(viewport={"width": 390, "height": 844}, locale="fr-FR")
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.goto(server.url + path)
+        assert page.locator("html").get_attribute("lang") == "fr"
+        assert page.locator("h1").inner_text() == "Vos préférences e-mail"
+        body = page.locator("main").inner_text()
+        for words in ("Que souhaitez-vous recevoir ?", "Besoin d'une pause ?",
+                      "Tout mettre en pause 3 mois", "Me désabonner de tout",
+                      "Dans quelle langue souhaitez-vous que nous vous écrivions ?"):  # fmt: skip
+            assert words in body, words
+        assert "Unsubscribe" not in body and "Pause everything" not in body
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "preferences-fr-390.png"), full_page=True)
+
+        # A pause, told in French with a French date.
+        page.click("text=Tout mettre en pause 3 mois")
+        page.wait_for_selector("text=En pause jusqu'au")
+        assert "31 mai 2026" in page.locator("main").inner_text()
+
+        # She would rather read Spanish: the page (and from now on her mail) switches.
+        page.select_option("select[name=language]", "es")
+        page.click("text=Enregistrer ma langue")
+        page.wait_for_selector("text=a partir de ahora te escribiremos en español")
+        assert page.locator("h1").inner_text() == "Tus preferencias de correo"
+        page.screenshot(path=str(ARTIFACTS / "preferences-es-390.png"), full_page=True)
+        context.close()
+    finally:
+        server.stop()
+    assert _candidate("chloe@example.org").language == "es"
+
+
+def test_a_language_posted_by_hand_that_is_none_is_refused_and_changes_nothing(
+    app: Flask, client, clock
+) -> None:
+    from nurture.core.tokens import Tokens
+
+    now = clock.now()
+    db.session.add(Candidate(email="max@example.org", language="de", created_at=now,
+                             updated_at=now))  # fmt: skip
+    db.session.commit()
+    max_id = _candidate("max@example.org").id
+    path = Tokens.from_config(app.config).preferences_url(max_id, None)
+    path = path.replace(app.config["BASE_URL"], "")
+    page = client.get(path).get_data(as_text=True)
+    token = re.search(
+        r'action="[^"]*/language">\s*<input type="hidden" name="form_token" value="([^"]+)"', page
+    ).group(1)
+    answer = client.post(f"{path}/language", data={"form_token": token, "language": "<script>"})
+    assert answer.status_code == 422
+    assert "Wählen Sie eine der Sprachen aus der Liste." in answer.text
+    assert "<script>" not in answer.text
+    assert _candidate("max@example.org").language == "de"
+    assert client.post(f"{path}/language", data={"language": "fr"}).status_code == 400
+    assert _candidate("max@example.org").language == "de"

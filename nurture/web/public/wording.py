@@ -179,7 +179,7 @@ PAGES: dict[str, dict[str, str]] = {
         "language_default": "Celle de l'équipe",
         "language_button": "Enregistrer ma langue",
         "privacy_heading": "Confidentialité",
-        "tracking_label": "Ne pas suivre l'ouverture de vos e-mails ni mes clics",
+        "tracking_label": "Ne pas suivre mes ouvertures ni mes clics dans vos e-mails",
         "tracking_button": "Enregistrer mon choix",
         "download_button": "Télécharger mes données (JSON)",
         "delete_link": "Supprimer toutes mes données…",
@@ -324,5 +324,7 @@ def choices(current: str) -> list[tuple[str, str]]:
     """(code, name) of the languages a candidate may pick, their current one kept in the list."""
     listed = list(languages.NAMES.items())
     if current and current not in languages.NAMES:
-        listed.append((current, current))
+        # "fr-CA" reads as the language it is a variant of, so nobody meets a bare code.
+        known = languages.NAMES.get(languages.primary(current))
+        listed.append((current, f"{known} ({current})" if known else current))
     return listed
