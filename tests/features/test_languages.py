@@ -196,7 +196,7 @@ PEOPLE = [
 
 
 def test_a_german_candidate_gets_german_mail_footer_and_unsubscribe_page(
-    system: Flask, smtp: SmtpCapture
+    system: Flask, smtp: SmtpCapture, browser
 ) -> None:
     client = system.test_client()
     editor = auth_headers(system, "editor")
@@ -221,6 +221,16 @@ def test_a_german_candidate_gets_german_mail_footer_and_unsubscribe_page(
     assert "Sie erhalten diese E-Mail, weil Sie sich bei Acme beworben haben." in text
     assert "Abmelden:" in text and ">Abmelden</a>" in html and "E-Mail-Einstellungen" in html
     assert "Unsubscribe" not in text and "Thank you" not in text
+    # As she sees it on her phone (tests/artifacts/mail-de-390.png, for people to look at).
+    from tests.admin.conftest import ARTIFACTS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    phone = context.new_page()
+    phone.set_content(html)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.screenshot(path=str(ARTIFACTS / "mail-de-390.png"), full_page=True)
+    context.close()
 
     # Nobody wrote Brazilian Portuguese: João gets the team's English, subject override included.
     joao = received["joao@example.org"]
