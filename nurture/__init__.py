@@ -62,6 +62,7 @@ def _running_app_config() -> Mapping[str, Any]:
 
 def _finish_config(app: Flask) -> None:
     """Derive the settings other settings imply, and refuse to run without a secret."""
+    from nurture.core import languages
     from nurture.runtime import clock_from_setting
 
     if not app.config.get("SECRET_KEY"):
@@ -80,6 +81,12 @@ def _finish_config(app: Flask) -> None:
     options.setdefault("hide_parameters", True)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config.setdefault("ATS_SECRET", None)
+    try:
+        app.config["DEFAULT_LANGUAGE"] = languages.normalise(
+            str(app.config.get("DEFAULT_LANGUAGE") or "en")
+        )
+    except languages.BadLanguage as exc:
+        raise ConfigError(f"NURTURE_DEFAULT_LANGUAGE: {exc}") from None
     app.extensions["nurture.clock"] = clock_from_setting(str(app.config["CLOCK"]))
 
 

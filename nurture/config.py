@@ -39,6 +39,9 @@ class Config:
     COMPANY_NAME = "Acme Talent"
     # The company's colour on the pages candidates reach from their mail (#rrggbb).
     BRAND_COLOR = "#1a5fb4"
+    # The team's language (a BCP 47 code): its own templates are written in it, and candidates
+    # whose language has no translation get it (mails, footer, their preference pages).
+    DEFAULT_LANGUAGE = "en"
     POSTAL_ADDRESS = "Acme Inc., 1 Example Street, Springfield"
     CAREERS_URL = "https://careers.example.com"
     TALENT_NETWORK_URL = "https://careers.example.com/talent-network"

@@ -25,6 +25,7 @@ from annotated_types import GroupedMetadata
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from nurture.core import languages
 from nurture.core.addresses import normalise_email
 from nurture.core.errors import ValidationError
 from nurture.models.base import MAX_ID  # ids are INTEGER columns: at most 2**31-1
@@ -229,6 +230,24 @@ Zone = Annotated[
     AfterValidator(_zone),
 ]
 Stripped = AfterValidator(_stripped)
+
+
+def _language(value: str) -> str:
+    try:
+        return languages.normalise(value)
+    except languages.BadLanguage as exc:
+        raise problem("language", str(exc)) from None
+
+
+# A BCP 47 language code ("de", "pt-BR"), stored in its usual spelling; "" for none.
+Language = Annotated[
+    str,
+    Field(
+        max_length=languages.MAX_LENGTH,
+        json_schema_extra={"examples": ["de", "pt-BR"]},
+    ),
+    AfterValidator(_language),
+]
 
 
 class Matching(GroupedMetadata):

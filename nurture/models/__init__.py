@@ -34,7 +34,7 @@ from nurture.models.referrals import Referral, ReferralState
 from nurture.models.replies import ForwardState, Reply, ReplyState
 from nurture.models.segments import Segment, Stage
 from nurture.models.settings import TeamSetting
-from nurture.models.templates import EmailTemplate, TemplateVersion
+from nurture.models.templates import EmailTemplate, TemplateTranslation, TemplateVersion
 from nurture.models.users import ApiToken, LoginThrottle, Role, User
 from nurture.models.webhooks import DeliveryState, WebhookDelivery, WebhookEndpoint
 
@@ -83,6 +83,7 @@ __all__ = [
     "Tag",
     "TeamSetting",
     "TemplateVersion",
+    "TemplateTranslation",
     "Topic",
     "User",
     "WebhookDelivery",

@@ -184,6 +184,9 @@ class Step(Base):
     # The variant (position) everyone else gets, once decided; and the test's figures then.
     ab_winner: Mapped[int | None]
     ab_result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # By language code: {"de": {"subject": "...", "html": "...", "text": "..."}}, each part
+    # optional; the step's own parts are the team's default language.
+    translations: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     campaign: Mapped[Campaign] = relationship(back_populates="steps")
     variants: Mapped[list[StepVariant]] = relationship(

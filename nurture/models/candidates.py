@@ -93,6 +93,8 @@ class Candidate(Base):
     first_name: Mapped[str] = mapped_column(String(100), default="")
     last_name: Mapped[str] = mapped_column(String(100), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="")
+    # A BCP 47 code ("de", "pt-BR") or "" for the team's default: which translation they get.
+    language: Mapped[str] = mapped_column(String(16), default="")
     location: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(200), default="")
     stage: Mapped[str] = mapped_column(String(100), default="")

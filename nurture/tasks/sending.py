@@ -12,7 +12,7 @@ from nurture import runtime
 from nurture.core.campaigns.timing import Timing
 from nurture.core.content.mime import MailSettings
 from nurture.core.content.rendering import TemplateLibrary
-from nurture.core.content.templates import sources_from
+from nurture.core.content.templates import sources_from, translations_from
 from nurture.core.delivery.circuit import CircuitBreaker
 from nurture.core.delivery.dkim import DkimSigner
 from nurture.core.delivery.ratelimit import RateLimiter
@@ -85,7 +85,12 @@ def template_library(app: Flask) -> TemplateLibrary:
     library = app.extensions.get("nurture.templates")
     if library is None:
         # db.session is scoped: each job or request looks templates up in its own session.
-        library = TemplateLibrary(app.config["TEMPLATES_DIR"], sources=sources_from(db.session))
+        library = TemplateLibrary(
+            app.config["TEMPLATES_DIR"],
+            sources=sources_from(db.session),
+            translations=translations_from(db.session),
+            default_language=app.config["DEFAULT_LANGUAGE"],
+        )
         app.extensions["nurture.templates"] = library
     return library
 

@@ -55,6 +55,7 @@ FIELDS: dict[str, str] = {
     "last_name": "Last name",
     "full_name": "Full name (split into first and last)",
     "timezone": "Time zone",
+    "language": "Language (de, fr, pt-BR …)",
     "location": "Location",
     "role": "Role applied for",
     "stage": "Furthest stage",
@@ -90,6 +91,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "last_name": ("lastname", "last", "surname", "familyname", "nachname"),
     "full_name": ("name", "fullname", "candidatename", "candidate", "nom"),
     "timezone": ("timezone", "tz", "zone", "timezonename", "timezoneiana"),
+    "language": ("language", "lang", "locale", "preferredlanguage", "sprache", "langue", "idioma"),
     "location": ("location", "city", "place", "basedin", "candidatelocation", "country"),
     "role": (
         "role",

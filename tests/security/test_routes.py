@@ -88,6 +88,15 @@ ACCESS: dict[str, str] = {
     "admin.email_templates.update_starter": E,
     "admin.email_templates.reset_starter": E,
     "admin.email_templates.restore_version": E,
+    # a template in each language: viewers read and preview, editors write and test-send
+    "admin.translations.template_languages": V,
+    "admin.translations.edit_translation": V,
+    "admin.translations.starter_languages": V,
+    "admin.translations.starter_translation": V,
+    "admin.translations.add_language": E,
+    "admin.translations.save_translation": E,
+    "admin.translations.delete_translation": E,
+    "admin.translations.test_starter": E,
     # imports, suppressions, captured mail (live unsubscribe links: not for viewers)
     "admin.imports.imports": E,
     "admin.imports.import_upload": E,
@@ -206,6 +215,7 @@ ACCESS: dict[str, str] = {
             "pause",
             "unpause",
             "tracking",
+            "language",
             "stay",
             "download",
             "delete_page",

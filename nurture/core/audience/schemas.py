@@ -14,6 +14,7 @@ from nurture.core.errors import ValidationError
 from nurture.core.inputs import (
     Email,
     Input,
+    Language,
     OptionalEmail,
     Text,
     Zone,
@@ -36,7 +37,7 @@ TEXT_LIMITS = {
     "recruiter_name": 200,
 }
 # Every free-text field of a candidate (what an erasure blanks).
-TEXT_FIELDS = (*TEXT_LIMITS, "timezone")
+TEXT_FIELDS = (*TEXT_LIMITS, "timezone", "language")
 _STRINGS = "must be a list of strings"
 
 
@@ -85,6 +86,8 @@ class CandidateIn(Input):
     first_name: Annotated[str, Text(100)] | None = None
     last_name: Annotated[str, Text(100)] | None = None
     timezone: Annotated[Zone | None, Field(default=None)]
+    # Which translation of each mail they get, and of the footer and public pages.
+    language: Annotated[Language | None, Field(default=None)]
     location: Annotated[str, Text(200)] | None = None
     role: Annotated[str, Text(200)] | None = None
     stage: Annotated[str, Text(100)] | None = None
@@ -102,7 +105,7 @@ class CandidateIn(Input):
         """The values to store: what was given, cleaned (names stripped, lists sorted)."""
         clean: dict[str, Any] = {
             name: getattr(self, name).strip()
-            for name in (*TEXT_LIMITS, "timezone")
+            for name in (*TEXT_LIMITS, "timezone", "language")
             if getattr(self, name) is not None
         }
         for name in ("skills", "tags", "attributes"):

@@ -712,9 +712,9 @@ def active_campaigns(session: Session) -> list[Campaign]:
 
 # Profile form fields: the service's field names, so its errors land at the same names.
 PROFILE_FIELDS = (
-    "first_name", "last_name", "timezone", "location", "role", "stage", "rejection_reason",
-    "strengths", "source", "recruiter_name", "recruiter_email", "skills", "consent_basis",
-    "consent_source", "consent_at", "attributes",
+    "first_name", "last_name", "timezone", "language", "location", "role", "stage",
+    "rejection_reason", "strengths", "source", "recruiter_name", "recruiter_email", "skills",
+    "consent_basis", "consent_source", "consent_at", "attributes",
 )  # fmt: skip
 # Where the candidates service reports a problem -> the form field that shows it.
 ERROR_FIELDS = {

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from nurture.core import languages
 from nurture.core import settings as core_settings
 from nurture.core.campaigns.durations import parse_delay
 from nurture.core.campaigns.timing import CATEGORIES, DAYS, Day, parse_schedule
@@ -256,6 +257,15 @@ class ABTestIn(Input):
         return []
 
 
+class StepTranslationIn(Input):
+    """A step in one more language: its subject (a step naming a template is translated in
+    the template; only its subject here) or, for a step with its own HTML, that HTML too."""
+
+    subject: Annotated[str, Text(2000)] = ""
+    html: Annotated[str, Text(1_000_000)] = ""
+    text: Annotated[str, Text(1_000_000)] = ""
+
+
 class StepIn(Input):
     """One mail: its delay after the previous one, and a template name or its own HTML."""
 
@@ -278,12 +288,19 @@ class StepIn(Input):
         description="hold the mail (not sent) while the candidate's strengths, the recruiter's "
         "personal note, is empty",
     )
+    translations: dict[str, StepTranslationIn] = Field(
+        default_factory=dict,
+        description="by language code (de, pt-BR): the step in that language; the step's own "
+        "parts are in the team's language (NURTURE_DEFAULT_LANGUAGE)",
+        json_schema_extra={"examples": [{"de": {"subject": "Kurz nachgefragt"}}]},
+    )
 
     @model_validator(mode="after")
     def _compiles(self, info: ValidationInfo) -> StepIn:
         if bool(self.template) == bool(self.html):
             raise fail_at("step", [(("template",), "give either a template name or html")])
         library = (info.context or {}).get("library")
+        self.translations = self._clean_translations(library)
         if library is not None:
             # Checked as a saved template is: syntax on the author's line, variables that exist
             # (a subject naming {{ first_name }} is refused, never sent as ""), a trial render.
@@ -311,6 +328,50 @@ class StepIn(Input):
                 raise fail_at("step", found)
         return self
 
+    def _clean_translations(self, library: Any) -> dict[str, StepTranslationIn]:
+        """The translations by code in its usual spelling, each checked as the step is."""
+        default = languages.normalise(str(core_settings.current().get("DEFAULT_LANGUAGE") or ""))
+        clean: dict[str, StepTranslationIn] = {}
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for key, part in self.translations.items():
+            where: tuple[str | int, ...] = ("translations", key)
+            try:
+                code = languages.normalise(key)
+            except languages.BadLanguage as exc:
+                found.append((where, str(exc)))
+                continue
+            if not code or code == (default or "en"):
+                found.append((where, f"{code or 'an empty code'} is the team's language: the "
+                              "step's own subject and parts are written in it"))  # fmt: skip
+                continue
+            if code in clean:
+                found.append((where, f"{code} is given twice"))
+                continue
+            if self.template and (part.html or part.text):
+                found.append((
+                    (*where, "html"),
+                    "a step that names a template is translated in the template (admin, "
+                    "Templates, Languages); give only its subject here",
+                ))  # fmt: skip
+                continue
+            if self.html and not part.html:
+                found.append(((*where, "html"), "write the HTML of the mail in this language"))
+                continue
+            if library is not None:
+                problems = template_service.step_problems(
+                    library,
+                    template_service.trial_settings(core_settings.current()),
+                    template=self.template,
+                    subject=part.subject,
+                    html=part.html,
+                    text=part.text,
+                )
+                found.extend(((*where, name), msg) for name, msg in problems.items())
+            clean[code] = part
+        if found:
+            raise fail_at("step", found)
+        return clean
+
     def row(self, position: int) -> Step:
         """The step as a (new, unsaved) row at ``position``."""
         return Step(
@@ -327,6 +388,10 @@ class StepIn(Input):
             or ("personal" if self.template in PERSONAL_TEMPLATES else "regular"),
             require_strengths=self.require_strengths,
             **(self._ab_columns() if self.ab_test else {}),
+            translations={
+                code: part.model_dump(exclude_defaults=True)
+                for code, part in self.translations.items()
+            },
         )
 
     def _ab_columns(self) -> dict[str, Any]:

@@ -251,6 +251,7 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
                 "category": s.category,
                 "require_strengths": s.require_strengths,
                 "ab_test": _ab_test_out(s),
+                "translations": s.translations or {},
             }
             for s in campaign.steps
         ],

@@ -9,8 +9,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import Session
 
+from nurture.core import languages
 from nurture.core.audience.engagement import score_of
 from nurture.core.compliance import erasure
+from nurture.core.errors import ValidationError
 from nurture.core.tokens import BadToken, Tokens
 from nurture.models import Campaign, Candidate, CandidateStatus, Event, Message, Topic
 
@@ -71,6 +73,22 @@ def set_tracking_opt_out(candidate: Candidate, opt_out: bool, now: datetime) -> 
     candidate.updated_at = now
 
 
+# --- language ------------------------------------------------------------------------------------
+
+
+def set_language(candidate: Candidate, language: str, now: datetime) -> None:
+    """Write to the candidate in ``language`` from now on ("" for the team's own language).
+
+    ValidationError (field ``language``) for what is not a language code; nothing changes.
+    """
+    try:
+        code = languages.normalise(language)
+    except languages.BadLanguage as exc:
+        raise ValidationError("not a language", {"language": str(exc)}) from None
+    candidate.language = code
+    candidate.updated_at = now
+
+
 # --- form tokens ---------------------------------------------------------------------------------
 
 
@@ -115,6 +133,7 @@ def export_data(session: Session, candidate: Candidate, now: datetime) -> dict[s
         "first_name": candidate.first_name,
         "last_name": candidate.last_name,
         "timezone": candidate.timezone,
+        "language": candidate.language,
         "location": candidate.location,
         "role": candidate.role,
         "stage": candidate.stage,

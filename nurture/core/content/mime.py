@@ -13,6 +13,8 @@ from email.header import Header
 from email.utils import format_datetime, formataddr
 from typing import Any
 
+from nurture.core import languages
+
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.header_encoding = QP
 _UTF8_QP.body_encoding = QP
@@ -32,6 +34,9 @@ class MailSettings:
     base_url: str
     # Keys the Message-IDs of ledger rows (derived from the secret key; see ledger_message_id).
     message_id_key: bytes = field(default=b"", repr=False)
+    # The team's language (NURTURE_DEFAULT_LANGUAGE): its own templates are written in it, and
+    # candidates whose language nobody translated into read it.
+    default_language: str = "en"
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> MailSettings:
@@ -46,6 +51,7 @@ class MailSettings:
             list_id_domain=config["LIST_ID_DOMAIN"],
             base_url=config["BASE_URL"].rstrip("/"),
             message_id_key=message_id_key(config.get("SECRET_KEY") or ""),
+            default_language=languages.normalise(config.get("DEFAULT_LANGUAGE") or "") or "en",
         )
 
     @property

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from nurture.core.content import wording
 from nurture.core.content.mime import MailSettings
 from nurture.models import Campaign, Candidate
 
-# Documented in templates/emails/README.md; change both together.
-FALLBACKS = {
-    "candidate.first_name": "there",
-    "candidate.role": "the role you applied for",
-    "recruiter.name": "{company} Talent Team",
-}
+# Documented in templates/emails/README.md; change both together. Other languages' stand-ins
+# are in wording.FALLBACKS.
+FALLBACKS = wording.FALLBACKS["en"]
 
 
 def recruiter_of(
-    candidate: Candidate, campaign: Campaign, settings: MailSettings
+    candidate: Candidate, campaign: Campaign, settings: MailSettings, language: str = ""
 ) -> tuple[str, str]:
     """The (name, address) a candidate's mail comes from: their recruiter, else the team."""
     if campaign.sender_is_recruiter and candidate.recruiter_email:
-        name = candidate.recruiter_name or FALLBACKS["recruiter.name"].format(
+        stand_in = wording.fallbacks(language, settings.default_language)
+        name = candidate.recruiter_name or stand_in["recruiter.name"].format(
             company=settings.company_name
         )
         return name, candidate.recruiter_email
@@ -39,21 +38,26 @@ def build_context(
     rating_urls: list[str] | None = None,
     reconsent_url: str = "",
     referral: dict[str, str] | None = None,
+    language: str = "",
 ) -> dict[str, Any]:
     """Everything a template may use, never None.
 
     ``rating_urls`` are the five signed one-click answers (1 to 5) of this message; without
     a message (previews) they are inert ``#`` links. ``reconsent_url`` falls back to the
     preference page showing the same "keep me in your talent network" button.
+    ``language`` is the mail's (the translation chosen for the candidate): the footer's
+    words follow it.
     """
-    recruiter_name, recruiter_email = recruiter_of(candidate, campaign, settings)
+    language = language or settings.default_language
+    recruiter_name, recruiter_email = recruiter_of(candidate, campaign, settings, language)
+    stand_in = wording.fallbacks(language, settings.default_language)
     return {
         "candidate": {
-            "first_name": candidate.first_name or FALLBACKS["candidate.first_name"],
+            "first_name": candidate.first_name or stand_in["candidate.first_name"],
             "last_name": candidate.last_name or "",
-            "full_name": candidate.full_name or FALLBACKS["candidate.first_name"],
+            "full_name": candidate.full_name or stand_in["candidate.first_name"],
             "email": candidate.email,
-            "role": candidate.role or FALLBACKS["candidate.role"],
+            "role": candidate.role or stand_in["candidate.role"],
             "stage": candidate.stage or "",
             "rejection_reason": candidate.rejection_reason or "",
             "strengths": candidate.strengths or "",
@@ -72,6 +76,8 @@ def build_context(
             "talent_network_url": settings.talent_network_url,
         },
         "campaign": {"name": campaign.name},
+        "language": language,
+        "footer": wording.footer(language, settings.company_name, settings.default_language),
         "job": job or {"title": "", "location": "", "url": settings.careers_url, "summary": ""},
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,

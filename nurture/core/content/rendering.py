@@ -26,6 +26,7 @@ from jinja2 import meta, nodes
 from markupsafe import escape
 from premailer import Premailer
 
+from nurture.core import languages
 from nurture.core.content.sandbox import BoundedEnvironment, TemplateLimitError, budget, finalize
 from nurture.core.errors import ValidationError
 
@@ -39,6 +40,10 @@ logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
 
 # An admin-edited template by name: (html, text or None, subject), or None when there is none.
 Sources = Callable[[str], tuple[str, str | None, str] | None]
+# An admin-edited template's translations by name: {language: (html, text or None, subject)}.
+Translations = Callable[[str], dict[str, tuple[str, str | None, str]]]
+# The language the starter files are written in; their translations are in subfolders (de/, fr/).
+STARTER_LANGUAGE = "en"
 
 # Every edit and every preview is a new version; keep the recent ones, not all since start-up.
 CACHE_SIZE = 256
@@ -76,6 +81,8 @@ class CompiledTemplate:
     # Top-level names the template reads, so senders build costly values (signed URLs) only
     # for templates that use them.
     variables: frozenset[str] = frozenset()
+    # The language it is written in (the footer and the pages it links to follow it).
+    language: str = ""
 
     def render(self, context: Mapping[str, Any]) -> RenderedMail:
         """Render for one recipient within the sandbox's limits; only Jinja runs, never premailer.
@@ -136,9 +143,19 @@ class TemplateLibrary:
     so a template a campaign already uses keeps its content if a starter of that name appears.
     """
 
-    def __init__(self, directory: str | Path, sources: Sources | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        sources: Sources | None = None,
+        translations: Translations | None = None,
+        default_language: str = STARTER_LANGUAGE,
+    ) -> None:
         self.directory = Path(directory)
         self.sources = sources
+        self.translations = translations
+        # The team's language: what its own templates are written in, and the fallback for
+        # candidates whose language nobody translated into.
+        self.default_language = languages.normalise(default_language) or STARTER_LANGUAGE
         self._html_env = _environment(autoescape=True)
         self._text_env = _environment(autoescape=False)
         self._text_env.loader = jinja2.FileSystemLoader(str(self.directory))
@@ -170,8 +187,31 @@ class TemplateLibrary:
         text = text_path.read_text("utf-8") if text_path.is_file() else None
         return html_path.read_text("utf-8"), text
 
+    def file_languages(self, name: str) -> list[str]:
+        """The languages a starter file is translated into (``de/<name>.html`` and so on)."""
+        found = []
+        for path in sorted(self.directory.glob(f"*/{name}.html")):
+            try:
+                code = languages.normalise(path.parent.name)
+            except languages.BadLanguage:
+                continue  # a folder that is no language (partials, images)
+            if code == path.parent.name:
+                found.append(code)
+        return found
+
+    def translated_file(self, name: str, language: str) -> tuple[str, str | None]:
+        """A starter's translation into ``language`` (one of ``file_languages``)."""
+        if language not in self.file_languages(name):
+            raise ValidationError(
+                "unknown translation", {"language": f"{name} has no translation into {language}"}
+            )
+        folder = self.directory / language
+        text_path = folder / f"{name}.txt"
+        text = text_path.read_text("utf-8") if text_path.is_file() else None
+        return (folder / f"{name}.html").read_text("utf-8"), text
+
     def source(self, name: str) -> tuple[str, str | None, str]:
-        """The (html, text or None, own subject) of template ``name``, as ``get`` finds it."""
+        """The (html, text or None, own subject) of template ``name`` in its own language."""
         if self.sources is not None and re.fullmatch(r"[\w-]+", name or ""):
             found = self.sources(name)
             if found is not None:
@@ -180,16 +220,50 @@ class TemplateLibrary:
         html, text = self.file_sources(name)
         return html, text, ""
 
-    def get(self, name: str, subject: str = "") -> CompiledTemplate:
-        """The compiled template ``name`` (admin-edited, else a starter file), optionally with
-        another subject line."""
+    def versions(self, name: str) -> tuple[str, dict[str, tuple[str, str | None, str]]]:
+        """``name`` in every language it is written in: (its own language, {language: parts}).
+
+        The team's templates are written in the team's language, the starter files in English.
+        """
         if self.sources is not None and re.fullmatch(r"[\w-]+", name or ""):
             found = self.sources(name)
             if found is not None:
-                html, text, own_subject = found
-                return self.compile(html, text or None, subject=subject or own_subject)
+                own = self.default_language
+                written = dict(self.translations(name)) if self.translations else {}
+                written[own] = found
+                return own, written
         html, text = self.file_sources(name)
-        return self.compile(html, text, subject=subject)
+        written = {STARTER_LANGUAGE: (html, text, "")}
+        for code in self.file_languages(name):
+            translated_html, translated_text = self.translated_file(name, code)
+            written[code] = (translated_html, translated_text, "")
+        return STARTER_LANGUAGE, written
+
+    def get(
+        self,
+        name: str,
+        subject: str = "",
+        *,
+        language: str = "",
+        subjects: Mapping[str, str] | None = None,
+    ) -> CompiledTemplate:
+        """The compiled template ``name`` (admin-edited, else a starter file) for a reader of
+        ``language``, optionally with another subject line.
+
+        The translation is chosen by ``languages.choose`` (their language, else the team's
+        default, else the template's own). ``subject`` replaces the subject of the template's
+        own language; ``subjects`` (by language) those of its translations, whose own subject
+        stands where none is given: a German reader never gets an English subject line over a
+        German mail.
+        """
+        own, written = self.versions(name)
+        chosen = languages.choose(language, written, self.default_language) or own
+        html, text, own_subject = written[chosen]
+        if chosen == own:
+            wanted = subject
+        else:
+            wanted = (subjects or {}).get(chosen, "")
+        return self.compile(html, text or None, subject=wanted or own_subject, language=chosen)
 
     def check(self, source: str, field: str, *, text: bool = False) -> nodes.Template:
         """Parse and compile ``source`` as its author wrote it; errors name the author's line.
@@ -204,18 +278,22 @@ class TemplateLibrary:
             env.compile(tree)
         return tree
 
-    def compile(self, html: str, text: str | None = None, subject: str = "") -> CompiledTemplate:
-        """Compile an HTML template (and optional text twin); cached by content hash."""
+    def compile(
+        self, html: str, text: str | None = None, subject: str = "", language: str = ""
+    ) -> CompiledTemplate:
+        """Compile an HTML template (and optional text twin) written in ``language`` ("" for
+        the team's); cached by content hash and language."""
+        language = language or self.default_language
         # The same source seen again (every recipient of a step) costs one dict lookup; the
         # layouts' modification times are part of the key so an edited layout is seen at once.
-        source_key = (html, text, subject, self._layouts_version())
+        source_key = (html, text, subject, language, self._layouts_version())
         known = self._by_source.get(source_key)
         if known is not None:
             with contextlib.suppress(KeyError):  # evicted meanwhile by another thread
                 self._by_source.move_to_end(source_key)
                 self._cache.move_to_end(known.key)
             return known
-        compiled = self._compile_source(html, text, subject)
+        compiled = self._compile_source(html, text, subject, language)
         with self._lock:
             self._by_source[source_key] = compiled
             if len(self._by_source) > CACHE_SIZE:
@@ -225,13 +303,15 @@ class TemplateLibrary:
     def _layouts_version(self) -> tuple[int, ...]:
         return tuple(path.stat().st_mtime_ns for path in self._layout_paths)
 
-    def _compile_source(self, html: str, text: str | None, subject: str) -> CompiledTemplate:
+    def _compile_source(
+        self, html: str, text: str | None, subject: str, language: str
+    ) -> CompiledTemplate:
         # Syntax errors are reported on the lines the author wrote, before the layout is pasted in.
         self._check_syntax(self._html_env, html, "html")
         flat_html, blocks = self._flatten(html)
         subject_source = subject.strip() or blocks.get("subject", "").strip()
         key = hashlib.sha256(
-            "\x00".join([flat_html, text or "", subject_source]).encode()
+            "\x00".join([flat_html, text or "", subject_source, language]).encode()
         ).hexdigest()
         cached = self._cache.get(key)
         if cached is not None:
@@ -242,14 +322,14 @@ class TemplateLibrary:
             cached = self._cache.get(key)
             if cached is not None:
                 return cached
-            compiled = self._compile(key, flat_html, text, subject_source)
+            compiled = self._compile(key, flat_html, text, subject_source, language)
             self._cache[key] = compiled
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)  # the least recently used
             return compiled
 
     def _compile(
-        self, key: str, flat_html: str, text: str | None, subject_source: str
+        self, key: str, flat_html: str, text: str | None, subject_source: str, language: str
     ) -> CompiledTemplate:
         if not subject_source:
             raise ValidationError(
@@ -275,7 +355,12 @@ class TemplateLibrary:
             )
         )
         return CompiledTemplate(
-            key=key, subject=subject, html=html_template, text=text_template, variables=variables
+            key=key,
+            subject=subject,
+            html=html_template,
+            text=text_template,
+            variables=variables,
+            language=language,
         )
 
     @staticmethod

@@ -32,6 +32,7 @@ from nurture.core.content.rendering import (
     RenderError,
     Sources,
     TemplateLibrary,
+    Translations,
     _blocks,
 )
 from nurture.core.errors import Conflict, NotFound, ValidationError
@@ -43,6 +44,7 @@ from nurture.models import (
     CandidateStatus,
     EmailTemplate,
     Step,
+    TemplateTranslation,
     TemplateVersion,
     User,
 )
@@ -68,6 +70,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "company.careers_url": ("Careers page", ""),
     "company.talent_network_url": ("Talent-network sign-up page", ""),
     "campaign.name": ("Internal campaign name", "not meant for candidates"),
+    "language": ("The mail's language code, e.g. de", "the layouts set <html lang> with it"),
+    "footer.reason": ("“You are receiving this because…”", "in the mail's language"),
+    "footer.unsubscribe": ("The word “Unsubscribe”", "in the mail's language"),
+    "footer.preferences": ("The words “Email preferences”", "in the mail's language"),
+    "footer.colon": ("A colon as the language writes it", "French: a space before it"),
     "job.title": ("Job title (job alerts)", ""),
     "job.location": ("Job location (job alerts)", ""),
     "job.url": ("Job posting (job alerts)", "the careers page outside job alerts"),
@@ -154,6 +161,25 @@ def sources_from(session: Session | scoped_session[Session]) -> Sources:
         if row is None:
             return None
         return row.html, row.text or None, row.subject
+
+    return lookup
+
+
+def translations_from(session: Session | scoped_session) -> Translations:
+    """The ``TemplateLibrary.translations`` hook: a team template's translations by name."""
+
+    def lookup(name: str) -> dict[str, tuple[str, str | None, str]]:
+        rows = session.execute(
+            select(
+                TemplateTranslation.language,
+                TemplateTranslation.html,
+                TemplateTranslation.text,
+                TemplateTranslation.subject,
+            )
+            .join(EmailTemplate, EmailTemplate.id == TemplateTranslation.template_id)
+            .where(EmailTemplate.name == name)
+        ).all()
+        return {row.language: (row.html, row.text or None, row.subject) for row in rows}
 
     return lookup
 
@@ -405,7 +431,7 @@ def clean_source(html: str | None, text: str | None, subject: str | None) -> Sou
 
 
 def compile_checked(
-    library: TemplateLibrary, settings: MailSettings, source: Source
+    library: TemplateLibrary, settings: MailSettings, source: Source, language: str = ""
 ) -> CompiledTemplate:
     """Compile a template after every check a save makes; ValidationError names each field.
 
@@ -448,7 +474,9 @@ def compile_checked(
             )
     if errors:
         raise ValidationError("the template is not valid", errors)
-    compiled = library.compile(source.html, source.text or None, subject=source.subject)
+    compiled = library.compile(
+        source.html, source.text or None, subject=source.subject, language=language
+    )
     _trial_render(compiled, settings, source)
     return compiled
 
@@ -514,7 +542,7 @@ def trial_settings(config: Mapping[str, Any]) -> MailSettings:
 def _trial_render(compiled: CompiledTemplate, settings: MailSettings, source: Source) -> None:
     """Render once for the sample candidate, within the sandbox's limits; what fails here would
     fail every send, so it is refused on save (a limit by name, e.g. the output limit)."""
-    context = preview_context(settings, None, sample_candidate())
+    context = preview_context(settings, None, sample_candidate(), language=compiled.language)
     try:
         mail = compiled.render(context)
     except RenderError as exc:
@@ -880,9 +908,11 @@ def preview_context(
     tokens: Tokens | None,
     candidate: Candidate,
     job: dict[str, Any] | None = None,
+    language: str = "",
 ) -> dict[str, Any]:
     """The real context for ``candidate`` (links signed by ``tokens``; inert without them),
-    with ``job`` (a job alert's opening) or a sample one."""
+    with ``job`` (a job alert's opening) or a sample one, for a mail in ``language`` (the
+    team's when "")."""
     if tokens is None:
         tokens = Tokens(secrets.token_hex(16), settings.base_url)  # links that verify nowhere
     candidate_id = candidate.id or 0
@@ -901,6 +931,7 @@ def preview_context(
             "referred_name": "Ben",
             "consent_url": tokens.referral_consent_url(candidate_id),
         },
+        language=language,
     )
 
 
@@ -912,7 +943,9 @@ def render_preview(
     job: dict[str, Any] | None = None,
 ) -> RenderedMail:
     """What ``candidate`` would receive; links are left as written (no tracking, no pixel)."""
-    return compiled.render(preview_context(settings, tokens, candidate, job))
+    return compiled.render(
+        preview_context(settings, tokens, candidate, job, language=compiled.language)
+    )
 
 
 def subject_warning(mail: RenderedMail) -> str:

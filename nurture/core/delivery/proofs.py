@@ -56,9 +56,10 @@ def send_test(
                 "not even a test"
             },
         )
-    context = preview_context(settings, None, candidate, job)
+    # In the language the template is written in: a German test has the German footer.
+    context = preview_context(settings, None, candidate, job, language=compiled.language)
     mail = compiled.render(context)
-    from_name, from_email = recruiter_of(candidate, preview_campaign(), settings)
+    from_name, from_email = recruiter_of(candidate, preview_campaign(), settings, compiled.language)
     data = build_mime(
         from_name=from_name,
         from_email=from_email,

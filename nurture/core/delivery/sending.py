@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from nurture.core import addresses
+from nurture.core import addresses, languages
 from nurture.core.audience import candidates as candidate_service
 from nurture.core.campaigns import abtest
 from nurture.core.campaigns.openings import opening_context
@@ -86,8 +86,9 @@ class Sender:
     library: TemplateLibrary
     tokens: Tokens
     transport: SmtpTransport
-    # Compiled template per step for the batch at hand: one lookup per step, not per message.
-    step_templates: dict[int, CompiledTemplate] = field(default_factory=dict)
+    # Compiled template per step and reader's language for the batch at hand: one lookup per
+    # step and language, not per message.
+    step_templates: dict[tuple[int, str], CompiledTemplate] = field(default_factory=dict)
     # The same per A/B variant of a step: (step id, variant position).
     variant_templates: dict[tuple[int, int], CompiledTemplate] = field(default_factory=dict)
     max_attempts: int = 5
@@ -152,14 +153,32 @@ def claim(
     return sorted(claimed)
 
 
-def compiled_for(library: TemplateLibrary, step: Step) -> CompiledTemplate:
-    """The compiled template of a step (an admin-edited template, a starter file or its own HTML).
+def compiled_for(library: TemplateLibrary, step: Step, language: str = "") -> CompiledTemplate:
+    """The compiled template of a step (an admin-edited template, a starter file or its own HTML)
+    in the translation a reader of ``language`` gets (see ``languages.choose``).
 
     Templates are looked up at every send, so an edited template reaches the next mail; the
-    compiled form is cached by content, so each version is inlined once.
+    compiled form is cached by content and language, so each version is inlined once.
     """
+    translations = step.translations or {}
     if step.template:
-        return library.get(step.template, subject=step.subject)
+        subjects = {code: part.get("subject", "") for code, part in translations.items()}
+        return library.get(
+            step.template, subject=step.subject, language=language, subjects=subjects
+        )
+    # A step's own HTML is written in the team's language; its translations carry their HTML.
+    written = [code for code, part in translations.items() if part.get("html")]
+    chosen = languages.choose(
+        language, [library.default_language, *written], library.default_language
+    )
+    if chosen and chosen != library.default_language:
+        part = translations[chosen]
+        return library.compile(
+            part["html"],
+            part.get("text") or None,
+            subject=part.get("subject") or step.subject,
+            language=chosen,
+        )
     return library.compile(step.html, step.text or None, subject=step.subject)
 
 
@@ -602,9 +621,10 @@ def send_one(
                 sender.library, step, variant
             )
     else:
-        compiled = sender.step_templates.get(step.id)
+        compiled = sender.step_templates.get((step.id, candidate.language))
         if compiled is None:
-            compiled = sender.step_templates[step.id] = compiled_for(sender.library, step)
+            compiled = compiled_for(sender.library, step, candidate.language)
+            sender.step_templates[(step.id, candidate.language)] = compiled
     # Signing URLs costs per recipient: only for templates that show them.
     context = build_context(
         candidate,
@@ -633,6 +653,7 @@ def send_one(
             if "referral" in compiled.variables
             else None
         ),
+        language=compiled.language,
     )
     try:
         mail = compiled.render(context)
@@ -651,7 +672,7 @@ def send_one(
         track_opens=tokens.open_tracking and not candidate.tracking_opt_out,
         track_clicks=not candidate.tracking_opt_out,
     )
-    from_name, from_email = recruiter_of(candidate, campaign, settings)
+    from_name, from_email = recruiter_of(candidate, campaign, settings, compiled.language)
     # Fixed by the row, so a resend after a crash carries the same Message-ID as the first copy.
     message.message_id = message.message_id or ledger_message_id(
         settings.message_id_key, settings.domain, message.id, message.queued_at

@@ -32,6 +32,7 @@ from nurture.web.admin import (
     segments,
     suppressions,
     system,
+    translations,
     users,
     webhooks,
 )
@@ -49,6 +50,7 @@ for feature, prefix in (
     (segments, "/segments"),
     (openings, "/jobs"),
     (email_templates, "/templates"),
+    (translations, "/templates/languages"),
     (imports, "/imports"),
     (suppressions, "/suppressions"),
     (mailbox, "/mailbox"),

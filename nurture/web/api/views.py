@@ -48,6 +48,7 @@ def candidate_dict(candidate: Candidate) -> dict[str, Any]:
         "first_name": candidate.first_name,
         "last_name": candidate.last_name,
         "timezone": candidate.timezone,
+        "language": candidate.language,
         "location": candidate.location,
         "role": candidate.role,
         "stage": candidate.stage,

@@ -28,6 +28,8 @@ from nurture.core.feedback import answers, ratings
 from nurture.core.tokens import BadToken, Tokens
 from nurture.extensions import csrf, db
 from nurture.models import Candidate, CandidateStatus, Topic
+from nurture.web.public import wording
+from nurture.web.public.wording import Words, words_for
 from nurture.workflows import retention as retention_service
 
 bp = Blueprint(
@@ -42,14 +44,9 @@ bp = Blueprint(
 # preference forms carry their own token instead (see _form_guard).
 csrf.exempt(bp)
 
-# What the preference page says after each change (?done=<key>); nothing else is echoed.
-DONE = {
-    "topics": "Your topics are saved.",
-    "pause": "Paused. We will not write to you until the date below.",
-    "unpause": "Welcome back: your mail is on again.",
-    "tracking": "Saved.",
-    "stay": "Thank you: you stay in our talent network.",
-}
+# What the preference page may say after a change (?done=<key>, the words in wording.PAGES
+# under done_<key>); nothing else is echoed.
+DONE = ("topics", "pause", "unpause", "tracking", "stay", "language")
 
 
 def _tokens() -> Tokens:
@@ -83,6 +80,11 @@ def brand_css():
     )
 
 
+def _words(candidate: Candidate) -> Words:
+    """The page's words in the candidate's language (else the team's, else English)."""
+    return words_for(candidate.language, current_app.config["DEFAULT_LANGUAGE"])
+
+
 def _target(token: str):
     try:
         return unsubscribe_service.unsubscribe_target(db.session, _tokens(), token)
@@ -95,6 +97,7 @@ def _unsubscribe_page(token: str, candidate: Candidate, **state):
     done = candidate.status in (CandidateStatus.UNSUBSCRIBED, CandidateStatus.ERASED)
     return render_template(
         "tracking/unsubscribe.html",
+        t=_words(candidate),
         done=done,
         email=candidate.email,
         company=_company(),
@@ -171,7 +174,7 @@ def _form_tokens(token: str) -> dict[str, str]:
     tokens, now = _tokens(), runtime.now()
     actions = (
         "topics", "pause", "unpause", "tracking", "download", "delete", "stay", "reason",
-        "resubscribe",
+        "resubscribe", "language",
     )  # fmt: skip
     return {a: preference_service.form_token(tokens, token, a, now) for a in actions}
 
@@ -190,29 +193,37 @@ def _form_guard(token: str, action: str) -> Candidate:
     return candidate
 
 
-def _page(token: str, candidate: Candidate, **extra):
+def _page(token: str, candidate: Candidate, status: int = 200, **extra):
     now = runtime.now()
+    words = _words(candidate)
+    done = request.args.get("done", "")
     return render_template(
         "tracking/preferences.html",
+        t=words,
         token=token,
         candidate=candidate,
         company=_company(),
         topics=[
-            (topic.value, topic.wording, preference_service.wants_topic(candidate, topic))
+            (
+                topic.value,
+                words[f"topic_{topic.value}"],
+                preference_service.wants_topic(candidate, topic),
+            )
             for topic in Topic
         ],
+        languages=wording.choices(candidate.language),
         paused=preference_service.is_paused(candidate, now),
         unsubscribed=candidate.status not in (CandidateStatus.ACTIVE, CandidateStatus.SUNSET),
         erased=candidate.status == CandidateStatus.ERASED,
         sunset=candidate.status == CandidateStatus.SUNSET,
         forms=_form_tokens(token),
         can_resubscribe=unsubscribe_service.can_resubscribe(db.session, candidate),
-        done=DONE.get(request.args.get("done", ""), ""),
+        done=words[f"done_{done}"] if done in DONE else "",
         # A sunset candidate comes back by saying yes here (pool health's re-consent rule).
         ask_consent=extra.pop("ask_consent", request.args.get("stay") == "1")
         or candidate.status == CandidateStatus.SUNSET,
         **extra,
-    )
+    ), status
 
 
 @bp.get("/p/<token>")
@@ -262,6 +273,21 @@ def tracking(token: str):
         "tracking",
         lambda c: preference_service.set_tracking_opt_out(c, opt_out, runtime.now()),
     )
+
+
+@bp.post("/p/<token>/language")
+def language(token: str):
+    """Write to me in this language (mail, footer and these pages); "" for the team's."""
+    candidate = _form_guard(token, "language")
+    if candidate.status == CandidateStatus.ERASED:
+        return redirect(url_for("tracking.preferences", token=token), code=303)
+    try:
+        preference_service.set_language(candidate, request.form.get("language", ""), runtime.now())
+    except ValidationError as exc:
+        db.session.rollback()
+        return _page(token, candidate, status=422, language_error=exc.fields["language"])
+    db.session.commit()
+    return redirect(url_for("tracking.preferences", token=token, done="language"), code=303)
 
 
 @bp.post("/p/<token>/stay")

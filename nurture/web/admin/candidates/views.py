@@ -54,6 +54,7 @@ class CandidateForm(FlaskForm):
     skills = StringField("Skills", validators=[Optional()])
     location = StringField("Location", validators=[Optional()])
     timezone = StringField("Time zone", validators=[Optional()])
+    language = StringField("Language", validators=[Optional()])
     source = StringField("Source", validators=[Optional()])
     recruiter_name = StringField("Recruiter", validators=[Optional()])
     recruiter_email = EmailField("Recruiter email", validators=[Optional()])
