@@ -27,8 +27,7 @@ from nurture.models import Message, MessageState
 from nurture.tasks.scheduling import run_tick
 from nurture.tasks.sending import close_sender
 from tests.conftest import api_token, ats_post, make_app
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 DRIP = {
     "name": "Silver medalists",

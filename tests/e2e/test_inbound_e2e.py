@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -29,8 +28,8 @@ from nurture.tasks.sending import close_sender
 from nurture.tasks.worker import SendWorker
 from tests.conftest import ats_post, auth_headers, make_app, require
 from tests.support import imap
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DRIP = {
     "name": "Silver medalists",
     "entry": {"ats_event": "candidate.rejected"},

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nurture.dev.embedded import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen) -> None:

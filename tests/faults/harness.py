@@ -49,9 +49,9 @@ from nurture.extensions import db
 from nurture.models import Campaign, Candidate, Message, MessageState, Tag
 from nurture.models.candidates import candidate_tags
 from nurture.tasks.sending import close_sender, template_library
+from tests.support.paths import ROOT
 from tests.support.postgres import PostgresCluster
 
-ROOT = Path(__file__).resolve().parents[2]
 SINK_SCRIPT = Path(__file__).with_name("smtp_sink.py")
 LOCALHOST = "127.0.0.1"
 TAG = "fault-audience"

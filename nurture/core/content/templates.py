@@ -50,7 +50,7 @@ from nurture.models import (
 )
 
 # Every variable a template may use, keyed exactly as build_context() produces them
-# (tests/services/test_templates.py keeps the two equal): path -> (meaning, note).
+# (tests/core/content/test_templates.py keeps the two equal): path -> (meaning, note).
 VARIABLES: dict[str, tuple[str, str]] = {
     "candidate.first_name": ("First name", ""),
     "candidate.last_name": ("Last name", "may be empty"),
