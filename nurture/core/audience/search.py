@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -101,36 +101,13 @@ class CandidateFilters:
     def from_args(cls, args: Mapping[str, str]) -> CandidateFilters:
         """Parse request arguments; every bad one is reported at its name, none is guessed."""
         errors: dict[str, str] = {}
-
-        def text(name: str, limit: int) -> str:
-            value = (args.get(name) or "").strip()
-            if len(value) > limit:
-                errors[name] = f"must be at most {limit} characters"
-                return ""
-            return value
-
-        q = " ".join(text("q", MAX_QUERY).split())
-        tag = text("tag", MAX_TAG).lower()
-        stage, source = text("stage", 100), text("source", 100)
-        status = (args.get("status") or "").strip()
-        if status and status not in STATUSES:
-            errors["status"] = f"unknown status {status!r}; choose one of {', '.join(STATUSES)}"
-        engagement = (args.get("engagement") or "").strip()
-        if engagement and engagement not in ENGAGEMENT:
-            errors["engagement"] = (
-                f"unknown engagement filter {engagement!r}; choose one of {', '.join(ENGAGEMENT)}"
-            )
-        sort = (args.get("sort") or "created").strip()
-        if sort not in SORTS:
-            errors["sort"] = f"cannot sort by {sort!r}; choose one of {', '.join(SORTS)}"
-            sort = "created"
-        direction = (args.get("dir") or DEFAULT_DIRECTION[sort]).strip()
-        if direction not in ("asc", "desc"):
-            errors["dir"] = "must be asc or desc"
-        raw_page = (args.get("page") or "1").strip()
-        page = int(raw_page) if raw_page.isdigit() and len(raw_page) < 9 else 0
-        if page < 1:
-            errors["page"] = "must be a whole number from 1"
+        q = " ".join(_text(args, "q", MAX_QUERY, errors).split())
+        tag = _text(args, "tag", MAX_TAG, errors).lower()
+        stage, source = _text(args, "stage", 100, errors), _text(args, "source", 100, errors)
+        status = _choice(args, "status", STATUSES, errors, "unknown status")
+        engagement = _choice(args, "engagement", ENGAGEMENT, errors, "unknown engagement filter")
+        sort, direction = _order(args, errors)
+        page = _page_number(args, errors)
         if errors:
             raise ValidationError("some list options are not valid", errors)
         return cls(q, tag, status, stage, source, engagement, sort, direction, page)
@@ -164,6 +141,51 @@ class CandidateFilters:
     def is_filtered(self) -> bool:
         """True when any search or filter narrows the list."""
         return any((self.q, self.tag, self.status, self.stage, self.source, self.engagement))
+
+
+def _text(args: Mapping[str, str], name: str, limit: int, errors: dict[str, str]) -> str:
+    """A free-text argument, stripped; too long is an error at its name (and "")."""
+    value = (args.get(name) or "").strip()
+    if len(value) > limit:
+        errors[name] = f"must be at most {limit} characters"
+        return ""
+    return value
+
+
+def _choice(
+    args: Mapping[str, str],
+    name: str,
+    known: Iterable[str],
+    errors: dict[str, str],
+    unknown: str,
+) -> str:
+    """An argument that must be one of ``known`` ("" for none); else ``unknown`` at its name."""
+    value = (args.get(name) or "").strip()
+    choices = list(known)
+    if value and value not in choices:
+        errors[name] = f"{unknown} {value!r}; choose one of {', '.join(choices)}"
+    return value
+
+
+def _order(args: Mapping[str, str], errors: dict[str, str]) -> tuple[str, str]:
+    """The sort column and its direction (the column's own default direction unless given)."""
+    sort = (args.get("sort") or "created").strip()
+    if sort not in SORTS:
+        errors["sort"] = f"cannot sort by {sort!r}; choose one of {', '.join(SORTS)}"
+        sort = "created"
+    direction = (args.get("dir") or DEFAULT_DIRECTION[sort]).strip()
+    if direction not in ("asc", "desc"):
+        errors["dir"] = "must be asc or desc"
+    return sort, direction
+
+
+def _page_number(args: Mapping[str, str], errors: dict[str, str]) -> int:
+    """The page, a whole number from 1 (eight digits at most)."""
+    raw_page = (args.get("page") or "1").strip()
+    page = int(raw_page) if raw_page.isdigit() and len(raw_page) < 9 else 0
+    if page < 1:
+        errors["page"] = "must be a whole number from 1"
+    return page
 
 
 def _like(value: str) -> str:

@@ -136,10 +136,27 @@ def entries_from_csv(data: bytes) -> tuple[list[Entry], list[Rejection], list[st
     (field ``file``) when the file cannot be read or no column holds addresses.
     """
     text, notes = csvfiles.decode(data)
-    text = text.lstrip("\ufeff")
-    delimiter = csvfiles.sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows: list[tuple[int, list[str]]] = []
+    header, rows = _without_header(_filled_rows(text.lstrip("\ufeff")))
+    column = _address_column(rows)
+    if column is None:
+        raise ValidationError(
+            "no column holds email addresses",
+            {"file": "No column of this file holds email addresses."},
+        )
+    note = _column_note(header, column)
+    if note:
+        notes.append(note)
+    entries, empty = _entries_in(rows, column)
+    return entries, empty, notes
+
+
+Rows = list[tuple[int, list[str]]]
+
+
+def _filled_rows(text: str) -> Rows:
+    """The CSV's rows that have something in them, each with the line it starts on."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=csvfiles.sniff_delimiter(text))
+    rows: Rows = []
     last = 0
     try:
         for cells in reader:
@@ -150,20 +167,27 @@ def entries_from_csv(data: bytes) -> tuple[list[Entry], list[Rejection], list[st
         raise ValidationError(
             "the file cannot be read", {"file": f"Line {last + 1} cannot be read as CSV: {exc}."}
         ) from None
+    return rows
+
+
+def _without_header(rows: Rows) -> tuple[list[str], Rows]:
+    """(the column names, the rest): a first row with no address in it names the columns."""
     if rows and not any(_looks_like_address(c) for c in rows[0][1]):
-        header, rows = rows[0][1], rows[1:]
-    else:
-        header = []
-    column = _address_column(rows)
-    if column is None:
-        raise ValidationError(
-            "no column holds email addresses",
-            {"file": "No column of this file holds email addresses."},
-        )
+        return rows[0][1], rows[1:]
+    return [], rows
+
+
+def _column_note(header: list[str], column: int) -> str:
+    """What the report says about where the addresses were found ("" for the first column)."""
     if header and column < len(header) and header[column].strip():
-        notes.append(f"Addresses were read from the column “{header[column].strip()}”.")
-    elif column:
-        notes.append(f"Addresses were read from column {column + 1}.")
+        return f"Addresses were read from the column “{header[column].strip()}”."
+    if column:
+        return f"Addresses were read from column {column + 1}."
+    return ""
+
+
+def _entries_in(rows: Rows, column: int) -> tuple[list[Entry], list[Rejection]]:
+    """The address of each row in ``column``, and the rows where it is empty."""
     entries: list[Entry] = []
     empty: list[Rejection] = []
     for line, cells in rows:
@@ -172,10 +196,10 @@ def entries_from_csv(data: bytes) -> tuple[list[Entry], list[Rejection], list[st
             entries.append(Entry(line, value))
         else:
             empty.append(Rejection(line, "", "no address in this line"))
-    return entries, empty, notes
+    return entries, empty
 
 
-def _address_column(rows: list[tuple[int, list[str]]], sample: int = 50) -> int | None:
+def _address_column(rows: Rows, sample: int = 50) -> int | None:
     """The first column where at least half the filled cells of the first rows are addresses."""
     width = max((len(cells) for _, cells in rows[:sample]), default=0)
     for column in range(width):

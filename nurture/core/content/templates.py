@@ -442,6 +442,29 @@ def compile_checked(
     errors: dict[str, str] = {}
     if not source.html.strip():
         errors["html"] = "write the HTML of the mail (a new template starts from the layout)"
+    trees = _parsed_parts(library, source, errors)
+    if "html" in trees and "html" not in errors:
+        errors.update(_html_problems(library, source, trees["html"]))
+    if "text" in trees and "text" not in errors:
+        if not _has_unsubscribe(library, trees["text"], text=True):
+            errors["text"] = (
+                "the text part has no unsubscribe link: extend layout.txt or write "
+                "{{ unsubscribe_url }} (or leave the text empty to generate it)"
+            )
+    if errors:
+        raise ValidationError("the template is not valid", errors)
+    compiled = library.compile(
+        source.html, source.text or None, subject=source.subject, language=language
+    )
+    _trial_render(compiled, settings, source)
+    return compiled
+
+
+def _parsed_parts(
+    library: TemplateLibrary, source: Source, errors: dict[str, str]
+) -> dict[str, nodes.Template]:
+    """Each written part (subject, html, text) parsed; syntax errors and unknown variables are
+    added to ``errors`` at the part's name."""
     trees: dict[str, nodes.Template] = {}
     for field, part, is_text in (
         ("subject", source.subject, True),
@@ -458,27 +481,22 @@ def compile_checked(
         problem = unknown_variables(trees[field]) or whole_objects(trees[field])
         if problem:
             errors[field] = problem
-    if "html" in trees and "html" not in errors:
-        if not source.subject and not _has_subject_block(trees["html"]):
-            errors["subject"] = "give a subject line, or a {% block subject %} in the HTML"
-        if not _has_unsubscribe(library, trees["html"], text=False):
-            errors["html"] = (
-                "the mail has no unsubscribe link: extend layout.html (its footer has one) "
-                "or link to {{ unsubscribe_url }}"
-            )
-    if "text" in trees and "text" not in errors:
-        if not _has_unsubscribe(library, trees["text"], text=True):
-            errors["text"] = (
-                "the text part has no unsubscribe link: extend layout.txt or write "
-                "{{ unsubscribe_url }} (or leave the text empty to generate it)"
-            )
-    if errors:
-        raise ValidationError("the template is not valid", errors)
-    compiled = library.compile(
-        source.html, source.text or None, subject=source.subject, language=language
-    )
-    _trial_render(compiled, settings, source)
-    return compiled
+    return trees
+
+
+def _html_problems(
+    library: TemplateLibrary, source: Source, html: nodes.Template
+) -> dict[str, str]:
+    """What a well-formed HTML part still lacks: a subject somewhere, an unsubscribe link."""
+    errors: dict[str, str] = {}
+    if not source.subject and not _has_subject_block(html):
+        errors["subject"] = "give a subject line, or a {% block subject %} in the HTML"
+    if not _has_unsubscribe(library, html, text=False):
+        errors["html"] = (
+            "the mail has no unsubscribe link: extend layout.html (its footer has one) "
+            "or link to {{ unsubscribe_url }}"
+        )
+    return errors
 
 
 def step_problems(

@@ -93,39 +93,21 @@ class DkimSigner:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DkimSigner | None:
         """The signer the ``NURTURE_DKIM_*`` settings describe, or None when DKIM is not set up."""
-        selector = str(config.get("DKIM_SELECTOR") or "").strip()
-        domain = str(config.get("DKIM_DOMAIN") or "").strip()
-        pem = str(config.get("DKIM_PRIVATE_KEY") or "").strip()
-        path = str(config.get("DKIM_PRIVATE_KEY_FILE") or "").strip()
+        selector, domain, pem, path = (
+            str(config.get(name) or "").strip()
+            for name in (
+                "DKIM_SELECTOR",
+                "DKIM_DOMAIN",
+                "DKIM_PRIVATE_KEY",
+                "DKIM_PRIVATE_KEY_FILE",
+            )
+        )
         if not (selector or domain or pem or path):
             return None
         if not (selector and domain and (pem or path)):
-            missing = [
-                f"NURTURE_{name}"
-                for name, value in (
-                    ("DKIM_SELECTOR", selector),
-                    ("DKIM_DOMAIN", domain),
-                    ("DKIM_PRIVATE_KEY or NURTURE_DKIM_PRIVATE_KEY_FILE", pem or path),
-                )
-                if not value
-            ]
-            log.warning(
-                "DKIM is only partly configured (%s not set); mail goes out unsigned",
-                ", ".join(missing),
-            )
+            _warn_partly_configured(selector, domain, pem or path)
             return None
-        if pem and path:
-            raise DkimError(
-                "set NURTURE_DKIM_PRIVATE_KEY or NURTURE_DKIM_PRIVATE_KEY_FILE, not both"
-            )
-        if path:
-            try:
-                pem = Path(path).read_text("ascii")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise DkimError(
-                    f"cannot read NURTURE_DKIM_PRIVATE_KEY_FILE {path}: {exc}"
-                ) from None
-        return cls(selector, domain, pem)
+        return cls(selector, domain, _key_text(pem, path))
 
     @property
     def bits(self) -> int:
@@ -184,6 +166,34 @@ class DkimSigner:
         fields[-1] = (b"b", base64.b64encode(signature))
         folded: bytes = dkim.fold(_join(fields) + _CRLF, namelen=len(_HEADER), linesep=_CRLF)
         return _HEADER + b": " + folded
+
+
+def _warn_partly_configured(selector: str, domain: str, key: str) -> None:
+    """Some DKIM settings but not all: say which are missing (mail goes out unsigned)."""
+    missing = [
+        f"NURTURE_{name}"
+        for name, value in (
+            ("DKIM_SELECTOR", selector),
+            ("DKIM_DOMAIN", domain),
+            ("DKIM_PRIVATE_KEY or NURTURE_DKIM_PRIVATE_KEY_FILE", key),
+        )
+        if not value
+    ]
+    log.warning(
+        "DKIM is only partly configured (%s not set); mail goes out unsigned", ", ".join(missing)
+    )
+
+
+def _key_text(pem: str, path: str) -> str:
+    """The PEM text from NURTURE_DKIM_PRIVATE_KEY, or read from NURTURE_DKIM_PRIVATE_KEY_FILE."""
+    if pem and path:
+        raise DkimError("set NURTURE_DKIM_PRIVATE_KEY or NURTURE_DKIM_PRIVATE_KEY_FILE, not both")
+    if not path:
+        return pem
+    try:
+        return Path(path).read_text("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DkimError(f"cannot read NURTURE_DKIM_PRIVATE_KEY_FILE {path}: {exc}") from None
 
 
 def parse_key(private_pem: str | bytes) -> rsa.RSAPrivateKey:

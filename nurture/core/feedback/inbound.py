@@ -212,35 +212,57 @@ def _classify_status(action: str, status: str) -> bool | None:
 
 def _delivery_failures(msg: MailMessage) -> list[Failure]:
     """The recipients a bounce reports, hard or soft: the DSN fields, then flufl.bounce."""
+    failures = _dsn_failures(msg)
+    for failure in _heuristic_failures(msg):
+        failures.setdefault(failure.email, failure)  # the DSN's fields know better
+    return list(failures.values())
+
+
+def _dsn_failures(msg: MailMessage) -> dict[str, Failure]:
+    """The failed recipients of the message/delivery-status parts (RFC 3464), by address."""
     failures: dict[str, Failure] = {}
     for part in msg.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in _report_fields(part)[1:]:  # the first block is about the whole message
-            recipient = block.get("Final-Recipient") or block.get("Original-Recipient") or ""
-            address = _address(recipient.partition(";")[2] or recipient)
-            status_match = _STATUS.search(block.get("Status") or "")
-            status = status_match.group(0) if status_match else ""
-            hard = _classify_status(block.get("Action") or "", status)
-            if hard is None or "@" not in address:
-                continue
-            diagnostic = _text(block.get("Diagnostic-Code"))
-            diagnostic = diagnostic.partition(";")[2].strip() or diagnostic
-            failures[address] = Failure(address, hard, status, diagnostic[:400])
+            failure = _dsn_failure(block)
+            if failure is not None:
+                failures[failure.email] = failure
+    return failures
+
+
+def _dsn_failure(block: MailMessage) -> Failure | None:
+    """One recipient's fields of a DSN as a failure; None for a success or no address."""
+    recipient = block.get("Final-Recipient") or block.get("Original-Recipient") or ""
+    address = _address(recipient.partition(";")[2] or recipient)
+    status_match = _STATUS.search(block.get("Status") or "")
+    status = status_match.group(0) if status_match else ""
+    hard = _classify_status(block.get("Action") or "", status)
+    if hard is None or "@" not in address:
+        return None
+    diagnostic = _text(block.get("Diagnostic-Code"))
+    diagnostic = diagnostic.partition(";")[2].strip() or diagnostic
+    return Failure(address, hard, status, diagnostic[:400])
+
+
+def _heuristic_failures(msg: MailMessage) -> list[Failure]:
+    """What flufl.bounce's heuristics find in non-DSN bounces (Exim, qmail, Yahoo), with the
+    status and words the text gives near each address."""
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # noqa: BLE001 - a heuristic that trips on odd mail must not stop the pass
-        temporary, permanent = frozenset(), frozenset()
+        return []
     text = _body_text(msg)
+    failures: list[Failure] = []
     for raw_address, hard in [(a, False) for a in temporary] + [(a, True) for a in permanent]:
         address = raw_address.decode("ascii", "replace").strip().lower()
-        if "@" not in address or address in failures:
+        if "@" not in address:
             continue
         status, diagnostic = _diagnostic_near(text, address)
         if hard and status.startswith(("4.", *_SOFT_PERMANENT)):
             hard = False  # the text says it is a deferral or a full mailbox
-        failures[address] = Failure(address, hard, status, diagnostic)
-    return list(failures.values())
+        failures.append(Failure(address, hard, status, diagnostic))
+    return failures
 
 
 def _body_text(msg: MailMessage) -> str:
@@ -451,34 +473,54 @@ def record_bounce(
     outcome = outcome or Outcome(BOUNCE)
     address = failure.email.strip().lower()
     candidate, message = _candidate_for(session, address, messages or [])
-    hard = failure.hard
-    detail = " ".join(part for part in (failure.status, failure.diagnostic) if part)
     if candidate is None:
-        if hard and address:
+        if failure.hard and address:
             _stop_mailing(session, None, address, "bounced", now)
             outcome.suppressed.append(address)
         return outcome
     outcome.matched = outcome.matched or message is not None
     outcome.candidates.append(candidate.id)
-    if message is not None and _already(session, message, EventKind.BOUNCE, hard):
+    if message is not None and _already(session, message, EventKind.BOUNCE, failure.hard):
         outcome.duplicate = True  # the same mail reported twice (a retried webhook, say)
         return outcome
+    hard = failure.hard
+    detail = " ".join(part for part in (failure.status, failure.diagnostic) if part)
     if not hard:
-        candidate.soft_bounces = (candidate.soft_bounces or 0) + 1
-        candidate.updated_at = now
-        if candidate.soft_bounces >= soft_limit:
-            hard = True
-            detail = f"soft bounce {candidate.soft_bounces} of {soft_limit}: {detail}".rstrip(": ")
-    _event(session, EventKind.BOUNCE, candidate.id, message, now, "hard" if hard else "soft",
-           source)  # fmt: skip
-    if message is not None and detail:
-        # Shown in the timeline with the message: why it bounced.
-        message.error = f"bounced ({'hard' if hard else 'soft'}): {detail}"[:2000]
+        hard, detail = _count_soft_bounce(candidate, soft_limit, detail, now)
+    _note_bounce(session, candidate, message, hard, detail, now, source)
     if hard:
         _stop_mailing(session, candidate, address or candidate.email, "bounced", now)
         outcome.suppressed.append(candidate.email)
     outcome.detail = detail
     return outcome
+
+
+def _note_bounce(
+    session: Session,
+    candidate: Candidate,
+    message: Message | None,
+    hard: bool,
+    detail: str,
+    now: datetime,
+    source: str,
+) -> None:
+    """The bounce event on the candidate's timeline, and why on the message it was about."""
+    kind = "hard" if hard else "soft"
+    _event(session, EventKind.BOUNCE, candidate.id, message, now, kind, source)
+    if message is not None and detail:
+        # Shown in the timeline with the message: why it bounced.
+        message.error = f"bounced ({kind}): {detail}"[:2000]
+
+
+def _count_soft_bounce(
+    candidate: Candidate, soft_limit: int, detail: str, now: datetime
+) -> tuple[bool, str]:
+    """Count a soft bounce; the ``soft_limit``-th makes it a hard one. (hard, detail)."""
+    candidate.soft_bounces = (candidate.soft_bounces or 0) + 1
+    candidate.updated_at = now
+    if candidate.soft_bounces < soft_limit:
+        return False, detail
+    return True, f"soft bounce {candidate.soft_bounces} of {soft_limit}: {detail}".rstrip(": ")
 
 
 def _already(session: Session, message: Message, kind: EventKind, hard: bool | None) -> bool:
