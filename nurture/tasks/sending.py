@@ -11,7 +11,7 @@ from rq import get_current_job
 from nurture import runtime
 from nurture.core.campaigns.timing import Timing
 from nurture.core.content.mime import MailSettings
-from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.content.rendering import TemplateLibrary, inline_css_in_child
 from nurture.core.content.templates import sources_from
 from nurture.core.delivery.circuit import CircuitBreaker
 from nurture.core.delivery.dkim import DkimSigner
@@ -88,7 +88,11 @@ def template_library(app: Flask) -> TemplateLibrary:
     library = app.extensions.get("nurture.templates")
     if library is None:
         # db.session is scoped: each job or request looks templates up in its own session.
-        library = TemplateLibrary(app.config["TEMPLATES_DIR"], sources=sources_from(db.session))
+        # A worker (run_worker) inlines CSS in a child process: its memory stays flat.
+        inline = inline_css_in_child if app.extensions.get("nurture.inline_in_child") else None
+        library = TemplateLibrary(
+            app.config["TEMPLATES_DIR"], sources=sources_from(db.session), inline=inline
+        )
         app.extensions["nurture.templates"] = library
     return library
 

@@ -536,8 +536,7 @@ def send_one(
         return "deferred"
 
     tokens, settings = sender.tokens, sender.settings
-    unsubscribe_url = tokens.unsubscribe_url(candidate.id, message.id)
-    preferences_url = tokens.preferences_url(candidate.id, message.id)
+    unsubscribe_url, preferences_url = tokens.mail_urls(candidate.id, message.id)
     compiled = sender.step_templates.get(step.id)
     if compiled is None:
         compiled = sender.step_templates[step.id] = compiled_for(sender.library, step)

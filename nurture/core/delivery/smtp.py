@@ -241,13 +241,10 @@ class SmtpTransport:
         Every reply is read whatever the first ones said, so the connection stays in step; the
         first refusal is the one raised, as without pipelining.
         """
-        mail = f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}"
+        mail = f"MAIL FROM:{_path(envelope_from)}"
         if options:
             mail += " " + " ".join(options)
-        rcpt = f"RCPT TO:{smtplib.quoteaddr(recipient)}"
-        for line in (mail, rcpt):
-            if "\r" in line or "\n" in line:
-                raise ValueError("an address may not hold a line break")
+        rcpt = f"RCPT TO:{_path(recipient)}"
         conn.send(f"{mail}\r\n{rcpt}\r\nDATA\r\n".encode("ascii"))
         mail_code, mail_reply = conn.getreply()
         rcpt_code, rcpt_reply = conn.getreply()
@@ -308,6 +305,20 @@ class SmtpTransport:
             conn.quit()
         except (smtplib.SMTPException, OSError):
             conn.close()
+
+
+_PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"]+@[^\s<>()\[\]\\,;:\"@]+")
+
+
+def _path(address: str) -> str:
+    """``<address>`` for MAIL and RCPT: a plain address as it is (the ledger's always are),
+    anything else through smtplib's parsing, which costs more than the rest of the envelope."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    quoted = smtplib.quoteaddr(address)
+    if "\r" in quoted or "\n" in quoted:
+        raise ValueError("an address may not hold a line break")
+    return quoted
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
