@@ -38,10 +38,11 @@ run: install $(SECRET) $(ATS)
 test: install system-deps lint
 	$(BIN)/python -m pytest -n auto
 
-# The habits, quickly: formatting, lint, the layers (mypy joins once the tree is clean).
+# The habits, quickly: formatting, lint, the types of the business rules, the layers.
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 bench: install

@@ -1,11 +1,14 @@
-"""Flask extensions, created unbound and bound to the app in ``create_app``."""
+"""Flask extensions, created unbound and bound to the app in ``create_app``.
+
+Flask-Migrate is not among them: ``create_app`` binds it to the web and CLI app only, so a
+worker never imports Alembic.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import event
@@ -14,7 +17,6 @@ from sqlalchemy.engine import Engine
 from nurture.models.base import Base
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 

@@ -11,7 +11,7 @@ from rq import get_current_job
 from nurture import runtime
 from nurture.core.campaigns.timing import Timing
 from nurture.core.content.mime import MailSettings
-from nurture.core.content.rendering import TemplateLibrary
+from nurture.core.content.rendering import TemplateLibrary, inline_css_in_child
 from nurture.core.content.templates import sources_from, translations_from
 from nurture.core.delivery.circuit import CircuitBreaker
 from nurture.core.delivery.dkim import DkimSigner
@@ -46,7 +46,10 @@ def _new_sender(app: Flask) -> Sender:
         library=template_library(app),
         tokens=Tokens.from_config(app.config),
         transport=InstrumentedTransport(
-            SmtpSettings.from_url(app.config["SMTP_URL"], app.config["SMTP_TIMEOUT"])
+            SmtpSettings.from_url(app.config["SMTP_URL"], app.config["SMTP_TIMEOUT"]),
+            # PIPELINING where the relay offers it; NURTURE_SMTP_PIPELINING=false turns it off
+            # (a relay that advertises it and gets it wrong; the benchmark's comparison).
+            pipelining=app.config.get("SMTP_PIPELINING", True) not in (False, "false", "0", 0),
         ),
         dkim=dkim_signer(app),
         timing=Timing.from_config(app.config),
@@ -85,11 +88,14 @@ def template_library(app: Flask) -> TemplateLibrary:
     library = app.extensions.get("nurture.templates")
     if library is None:
         # db.session is scoped: each job or request looks templates up in its own session.
+        # A worker (run_worker) inlines CSS in a child process: its memory stays flat.
+        inline = inline_css_in_child if app.extensions.get("nurture.inline_in_child") else None
         library = TemplateLibrary(
             app.config["TEMPLATES_DIR"],
             sources=sources_from(db.session),
             translations=translations_from(db.session),
             default_language=app.config["DEFAULT_LANGUAGE"],
+            inline=inline,
         )
         app.extensions["nurture.templates"] = library
     return library

@@ -112,8 +112,8 @@ class InstrumentedTransport(SmtpTransport):
     batch: per mail that is two clock reads and an append.
     """
 
-    def __init__(self, settings: SmtpSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: SmtpSettings, pipelining: bool = True) -> None:
+        super().__init__(settings, pipelining)
         self.timings: list[float] = []
         self.errors: Counter[str] = Counter()
 

@@ -11,6 +11,7 @@ a second one is RQ's cold shutdown.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -134,11 +135,16 @@ def run_worker(app: Flask, burst: bool = False) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     with app.app_context():
         configure_mappers()
+        # Everything loaded so far (modules, mappers, the app) lives as long as the worker: out
+        # of the collector's sight, so its full passes walk a batch's objects, not the imports.
+        gc.collect()
+        gc.freeze()
         stopping = threading.Event()
         lease = Lease(
             worker_name(), float(app.config["WORKER_LEASE_SECONDS"]), runtime.clock(app).now()
         )
         heartbeat = Heartbeat(db.engine, lease)
+        app.extensions["nurture.inline_in_child"] = True  # before the template library exists
         sender = sender_for(app)
         sender.lease, sender.stopping = lease, stopping.is_set
         previous = {sig: signal.getsignal(sig) for sig in SIGNALS}

@@ -45,19 +45,24 @@ class FlakySmtp:
     Faults: ``"drop-mid-data"`` (close after the first line of content: the message never
     arrives), ``"drop-after-data"`` (take the whole message, then close without a reply),
     ``"close-when-idle"`` (deliver and answer, then close the connection before the next one),
-    or an SMTP reply such as ``"421 4.3.0 busy"`` given at the end of DATA.
+    or an SMTP reply such as ``"421 4.3.0 busy"`` given at the end of DATA. ``refuse`` scripts
+    replies to RCPT instead. With ``pipelining`` it offers PIPELINING (RFC 2920) and records
+    how many commands arrived in one write, so a test sees the client use it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = False) -> None:
         self.received: list[tuple[str, bytes]] = []
         self.faults: deque[str] = deque()
+        self.refusals: deque[str] = deque()
+        self.pipelining = pipelining
+        self.pipelined = 0  # envelopes whose MAIL, RCPT and DATA came in one write
         self.connections = 0
         self.lock = threading.Lock()
         server = self
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
-                server.serve(self.rfile, self.wfile)
+                server.serve(self.rfile, self.wfile, self.connection)
 
         socketserver.ThreadingTCPServer.daemon_threads = True
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
@@ -73,11 +78,25 @@ class FlakySmtp:
         with self.lock:
             self.faults.extend(faults)
 
+    def refuse(self, *replies: str) -> None:
+        with self.lock:
+            self.refusals.extend(replies)
+
     def recipients(self) -> list[str]:
         with self.lock:
             return [rcpt for rcpt, _ in self.received]
 
-    def serve(self, rfile, wfile) -> None:  # noqa: ANN001 - socket files
+    def ahead(self, rfile, sock) -> bytes:  # noqa: ANN001 - socket file and socket
+        """What the client already sent beyond the line just read, without waiting for more."""
+        sock.setblocking(False)
+        try:
+            return rfile.peek(512)
+        except BlockingIOError:
+            return b""
+        finally:
+            sock.setblocking(True)
+
+    def serve(self, rfile, wfile, sock) -> None:  # noqa: ANN001 - socket files
         with self.lock:
             self.connections += 1
         wfile.write(b"220 flaky ESMTP\r\n")
@@ -85,13 +104,26 @@ class FlakySmtp:
         while line := rfile.readline():
             verb = line[:4].upper()
             if verb == b"EHLO":
-                wfile.write(b"250-flaky\r\n250-SIZE 10000000\r\n250 8BITMIME\r\n")
+                offer = b"250-PIPELINING\r\n" if self.pipelining else b""
+                wfile.write(b"250-flaky\r\n" + offer + b"250-SIZE 10000000\r\n250 8BITMIME\r\n")
             elif verb == b"MAIL":
                 recipient = ""
+                # The rest of a pipelined envelope is already in the read buffer.
+                ahead = self.ahead(rfile, sock)
+                if ahead[:4].upper() == b"RCPT" and b"DATA" in ahead:
+                    with self.lock:
+                        self.pipelined += 1
                 wfile.write(b"250 2.1.0 ok\r\n")
             elif verb == b"RCPT":
+                with self.lock:
+                    refusal = self.refusals.popleft() if self.refusals else ""
+                if refusal:
+                    wfile.write(refusal.encode() + b"\r\n")
+                    continue
                 recipient = line.split(b":", 1)[1].strip().strip(b"<>").decode()
                 wfile.write(b"250 2.1.5 ok\r\n")
+            elif verb == b"DATA" and not recipient:
+                wfile.write(b"503 5.5.1 no valid recipients\r\n")
             elif verb == b"DATA":
                 wfile.write(b"354 go ahead\r\n")
                 wfile.flush()
@@ -122,9 +154,10 @@ class FlakySmtp:
                 wfile.write(b"502 5.5.1 not implemented\r\n")
 
 
-@pytest.fixture
-def flaky() -> Iterator[FlakySmtp]:
-    server = FlakySmtp()
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+def flaky(request: pytest.FixtureRequest) -> Iterator[FlakySmtp]:
+    """The scripted server, once without PIPELINING and once offering it."""
+    server = FlakySmtp(pipelining=request.param)
     yield server
     server.stop()
 
@@ -352,3 +385,25 @@ def test_the_breaker_opens_after_n_relay_failures_and_closes_after_the_cooldown(
             close_sender(app)
             db.session.remove()
             db.engine.dispose()
+
+
+def test_a_refused_recipient_fails_alone_and_the_next_mail_shares_the_connection(
+    flaky_app: Flask, flaky
+) -> None:
+    """Per-recipient 5xx and 4xx answers keep their meaning with or without PIPELINING: the
+    refused mail fails (hard bounce) or waits, the others go out, all over one connection."""
+    enrol(flaky_app, 3)
+    flaky.refuse("550 5.1.1 no such user", "450 4.2.1 try later")
+    cycle(flaky_app)
+    assert states() == {"sent": 1, "failed": 1, "queued": 1}
+    db.session.expire_all()
+    by_address = {m.to_address or "": m for m in db.session.scalars(select(Message))}
+    errors = sorted(m.error for m in by_address.values() if m.state != "sent")
+    assert errors[0].startswith("attempt 1 of") and "450 4.2.1 try later" in errors[0]
+    assert errors[1] == "hard bounce: 550 5.1.1 no such user"
+    assert len(flaky.recipients()) == 1
+    assert flaky.connections == 1
+    if flaky.pipelining:
+        assert flaky.pipelined == 3  # each envelope in one write
+    else:
+        assert flaky.pipelined == 0

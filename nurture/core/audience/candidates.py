@@ -24,6 +24,7 @@ from nurture.models import (
     MessageState,
     Tag,
 )
+from nurture.models.base import rows_changed
 
 
 def upsert_candidate(
@@ -69,15 +70,17 @@ def come_back(candidate: Candidate, why: str, now: datetime) -> bool:
 
 def release_strength_holds(session: Session, candidate_id: int) -> int:
     """The candidate's mails held for the recruiter's note go at the scheduler's next pass."""
-    return session.execute(
-        update(Message)
-        .where(
-            Message.candidate_id == candidate_id,
-            Message.state == MessageState.QUEUED,
-            Message.error == HELD_FOR_STRENGTHS,
+    return rows_changed(
+        session.execute(
+            update(Message)
+            .where(
+                Message.candidate_id == candidate_id,
+                Message.state == MessageState.QUEUED,
+                Message.error == HELD_FOR_STRENGTHS,
+            )
+            .values(retry_at=None, enqueued_at=None, error="")
         )
-        .values(retry_at=None, enqueued_at=None, error="")
-    ).rowcount
+    )
 
 
 def tags_named(session: Session, names: list[str]) -> list[Tag]:

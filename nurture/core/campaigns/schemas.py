@@ -312,7 +312,9 @@ class StepIn(Input):
                 html=self.html,
                 text=self.text,
             )
-            found = [((name,), msg) for name, msg in problems.items()]
+            found: list[tuple[tuple[str | int, ...], str]] = [
+                ((name,), msg) for name, msg in problems.items()
+            ]
             for index, variant in enumerate(self.ab_test.variants if self.ab_test else []):
                 for name, msg in template_service.step_problems(
                     library,

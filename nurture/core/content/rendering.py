@@ -13,6 +13,8 @@ import contextlib
 import hashlib
 import logging
 import re
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -24,7 +26,6 @@ import html2text
 import jinja2
 from jinja2 import meta, nodes
 from markupsafe import escape
-from premailer import Premailer
 
 from nurture.core import languages
 from nurture.core.content.sandbox import BoundedEnvironment, TemplateLimitError, budget, finalize
@@ -149,6 +150,7 @@ class TemplateLibrary:
         sources: Sources | None = None,
         translations: Translations | None = None,
         default_language: str = STARTER_LANGUAGE,
+        inline: Callable[[str], str] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.sources = sources
@@ -156,6 +158,8 @@ class TemplateLibrary:
         # The team's language: what its own templates are written in, and the fallback for
         # candidates whose language nobody translated into.
         self.default_language = languages.normalise(default_language) or STARTER_LANGUAGE
+        # How CSS is inlined at compile time: in this process, or (a worker) in a child.
+        self.inline = inline or inline_css
         self._html_env = _environment(autoescape=True)
         self._text_env = _environment(autoescape=False)
         self._text_env.loader = jinja2.FileSystemLoader(str(self.directory))
@@ -340,7 +344,7 @@ class TemplateLibrary:
         if text:
             self._check_syntax(self._text_env, text, "text")
         self._parse(self._html_env, flat_html, "html")  # report syntax errors on the source lines
-        inlined = inline_css(flat_html)
+        inlined = self.inline(flat_html)
         self.compilations += 1
         html_template = self._parse(self._html_env, inlined, "html")
         text_template = self._parse(self._text_env, text, "text") if text else None
@@ -457,6 +461,10 @@ def inline_css(html: str) -> str:
         return f"NURTUREJINJA{len(saved) - 1}X"
 
     parked = _JINJA.sub(park, html)
+    # Imported here: premailer (with cssutils and requests, ~27 MB) only runs when a template
+    # is compiled, never per mail.
+    from premailer import Premailer
+
     inlined = Premailer(
         parked,
         keep_style_tags=True,
@@ -467,6 +475,32 @@ def inline_css(html: str) -> str:
         allow_network=False,
     ).transform()
     return re.sub(r"NURTUREJINJA(\d+)X", lambda found: saved[int(found.group(1))], inlined)
+
+
+_CHILD = (
+    "import sys\n"
+    "from nurture.core.content.rendering import inline_css\n"
+    "sys.stdout.buffer.write(inline_css(sys.stdin.buffer.read().decode()).encode())\n"
+)
+
+
+def inline_css_in_child(html: str) -> str:
+    """:func:`inline_css` in a short-lived Python process of its own.
+
+    premailer, cssutils and requests take some 27 MB that a long-running worker would keep for
+    good after its first compilation; a child returns them to the system. It costs about a
+    second per template version and worker, once: the compiled form is cached.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        input=html.encode(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"inlining CSS failed: {done.stderr.decode(errors='replace')[-500:]}")
+    return done.stdout.decode()
 
 
 def html_to_text(html: str) -> str:

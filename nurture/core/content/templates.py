@@ -165,7 +165,7 @@ def sources_from(session: Session | scoped_session[Session]) -> Sources:
     return lookup
 
 
-def translations_from(session: Session | scoped_session) -> Translations:
+def translations_from(session: Session | scoped_session[Session]) -> Translations:
     """The ``TemplateLibrary.translations`` hook: a team template's translations by name."""
 
     def lookup(name: str) -> dict[str, tuple[str, str | None, str]]:

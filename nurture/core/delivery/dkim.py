@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import dkim
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from dkim.canonicalization import CanonicalizationPolicy, correct_empty_body, strip_trailing_lines
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,27 @@ OVERSIGNED = (
 )
 
 _LABELS = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*")
-_RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _HEADER = b"DKIM-Signature"
 _CRLF = b"\r\n"
 # rsa-sha256: PKCS#1 v1.5 over the SHA-256 of the canonicalised headers, hashed by dkimpy.
 _PADDING = padding.PKCS1v15()
 _PREHASHED = Prehashed(hashes.SHA256())
+
+
+@functools.cache
+def _dkimpy() -> ModuleType:
+    """dkimpy, imported on first use: it pulls in dnspython (some 14 MB), which a worker that
+    does not sign never needs."""
+    import dkim
+    import dkim.canonicalization
+
+    module: ModuleType = dkim
+    return module
+
+
+@functools.cache
+def _relaxed() -> Any:
+    return _dkimpy().canonicalization.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 
 
 class DkimError(ValueError):
@@ -140,7 +155,7 @@ class DkimSigner:
         fields = [
             (b"v", b"1"),
             (b"a", b"rsa-sha256"),
-            (b"c", _RELAXED.to_c_value()),
+            (b"c", _relaxed().to_c_value()),
             (b"d", self._domain),
             (b"q", b"dns/txt"),
             (b"s", self._selector),
@@ -151,20 +166,20 @@ class DkimSigner:
             # A long placeholder puts b= on lines of its own: filling it in never refolds the rest.
             (b"b", b"0" * 60),
         ]
-        unsigned = dkim.fold(_join(fields), namelen=len(_HEADER), linesep=_CRLF)
+        unsigned = _dkimpy().fold(_join(fields), namelen=len(_HEADER), linesep=_CRLF)
         digest = hashlib.sha256()
         # Hashes the chosen headers and this one with b= emptied, all canonicalised.
-        dkim.hash_headers(
+        _dkimpy().hash_headers(
             digest,
-            _RELAXED,
-            _RELAXED.canonicalize_headers(headers),
+            _relaxed(),
+            _relaxed().canonicalize_headers(headers),
             include,
             (_HEADER, b" " + unsigned),
             dict(fields),
         )
         signature = self._key.sign(digest.digest(), _PADDING, _PREHASHED)
         fields[-1] = (b"b", base64.b64encode(signature))
-        folded: bytes = dkim.fold(_join(fields) + _CRLF, namelen=len(_HEADER), linesep=_CRLF)
+        folded: bytes = _dkimpy().fold(_join(fields) + _CRLF, namelen=len(_HEADER), linesep=_CRLF)
         return _HEADER + b": " + folded
 
 
@@ -266,7 +281,7 @@ def _split(message: bytes) -> tuple[list[list[bytes]], bytes]:
     if message.startswith(_CRLF):
         return [], message[2:]
     head, _, body = message.partition(_CRLF + _CRLF)
-    headers, _ = dkim.rfc822_parse(head + _CRLF)
+    headers, _ = _dkimpy().rfc822_parse(head + _CRLF)
     return headers, body
 
 
@@ -279,7 +294,10 @@ def _relaxed_body(body: bytes) -> bytes:
     body = body.replace(b"\t", b" ")
     while b"  " in body:
         body = body.replace(b"  ", b" ")
-    relaxed: bytes = correct_empty_body(strip_trailing_lines(body.replace(b" \r\n", _CRLF)))
+    canonical = _dkimpy().canonicalization
+    relaxed: bytes = canonical.correct_empty_body(
+        canonical.strip_trailing_lines(body.replace(b" \r\n", _CRLF))
+    )
     return relaxed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import smtplib
@@ -10,9 +11,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, inspect, or_, select, update
+from sqlalchemy import Table, bindparam, exists, inspect, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -435,22 +436,37 @@ class Accepted:
         )
 
     def write(self, session: Session) -> None:
-        """Write the outcome again (idempotent: a COMMIT that did go through changes nothing)."""
-        session.execute(update(Message).where(Message.id == self.message_pk).values(self.message))
+        """Write the outcome (again: idempotent, a COMMIT that did go through changes nothing).
+
+        Plain Core statements on the session's connection: an ORM-enabled UPDATE would search
+        the whole identity map (the batch) for the rows to synchronise, at every mail.
+        """
+        connection = session.connection()
+        connection.execute(_WRITE_MESSAGE, {"pk": self.message_pk, **self.message})
         if self.enrolment_pk is not None:
-            session.execute(
-                update(Enrolment)
-                .where(
-                    Enrolment.id == self.enrolment_pk,
-                    Enrolment.status == EnrolmentStatus.ACTIVE,
-                    Enrolment.next_position == self.position,
-                )
-                .values(self.enrolment)
+            connection.execute(
+                _ADVANCE_ENROLMENT,
+                {"pk": self.enrolment_pk, "position": self.position, **self.enrolment},
             )
 
 
 _SENT_FIELDS = ("state", "sent_at", "error", "message_id", "to_address", "subject", "ab_variant")
+_WRITE_MESSAGE = (
+    update(cast(Table, Message.__table__))
+    .where(Message.__table__.c.id == bindparam("pk"))
+    .values({name: bindparam(name) for name in _SENT_FIELDS})
+)
 _ADVANCE_FIELDS = ("next_position", "next_send_at", "status", "ended_at")
+# Only if the enrolment still waits for that step (another path may have moved it on).
+_ADVANCE_ENROLMENT = (
+    update(cast(Table, Enrolment.__table__))
+    .where(
+        Enrolment.__table__.c.id == bindparam("pk"),
+        Enrolment.__table__.c.status == EnrolmentStatus.ACTIVE,
+        Enrolment.__table__.c.next_position == bindparam("position"),
+    )
+    .values({name: bindparam(name) for name in _ADVANCE_FIELDS})
+)
 
 
 class ClaimLapsed(Exception):
@@ -460,7 +476,8 @@ class ClaimLapsed(Exception):
 def load_batch(session: Session, message_ids: list[int], timing: Timing, now: datetime) -> Batch:
     """Load claimed messages with their candidates, enrolments, campaigns and steps at once."""
 
-    def by_id(model, ids):  # noqa: ANN001, ANN202 - a mapped class and its rows by id
+    def by_id(model: Any, ids: Iterable[int]) -> dict[int, Any]:
+        """Rows of a mapped class by id."""
         found = session.scalars(
             select(model).where(model.id.in_(set(ids))).execution_options(populate_existing=True)
         )
@@ -480,7 +497,8 @@ def load_batch(session: Session, message_ids: list[int], timing: Timing, now: da
             )
         )
         for candidate_id, sent_at in recent:
-            sent.setdefault(candidate_id, []).append(sent_at)
+            if sent_at is not None:
+                sent.setdefault(candidate_id, []).append(sent_at)
     return Batch(
         messages=messages,
         candidates=candidates,
@@ -610,8 +628,7 @@ def send_one(
         return "deferred"
 
     tokens, settings = sender.tokens, sender.settings
-    unsubscribe_url = tokens.unsubscribe_url(candidate.id, message.id)
-    preferences_url = tokens.preferences_url(candidate.id, message.id)
+    unsubscribe_url, preferences_url = tokens.mail_urls(candidate.id, message.id)
     if variant >= 0:
         if step.ab_winner is None:
             message.ab_variant = variant  # a mail of the sample: its figures decide the test
@@ -801,7 +818,7 @@ def _send_batch(
             ids = batch.ids[index:]
             outcome["deferred"] += patiently(
                 session,
-                lambda ids=ids, until=paused: _release(session, ids, until, batch.owner),
+                functools.partial(_release, session, ids, paused, batch.owner),
                 "deferring a batch",
                 wait=sender.wait,
             )
@@ -930,14 +947,29 @@ def _send_and_record(
         session.commit()
         return state
     sender.breaker.success()
+    enrolment = batch.enrolments.get(message.enrolment_id or 0)
     # Noted before the COMMIT: a failed one may leave the objects expired (no values to read).
-    batch.accepted = Accepted.of(
-        message, batch.enrolments.get(message.enrolment_id or 0), batch.steps[message.step_id]
-    )
-    # Record each outcome at once: a crash later in the batch must not resend this one.
+    accepted = batch.accepted = Accepted.of(message, enrolment, batch.steps[message.step_id])
+    # Record each outcome at once: a crash later in the batch must not resend this one. The
+    # record is two plain UPDATEs rather than the unit of work's flush (which cost more than
+    # the rest of the mail); the objects keep their values as if loaded, nothing left to flush.
+    accepted.write(session)
+    _settled(session, message)
+    if enrolment is not None:
+        _settled(session, enrolment)
     session.commit()
     batch.accepted = None
     return state
+
+
+def _settled(session: Session, row: object) -> None:
+    """The row's pending changes count as written (they were, by hand): no flush of them.
+
+    What the unit of work does to a row it has just written; the row stays in the session, so
+    a later expiry or refresh works as usual.
+    """
+    state = inspect(row)
+    state._commit_all(state.dict, session.identity_map)  # noqa: SLF001
 
 
 def _domain_deferred(sender: Sender, message: Message, email: str, now: datetime) -> bool:
