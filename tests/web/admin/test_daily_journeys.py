@@ -33,6 +33,7 @@ from nurture.models import (
     Message,
     Stage,
     Suppression,
+    Tag,
     TemplateVersion,
 )
 from nurture.tasks.scheduling import run_tick
@@ -365,6 +366,18 @@ def test_imported_candidates_join_a_rejection_drip_at_once(page, live_app):
     )
     assert count(Enrolment, Enrolment.campaign_id == rejections_id) == 18
     assert page.url == report
+
+    # Or only some of them: two rows ticked in the report, tagged for a shortlist.
+    expect(page.locator("table.imported-rows tbody tr")).to_have_count(18)
+    ticked = page.locator("table.imported-rows tbody input[name=ids]")
+    ticked.nth(0).check()
+    ticked.nth(1).check()
+    bar.locator("input[name=scope][value=ids]").check()
+    bar.locator("input[name=new_tag]").fill("shortlist")
+    bar.locator("button[value=tag]").click()
+    expect(page.locator(".flash.success")).to_be_visible()
+    db.session.expire_all()
+    assert count(Candidate, Candidate.tags.any(Tag.name == "shortlist")) == 2
 
     # A drip of its own for them: the ATS's rejections, and whoever is in a segment.
     segment = save_segment(db.session, "Imported this spring", {"tag": "journey"},

@@ -30,12 +30,15 @@ from nurture.core import csvfiles
 from nurture.core.audience import search
 from nurture.core.errors import ValidationError
 from nurture.extensions import db
-from nurture.models import Import, ImportStatus, Role, Tag
+from nurture.models import Candidate, Import, ImportStatus, Role, Tag
 from nurture.tasks.imports import enqueue_import
 from nurture.web.admin.access import role_required
 from nurture.workflows import imports as import_service
 
 bp = Blueprint("imports", __name__, template_folder="templates")
+
+# The imported candidates listed (with a tick box each) under an import's report.
+IMPORTED_SHOWN = 200
 
 TARGET_CHOICES = [SelectChoice(value, label) for value, label in import_service.FIELDS.items()]
 
@@ -254,17 +257,26 @@ def import_detail(import_id: int):
     )
     imported = 0
     campaigns: list = []
+    rows: list = []
     if job.status in (ImportStatus.DONE, ImportStatus.FAILED) and (
         job.created_count or job.updated_count
     ):
         imported = job.created_count + job.updated_count
         campaigns = [c for c in search.active_campaigns(db.session) if c.kind == "drip"]
+        rows = db.session.scalars(
+            select(Candidate)
+            .where(Candidate.id.in_(import_service.imported_ids(job)))
+            .order_by(Candidate.id)
+            .limit(IMPORTED_SHOWN)
+        ).all()
     return render_template(
         "admin/imports/detail.html",
         job=job,
         candidates_url=candidates_url,
         report=import_service.import_report(job),
         imported=imported,
+        imported_rows=rows,
+        imported_shown=IMPORTED_SHOWN,
         campaigns=campaigns,
         tags=db.session.scalars(select(Tag.name).order_by(Tag.name).limit(500)).all(),
     )
